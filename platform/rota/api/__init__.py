@@ -1,0 +1,1 @@
+"""The FastAPI application: routers, one error handler, the lifespan that runs the loops."""

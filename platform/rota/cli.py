@@ -1,0 +1,214 @@
+"""``rota``: run the control plane, and a thin client of its REST API."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import httpx
+import typer
+import yaml
+from pydantic import ValidationError
+
+from rota.domain.models import Manifest
+
+app = typer.Typer(help="Rota: scheduled, dedicated LLM endpoints on Ray Serve.", no_args_is_help=True, add_completion=False)
+tasks_app = typer.Typer(help="Inspect and drive tasks.", no_args_is_help=True)
+models_app = typer.Typer(help="Model utilities.", no_args_is_help=True)
+app.add_typer(tasks_app, name="tasks")
+app.add_typer(models_app, name="models")
+
+
+def _default_api_url() -> str:
+    if os.environ.get("ROTA_API_URL"):
+        return os.environ["ROTA_API_URL"]
+    return f"http://{os.environ.get('ROTA_HOST', '127.0.0.1')}:{os.environ.get('ROTA_PORT', '8080')}"
+
+
+class Api:
+    def __init__(self, url: str):
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+
+    def call(self, method: str, path: str, ok404: bool = False, **kw) -> Any:
+        try:
+            r = self.http.request(method, "/api/v1" + path, **kw)
+        except httpx.HTTPError as e:
+            _fail(f"cannot reach the Rota API at {self.url}: {e} (is `rota server` running? set ROTA_API_URL)")
+        if r.status_code == 404 and ok404:
+            return None
+        if r.status_code >= 400:
+            try:
+                err = r.json().get("error", {})
+                field = f" [field: {err['field']}]" if err.get("field") else ""
+                _fail(f"{r.status_code} {err.get('code', '')}: {err.get('message', r.text)}{field}")
+            except ValueError:
+                _fail(f"{r.status_code}: {r.text}")
+        return r.json() if r.content else None
+
+
+def _fail(msg: str, code: int = 1):
+    typer.secho(msg, err=True, fg=typer.colors.RED)
+    raise typer.Exit(code)
+
+
+def _api(ctx: typer.Context) -> Api:
+    return Api(ctx.obj["api_url"])
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    api_url: str = typer.Option(None, "--api-url", help="Rota API base URL [env ROTA_API_URL; default http://127.0.0.1:8080]"),
+):
+    ctx.obj = {"api_url": api_url or _default_api_url()}
+
+
+@app.command()
+def server(
+    host: Optional[str] = typer.Option(None, help="bind address [env ROTA_HOST, default 127.0.0.1]"),
+    port: Optional[int] = typer.Option(None, help="port [env ROTA_PORT, default 8080]"),
+):
+    """Run the control plane: API, scheduler, reconciler (and a local Ray head unless ROTA_RAY_ADDRESS is set)."""
+    import logging
+
+    import uvicorn
+
+    from rota.api.app import create_app
+    from rota.config import Settings
+
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = Settings(**overrides)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+
+
+def load_manifest(path: Path) -> Manifest:
+    """Parse and validate a YAML manifest; errors name the file and the field."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as e:
+        _fail(f"{path}: {e.strerror}")
+    except yaml.YAMLError as e:
+        _fail(f"{path}: not valid YAML: {e}")
+    if isinstance(raw, list):
+        raw = {"tasks": raw}
+    elif isinstance(raw, dict) and "tasks" not in raw:
+        raw = {"tasks": [raw]}
+    try:
+        return Manifest.model_validate(raw)
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            lines.append(f"{path}: {loc}: {err['msg'].removeprefix('Value error, ')}")
+        _fail("\n".join(lines))
+
+
+@app.command()
+def apply(
+    ctx: typer.Context,
+    file: Path = typer.Option(..., "-f", "--file", help="YAML manifest: a task, a list of tasks, or {tasks: [...]}"),
+):
+    """Create or update (by name) the tasks of a manifest; `active: true|false` activates or deactivates."""
+    manifest = load_manifest(file)
+    api = _api(ctx)
+    for t in manifest.tasks:
+        body = t.to_create().model_dump(mode="json")
+        existing = api.call("GET", f"/tasks/{t.name}", ok404=True)
+        if existing is None:
+            out = api.call("POST", "/tasks", json=body)
+            verb = "created"
+        else:
+            patch = {k: v for k, v in body.items() if k != "name"}
+            out = api.call("PATCH", f"/tasks/{t.name}", json=patch)
+            verb = "updated" if out["updated_at"] != existing["updated_at"] else "unchanged"
+        if t.active is True and out["status"] != "active":
+            out = api.call("POST", f"/tasks/{t.name}/activate")
+        elif t.active is False and out["status"] != "idle":
+            out = api.call("POST", f"/tasks/{t.name}/deactivate")
+        nxt = f", next fire {out['next_fire_at']} UTC ({out['next_fire_local']})" if out.get("next_fire_at") else ""
+        typer.echo(f"task/{t.name} {verb} (id {out['id']}, {out['status']}{nxt})")
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+@tasks_app.command("list")
+def tasks_list(
+    ctx: typer.Context,
+    search: Optional[str] = typer.Option(None, help="substring of the name"),
+    status: Optional[str] = typer.Option(None, help="idle | active | completed | failed"),
+    type: Optional[str] = typer.Option(None, "--type", help="one_off | daily"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+):
+    """List tasks."""
+    params = {k: v for k, v in {"search": search, "status": status, "type": type, "limit": 1000}.items() if v}
+    page = _api(ctx).call("GET", "/tasks", params=params)
+    if as_json:
+        return _print_json(page)
+    rows = [("ID", "NAME", "TYPE", "STATUS", "APP", "REPLICAS", "NEXT FIRE (UTC)", "NEXT FIRE (LOCAL)")]
+    for t in page["items"]:
+        a = t["app"]
+        reps = f"{a['running_replicas']} ({a['desired_min_replicas']}..{a['desired_max_replicas']})" if a["desired_min_replicas"] is not None else "-"
+        rows.append((str(t["id"]), t["name"], t["type"], t["status"], a["status"], reps, t["next_fire_at"] or "-", t["next_fire_local"] or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+@tasks_app.command("get")
+def tasks_get(ctx: typer.Context, task: str = typer.Argument(..., help="id or name")):
+    """Show a task (JSON)."""
+    _print_json(_api(ctx).call("GET", f"/tasks/{task}"))
+
+
+@tasks_app.command("activate")
+def tasks_activate(ctx: typer.Context, task: str = typer.Argument(..., help="id or name")):
+    """Activate a task: its fires are scheduled."""
+    t = _api(ctx).call("POST", f"/tasks/{task}/activate")
+    typer.echo(f"task/{t['name']} {t['status']}; next fire {t['next_fire_at']} UTC ({t['next_fire_local']})")
+
+
+@tasks_app.command("deactivate")
+def tasks_deactivate(ctx: typer.Context, task: str = typer.Argument(..., help="id or name")):
+    """Deactivate a task: no more fires (its application keeps running)."""
+    t = _api(ctx).call("POST", f"/tasks/{task}/deactivate")
+    typer.echo(f"task/{t['name']} {t['status']}")
+
+
+@tasks_app.command("delete")
+def tasks_delete(ctx: typer.Context, task: str = typer.Argument(..., help="id or name")):
+    """Delete a task and tear down its Ray Serve application."""
+    _api(ctx).call("DELETE", f"/tasks/{task}")
+    typer.echo(f"task/{task} deleted")
+
+
+@tasks_app.command("events")
+def tasks_events(
+    ctx: typer.Context,
+    task: str = typer.Argument(..., help="id or name"),
+    follow: bool = typer.Option(False, "--follow", "-F", help="keep printing new events"),
+):
+    """Print a task's deployment events in order."""
+    api, after = _api(ctx), 0
+    while True:
+        for e in api.call("GET", f"/tasks/{task}/events", params={"after_id": after}):
+            typer.echo(f"{e['at']}  {e['kind']:<12} {e['message']}")
+            after = e["id"]
+        if not follow:
+            return
+        time.sleep(1)
+
+
+def main() -> None:
+    app(prog_name="rota")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pure domain logic: models, statuses, schedule math, reconcile decisions. No I/O."""

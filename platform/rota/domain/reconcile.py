@@ -1,0 +1,198 @@
+"""The reconciler's decide step: desired applications vs observed ones -> what to do.
+
+Pure: no database, no Ray. ``rota.reconciler.loop`` loads the inputs, calls these
+functions and applies the results.
+
+Replica bounds are always expressed as Ray Serve ``autoscaling_config`` (min == max is a
+fixed count). Changing only the autoscaling bounds is a lightweight update in Ray Serve
+that keeps running replicas; switching between ``num_replicas`` and
+``autoscaling_config`` would restart them (measured), so Rota never does.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from rota.domain.status import AppStatus, EventKind
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """The desired state of one Ray Serve application (one per deployed task)."""
+
+    task_id: int
+    name: str
+    import_path: str
+    ingress: str  # deployment whose replicas the bounds apply to
+    min_replicas: int
+    max_replicas: int
+    args: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    ray_actor_options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def route_prefix(self) -> str:
+        return f"/{self.name}"
+
+    def to_serve_config(self) -> dict[str, Any]:
+        """This application as an entry of Ray Serve's declarative config."""
+        deployment: dict[str, Any] = {
+            "name": self.ingress,
+            "autoscaling_config": {"min_replicas": self.min_replicas, "max_replicas": self.max_replicas},
+        }
+        if self.ray_actor_options:
+            deployment["ray_actor_options"] = dict(self.ray_actor_options)
+        cfg: dict[str, Any] = {
+            "name": self.name,
+            "route_prefix": self.route_prefix,
+            "import_path": self.import_path,
+            "args": dict(self.args),
+            "deployments": [deployment],
+        }
+        if self.env:
+            cfg["runtime_env"] = {"env_vars": dict(self.env)}
+        return cfg
+
+
+@dataclass(frozen=True)
+class ObservedApp:
+    name: str
+    status: str  # Ray Serve's application status
+    message: str
+    deployed_config: dict[str, Any] | None
+    target_replicas: int | None
+    running_replica_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What Ray Serve reported, or why it could not be asked."""
+
+    reachable: bool
+    apps: dict[str, ObservedApp] = field(default_factory=dict)
+    error: str | None = None
+
+
+def _fingerprint(cfg: dict[str, Any] | None) -> str | None:
+    """The parts of an application config Rota sets, normalized for comparison."""
+    if cfg is None:
+        return None
+    deps = []
+    for d in cfg.get("deployments") or []:
+        a = d.get("autoscaling_config") or {}
+        deps.append(
+            {
+                "name": d.get("name"),
+                "min": a.get("min_replicas"),
+                "max": a.get("max_replicas"),
+                "num_replicas": d.get("num_replicas"),
+                "actor": {k: v for k, v in (d.get("ray_actor_options") or {}).items() if v is not None},
+            }
+        )
+    env = ((cfg.get("runtime_env") or {}).get("env_vars")) or {}
+    return json.dumps(
+        {
+            "route_prefix": cfg.get("route_prefix"),
+            "import_path": cfg.get("import_path"),
+            "args": cfg.get("args") or {},
+            "env": env,
+            "deployments": sorted(deps, key=lambda x: x["name"] or ""),
+        },
+        sort_keys=True,
+        default=str,
+    )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether to send the full desired config to Ray Serve, and why."""
+
+    put: bool
+    reasons: tuple[str, ...] = ()
+
+
+def decide(desired: list[AppSpec], observation: Observation) -> Decision:
+    """Level-triggered: compare the whole desired set with the whole observed set.
+
+    Ray Serve's declarative API replaces every application on each PUT, so the answer
+    is all-or-nothing: either everything matches, or the full desired set is sent.
+    An application that failed to deploy with the desired config is not re-sent (that
+    would restart a failing deploy forever); a changed config is.
+    """
+    if not observation.reachable:
+        return Decision(False, ("ray unreachable",))
+    reasons: list[str] = []
+    want = {s.name: s for s in desired}
+    for name, spec in want.items():
+        obs = observation.apps.get(name)
+        if obs is None:
+            reasons.append(f"{name}: missing")
+        elif _fingerprint(obs.deployed_config) != _fingerprint(spec.to_serve_config()):
+            reasons.append(f"{name}: config differs")
+    for name in observation.apps:
+        if name not in want and observation.apps[name].status != "DELETING":
+            reasons.append(f"{name}: not desired")
+    return Decision(bool(reasons), tuple(reasons))
+
+
+@dataclass(frozen=True)
+class AppState:
+    status: AppStatus
+    message: str | None
+    target_replicas: int | None
+    running_replica_ids: tuple[str, ...]
+
+
+_RAY_TO_APP = {
+    "NOT_STARTED": AppStatus.DEPLOYING,
+    "DEPLOYING": AppStatus.DEPLOYING,
+    "RUNNING": AppStatus.RUNNING,
+    "UNHEALTHY": AppStatus.UNHEALTHY,
+    "DEPLOY_FAILED": AppStatus.DEPLOY_FAILED,
+    "DELETING": AppStatus.DELETING,
+}
+
+
+def observe_app(spec: AppSpec | None, observation: Observation, previous: AppState | None) -> AppState:
+    """The state to show for one task's application."""
+    if not observation.reachable:
+        prev = previous or AppState(AppStatus.NOT_DEPLOYED, None, None, ())
+        if spec is None and prev.status is AppStatus.NOT_DEPLOYED:
+            return prev
+        return AppState(AppStatus.UNREACHABLE, observation.error, prev.target_replicas, prev.running_replica_ids)
+    if spec is None:
+        return AppState(AppStatus.NOT_DEPLOYED, None, None, ())
+    obs = observation.apps.get(spec.name)
+    if obs is None:
+        return AppState(AppStatus.DEPLOYING, "waiting for Ray Serve to create the application", None, ())
+    status = _RAY_TO_APP.get(obs.status, AppStatus.DEPLOYING)
+    if status is AppStatus.RUNNING and _fingerprint(obs.deployed_config) != _fingerprint(spec.to_serve_config()):
+        status = AppStatus.DEPLOYING  # our latest config has not been taken yet
+    return AppState(status, obs.message or None, obs.target_replicas, obs.running_replica_ids)
+
+
+@dataclass(frozen=True)
+class StateEvent:
+    kind: EventKind
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def state_events(old: AppState, new: AppState) -> list[StateEvent]:
+    """Events for a change of observed application state (none when nothing changed)."""
+    if old.status is new.status:
+        return []
+    s = new.status
+    if s is AppStatus.RUNNING:
+        n = len(new.running_replica_ids)
+        kind = EventKind.RECOVERED if old.status in (AppStatus.UNREACHABLE, *AppStatus.failed()) else EventKind.RUNNING
+        return [StateEvent(kind, f"application running with {n} replica(s)", {"replicas": n})]
+    if s in AppStatus.failed():
+        return [StateEvent(EventKind.FAILED, new.message or s.value, {"app_status": s.value})]
+    if s is AppStatus.UNREACHABLE:
+        return [StateEvent(EventKind.UNREACHABLE, f"Ray unreachable: {new.message}", {})]
+    if s is AppStatus.NOT_DEPLOYED and old.status is not AppStatus.UNREACHABLE:
+        return [StateEvent(EventKind.REMOVED, "application removed from Ray Serve", {})]
+    return []

@@ -1,0 +1,209 @@
+"""Schedule math: when does a task fire, in UTC. Pure functions of (schedule, instant).
+
+DST policy (documented in the README, proven by tests/unit/test_dst_property.py):
+
+* A local time that does not exist (spring forward, or a zone skipping ahead) fires at
+  the same *distance* past the jump: 02:30 on a day the clock jumps 02:00 -> 03:00 fires
+  at 03:30 local. The entry still fires exactly once that local day.
+* A local time that happens twice (fall back) fires once, at its **first** occurrence.
+* If shifting makes two entries land on the same instant, they fire once, with the
+  bounds of the entry whose nominal local time is later (it is the one "in force").
+
+All instants are timezone-aware UTC datetimes; local times are computed with pytz.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Iterator, Sequence
+
+import pytz
+
+from rota.domain.status import TaskType
+
+UTC = pytz.utc
+
+_TIME_RE = re.compile(r"^(\d{2}):(\d{2})(?::(\d{2}))?$")
+_DATETIME_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2}))?$")
+
+
+def parse_time_of_day(text: str) -> time:
+    """``HH:MM`` or ``HH:MM:SS`` (24 h). Raises ValueError with a readable message."""
+    m = _TIME_RE.match(text.strip()) if isinstance(text, str) else None
+    if not m:
+        raise ValueError(f"{text!r} is not a time of day; use HH:MM, e.g. 09:00")
+    hh, mm, ss = int(m[1]), int(m[2]), int(m[3] or 0)
+    if hh > 23 or mm > 59 or ss > 59:
+        raise ValueError(f"{text!r} is not a valid time of day")
+    return time(hh, mm, ss)
+
+
+def parse_local_datetime(text: str) -> datetime:
+    """A naive local date-time ``YYYY-MM-DDTHH:MM[:SS]`` (no UTC offset: the task's zone applies)."""
+    m = _DATETIME_RE.match(text.strip()) if isinstance(text, str) else None
+    if not m:
+        if isinstance(text, str) and _TIME_RE.match(text.strip()):
+            raise ValueError(f"{text!r} has no date; a one_off time is a local date-time like 2026-11-23T09:30")
+        raise ValueError(
+            f"{text!r} is not a local date-time; use YYYY-MM-DDTHH:MM without an offset, e.g. 2026-11-23T09:30"
+        )
+    try:
+        return datetime(int(m[1]), int(m[2]), int(m[3]), int(m[4]), int(m[5]), int(m[6] or 0))
+    except ValueError as e:
+        raise ValueError(f"{text!r} is not a valid date-time: {e}") from None
+
+
+def get_timezone(name: str) -> pytz.BaseTzInfo:
+    try:
+        return pytz.timezone(name)
+    except (pytz.UnknownTimeZoneError, AttributeError, TypeError):
+        raise ValueError(f"{name!r} is not an IANA timezone name (e.g. Europe/Paris, America/New_York, UTC)") from None
+
+
+def to_utc(tz: pytz.BaseTzInfo, naive: datetime) -> datetime:
+    """The UTC instant at which local wall time ``naive`` occurs in ``tz``, per the DST policy.
+
+    The offsets in force around ``naive`` are probed directly rather than trusting
+    pytz's ``is_dst`` flag, whose meaning differs in zones whose offset changes are not
+    DST (e.g. a zone moving its standard offset).
+    """
+    offsets = {tz.localize(naive + timedelta(hours=h)).utcoffset() for h in (-48, -24, -6, 6, 24, 48)}
+    valid = []
+    for off in offsets:
+        instant = (naive - off).replace(tzinfo=UTC)
+        if instant.astimezone(tz).replace(tzinfo=None) == naive:
+            valid.append(instant)
+    if valid:
+        return min(valid)  # normal time: one candidate; fall back: the first occurrence
+    # A gap: interpret the wall time with the offset in force before the jump, which
+    # lands the same distance past the jump.
+    before = tz.localize(naive - timedelta(hours=48)).utcoffset()
+    for h in (24, 6, 3, 1):
+        probe = naive - timedelta(hours=h)
+        try:
+            before = tz.localize(probe, is_dst=None).utcoffset()
+            break
+        except (pytz.NonExistentTimeError, pytz.AmbiguousTimeError):
+            continue
+    return (naive - before).replace(tzinfo=UTC)
+
+
+def to_local(tz: pytz.BaseTzInfo, instant: datetime) -> datetime:
+    return instant.astimezone(tz)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One schedule entry: its parsed time and the replica bounds it sets."""
+
+    index: int
+    at: time | datetime  # time of day (daily) or naive local date-time (one-off)
+    min_replicas: int
+    max_replicas: int
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """A fire: the UTC instant, the entry whose bounds apply and its nominal local date."""
+
+    at: datetime
+    entry: Entry
+    local_date: date
+    merged: tuple[int, ...] = ()  # indexes of entries that landed on the same instant
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    type: TaskType
+    timezone: str
+    entries: tuple[Entry, ...]
+
+    @property
+    def tz(self) -> pytz.BaseTzInfo:
+        return get_timezone(self.timezone)
+
+    @classmethod
+    def build(cls, type_: TaskType | str, timezone: str, schedule: Sequence[dict]) -> "ScheduleSpec":
+        t = TaskType(type_)
+        parse = parse_local_datetime if t is TaskType.ONE_OFF else parse_time_of_day
+        entries = tuple(
+            Entry(i, parse(e["time"]), int(e["min_replicas"]), int(e["max_replicas"])) for i, e in enumerate(schedule)
+        )
+        return cls(t, timezone, entries)
+
+
+def _day_occurrences(spec: ScheduleSpec, tz: pytz.BaseTzInfo, day: date) -> list[Occurrence]:
+    by_instant: dict[datetime, list[Entry]] = {}
+    for e in spec.entries:
+        by_instant.setdefault(to_utc(tz, datetime.combine(day, e.at)), []).append(e)
+    out = []
+    for at, entries in by_instant.items():
+        entries.sort(key=lambda e: e.at)
+        winner = entries[-1]
+        out.append(Occurrence(at, winner, day, tuple(e.index for e in entries[:-1])))
+    return out
+
+
+def occurrences(spec: ScheduleSpec, after: datetime, until: datetime | None = None) -> Iterator[Occurrence]:
+    """Fires strictly after ``after`` and at or before ``until`` (unbounded if None), in order."""
+    tz = spec.tz
+    if spec.type is TaskType.ONE_OFF:
+        e = spec.entries[0]
+        at = to_utc(tz, e.at)
+        if at > after and (until is None or at <= until):
+            yield Occurrence(at, e, e.at.date())
+        return
+    # One local day at a time; `last` keeps instants strictly increasing even in a
+    # zone that skips a whole day (its shifted fires merge into the next day's).
+    day = after.astimezone(tz).date() - timedelta(days=1)
+    last: datetime | None = None
+    while True:
+        for occ in sorted(_day_occurrences(spec, tz, day), key=lambda o: o.at):
+            if occ.at <= after or (last is not None and occ.at <= last):
+                continue
+            if until is not None and occ.at > until:
+                return
+            last = occ.at
+            yield occ
+        day += timedelta(days=1)
+
+
+def next_occurrence(spec: ScheduleSpec, after: datetime) -> Occurrence | None:
+    return next(occurrences(spec, after), None)
+
+
+def next_occurrences(spec: ScheduleSpec, after: datetime, count: int) -> list[Occurrence]:
+    out = []
+    for occ in occurrences(spec, after):
+        out.append(occ)
+        if len(out) >= count:
+            break
+    return out
+
+
+@dataclass(frozen=True)
+class CatchUp:
+    """What to do about fires that fell due while nothing was watching."""
+
+    apply: Occurrence | None  # the fire to apply now (None: nothing due, or too late)
+    skipped: int  # earlier due fires superseded by ``apply`` (daily) — not applied
+    missed: Occurrence | None  # a one-off fire that is past its grace period
+
+
+def plan_catch_up(spec: ScheduleSpec, since: datetime, now: datetime, grace: timedelta) -> CatchUp:
+    """Decide the catch-up for fires in (since, now].
+
+    Daily: apply the latest due entry once, skip the earlier ones (their bounds are
+    already superseded). One-off: fire if it is at most ``grace`` late, else missed.
+    """
+    due = list(occurrences(spec, since, now))
+    if not due:
+        return CatchUp(None, 0, None)
+    if spec.type is TaskType.ONE_OFF:
+        occ = due[0]
+        if now - occ.at <= grace:
+            return CatchUp(occ, 0, None)
+        return CatchUp(None, 0, occ)
+    return CatchUp(due[-1], len(due) - 1, None)

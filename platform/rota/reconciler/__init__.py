@@ -1,0 +1,1 @@
+"""The level-triggered loop: desired (database) vs observed (Ray Serve) -> actions."""

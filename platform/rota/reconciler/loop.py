@@ -1,0 +1,161 @@
+"""Converge Ray Serve to the desired applications of all tasks, forever.
+
+Each tick: load desired state (database) -> observe (Ray) -> decide (pure) -> apply
+(PUT the whole declarative config) -> record what was observed (statuses, events).
+Ticks run every ``interval`` seconds and at once when nudged (after a fire or an edit).
+A tick never raises out of the loop; Ray being down is an observation, not an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from datetime import datetime
+from typing import Callable, Protocol
+
+from sqlalchemy import select
+
+from rota.domain.errors import RayUnavailable
+from rota.domain.reconcile import AppSpec, AppState, Observation, decide, observe_app, state_events
+from rota.domain.status import AppStatus, EventKind, TaskStatus, TaskType
+from rota.services.events import record, transition
+from rota.services.tasks import app_spec
+from rota.store.db import Database
+from rota.store.tables import TaskRow, utcnow
+
+log = logging.getLogger(__name__)
+
+
+class RayServe(Protocol):
+    def observe(self) -> Observation: ...
+    def apply(self, specs: list[AppSpec]) -> None: ...
+
+
+class Reconciler:
+    def __init__(self, db: Database, ray: RayServe, interval: float = 2.0, clock: Callable[[], datetime] = utcnow):
+        self.db = db
+        self.ray = ray
+        self.interval = interval
+        self.clock = clock
+        self._nudge = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.ticks = 0
+        self.last_tick_s: float | None = None
+        self.last_error: str | None = None
+        self.ray_reachable: bool | None = None
+
+    # ------------------------------------------------------------ loop
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="reconciler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._nudge.set()
+        if self._thread:
+            self._thread.join(timeout=15)
+
+    def nudge(self) -> None:
+        self._nudge.set()
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            t0 = time.monotonic()
+            try:
+                self.tick()
+                failures = 0
+                self.last_error = None
+            except Exception as e:  # a bug or the database: log, back off, keep going
+                failures += 1
+                self.last_error = f"{type(e).__name__}: {e}"
+                log.exception("reconcile tick failed (%d in a row)", failures)
+            self.last_tick_s = time.monotonic() - t0
+            delay = self.interval if failures == 0 else min(30.0, self.interval * 2**failures)
+            delay *= random.uniform(0.9, 1.1)  # jitter: many instances never tick in lockstep
+            self._nudge.wait(delay)
+            self._nudge.clear()
+
+    # ------------------------------------------------------------ one tick
+
+    def tick(self) -> None:
+        with self.db.session() as s:
+            rows = s.scalars(select(TaskRow)).all()
+            desired = [spec for spec in (app_spec(r) for r in rows) if spec is not None]
+        observation = self.ray.observe()
+        decision = decide(desired, observation)
+        applied = False
+        if decision.put:
+            log.info("applying %d application(s): %s", len(desired), "; ".join(decision.reasons))
+            try:
+                self.ray.apply(desired)
+                applied = True
+                observation = self.ray.observe()
+            except RayUnavailable as e:
+                observation = Observation(False, {}, e.message)
+        self.ray_reachable = observation.reachable
+        self._record(observation, applied)
+        self.ticks += 1
+
+    def _record(self, observation: Observation, applied: bool) -> None:
+        now = self.clock()
+        with self.db.session() as s:
+            for task in s.scalars(select(TaskRow)).all():
+                spec = app_spec(task)
+                if applied and spec is not None:
+                    self._record_applied(s, task, spec, now)
+                old = AppState(AppStatus(task.app_status), task.app_message, task.app_target_replicas, tuple(task.app_replica_ids or ()))
+                new = observe_app(spec, observation, old)
+                moved = self._follow_app(s, task, new, now)
+                for ev in state_events(old, new):
+                    if moved and ev.kind in (EventKind.FAILED, EventKind.RECOVERED):
+                        continue  # the task's own transition event already says it
+                    record(s, task, ev.kind, ev.message, ev.data, at=now)
+                task.app_status = new.status.value
+                task.app_message = new.message
+                task.app_target_replicas = new.target_replicas
+                task.app_replica_ids = list(new.running_replica_ids)
+                task.app_observed_at = now
+
+    @staticmethod
+    def _record_applied(s, task: TaskRow, spec: AppSpec, now: datetime) -> None:
+        """Events for bounds Ray Serve just accepted: a first deploy or an in-place rescale."""
+        new = (spec.min_replicas, spec.max_replicas)
+        old = (task.applied_min, task.applied_max)
+        if old == new:
+            return
+        if task.applied_min is None:
+            record(
+                s, task, EventKind.DEPLOYING,
+                f"deploying {spec.import_path} at {spec.route_prefix} with replicas {_bounds(*new)}",
+                {"min_replicas": new[0], "max_replicas": new[1]}, at=now,
+            )  # fmt: skip
+        else:
+            record(
+                s, task, EventKind.SCALED, f"scaled {_bounds(*old)} -> {_bounds(*new)} in place",
+                {"from": {"min_replicas": old[0], "max_replicas": old[1]}, "to": {"min_replicas": new[0], "max_replicas": new[1]}},
+                at=now,
+            )  # fmt: skip
+        task.applied_min, task.applied_max = new
+
+    @staticmethod
+    def _follow_app(s, task: TaskRow, new: AppState, now: datetime) -> bool:
+        """A failed application fails its task; a recovered one puts it back. True if it moved."""
+        status = TaskStatus(task.status)
+        if new.status in AppStatus.failed() and status is not TaskStatus.FAILED and status is not TaskStatus.IDLE:
+            task_reason = f"application {new.status.value}: {new.message or 'no message from Ray Serve'}"
+            transition(s, task, TaskStatus.FAILED, EventKind.FAILED, task_reason, reason=task_reason, at=now)
+            return True
+        elif new.status is AppStatus.RUNNING and status is TaskStatus.FAILED and task.desired_min is not None:
+            back = TaskStatus.COMPLETED if task.type == TaskType.ONE_OFF.value else TaskStatus.ACTIVE
+            transition(s, task, back, EventKind.RECOVERED, f"application running again; task is {back.value}", at=now)
+            return True
+        return False
+
+
+def _bounds(lo: int | None, hi: int | None) -> str:
+    return f"{lo}" if lo == hi else f"{lo}..{hi}"

@@ -1,0 +1,65 @@
+"""Wiring: build the control plane's parts from Settings, start them, stop them.
+
+Start order matters: the database first (everything reads it), then the scheduler's
+catch-up (fires that fell due while down are recorded before anything else runs), then
+the reconciler. The embedded Ray head starts in the background so the API answers at
+once; until Ray is up, tasks show their applications as UNREACHABLE.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+
+from rota.config import Settings
+from rota.reconciler.loop import Reconciler
+from rota.scheduler.service import Scheduler
+from rota.serve.client import ServeClient
+from rota.serve.cluster import LocalRayHead, ensure_token
+from rota.services.tasks import Hooks, TaskService
+from rota.store.db import Database
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        settings.home.mkdir(parents=True, exist_ok=True)
+        self.db = Database(settings.resolved_database_url)
+        self.head = LocalRayHead(settings) if settings.embedded_ray else None
+        if self.head:
+            ensure_token(settings.token_path)
+        self.ray = ServeClient(settings.dashboard_url, settings.ray_token(), settings.serve_host, settings.serve_port)
+        self.reconciler = Reconciler(self.db, self.ray, settings.reconcile_interval_s)
+        self.scheduler = Scheduler(
+            self.db, timedelta(seconds=settings.one_off_grace_s), self.reconciler.nudge, settings.sweep_interval_s
+        )
+        self.tasks = TaskService(self.db, settings, Hooks(self.scheduler.sync, self.reconciler.nudge))
+        self.ray_start_error: str | None = None
+
+    def start(self) -> None:
+        self.db.create_all()
+        self.scheduler.start()
+        if self.head:
+            threading.Thread(target=self._start_head, name="ray-head", daemon=True).start()
+        self.reconciler.start()
+
+    def _start_head(self) -> None:
+        try:
+            self.head.start()
+            self.ray.token = self.settings.ray_token()
+            self.reconciler.nudge()
+        except Exception as e:
+            self.ray_start_error = f"{type(e).__name__}: {e}"
+            log.exception("could not start the embedded Ray head")
+
+    def stop(self, stop_ray: bool = True) -> None:
+        self.scheduler.shutdown()
+        self.reconciler.stop()
+        if self.head and stop_ray:
+            log.info("stopping the embedded Ray head")
+            self.head.stop()
+        self.ray.close()
+        self.db.dispose()

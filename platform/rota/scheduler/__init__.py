@@ -1,0 +1,1 @@
+"""APScheduler wiring. A trigger only records a run and writes desired state."""

@@ -1,0 +1,113 @@
+"""One APScheduler date job per schedulable task, rebuilt from the database at start.
+
+Jobs carry no state of their own: a job only says "look at task N now". What is due is
+decided from the database by ``rota.services.fires.process_due``, which also serves the
+catch-up after a restart and a periodic sweep that repairs anything a lost job missed.
+APScheduler's own next-fire arithmetic is not used (it has had DST bugs): Rota computes
+every fire instant itself (``rota.domain.schedule``) and hands APScheduler a UTC date.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta
+from typing import Callable
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import select
+
+from rota.services.fires import SCHEDULABLE, process_due
+from rota.store.db import Database
+from rota.store.tables import TaskRow, utcnow
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    def __init__(
+        self, db: Database, grace: timedelta, on_fire: Callable[[], None], sweep_interval_s: float = 15.0,
+        clock: Callable[[], datetime] = utcnow,
+    ):  # fmt: skip
+        self.db = db
+        self.grace = grace
+        self.on_fire = on_fire
+        self.clock = clock
+        self.sweep_interval_s = sweep_interval_s
+        self._aps = BackgroundScheduler(timezone="UTC", executors={"default": ThreadPoolExecutor(4)})
+        self.last_catch_up_s: float | None = None
+
+    def start(self) -> None:
+        """Catch up on what fell due while Rota was down, then schedule every task."""
+        t0 = time.monotonic()
+        self.catch_up(trigger="catch_up")
+        self.last_catch_up_s = time.monotonic() - t0
+        log.info("catch-up took %.3fs", self.last_catch_up_s)
+        self._aps.start()
+        self._aps.add_job(
+            self._sweep, IntervalTrigger(seconds=self.sweep_interval_s), id="sweep", coalesce=True,
+            max_instances=1, misfire_grace_time=None,
+        )  # fmt: skip
+
+    def shutdown(self) -> None:
+        if self._aps.running:
+            self._aps.shutdown(wait=False)
+
+    def catch_up(self, trigger: str, older_than: timedelta = timedelta(0)) -> int:
+        """Process every schedulable task whose next fire is due; (re)schedule all of them."""
+        now = self.clock()
+        with self.db.session() as s:
+            rows = s.execute(select(TaskRow.id, TaskRow.next_fire_at).where(TaskRow.status.in_(SCHEDULABLE))).all()
+        applied = 0
+        for task_id, next_at in rows:
+            try:
+                if next_at is None or next_at <= now - older_than:
+                    applied += process_due(self.db, task_id, now, trigger, self.grace).applied is not None
+                self.sync(task_id)
+            except Exception:
+                log.exception("catch-up of task %s failed; the sweep will retry", task_id)
+        if applied:
+            self.on_fire()
+        return applied
+
+    def _sweep(self) -> None:
+        # A job can only be lost by a bug or a clock jump; fires older than a few
+        # seconds with no job having applied them are caught up here.
+        try:
+            self.catch_up(trigger="catch_up", older_than=timedelta(seconds=5))
+        except Exception:
+            log.exception("sweep failed")
+
+    def sync(self, task_id: int) -> None:
+        """Make the task's job match the database: one date job at its next fire, or none."""
+        with self.db.session() as s:
+            task = s.get(TaskRow, task_id)
+            when = task.next_fire_at if task is not None and task.status in SCHEDULABLE else None
+        job_id = f"task-{task_id}"
+        if when is None:
+            try:
+                self._aps.remove_job(job_id)
+            except JobLookupError:
+                pass
+            return
+        self._aps.add_job(
+            self._fire, DateTrigger(run_date=when), args=[task_id], id=job_id, replace_existing=True,
+            misfire_grace_time=None, coalesce=True,
+        )  # fmt: skip
+
+    def _fire(self, task_id: int) -> None:
+        try:
+            result = process_due(self.db, task_id, self.clock(), "schedule", self.grace)
+            if result.applied is not None:
+                self.on_fire()
+        except Exception:
+            log.exception("fire of task %s failed; the sweep will retry", task_id)
+        finally:
+            try:
+                self.sync(task_id)
+            except Exception:
+                log.exception("rescheduling task %s failed; the sweep will retry", task_id)

@@ -1,0 +1,77 @@
+"""Validate a task's application against the scripts in ``serve_apps/``.
+
+The script is executed in the control plane to find the Ray Serve application and its
+ingress deployment (whose replica bounds Rota sets). Applications must therefore keep
+heavy imports (vLLM, torch) inside their replicas: building the application graph must
+be cheap. This is the same contract ``serve build`` relies on.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rota.domain.errors import InvalidInput
+
+_LOCK = threading.Lock()  # sys.path is process-global
+
+
+@dataclass(frozen=True)
+class AppInfo:
+    import_path: str  # "<file_path>:<deployment_name>"
+    ingress: str  # name of the ingress deployment
+    script: Path
+
+
+def find_script(dirs: list[Path], file_path: str) -> Path:
+    for d in dirs:
+        candidate = d / f"{file_path}.py"
+        if candidate.is_file():
+            return candidate
+    available = sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.py") if not p.stem.startswith("_")})
+    raise InvalidInput(
+        f"no script {file_path}.py in serve_apps ({', '.join(str(d) for d in dirs)}); available: {', '.join(available) or 'none'}",
+        field="file_path",
+    )
+
+
+def inspect_app(dirs: list[Path], file_path: str, deployment_name: str, args: dict[str, Any]) -> AppInfo:
+    """Load the script, build its application with ``args`` and return its ingress."""
+    from ray.serve import Application
+    from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
+
+    script = find_script(dirs, file_path)
+    with _LOCK:
+        sys.path.insert(0, str(script.parent))
+        try:
+            spec = importlib.util.spec_from_file_location(f"_rota_app_{uuid.uuid4().hex}", script)
+            module = importlib.util.module_from_spec(spec)
+            try:
+                spec.loader.exec_module(module)
+            except Exception as e:  # the script itself is broken
+                raise InvalidInput(f"{script.name} failed to import: {type(e).__name__}: {e}", field="file_path") from None
+        finally:
+            sys.path.remove(str(script.parent))
+    if not hasattr(module, deployment_name):
+        names = sorted(
+            n for n, v in vars(module).items() if not n.startswith("_") and (isinstance(v, Application) or callable(v))
+        )
+        raise InvalidInput(
+            f"{script.name} defines no {deployment_name!r}; candidates: {', '.join(names) or 'none'}",
+            field="deployment_name",
+        )
+    target = getattr(module, deployment_name)
+    try:
+        app = call_user_app_builder_with_args_if_necessary(target, dict(args))
+    except TypeError as e:
+        raise InvalidInput(f"{file_path}:{deployment_name} is not a Serve application or builder: {e}", field="deployment_name") from None
+    except Exception as e:
+        raise InvalidInput(f"{file_path}:{deployment_name} rejected its args: {type(e).__name__}: {e}", field="args") from None
+    if not isinstance(app, Application):
+        raise InvalidInput(f"{file_path}:{deployment_name} did not build a Serve application", field="deployment_name")
+    return AppInfo(f"{file_path}:{deployment_name}", app._bound_deployment.name, script)

@@ -1,0 +1,75 @@
+"""Ray Serve through the Ray dashboard's REST API (``/api/serve/applications/``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from rota.domain.errors import RayUnavailable
+from rota.domain.reconcile import AppSpec, Observation, ObservedApp
+
+
+class ServeClient:
+    """Observe and apply Ray Serve's declarative config.
+
+    A PUT replaces the whole set of declarative applications, so ``apply`` always sends
+    every managed application.
+    """
+
+    def __init__(self, dashboard_url: str, token: str | None, serve_host: str, serve_port: int, timeout: float = 10.0):
+        self.url = dashboard_url.rstrip("/") + "/api/serve/applications/"
+        self.token = token
+        self.http_options = {"host": serve_host, "port": serve_port}
+        self._http = httpx.Client(timeout=timeout)
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def _request(self, method: str, **kw) -> httpx.Response:
+        try:
+            r = self._http.request(method, self.url, headers=self._headers(), **kw)
+        except httpx.HTTPError as e:
+            raise RayUnavailable(f"Ray dashboard at {self.url} unreachable: {type(e).__name__}: {e}") from None
+        if r.status_code == 401:
+            raise RayUnavailable(f"Ray dashboard refused the auth token (401) at {self.url}")
+        if r.status_code >= 400:
+            raise RayUnavailable(f"Ray dashboard {method} {self.url} -> {r.status_code}: {r.text[:500]}")
+        return r
+
+    def observe(self) -> Observation:
+        try:
+            body = self._request("GET").json()
+        except RayUnavailable as e:
+            return Observation(False, {}, e.message)
+        return Observation(True, parse_applications(body))
+
+    def apply(self, specs: list[AppSpec]) -> None:
+        config = {
+            "http_options": self.http_options,
+            "applications": [s.to_serve_config() for s in sorted(specs, key=lambda s: s.name)],
+        }
+        self._request("PUT", json=config)
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def parse_applications(body: dict[str, Any]) -> dict[str, ObservedApp]:
+    apps = {}
+    for name, a in (body.get("applications") or {}).items():
+        deployments = a.get("deployments") or {}
+        cfg = a.get("deployed_app_config") or None
+        ingress = None
+        if cfg and cfg.get("deployments"):
+            ingress = cfg["deployments"][0].get("name")
+        dep = deployments.get(ingress) if ingress else (next(iter(deployments.values()), None))
+        target = dep.get("target_num_replicas") if dep else None
+        replicas = tuple(
+            r.get("replica_id") for r in ((dep or {}).get("replicas") or []) if r.get("state") == "RUNNING"
+        )
+        message = a.get("message") or ""
+        if not message and dep and dep.get("status") in ("UNHEALTHY", "DEPLOY_FAILED"):
+            message = dep.get("message") or ""
+        apps[name] = ObservedApp(name, a.get("status", "UNKNOWN"), message, cfg, target, replicas)
+    return apps

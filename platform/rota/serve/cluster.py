@@ -1,0 +1,169 @@
+"""The embedded default: a local Ray head started (and owned) by Rota.
+
+The head runs as ``ray start --head --block`` in its own process group, so that it
+outlives a crash of the control plane (running applications keep serving) and a
+restarted control plane adopts it instead of starting a second one. Every process of
+the cluster carries ``ROTA_RAY_CLUSTER=<id>`` in its environment; ``stop`` uses it to
+find workers that Ray re-parented, and so never touches another Ray on the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from rota.config import Settings
+
+log = logging.getLogger(__name__)
+
+MARKER = "ROTA_RAY_CLUSTER"
+
+
+def ensure_token(path: Path) -> str:
+    """Rota's own Ray auth token for the embedded head, readable by the user only."""
+    if path.exists() and path.read_text().strip():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token)
+    return token
+
+
+def dashboard_up(url: str, token: str | None, timeout: float = 2.0) -> bool:
+    try:
+        r = httpx.get(
+            url.rstrip("/") + "/api/serve/applications/",
+            headers={"Authorization": f"Bearer {token}"} if token else {},
+            timeout=timeout,
+        )
+        return r.status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+class LocalRayHead:
+    def __init__(self, settings: Settings, extra_pythonpath: list[Path] | None = None):
+        self.s = settings
+        self.extra_pythonpath = extra_pythonpath or []
+        self.pid_file = settings.home / "ray_head.json"
+        self.log_file = settings.home / "ray_head.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.s.ray_dashboard_port}"
+
+    def is_up(self) -> bool:
+        return dashboard_up(self.url, self.s.ray_token())
+
+    def command(self) -> list[str]:
+        s = self.s
+        cmd = [
+            sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
+            "--port", str(s.ray_gcs_port),
+            "--dashboard-host", "127.0.0.1",
+            "--dashboard-port", str(s.ray_dashboard_port),
+            "--ray-client-server-port", str(s.ray_client_server_port),
+            "--dashboard-agent-listen-port", str(s.ray_dashboard_agent_port),
+            # Worker ports from the OS: Ray's default range (10002-19999) would clash
+            # with any configured port inside it.
+            "--min-worker-port", "0", "--max-worker-port", "0",
+            "--temp-dir", str(s.resolved_ray_temp_dir),
+            "--include-dashboard", "true",
+            "--disable-usage-stats",
+        ]  # fmt: skip
+        if s.ray_num_cpus is not None:
+            cmd += ["--num-cpus", str(s.ray_num_cpus)]
+        return cmd
+
+    def start(self, timeout: float = 120.0) -> None:
+        """Start the head, or adopt one this Rota home already runs; wait for its dashboard."""
+        self.s.home.mkdir(parents=True, exist_ok=True)
+        ensure_token(self.s.token_path)
+        if self.is_up():
+            log.info("adopting the Ray head already running at %s", self.url)
+            return
+        cluster_id = uuid.uuid4().hex
+        pythonpath = [str(d) for d in (*self.s.serve_apps_dirs, *self.extra_pythonpath)]
+        if os.environ.get("PYTHONPATH"):
+            pythonpath.append(os.environ["PYTHONPATH"])
+        env = {
+            **os.environ,
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN_PATH": str(self.s.token_path),
+            "PYTHONPATH": os.pathsep.join(pythonpath),
+            "RAY_USAGE_STATS_ENABLED": "0",
+            MARKER: cluster_id,
+        }
+        env.pop("RAY_AUTH_TOKEN", None)
+        log.info("starting a local Ray head: dashboard %s, Serve on %s", self.url, self.s.serve_url)
+        with open(self.log_file, "ab") as out:
+            proc = subprocess.Popen(
+                self.command(), env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )  # fmt: skip
+        self.pid_file.write_text(json.dumps({"pid": proc.pid, "cluster_id": cluster_id}))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"ray start exited with {proc.returncode}; see {self.log_file}")
+            if self.is_up():
+                return
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"the Ray dashboard did not come up within {timeout:.0f}s; see {self.log_file}")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the head this Rota home started, and every process of that cluster."""
+        try:
+            info = json.loads(self.pid_file.read_text())
+        except (OSError, ValueError):
+            return
+        pid, cluster_id = info.get("pid"), info.get("cluster_id")
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError, TypeError):
+            pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _cluster_pids(cluster_id):
+            time.sleep(0.5)
+        for p in _cluster_pids(cluster_id):
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except (ChildProcessError, TypeError):
+            pass
+        self.pid_file.unlink(missing_ok=True)
+
+
+def _cluster_pids(cluster_id: str | None) -> list[int]:
+    """Live processes whose environment carries this cluster's marker."""
+    if not cluster_id:
+        return []
+    needle = f"{MARKER}={cluster_id}".encode()
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes():
+                stat = (entry / "stat").read_text()
+                if ") Z" not in stat:  # a zombie is already dead
+                    out.append(int(entry.name))
+        except OSError:
+            continue
+    return out

@@ -13,7 +13,7 @@ import threading
 from datetime import timedelta
 
 from rota.config import Settings
-from rota.reconciler.loop import Reconciler
+from rota.reconciler.loop import RayServe, Reconciler
 from rota.scheduler.service import Scheduler
 from rota.serve.client import ServeClient
 from rota.serve.cluster import LocalRayHead, ensure_token
@@ -24,14 +24,15 @@ log = logging.getLogger(__name__)
 
 
 class Runtime:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, ray: RayServe | None = None):
+        """``ray`` replaces the Ray Serve client (tests use an in-memory one; no head is started)."""
         self.settings = settings
         settings.home.mkdir(parents=True, exist_ok=True)
         self.db = Database(settings.resolved_database_url)
-        self.head = LocalRayHead(settings) if settings.embedded_ray else None
+        self.head = LocalRayHead(settings) if settings.embedded_ray and ray is None else None
         if self.head:
             ensure_token(settings.token_path)
-        self.ray = ServeClient(settings.dashboard_url, settings.ray_token(), settings.serve_host, settings.serve_port)
+        self.ray = ray or ServeClient(settings.dashboard_url, settings.ray_token(), settings.serve_host, settings.serve_port)
         self.reconciler = Reconciler(self.db, self.ray, settings.reconcile_interval_s)
         self.scheduler = Scheduler(
             self.db, timedelta(seconds=settings.one_off_grace_s), self.reconciler.nudge, settings.sweep_interval_s
@@ -49,7 +50,8 @@ class Runtime:
     def _start_head(self) -> None:
         try:
             self.head.start()
-            self.ray.token = self.settings.ray_token()
+            if isinstance(self.ray, ServeClient):
+                self.ray.token = self.settings.ray_token()
             self.reconciler.nudge()
         except Exception as e:
             self.ray_start_error = f"{type(e).__name__}: {e}"
@@ -61,5 +63,6 @@ class Runtime:
         if self.head and stop_ray:
             log.info("stopping the embedded Ray head")
             self.head.stop()
-        self.ray.close()
+        if isinstance(self.ray, ServeClient):
+            self.ray.close()
         self.db.dispose()

@@ -14,6 +14,7 @@ All instants are timezone-aware UTC datetimes; local times are computed with pyt
 
 from __future__ import annotations
 
+import heapq
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -111,7 +112,8 @@ class Occurrence:
     at: datetime
     entry: Entry
     local_date: date
-    merged: tuple[int, ...] = ()  # indexes of entries that landed on the same instant
+    # (local date, entry index) of entries that landed on the same instant and fire as this one
+    merged: tuple[tuple[date, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,18 +136,6 @@ class ScheduleSpec:
         return cls(t, timezone, entries)
 
 
-def _day_occurrences(spec: ScheduleSpec, tz: pytz.BaseTzInfo, day: date) -> list[Occurrence]:
-    by_instant: dict[datetime, list[Entry]] = {}
-    for e in spec.entries:
-        by_instant.setdefault(to_utc(tz, datetime.combine(day, e.at)), []).append(e)
-    out = []
-    for at, entries in by_instant.items():
-        entries.sort(key=lambda e: e.at)
-        winner = entries[-1]
-        out.append(Occurrence(at, winner, day, tuple(e.index for e in entries[:-1])))
-    return out
-
-
 def occurrences(spec: ScheduleSpec, after: datetime, until: datetime | None = None) -> Iterator[Occurrence]:
     """Fires strictly after ``after`` and at or before ``until`` (unbounded if None), in order."""
     tz = spec.tz
@@ -155,19 +145,30 @@ def occurrences(spec: ScheduleSpec, after: datetime, until: datetime | None = No
         if at > after and (until is None or at <= until):
             yield Occurrence(at, e, e.at.date())
         return
-    # One local day at a time; `last` keeps instants strictly increasing even in a
-    # zone that skips a whole day (its shifted fires merge into the next day's).
-    day = after.astimezone(tz).date() - timedelta(days=1)
-    last: datetime | None = None
+    # Local days are expanded into a heap and released only once no later day can
+    # produce an earlier instant: a time shifted past a gap late in one day (e.g. a
+    # 23:00 jump) can land after the next day's first entries. No zone's offset
+    # exceeds +-14h, so every fire of local day D is at or after D 00:00 UTC - 26h.
+    heap: list[tuple[datetime, date, time, int]] = []
+    day = after.astimezone(tz).date() - timedelta(days=2)
     while True:
-        for occ in sorted(_day_occurrences(spec, tz, day), key=lambda o: o.at):
-            if occ.at <= after or (last is not None and occ.at <= last):
-                continue
-            if until is not None and occ.at > until:
-                return
-            last = occ.at
-            yield occ
+        for e in spec.entries:
+            heapq.heappush(heap, (to_utc(tz, datetime.combine(day, e.at)), day, e.at, e.index))
         day += timedelta(days=1)
+        bound = datetime.combine(day, time()).replace(tzinfo=UTC) - timedelta(hours=26)
+        while heap and heap[0][0] < bound:
+            same = [heapq.heappop(heap)]
+            while heap and heap[0][0] == same[0][0]:
+                same.append(heapq.heappop(heap))
+            at = same[0][0]
+            if at <= after:
+                continue
+            if until is not None and at > until:
+                return
+            # On a collision the entry with the latest nominal local time is in force.
+            same.sort(key=lambda x: (x[1], x[2]))
+            _, d, _, idx = same[-1]
+            yield Occurrence(at, spec.entries[idx], d, tuple((x[1], x[3]) for x in same[:-1]))
 
 
 def next_occurrence(spec: ScheduleSpec, after: datetime) -> Occurrence | None:

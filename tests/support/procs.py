@@ -1,0 +1,98 @@
+"""Processes the tests start: free ports, a `rota server` subprocess, and cleanup."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+TEST_APPS = REPO / "tests" / "apps"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except Exception as e:  # keep polling through transient errors
+            last = e
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+class RotaServer:
+    """`rota server` as a real subprocess (so it can be SIGKILLed and restarted)."""
+
+    def __init__(self, home: Path, env: dict[str, str]):
+        self.home = home
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "ROTA_HOME": str(home),
+            "ROTA_PORT": str(self.port),
+            "ROTA_RECONCILE_INTERVAL_S": "0.5",
+            "ROTA_SWEEP_INTERVAL_S": "2",
+            "ROTA_LOG_LEVEL": "INFO",
+            **env,
+        }
+        self.proc: subprocess.Popen | None = None
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.api = httpx.Client(base_url=self.url + "/api/v1", timeout=30)
+
+    def start(self, timeout: float = 60) -> "RotaServer":
+        self.home.mkdir(parents=True, exist_ok=True)
+        log = open(self.home / "server.log", "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rota", "server"], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        wait_until(self._healthy, timeout, what=f"rota server on {self.url}")
+        return self
+
+    def _healthy(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"rota server exited {self.proc.returncode}: {self.log_tail()}")
+        try:
+            return httpx.get(self.url + "/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def health(self) -> dict:
+        return httpx.get(self.url + "/healthz", timeout=5).json()
+
+    def log_tail(self, n: int = 4000) -> str:
+        try:
+            return (self.home / "server.log").read_text()[-n:]
+        except OSError:
+            return ""
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 60) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)

@@ -1,0 +1,86 @@
+"""The reconciler's pure decide step and state derivation."""
+
+from rota.domain.reconcile import AppSpec, AppState, Observation, ObservedApp, decide, observe_app, state_events
+from rota.domain.status import AppStatus, EventKind
+
+
+def spec(name="a", lo=1, hi=1, **kw):
+    return AppSpec(task_id=1, name=name, import_path="echo:app", ingress="Echo", min_replicas=lo, max_replicas=hi, **kw)
+
+
+def observed(s: AppSpec, status="RUNNING", replicas=("r1",), cfg=None):
+    return ObservedApp(s.name, status, "", cfg if cfg is not None else s.to_serve_config(), len(replicas), tuple(replicas))
+
+
+def test_in_sync_means_no_put():
+    s = spec()
+    assert decide([s], Observation(True, {"a": observed(s)})).put is False
+
+
+def test_missing_app_is_put():
+    d = decide([spec()], Observation(True, {}))
+    assert d.put and "a: missing" in d.reasons
+
+
+def test_changed_bounds_is_put():
+    d = decide([spec(lo=3, hi=3)], Observation(True, {"a": observed(spec())}))
+    assert d.put and "a: config differs" in d.reasons
+
+
+def test_changed_env_is_put():
+    d = decide([spec(env={"X": "1"})], Observation(True, {"a": observed(spec())}))
+    assert d.put
+
+
+def test_extra_app_is_removed_by_put():
+    d = decide([], Observation(True, {"old": observed(spec("old"))}))
+    assert d.put and "old: not desired" in d.reasons
+
+
+def test_failed_app_with_same_config_is_not_resent():
+    s = spec()
+    assert decide([s], Observation(True, {"a": observed(s, status="DEPLOY_FAILED", replicas=())})).put is False
+
+
+def test_unreachable_never_puts():
+    assert decide([spec()], Observation(False, {}, "down")).put is False
+
+
+def test_bounds_always_as_autoscaling_config():
+    cfg = spec(lo=2, hi=2).to_serve_config()
+    dep = cfg["deployments"][0]
+    assert dep["autoscaling_config"] == {"min_replicas": 2, "max_replicas": 2} and "num_replicas" not in dep
+    assert cfg["route_prefix"] == "/a" and cfg["import_path"] == "echo:app"
+
+
+def test_ray_echoing_extra_defaults_still_matches():
+    s = spec(ray_actor_options={"num_cpus": 0.5})
+    cfg = s.to_serve_config()
+    cfg["deployments"][0]["autoscaling_config"]["initial_replicas"] = None
+    cfg["deployments"][0]["ray_actor_options"]["num_gpus"] = None
+    assert decide([s], Observation(True, {"a": observed(s, cfg=cfg)})).put is False
+
+
+def test_observe_states():
+    s = spec()
+    prev = AppState(AppStatus.RUNNING, None, 1, ("r1",))
+    assert observe_app(s, Observation(True, {"a": observed(s)}), prev).status is AppStatus.RUNNING
+    assert observe_app(s, Observation(True, {}), prev).status is AppStatus.DEPLOYING
+    down = observe_app(s, Observation(False, {}, "refused"), prev)
+    assert down.status is AppStatus.UNREACHABLE and down.message == "refused" and down.running_replica_ids == ("r1",)
+    stale = observe_app(spec(lo=2, hi=2), Observation(True, {"a": observed(s)}), prev)
+    assert stale.status is AppStatus.DEPLOYING
+    assert observe_app(None, Observation(True, {}), prev).status is AppStatus.NOT_DEPLOYED
+
+
+def test_state_events():
+    run = AppState(AppStatus.RUNNING, None, 2, ("r1", "r2"))
+    dep = AppState(AppStatus.DEPLOYING, None, None, ())
+    assert [e.kind for e in state_events(dep, run)] == [EventKind.RUNNING]
+    assert state_events(run, run) == []
+    down = AppState(AppStatus.UNREACHABLE, "refused", 2, ("r1", "r2"))
+    assert [e.kind for e in state_events(run, down)] == [EventKind.UNREACHABLE]
+    assert [e.kind for e in state_events(down, run)] == [EventKind.RECOVERED]
+    failed = AppState(AppStatus.DEPLOY_FAILED, "boom", 0, ())
+    ev = state_events(dep, failed)
+    assert ev[0].kind is EventKind.FAILED and "boom" in ev[0].message

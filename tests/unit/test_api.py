@@ -141,3 +141,12 @@ def test_lifecycle_and_events(client):
 def test_health_reports_loops(client):
     h = client.get("/healthz").json()
     assert h["status"] == "ok" and "reconciler" in h and h["scheduler"]["last_catch_up_s"] is not None
+
+
+def test_patch_with_same_values_is_not_a_change(client):
+    t = client.post("/api/v1/tasks", json=body(resources={"num_cpus": 0.5})).json()
+    same = {k: t[k] for k in ("file_path", "deployment_name", "type", "timezone", "schedule", "args", "env")}
+    same["resources"] = {"num_cpus": 0.5, "num_gpus": None, "accelerator_type": None}
+    p = client.patch(f"/api/v1/tasks/{t['id']}", json=same).json()
+    assert p["updated_at"] == t["updated_at"]
+    assert [e["kind"] for e in client.get(f"/api/v1/tasks/{t['id']}/events").json()] == ["created"]

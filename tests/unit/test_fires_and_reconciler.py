@@ -139,7 +139,8 @@ def test_ray_outage_is_visible_and_heals(svc, db, ray, reconciler, clock):
     ray.reachable = True  # Ray is back, empty (restarted): the reconciler redeploys
     reconciler.tick()
     assert svc.get(t.id).app.status.value == "RUNNING" and "t1" in ray.apps
-    assert kinds(svc, t.id)[-2:] == ["unreachable", "recovered"]
+    assert kinds(svc, t.id)[-3:] == ["unreachable", "deploying", "recovered"]
+    assert "no longer had it" in svc.events(t.id)[-2].message
 
 
 def test_deploy_failure_fails_the_task_with_reason_then_recovers(svc, db, ray, reconciler, clock):

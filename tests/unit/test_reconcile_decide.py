@@ -19,7 +19,7 @@ def test_in_sync_means_no_put():
 
 def test_missing_app_is_put():
     d = decide([spec()], Observation(True, {}))
-    assert d.put and "a: missing" in d.reasons
+    assert d.put and "a: missing" in d.reasons and d.missing == {"a"}
 
 
 def test_changed_bounds_is_put():
@@ -81,6 +81,7 @@ def test_state_events():
     down = AppState(AppStatus.UNREACHABLE, "refused", 2, ("r1", "r2"))
     assert [e.kind for e in state_events(run, down)] == [EventKind.UNREACHABLE]
     assert [e.kind for e in state_events(down, run)] == [EventKind.RECOVERED]
+    assert [e.kind for e in state_events(down, dep)] == [EventKind.RECOVERED]
     failed = AppState(AppStatus.DEPLOY_FAILED, "boom", 0, ())
     ev = state_events(dep, failed)
     assert ev[0].kind is EventKind.FAILED and "boom" in ev[0].message

@@ -111,6 +111,7 @@ class Decision:
 
     put: bool
     reasons: tuple[str, ...] = ()
+    missing: frozenset[str] = frozenset()  # desired applications Ray Serve does not have
 
 
 def decide(desired: list[AppSpec], observation: Observation) -> Decision:
@@ -124,17 +125,19 @@ def decide(desired: list[AppSpec], observation: Observation) -> Decision:
     if not observation.reachable:
         return Decision(False, ("ray unreachable",))
     reasons: list[str] = []
+    missing = set()
     want = {s.name: s for s in desired}
     for name, spec in want.items():
         obs = observation.apps.get(name)
         if obs is None:
+            missing.add(name)
             reasons.append(f"{name}: missing")
         elif _fingerprint(obs.deployed_config) != _fingerprint(spec.to_serve_config()):
             reasons.append(f"{name}: config differs")
     for name in observation.apps:
         if name not in want and observation.apps[name].status != "DELETING":
             reasons.append(f"{name}: not desired")
-    return Decision(bool(reasons), tuple(reasons))
+    return Decision(bool(reasons), tuple(reasons), frozenset(missing))
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,8 @@ def state_events(old: AppState, new: AppState) -> list[StateEvent]:
     if old.status is new.status:
         return []
     s = new.status
+    if old.status is AppStatus.UNREACHABLE and s is not AppStatus.RUNNING:
+        return [StateEvent(EventKind.RECOVERED, f"Ray reachable again; application {s.value}", {})]
     if s is AppStatus.RUNNING:
         n = len(new.running_replica_ids)
         kind = EventKind.RECOVERED if old.status in (AppStatus.UNREACHABLE, *AppStatus.failed()) else EventKind.RUNNING

@@ -98,16 +98,18 @@ class Reconciler:
             except RayUnavailable as e:
                 observation = Observation(False, {}, e.message)
         self.ray_reachable = observation.reachable
-        self._record(observation, applied)
+        self._record(observation, decision.missing if applied else None)
         self.ticks += 1
 
-    def _record(self, observation: Observation, applied: bool) -> None:
+    def _record(self, observation: Observation, applied_missing: frozenset[str] | None) -> None:
+        """Write what was observed. ``applied_missing``: None if nothing was PUT this tick,
+        else the applications the PUT had to (re)create."""
         now = self.clock()
         with self.db.session() as s:
             for task in s.scalars(select(TaskRow)).all():
                 spec = app_spec(task)
-                if applied and spec is not None:
-                    self._record_applied(s, task, spec, now)
+                if applied_missing is not None and spec is not None:
+                    self._record_applied(s, task, spec, spec.name in applied_missing, now)
                 old = AppState(AppStatus(task.app_status), task.app_message, task.app_target_replicas, tuple(task.app_replica_ids or ()))
                 new = observe_app(spec, observation, old)
                 moved = self._follow_app(s, task, new, now)
@@ -122,11 +124,18 @@ class Reconciler:
                 task.app_observed_at = now
 
     @staticmethod
-    def _record_applied(s, task: TaskRow, spec: AppSpec, now: datetime) -> None:
-        """Events for bounds Ray Serve just accepted: a first deploy or an in-place rescale."""
+    def _record_applied(s, task: TaskRow, spec: AppSpec, was_missing: bool, now: datetime) -> None:
+        """Events for what Ray Serve just accepted: a first deploy, a redeploy of an
+        application Ray lost (e.g. a restarted cluster), or an in-place rescale."""
         new = (spec.min_replicas, spec.max_replicas)
         old = (task.applied_min, task.applied_max)
         if old == new:
+            if was_missing:
+                record(
+                    s, task, EventKind.DEPLOYING,
+                    f"redeploying {spec.import_path} with replicas {_bounds(*new)}: Ray Serve no longer had it",
+                    {"min_replicas": new[0], "max_replicas": new[1], "redeploy": True}, at=now,
+                )  # fmt: skip
             return
         if task.applied_min is None:
             record(

@@ -69,7 +69,20 @@ def parse_applications(body: dict[str, Any]) -> dict[str, ObservedApp]:
             r.get("replica_id") for r in ((dep or {}).get("replicas") or []) if r.get("state") == "RUNNING"
         )
         message = a.get("message") or ""
-        if not message and dep and dep.get("status") in ("UNHEALTHY", "DEPLOY_FAILED"):
-            message = dep.get("message") or ""
+        failing = [d for d in deployments.values() if d.get("status") in ("UNHEALTHY", "DEPLOY_FAILED") and d.get("message")]
+        if failing:
+            # The application's own message is generic ("Failed to update the
+            # deployments [...]"); the cause is in the deployment's, after a traceback.
+            message = "; ".join(f"{d['name']}: {root_cause(d['message'])}" for d in failing)
         apps[name] = ObservedApp(name, a.get("status", "UNKNOWN"), message, cfg, target, replicas)
     return apps
+
+
+def root_cause(message: str, limit: int = 500) -> str:
+    """The last exception line of a Ray error message, or the message's first line."""
+    lines = [ln.strip() for ln in message.strip().splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        head = ln.split(":", 1)[0]
+        if head.endswith(("Error", "Exception", "Exit", "Interrupt")) and " " not in head:
+            return ln[:limit]
+    return (lines[0] if lines else message)[:limit]

@@ -139,7 +139,8 @@ class TaskService:
                 new = TaskCreate.model_validate(merged)
             except ValidationError as e:
                 raise validation_error(e) from None
-            changed = sorted(k for k in changes if merged.get(k) != current.get(k))
+            before = TaskCreate.model_validate(current)
+            changed = sorted(k for k in changes if getattr(new, k) != getattr(before, k))
             if not changed:
                 return self.to_public(s, task)
             if any(k in changed for k in APP_FIELDS):

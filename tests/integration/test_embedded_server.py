@@ -1,0 +1,68 @@
+"""`rota server` with no ROTA_RAY_ADDRESS: it starts a local Ray head, keeps it across its
+own crash (applications keep serving), adopts it on restart and stops it on shutdown."""
+
+import os
+import tempfile
+from pathlib import Path
+
+import httpx
+
+from rota.config import Settings
+from rota.serve.cluster import LocalRayHead, dashboard_up
+from support.procs import REPO, TEST_APPS, RotaServer, free_port, wait_until
+
+from .conftest import local_in, task_body, wait_task, zone_near_noon
+
+
+def test_embedded_ray_lifecycle(tmp_path):
+    root = Path(tempfile.mkdtemp(prefix="rota-emb-", dir="/tmp"))
+    env = {
+        "ROTA_RAY_DASHBOARD_PORT": str(free_port()),
+        "ROTA_RAY_GCS_PORT": str(free_port()),
+        "ROTA_RAY_CLIENT_SERVER_PORT": str(free_port()),
+        "ROTA_RAY_DASHBOARD_AGENT_PORT": str(free_port()),
+        "ROTA_RAY_TEMP_DIR": str(root / "ray"),
+        "ROTA_SERVE_PORT": str(free_port()),
+        "ROTA_SERVE_APPS_PATH": os.pathsep.join([str(REPO / "serve_apps"), str(TEST_APPS)]),
+    }
+    env.pop("ROTA_RAY_ADDRESS", None)
+    home = tmp_path / "home"
+    srv = RotaServer(home, {**env, "ROTA_RAY_ADDRESS": ""})
+    settings = Settings(
+        home=home, ray_dashboard_port=int(env["ROTA_RAY_DASHBOARD_PORT"]), serve_port=int(env["ROTA_SERVE_PORT"])
+    )
+    serve_url = settings.serve_url
+    try:
+        srv.start()
+        h = srv.health()
+        assert h["ray"]["embedded"] is True
+        wait_until(lambda: srv.health()["ray"]["reachable"], 180, what="embedded Ray head up")
+        token_file = home / "ray_auth_token"
+        assert token_file.stat().st_mode & 0o777 == 0o600
+
+        tz = zone_near_noon()
+        when = local_in(tz, 3).strftime("%Y-%m-%dT%H:%M:%S")
+        t = srv.api.post("/tasks", json=task_body("emb", "one_off", tz, [{"time": when, "min_replicas": 1, "max_replicas": 1}])).json()
+        srv.api.post(f"/tasks/{t['id']}/activate").raise_for_status()
+        t = wait_task(srv, t["id"], lambda t: t["app"]["status"] == "RUNNING", what="deployed on the embedded head")
+        replica = t["app"]["replica_ids"][0]
+        assert httpx.get(f"{serve_url}/emb/", timeout=10).json()["replica"] == replica
+
+        srv.kill()  # the control plane dies; Ray and the application keep serving
+        assert httpx.get(f"{serve_url}/emb/", timeout=10).json()["replica"] == replica
+
+        srv.start()  # adopts the running head instead of starting another
+        assert srv.health()["ray"]["start_error"] is None
+        t = wait_task(srv, t["id"], lambda t: t["app"]["status"] == "RUNNING" and t["app"]["observed_at"] is not None, what="adopted")
+        assert t["app"]["replica_ids"] == [replica]
+
+        srv.stop()  # graceful: the head it owns goes too
+        assert not dashboard_up(settings.dashboard_url, token_file.read_text().strip())
+        try:
+            httpx.get(f"{serve_url}/emb/", timeout=3)
+            raise AssertionError("Serve still answering after shutdown")
+        except httpx.HTTPError:
+            pass
+    finally:
+        srv.kill()
+        LocalRayHead(settings).stop()

@@ -1,0 +1,89 @@
+"""Nothing is lost: SIGKILL of the control plane between fires, and a Ray outage."""
+
+import time
+from datetime import datetime, timezone
+
+import httpx
+
+from support.procs import wait_until
+
+from .conftest import hms, kinds, local_in, task_body, wait_task, zone_near_noon
+
+
+def running_with(n):
+    return lambda t: t["app"]["status"] == "RUNNING" and len(t["app"]["replica_ids"]) == n
+
+
+def fires(srv, ref):
+    return [e for e in srv.api.get(f"/tasks/{ref}/events").json() if e["kind"] in ("fired", "caught_up")]
+
+
+def test_sigkill_between_fires_applies_missed_entries_exactly_once(servers, tmp_path):
+    home = tmp_path / "rota"
+    srv = servers(home, ROTA_ONE_OFF_GRACE_S="8")
+    tz = zone_near_noon()
+    first = {"time": hms(local_in(tz, 3)), "min_replicas": 1, "max_replicas": 1}
+    daily = srv.api.post("/tasks", json=task_body("it-crash", "daily", tz, [first])).json()
+    srv.api.post(f"/tasks/{daily['id']}/activate").raise_for_status()
+    t = wait_task(srv, daily["id"], running_with(1), what="first entry deployed")
+    replica = t["app"]["replica_ids"][0]
+
+    # Schedule, relative to the moment of the crash: a daily entry and two one-offs that
+    # all fall due while the control plane is dead.
+    one = lambda s: local_in(tz, s).strftime("%Y-%m-%dT%H:%M:%S")  # noqa: E731
+    srv.api.patch(f"/tasks/{daily['id']}", json={"schedule": [first, {"time": hms(local_in(tz, 8)), "min_replicas": 2, "max_replicas": 2}]}).raise_for_status()
+    late = srv.api.post("/tasks", json=task_body("it-late", "one_off", tz, [{"time": one(3), "min_replicas": 1, "max_replicas": 1}])).json()
+    soon = srv.api.post("/tasks", json=task_body("it-soon", "one_off", tz, [{"time": one(12), "min_replicas": 1, "max_replicas": 1}])).json()
+    for x in (late, soon):
+        srv.api.post(f"/tasks/{x['id']}/activate").raise_for_status()
+    srv.kill()
+    killed_at = time.monotonic()
+    time.sleep(max(0.0, 15 - (time.monotonic() - killed_at)))
+
+    srv.start()  # same home, same database
+    t = wait_task(srv, daily["id"], lambda t: t["last_run"]["entry"] == 1 and running_with(2)(t), what="catch-up rescale")
+    assert t["last_run"]["trigger"] == "catch_up"
+    assert replica in t["app"]["replica_ids"], "catch-up restarted the running replica"
+    wait_task(srv, late["id"], lambda t: t["status"] == "failed", what="late one-off missed")
+    assert "missed" in kinds(srv, late["id"]) and "fired" not in kinds(srv, late["id"])
+    wait_task(srv, soon["id"], lambda t: t["status"] == "completed" and running_with(1)(t), what="one-off within grace fired")
+    assert srv.health()["scheduler"]["last_catch_up_s"] < 5
+
+    # Crash and restart again: nothing is applied a second time.
+    before = {x: fires(srv, x) for x in ("it-crash", "it-soon")}
+    srv.kill()
+    srv.start()
+    time.sleep(3)
+    after = {x: fires(srv, x) for x in ("it-crash", "it-soon")}
+    assert after == before
+    scheduled = [e["data"]["scheduled_at"] for e in after["it-crash"]]
+    assert len(scheduled) == len(set(scheduled)) == 2
+    assert len(after["it-soon"]) == 1
+
+
+def test_ray_outage_is_visible_and_converges(servers, cluster):
+    srv = servers()
+    tz = zone_near_noon()
+    when = local_in(tz, 2).strftime("%Y-%m-%dT%H:%M:%S")
+    t = srv.api.post("/tasks", json=task_body("it-outage", "one_off", tz, [{"time": when, "min_replicas": 1, "max_replicas": 1}])).json()
+    srv.api.post(f"/tasks/{t['id']}/activate").raise_for_status()
+    wait_task(srv, t["id"], running_with(1), what="deployed")
+
+    cluster.stop()
+    try:
+        t = wait_task(srv, t["id"], lambda t: t["app"]["status"] == "UNREACHABLE", what="outage visible")
+        assert "unreachable" in t["app"]["message"].lower()
+        t0 = time.monotonic()
+        for _ in range(10):  # the API keeps answering
+            assert srv.api.get("/tasks").status_code == 200
+            assert srv.health()["ray"]["reachable"] is False
+        assert time.monotonic() - t0 < 5
+    finally:
+        cluster.start()
+    restarted = datetime.now(timezone.utc)
+    wait_task(srv, t["id"], running_with(1), timeout=120, what="converged after Ray returned")
+    assert httpx.get(f"{cluster.serve_url}/it-outage/", timeout=10).status_code == 200
+    ks = kinds(srv, t["id"])
+    tail = ks[ks.index("unreachable"):]
+    assert tail in (["unreachable", "recovered", "deploying", "running"], ["unreachable", "deploying", "recovered", "running"], ["unreachable", "recovered"]), ks
+    print(f"converged {(datetime.now(timezone.utc) - restarted).total_seconds():.1f}s after Ray was back")

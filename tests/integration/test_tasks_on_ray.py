@@ -1,0 +1,73 @@
+"""Tasks firing against a real Ray Serve: deploy, in-place rescale, failure, teardown."""
+
+import httpx
+
+from support.procs import wait_until
+
+from .conftest import hms, kinds, local_in, task_body, wait_task, zone_near_noon
+
+
+def running_with(n):
+    return lambda t: t["app"]["status"] == "RUNNING" and len(t["app"]["replica_ids"]) == n
+
+
+def test_one_off_fires_and_deploys(servers, cluster):
+    srv = servers()
+    tz = zone_near_noon()
+    when = local_in(tz, 4).strftime("%Y-%m-%dT%H:%M:%S")
+    t = srv.api.post("/tasks", json=task_body("it-once", "one_off", tz, [{"time": when, "min_replicas": 1, "max_replicas": 1}], args={"greeting": "bonjour"})).json()
+    assert t["status"] == "idle"
+    srv.api.post(f"/tasks/{t['id']}/activate").raise_for_status()
+    t = wait_task(srv, t["id"], lambda t: t["status"] == "completed" and running_with(1)(t), what="one-off deployed")
+    reply = httpx.get(f"{cluster.serve_url}/it-once/hello", timeout=10).json()
+    assert reply["greeting"] == "bonjour" and reply["replica"] in t["app"]["replica_ids"]
+    ev = srv.api.get(f"/tasks/{t['id']}/events").json()
+    assert [e["kind"] for e in ev] == ["created", "activated", "fired", "completed", "deploying", "running"]
+    assert 0 <= ev[2]["data"]["lateness_ms"] < 1000
+    assert t["last_run"]["trigger"] == "schedule"
+
+
+def test_daily_second_entry_rescales_in_place(servers, cluster):
+    srv = servers()
+    tz = zone_near_noon()
+    sched = [
+        {"time": hms(local_in(tz, 4)), "min_replicas": 1, "max_replicas": 1},
+        {"time": hms(local_in(tz, 16)), "min_replicas": 3, "max_replicas": 3},
+    ]
+    t = srv.api.post("/tasks", json=task_body("it-daily", "daily", tz, sched)).json()
+    srv.api.post(f"/tasks/{t['id']}/activate").raise_for_status()
+    t = wait_task(srv, t["id"], running_with(1), what="first entry deployed")
+    first = t["app"]["replica_ids"][0]
+    t = wait_task(srv, t["id"], lambda t: t["last_run"]["entry"] == 1 and running_with(3)(t), what="rescaled to 3")
+    assert first in t["app"]["replica_ids"], "the running replica was restarted"
+    assert t["status"] == "active" and t["next_fire_at"] is not None
+    scaled = [e for e in srv.api.get(f"/tasks/{t['id']}/events").json() if e["kind"] == "scaled"]
+    assert [e["message"] for e in scaled] == ["scaled 1 -> 3 in place"]
+    assert httpx.get(f"{cluster.serve_url}/it-daily/", timeout=10).status_code == 200
+
+
+def test_deploy_failure_shows_reason(servers):
+    srv = servers()
+    tz = zone_near_noon()
+    when = local_in(tz, 2).strftime("%Y-%m-%dT%H:%M:%S")
+    body = task_body("it-broken", "one_off", tz, [{"time": when, "min_replicas": 1, "max_replicas": 1}], args={"fail": "weights not found at /nope"})
+    t = srv.api.post("/tasks", json=body).json()
+    srv.api.post(f"/tasks/{t['id']}/activate").raise_for_status()
+    t = wait_task(srv, t["id"], lambda t: t["status"] == "failed", timeout=120, what="deploy failure")
+    assert "weights not found at /nope" in t["status_reason"]
+    assert t["app"]["status"] in ("DEPLOY_FAILED", "UNHEALTHY")
+    assert "failed" in kinds(srv, t["id"])
+    assert srv.health()["status"] == "ok"
+
+
+def test_delete_tears_down_application(servers, cluster):
+    srv = servers()
+    tz = zone_near_noon()
+    when = local_in(tz, 2).strftime("%Y-%m-%dT%H:%M:%S")
+    t = srv.api.post("/tasks", json=task_body("it-gone", "one_off", tz, [{"time": when, "min_replicas": 1, "max_replicas": 1}])).json()
+    srv.api.post(f"/tasks/{t['id']}/activate").raise_for_status()
+    wait_task(srv, t["id"], running_with(1), what="deployed")
+    assert srv.api.delete(f"/tasks/{t['id']}").status_code == 204
+    wait_until(lambda: "it-gone" not in cluster.applications(), 60, what="application removed from Ray Serve")
+    wait_until(lambda: httpx.get(f"{cluster.serve_url}/it-gone/", timeout=5).status_code == 404, 30, what="route gone")
+    assert [e["kind"] for e in srv.api.get("/events", params={"task_name": "it-gone"}).json()][-1] == "deleted"

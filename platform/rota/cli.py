@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -63,15 +64,15 @@ def _api(ctx: typer.Context) -> Api:
 @app.callback()
 def _root(
     ctx: typer.Context,
-    api_url: str = typer.Option(None, "--api-url", help="Rota API base URL [env ROTA_API_URL; default http://127.0.0.1:8080]"),
+    api_url: str = typer.Option(None, "--api-url", help="Rota API base URL (env ROTA_API_URL; default http://127.0.0.1:8080)"),
 ):
     ctx.obj = {"api_url": api_url or _default_api_url()}
 
 
 @app.command()
 def server(
-    host: Optional[str] = typer.Option(None, help="bind address [env ROTA_HOST, default 127.0.0.1]"),
-    port: Optional[int] = typer.Option(None, help="port [env ROTA_PORT, default 8080]"),
+    host: Optional[str] = typer.Option(None, help="bind address (env ROTA_HOST, default 127.0.0.1)"),
+    port: Optional[int] = typer.Option(None, help="port (env ROTA_PORT, default 8080)"),
 ):
     """Run the control plane: API, scheduler, reconciler (and a local Ray head unless ROTA_RAY_ADDRESS is set)."""
     import logging
@@ -87,10 +88,25 @@ def server(
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower())
 
 
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(text: str, path: Path) -> str:
+    """``${VAR}`` and ``${VAR:-default}`` in a manifest come from the environment."""
+
+    def sub(m: re.Match) -> str:
+        value = os.environ.get(m[1]) or m[2]
+        if value is None:
+            _fail(f"{path}: ${{{m[1]}}} is not set and has no default (write ${{{m[1]}:-value}})")
+        return value
+
+    return _ENV_REF.sub(sub, text)
+
+
 def load_manifest(path: Path) -> Manifest:
     """Parse and validate a YAML manifest; errors name the file and the field."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(expand_env(path.read_text(), path))
     except OSError as e:
         _fail(f"{path}: {e.strerror}")
     except yaml.YAMLError as e:
@@ -114,7 +130,9 @@ def apply(
     ctx: typer.Context,
     file: Path = typer.Option(..., "-f", "--file", help="YAML manifest: a task, a list of tasks, or {tasks: [...]}"),
 ):
-    """Create or update (by name) the tasks of a manifest; `active: true|false` activates or deactivates."""
+    """Create or update (by name) the tasks of a manifest; `active: true|false` activates or deactivates.
+
+    ${VAR} and ${VAR:-default} in the file are replaced from the environment."""
     manifest = load_manifest(file)
     api = _api(ctx)
     for t in manifest.tasks:
@@ -204,6 +222,25 @@ def tasks_events(
         if not follow:
             return
         time.sleep(1)
+
+
+@models_app.command("make-tiny")
+def models_make_tiny(out_dir: Path = typer.Argument(..., help="directory to write the model to")):
+    """Generate a tiny Llama with random weights and a trained tokenizer that vLLM can load."""
+    from rota.models.tiny import make_tiny
+
+    path = make_tiny(out_dir)
+    typer.echo(f"tiny model written to {path}")
+
+
+@app.command()
+def demo(
+    exit_after: bool = typer.Option(False, "--exit", help="stop everything after the calls instead of serving on"),
+):
+    """Start Rota, schedule a vLLM endpoint a few seconds ahead, call it with the openai client (MODEL=... to choose)."""
+    from rota.demo import run
+
+    raise typer.Exit(run(exit_after=exit_after))
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ import subprocess
 import sys
 import textwrap
 
-from .conftest import zone_near_noon
+from support.tasks import zone_near_noon
 
 
 def rota(srv, *args, check=True):

@@ -11,7 +11,7 @@ from rota.config import Settings
 from rota.serve.cluster import LocalRayHead, dashboard_up
 from support.procs import REPO, TEST_APPS, RotaServer, free_port, wait_until
 
-from .conftest import local_in, task_body, wait_task, zone_near_noon
+from support.tasks import local_in, task_body, wait_task, zone_near_noon
 
 
 def test_embedded_ray_lifecycle(tmp_path):

@@ -7,7 +7,7 @@ import httpx
 
 from support.procs import wait_until
 
-from .conftest import hms, kinds, local_in, task_body, wait_task, zone_near_noon
+from support.tasks import hms, kinds, local_in, task_body, wait_task, zone_near_noon
 
 
 def running_with(n):

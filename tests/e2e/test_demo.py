@@ -1,0 +1,33 @@
+"""The README's main command, as `rota demo --exit` on its own ports and home."""
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from support.procs import free_port
+
+
+def test_demo_end_to_end(tiny_model):
+    home = Path(tempfile.mkdtemp(prefix="rota-demo-", dir="/tmp"))
+    env = {
+        **os.environ,
+        "ROTA_HOME": str(home),
+        "ROTA_PORT": str(free_port()),
+        "ROTA_SERVE_PORT": str(free_port()),
+        "ROTA_RAY_DASHBOARD_PORT": str(free_port()),
+        "ROTA_RAY_GCS_PORT": str(free_port()),
+        "ROTA_RAY_CLIENT_SERVER_PORT": str(free_port()),
+        "ROTA_RAY_DASHBOARD_AGENT_PORT": str(free_port()),
+        "ROTA_RAY_TEMP_DIR": str(home / "ray"),
+        "MODEL": str(tiny_model),
+    }
+    env.pop("ROTA_RAY_ADDRESS", None)
+    p = subprocess.run([sys.executable, "-m", "rota", "demo", "--exit"], env=env, capture_output=True, text=True, timeout=900)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out[-4000:]
+    for expected in ("rota apply -f schedules/demo.yaml", "event fired", "application RUNNING", "chat completion:", "streamed (",
+                     "OpenAI base URL", "/demo/v1", "stopping rota server"):  # fmt: skip
+        assert expected in out, (expected, out[-4000:])
+    assert not (home / "ray_head.json").exists()  # the demo's Ray head was stopped

@@ -1,0 +1,59 @@
+"""The test session's real local Ray cluster, started through Rota's own LocalRayHead."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+
+from rota.config import Settings
+from rota.serve.cluster import LocalRayHead
+from support.procs import REPO, TEST_APPS, free_port
+
+
+class Cluster:
+    def __init__(self, root: Path):
+        self.settings = Settings(
+            home=root / "ray-home",
+            ray_dashboard_port=free_port(),
+            ray_gcs_port=free_port(),
+            ray_client_server_port=free_port(),
+            ray_dashboard_agent_port=free_port(),
+            ray_temp_dir=root / "ray",
+            serve_port=free_port(),
+            serve_apps_path=os.pathsep.join([str(REPO / "serve_apps"), str(TEST_APPS)]),
+            ray_num_cpus=4,
+        )
+        self.head = LocalRayHead(self.settings)
+
+    @property
+    def dashboard_url(self) -> str:
+        return self.settings.dashboard_url
+
+    @property
+    def serve_url(self) -> str:
+        return self.settings.serve_url
+
+    def start(self):
+        self.head.start()
+
+    def stop(self):
+        self.head.stop()
+
+    def applications(self) -> dict:
+        r = httpx.get(
+            self.dashboard_url + "/api/serve/applications/",
+            headers={"Authorization": f"Bearer {self.settings.ray_token()}"},
+            timeout=10,
+        )
+        r.raise_for_status()
+        return r.json()["applications"]
+
+    def server_env(self) -> dict[str, str]:
+        return {
+            "ROTA_RAY_ADDRESS": self.dashboard_url,
+            "ROTA_RAY_AUTH_TOKEN_PATH": str(self.settings.token_path),
+            "ROTA_SERVE_PORT": str(self.settings.serve_port),
+            "ROTA_SERVE_APPS_PATH": self.settings.serve_apps_path,
+        }

@@ -1,0 +1,46 @@
+"""Helpers to drive tasks through the API in tests."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytz
+
+from support.procs import RotaServer, wait_until
+
+
+def zone_near_noon() -> str:
+    """A fixed-offset zone where it is around noon now, so "in a few seconds" stays today."""
+    utc_hour = datetime.now(timezone.utc).hour
+    offset = (12 - utc_hour + 12) % 24 - 12  # local = utc + offset, in [-12, 11]
+    return "Etc/GMT" + (f"{-offset:+d}" if offset else "")  # Etc/GMT-3 is UTC+3
+
+
+def local_in(tz: str, seconds: float) -> datetime:
+    return datetime.now(timezone.utc).astimezone(pytz.timezone(tz)) + timedelta(seconds=seconds)
+
+
+def hms(dt: datetime) -> str:
+    return dt.strftime("%H:%M:%S")
+
+
+def task_body(name: str, type_: str, tz: str, schedule: list[dict], **kw) -> dict:
+    return {"name": name, "file_path": "echo", "deployment_name": "app", "type": type_, "timezone": tz, "schedule": schedule,
+            "resources": {"num_cpus": 0.1}, **kw}  # fmt: skip
+
+
+def wait_task(server: RotaServer, ref, predicate, timeout: float = 90, what: str = "task state"):
+    def check():
+        t = server.api.get(f"/tasks/{ref}").json()
+        return t if predicate(t) else None
+
+    try:
+        return wait_until(check, timeout, interval=0.3, what=what)
+    except AssertionError:
+        print(server.log_tail())
+        print(server.api.get(f"/tasks/{ref}/events").json())
+        raise
+
+
+def kinds(server: RotaServer, ref) -> list[str]:
+    return [e["kind"] for e in server.api.get(f"/tasks/{ref}/events").json()]

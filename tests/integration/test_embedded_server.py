@@ -11,7 +11,7 @@ from rota.config import Settings
 from rota.serve.cluster import LocalRayHead, dashboard_up
 from support.procs import REPO, TEST_APPS, RotaServer, free_port, wait_until
 
-from support.tasks import local_in, task_body, wait_task, zone_near_noon
+from support.tasks import start_one_off, wait_task
 
 
 def test_embedded_ray_lifecycle(tmp_path):
@@ -40,10 +40,7 @@ def test_embedded_ray_lifecycle(tmp_path):
         token_file = home / "ray_auth_token"
         assert token_file.stat().st_mode & 0o777 == 0o600
 
-        tz = zone_near_noon()
-        when = local_in(tz, 3).strftime("%Y-%m-%dT%H:%M:%S")
-        t = srv.api.post("/tasks", json=task_body("emb", "one_off", tz, [{"time": when, "min_replicas": 1, "max_replicas": 1}])).json()
-        srv.api.post(f"/tasks/{t['id']}/activate").raise_for_status()
+        t = start_one_off(srv, "emb", seconds=3)
         t = wait_task(srv, t["id"], lambda t: t["app"]["status"] == "RUNNING", what="deployed on the embedded head")
         replica = t["app"]["replica_ids"][0]
         assert httpx.get(f"{serve_url}/emb/", timeout=10).json()["replica"] == replica

@@ -5,9 +5,8 @@ from datetime import datetime, timezone
 
 import httpx
 
-from support.procs import wait_until
 
-from support.tasks import hms, kinds, local_in, task_body, wait_task, zone_near_noon
+from support.tasks import hms, kinds, local_in, start_one_off, task_body, wait_task, zone_near_noon
 
 
 def running_with(n):
@@ -63,10 +62,7 @@ def test_sigkill_between_fires_applies_missed_entries_exactly_once(servers, tmp_
 
 def test_ray_outage_is_visible_and_converges(servers, cluster):
     srv = servers()
-    tz = zone_near_noon()
-    when = local_in(tz, 2).strftime("%Y-%m-%dT%H:%M:%S")
-    t = srv.api.post("/tasks", json=task_body("it-outage", "one_off", tz, [{"time": when, "min_replicas": 1, "max_replicas": 1}])).json()
-    srv.api.post(f"/tasks/{t['id']}/activate").raise_for_status()
+    t = start_one_off(srv, "it-outage")
     wait_task(srv, t["id"], running_with(1), what="deployed")
 
     cluster.stop()

@@ -4,7 +4,7 @@ import httpx
 
 from support.procs import wait_until
 
-from support.tasks import hms, kinds, local_in, task_body, wait_task, zone_near_noon
+from support.tasks import hms, kinds, local_in, start_one_off, task_body, wait_task, zone_near_noon
 
 
 def running_with(n):
@@ -48,11 +48,7 @@ def test_daily_second_entry_rescales_in_place(servers, cluster):
 
 def test_deploy_failure_shows_reason(servers):
     srv = servers()
-    tz = zone_near_noon()
-    when = local_in(tz, 2).strftime("%Y-%m-%dT%H:%M:%S")
-    body = task_body("it-broken", "one_off", tz, [{"time": when, "min_replicas": 1, "max_replicas": 1}], args={"fail": "weights not found at /nope"})
-    t = srv.api.post("/tasks", json=body).json()
-    srv.api.post(f"/tasks/{t['id']}/activate").raise_for_status()
+    t = start_one_off(srv, "it-broken", args={"fail": "weights not found at /nope"})
     t = wait_task(srv, t["id"], lambda t: t["status"] == "failed", timeout=120, what="deploy failure")
     assert "weights not found at /nope" in t["status_reason"]
     assert t["app"]["status"] in ("DEPLOY_FAILED", "UNHEALTHY")
@@ -62,10 +58,7 @@ def test_deploy_failure_shows_reason(servers):
 
 def test_delete_tears_down_application(servers, cluster):
     srv = servers()
-    tz = zone_near_noon()
-    when = local_in(tz, 2).strftime("%Y-%m-%dT%H:%M:%S")
-    t = srv.api.post("/tasks", json=task_body("it-gone", "one_off", tz, [{"time": when, "min_replicas": 1, "max_replicas": 1}])).json()
-    srv.api.post(f"/tasks/{t['id']}/activate").raise_for_status()
+    t = start_one_off(srv, "it-gone")
     wait_task(srv, t["id"], running_with(1), what="deployed")
     assert srv.api.delete(f"/tasks/{t['id']}").status_code == 204
     wait_until(lambda: "it-gone" not in cluster.applications(), 60, what="application removed from Ray Serve")

@@ -44,3 +44,12 @@ def wait_task(server: RotaServer, ref, predicate, timeout: float = 90, what: str
 
 def kinds(server: RotaServer, ref) -> list[str]:
     return [e["kind"] for e in server.api.get(f"/tasks/{ref}/events").json()]
+
+
+def start_one_off(server: RotaServer, name: str, seconds: float = 2, **fields) -> dict:
+    """Create a one-off task of the echo app firing in a few seconds, and activate it."""
+    tz = zone_near_noon()
+    when = local_in(tz, seconds).strftime("%Y-%m-%dT%H:%M:%S")
+    r = server.api.post("/tasks", json=task_body(name, "one_off", tz, [{"time": when, "min_replicas": 1, "max_replicas": 1}], **fields))
+    assert r.status_code == 201, r.text
+    return server.api.post(f"/tasks/{name}/activate").raise_for_status().json()

@@ -1,0 +1,210 @@
+"""Request-path benchmark: bare vLLM's OpenAI server vs the same model through Rota's route.
+
+Same machine, same run, same model and engine settings, one after the other (never at
+once: they would share the cores). Streaming chat completions with a fixed output
+length (`ignore_eos`), at concurrency 1 and 8. Reports time to first token (p50/p95),
+inter-token latency (p50) and output tokens/s for both, and their ratio/delta, against
+the targets: TTFT p50 within +5 ms at concurrency 1, throughput >= 0.95x at 8.
+
+    .venv/bin/python bench/request_path.py [--requests 40] [--max-tokens 32] [--out bench/results/request_path.json]
+
+MODEL=<dir or HF id> benchmarks that model instead of a generated tiny one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # free-port and process helpers shared with the tests
+
+from support.procs import RotaServer, free_port, wait_until  # noqa: E402
+
+MAX_MODEL_LEN = 256
+PROMPT = [{"role": "user", "content": "Tell me about schedules and replicas in a few words."}]
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = (len(s) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+async def one_request(client: httpx.AsyncClient, url: str, model: str, max_tokens: int) -> dict:
+    body = {"model": model, "messages": PROMPT, "max_tokens": max_tokens, "stream": True, "ignore_eos": True,
+            "stream_options": {"include_usage": True}}  # fmt: skip
+    t0 = time.perf_counter()
+    stamps: list[float] = []
+    tokens = 0
+    async with client.stream("POST", url, json=body) as r:
+        r.raise_for_status()
+        async for line in r.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+            if chunk.get("choices") and chunk["choices"][0]["delta"].get("content"):
+                stamps.append(time.perf_counter())
+    return {"ttft": stamps[0] - t0 if stamps else float("nan"), "itl": [b - a for a, b in zip(stamps, stamps[1:])],
+            "tokens": tokens, "latency": time.perf_counter() - t0}  # fmt: skip
+
+
+async def load(url: str, model: str, concurrency: int, requests: int, max_tokens: int) -> dict:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        for _ in range(3):  # warm up: connections, caches, the engine's first steps
+            await one_request(client, url, model, max_tokens)
+        queue = list(range(requests))
+        results: list[dict] = []
+
+        async def worker():
+            while queue:
+                queue.pop()
+                results.append(await one_request(client, url, model, max_tokens))
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    ttft = [r["ttft"] * 1000 for r in results]
+    itl = [x * 1000 for r in results for x in r["itl"]]
+    return {
+        "concurrency": concurrency,
+        "requests": len(results),
+        "ttft_p50_ms": pct(ttft, 0.5),
+        "ttft_p95_ms": pct(ttft, 0.95),
+        "itl_p50_ms": pct(itl, 0.5),
+        "output_tokens_per_s": sum(r["tokens"] for r in results) / wall,
+        "wall_s": wall,
+    }
+
+
+def run_bare(model_dir: str, max_tokens: int, requests: int, levels: list[int]) -> tuple[list[dict], float]:
+    port = free_port()
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir, "--dtype", "float32",
+           "--max-model-len", str(MAX_MODEL_LEN), "--enforce-eager", "--served-model-name", "tiny", "--port", str(port),
+           "--disable-uvicorn-access-log"]  # fmt: skip
+    log = open(Path(tempfile.gettempdir()) / "rota-bench-bare-vllm.log", "wb")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200, 600, 0.5, "bare vLLM")
+        started = time.perf_counter() - t0
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        return [asyncio.run(load(url, "tiny", c, requests, max_tokens)) for c in levels], started
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def run_rota(model_dir: str, max_tokens: int, requests: int, levels: list[int]) -> tuple[list[dict], float]:
+    home = Path(tempfile.mkdtemp(prefix="rota-bench-", dir="/tmp"))
+    serve_port = free_port()
+    env = {
+        "ROTA_RAY_ADDRESS": "", "ROTA_SERVE_PORT": str(serve_port), "ROTA_RAY_DASHBOARD_PORT": str(free_port()),
+        "ROTA_RAY_GCS_PORT": str(free_port()), "ROTA_RAY_CLIENT_SERVER_PORT": str(free_port()),
+        "ROTA_RAY_DASHBOARD_AGENT_PORT": str(free_port()), "ROTA_RAY_TEMP_DIR": str(home / "ray"), "ROTA_LOG_LEVEL": "WARNING",
+    }  # fmt: skip
+    srv = RotaServer(home, env)
+    try:
+        srv.start()
+        wait_until(lambda: srv.health()["ray"]["reachable"], 300, 1, "embedded Ray")
+        when = (datetime.now(timezone.utc) + timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%S")
+        body = {"name": "bench", "file_path": "serve", "deployment_name": "app", "type": "one_off", "timezone": "UTC",
+                "schedule": [{"time": when, "min_replicas": 1, "max_replicas": 1}],
+                "args": {"model": model_dir, "served_model_name": "tiny", "max_model_len": MAX_MODEL_LEN, "dtype": "float32"}}  # fmt: skip
+        srv.api.post("/tasks", json=body).raise_for_status()
+        t0 = time.perf_counter()
+        srv.api.post("/tasks/bench/activate").raise_for_status()
+        wait_until(lambda: srv.api.get("/tasks/bench").json()["app"]["status"] == "RUNNING", 900, 0.5, "Rota endpoint")
+        started = time.perf_counter() - t0
+        url = f"http://127.0.0.1:{serve_port}/bench/v1/chat/completions"
+        return [asyncio.run(load(url, "tiny", c, requests, max_tokens)) for c in levels], started
+    finally:
+        srv.stop(120)
+
+
+def table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--requests", type=int, default=40, help="measured requests per concurrency level")
+    ap.add_argument("--max-tokens", type=int, default=32)
+    ap.add_argument("--levels", default="1,8")
+    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "request_path.json"))
+    a = ap.parse_args()
+    levels = [int(x) for x in a.levels.split(",")]
+    model = os.environ.get("MODEL")
+    if not model:
+        from rota.models.tiny import make_tiny
+
+        model = str(make_tiny(Path(tempfile.mkdtemp(prefix="rota-bench-model-", dir="/tmp")) / "tiny"))
+    print(f"model {model}; {a.requests} streamed chat requests x {a.max_tokens} tokens per level; levels {levels}", flush=True)
+    bare, bare_start = run_bare(model, a.max_tokens, a.requests, levels)
+    rota, rota_start = run_rota(model, a.max_tokens, a.requests, levels)
+
+    comparison = []
+    for b, r in zip(bare, rota):
+        comparison.append({
+            "concurrency": b["concurrency"],
+            "ttft_p50_delta_ms": r["ttft_p50_ms"] - b["ttft_p50_ms"],
+            "ttft_p95_delta_ms": r["ttft_p95_ms"] - b["ttft_p95_ms"],
+            "itl_p50_delta_ms": r["itl_p50_ms"] - b["itl_p50_ms"],
+            "throughput_ratio": r["output_tokens_per_s"] / b["output_tokens_per_s"],
+        })  # fmt: skip
+    targets = {"ttft_p50_delta_ms_at_c1": 5.0, "throughput_ratio_at_c8": 0.95}
+    met = {
+        "ttft_p50_delta_ms_at_c1": next((c["ttft_p50_delta_ms"] <= 5.0 for c in comparison if c["concurrency"] == 1), None),
+        "throughput_ratio_at_c8": next((c["throughput_ratio"] >= 0.95 for c in comparison if c["concurrency"] == 8), None),
+    }
+    result = {
+        "benchmark": "request_path",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "model": model, "max_tokens": a.max_tokens, "requests_per_level": a.requests,
+        "bare_vllm": bare, "rota_route": rota, "comparison": comparison, "targets": targets, "met": met,
+        "startup_s": {"bare_vllm_to_healthy": bare_start, "rota_activate_to_running": rota_start},
+    }  # fmt: skip
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+
+    rows = [["path", "conc", "TTFT p50 ms", "TTFT p95 ms", "ITL p50 ms", "out tok/s"]]
+    for name, runs in (("bare vLLM", bare), ("Rota route", rota)):
+        for x in runs:
+            rows.append([name, str(x["concurrency"]), f"{x['ttft_p50_ms']:.1f}", f"{x['ttft_p95_ms']:.1f}", f"{x['itl_p50_ms']:.2f}", f"{x['output_tokens_per_s']:.0f}"])
+    for c in comparison:
+        rows.append(["Rota - bare", str(c["concurrency"]), f"{c['ttft_p50_delta_ms']:+.1f}", f"{c['ttft_p95_delta_ms']:+.1f}",
+                     f"{c['itl_p50_delta_ms']:+.2f}", f"x{c['throughput_ratio']:.3f}"])  # fmt: skip
+    print(table(rows))
+    print(f"targets: TTFT p50 +<=5 ms at c=1: {met['ttft_p50_delta_ms_at_c1']}; throughput >=0.95x at c=8: {met['throughput_ratio_at_c8']}")
+    print(f"startup: bare vLLM healthy in {bare_start:.1f}s; Rota activate->RUNNING in {rota_start:.1f}s")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,6 +11,8 @@ import os
 from functools import cached_property
 from pathlib import Path
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -41,6 +43,12 @@ class Settings(BaseSettings):
     # Ray Serve HTTP proxy (where the applications' routes are served)
     serve_host: str = "127.0.0.1"
     serve_port: int = 8000
+    # Embedded head only: "haproxy" serves HTTP with Ray Serve's HAProxy ingress, which
+    # forwards to each replica's own HTTP server; "proxy" uses Ray Serve's Python proxy.
+    serve_ingress: Literal["haproxy", "proxy"] = "haproxy"
+    # HAProxy's stats and metrics listeners; unset: free ports picked when the head starts.
+    haproxy_stats_port: int | None = None
+    haproxy_metrics_port: int | None = None
     # Folders whose scripts are Ray Serve applications, os.pathsep-separated.
     serve_apps_path: str = str(DEFAULT_SERVE_APPS)
 

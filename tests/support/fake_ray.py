@@ -21,6 +21,7 @@ class FakeRay:
         self.reachable = True
         self.puts = 0
         self.failing: dict[str, str] = {}
+        self.unrouted: set[str] = set()  # apps whose HTTP route is not served yet
 
     def observe(self) -> Observation:
         if not self.reachable:
@@ -32,7 +33,8 @@ class FakeRay:
                 name, "DEPLOY_FAILED" if failed else "RUNNING", self.failing.get(name, ""), a["config"],
                 a["target"], () if failed else tuple(a["replicas"]),
             )  # fmt: skip
-        return Observation(True, out)
+        routes = {f"/{n}": n for n in self.apps if n not in self.unrouted}
+        return Observation(True, out, routes=routes)
 
     def apply(self, specs: list[AppSpec]) -> None:
         if not self.reachable:

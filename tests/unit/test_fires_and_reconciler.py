@@ -171,6 +171,18 @@ def test_delete_tears_down_and_keeps_events(svc, db, ray, reconciler, clock):
     assert [e.kind for e in svc.all_events("t1")][-1] == "deleted"
 
 
+def test_running_only_once_the_route_is_served(svc, db, ray, reconciler, clock):
+    t = svc.activate(make(svc).id)
+    clock.now = t.next_fire_at
+    process_due(db, t.id, clock.now, "schedule", GRACE)
+    ray.unrouted.add("t1")
+    reconciler.tick()
+    assert svc.get(t.id).app.status.value == "DEPLOYING"
+    ray.unrouted.clear()
+    reconciler.tick()
+    assert svc.get(t.id).app.status.value == "RUNNING"
+
+
 def test_deactivate_stops_fires(svc, db, clock):
     t = svc.activate(make(svc).id)
     svc.deactivate(t.id)

@@ -85,3 +85,13 @@ def test_state_events():
     failed = AppState(AppStatus.DEPLOY_FAILED, "boom", 0, ())
     ev = state_events(dep, failed)
     assert ev[0].kind is EventKind.FAILED and "boom" in ev[0].message
+
+
+def test_running_needs_its_route():
+    s = spec()
+    prev = AppState(AppStatus.DEPLOYING, None, None, ())
+    waiting = observe_app(s, Observation(True, {"a": observed(s)}, routes={}), prev)
+    assert waiting.status is AppStatus.DEPLOYING and "waiting for its route /a" in waiting.message
+    down = observe_app(s, Observation(True, {"a": observed(s)}, routes_error="refused"), prev)
+    assert down.status is AppStatus.DEPLOYING and "refused" in down.message
+    assert observe_app(s, Observation(True, {"a": observed(s)}, routes={"/a": "a"}), prev).status is AppStatus.RUNNING

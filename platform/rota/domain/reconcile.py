@@ -73,6 +73,10 @@ class Observation:
     reachable: bool
     apps: dict[str, ObservedApp] = field(default_factory=dict)
     error: str | None = None
+    # Route prefix -> application, as Serve's HTTP ingress reports it (None: not asked,
+    # or the ingress did not answer, then `routes_error` says why).
+    routes: dict[str, str] | None = None
+    routes_error: str | None = None
 
 
 def _fingerprint(cfg: dict[str, Any] | None) -> str | None:
@@ -171,9 +175,16 @@ def observe_app(spec: AppSpec | None, observation: Observation, previous: AppSta
     if obs is None:
         return AppState(AppStatus.DEPLOYING, "waiting for Ray Serve to create the application", None, ())
     status = _RAY_TO_APP.get(obs.status, AppStatus.DEPLOYING)
+    message = obs.message or None
     if status is AppStatus.RUNNING and _fingerprint(obs.deployed_config) != _fingerprint(spec.to_serve_config()):
         status = AppStatus.DEPLOYING  # our latest config has not been taken yet
-    return AppState(status, obs.message or None, obs.target_replicas, obs.running_replica_ids)
+    elif status is AppStatus.RUNNING and observation.routes_error:
+        status, message = AppStatus.DEPLOYING, f"application running; HTTP ingress not answering: {observation.routes_error}"
+    elif status is AppStatus.RUNNING and observation.routes is not None and spec.route_prefix not in observation.routes:
+        # Ray reports the replicas healthy before its HTTP ingress routes to them:
+        # RUNNING means callers can reach it.
+        status, message = AppStatus.DEPLOYING, f"application running; waiting for its route {spec.route_prefix}"
+    return AppState(status, message, obs.target_replicas, obs.running_replica_ids)
 
 
 @dataclass(frozen=True)

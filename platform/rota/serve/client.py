@@ -19,6 +19,7 @@ class ServeClient:
 
     def __init__(self, dashboard_url: str, token: str | None, serve_host: str, serve_port: int, timeout: float = 10.0):
         self.url = dashboard_url.rstrip("/") + "/api/serve/applications/"
+        self.routes_url = f"http://{serve_host}:{serve_port}/-/routes"
         self.token = token
         self.http_options = {"host": serve_host, "port": serve_port}
         self._http = httpx.Client(timeout=timeout)
@@ -42,7 +43,15 @@ class ServeClient:
             body = self._request("GET").json()
         except RayUnavailable as e:
             return Observation(False, {}, e.message)
-        return Observation(True, parse_applications(body))
+        apps = parse_applications(body)
+        if not apps:
+            return Observation(True, apps)
+        try:
+            r = self._http.get(self.routes_url, timeout=2.0)
+            r.raise_for_status()
+            return Observation(True, apps, routes=r.json())
+        except (httpx.HTTPError, ValueError) as e:
+            return Observation(True, apps, routes_error=f"{self.routes_url}: {type(e).__name__}: {e}")
 
     def apply(self, specs: list[AppSpec]) -> None:
         config = {

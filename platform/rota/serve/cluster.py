@@ -87,12 +87,34 @@ class LocalRayHead:
             cmd += ["--num-cpus", str(s.ray_num_cpus)]
         return cmd
 
+    def ingress_env(self) -> dict[str, str]:
+        """Ray Serve ingress settings for the head (read by the Serve controller and replicas)."""
+        if self.s.serve_ingress != "haproxy":
+            return {}
+        # HAProxy's files default to fixed /tmp paths: give each cluster its own. Keep
+        # it short: Ray adds a 56-character node id below it, and HAProxy refuses an
+        # admin socket path over 97 characters.
+        base = Path(f"/tmp/rota-hap-{self.s.ray_dashboard_port}")
+        return {
+            "RAY_SERVE_ENABLE_HA_PROXY": "1",
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(self.s.haproxy_stats_port or _free_port()),
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(self.s.haproxy_metrics_port or _free_port()),
+            "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(base / "haproxy.cfg"),
+            "RAY_SERVE_HAPROXY_SOCKET_PATH": str(base / "admin.sock"),
+            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(base),
+            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(base / "server-state"),
+        }
+
     def start(self, timeout: float = 120.0) -> None:
         """Start the head, or adopt one this Rota home already runs; wait for its dashboard."""
         self.s.home.mkdir(parents=True, exist_ok=True)
         ensure_token(self.s.token_path)
         if self.is_up():
-            log.info("adopting the Ray head already running at %s", self.url)
+            if self.pid_file.exists():
+                log.info("adopting the Ray head this home started, at %s", self.url)
+            else:
+                log.warning("a Ray head answers at %s but this home did not start it: using it, "
+                            "and it will not be stopped on shutdown", self.url)
             return
         cluster_id = uuid.uuid4().hex
         pythonpath = [str(d) for d in (*self.s.serve_apps_dirs, *self.extra_pythonpath)]
@@ -107,6 +129,7 @@ class LocalRayHead:
             MARKER: cluster_id,
         }
         env.pop("RAY_AUTH_TOKEN", None)
+        env.update(self.ingress_env())
         log.info("starting a local Ray head: dashboard %s, Serve on %s", self.url, self.s.serve_url)
         with open(self.log_file, "ab") as out:
             proc = subprocess.Popen(
@@ -124,30 +147,51 @@ class LocalRayHead:
         self.stop()
         raise RuntimeError(f"the Ray dashboard did not come up within {timeout:.0f}s; see {self.log_file}")
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop the head this Rota home started, and every process of that cluster."""
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the head this Rota home started, and every process of that cluster.
+
+        SIGTERM first; Ray's own shutdown can take ~40 s on a small machine, so after
+        ``timeout`` the group and any re-parented worker still carrying the marker get
+        SIGKILL (the applications are going away either way).
+        """
         try:
             info = json.loads(self.pid_file.read_text())
         except (OSError, ValueError):
             return
         pid, cluster_id = info.get("pid"), info.get("cluster_id")
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError, TypeError):
-            pass
+        _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and _cluster_pids(cluster_id):
             time.sleep(0.5)
+        _signal_group(pid, signal.SIGKILL)
         for p in _cluster_pids(cluster_id):
             try:
                 os.kill(p, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _cluster_pids(cluster_id):
+            time.sleep(0.2)
         try:
             os.waitpid(pid, os.WNOHANG)
         except (ChildProcessError, TypeError):
             pass
         self.pid_file.unlink(missing_ok=True)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _signal_group(pid: int | None, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError, TypeError):
+        pass
 
 
 def _cluster_pids(cluster_id: str | None) -> list[int]:

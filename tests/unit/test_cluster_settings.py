@@ -1,0 +1,28 @@
+"""The embedded head's command line and environment (nothing is started here)."""
+
+from rota.config import Settings
+from rota.serve.cluster import LocalRayHead
+
+
+def test_haproxy_files_are_per_cluster_and_short(tmp_path):
+    head = LocalRayHead(Settings(home=tmp_path, ray_dashboard_port=41723, ray_temp_dir=tmp_path / "a" / "very" / "deep" / "dir"))
+    env = head.ingress_env()
+    assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+    # Ray adds "/<56-char node id>/admin.sock" below the base; HAProxy allows 97 characters.
+    assert len(env["RAY_SERVE_HAPROXY_SOCKET_PATH"]) + 57 <= 97
+    assert "41723" in env["RAY_SERVE_HAPROXY_SOCKET_PATH"]
+    other = LocalRayHead(Settings(home=tmp_path, ray_dashboard_port=41724)).ingress_env()
+    assert other["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"] != env["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"]
+    assert env["RAY_SERVE_HAPROXY_STATS_PORT"] != env["RAY_SERVE_HAPROXY_METRICS_PORT"]
+
+
+def test_python_proxy_mode_sets_nothing(tmp_path):
+    assert LocalRayHead(Settings(home=tmp_path, serve_ingress="proxy")).ingress_env() == {}
+
+
+def test_command_pins_every_port(tmp_path):
+    s = Settings(home=tmp_path, ray_gcs_port=1, ray_dashboard_port=2, ray_client_server_port=3, ray_dashboard_agent_port=4)
+    cmd = LocalRayHead(s).command()
+    pairs = dict(zip(cmd, cmd[1:]))
+    assert (pairs["--port"], pairs["--dashboard-port"], pairs["--ray-client-server-port"], pairs["--dashboard-agent-listen-port"]) == ("1", "2", "3", "4")
+    assert pairs["--min-worker-port"] == "0" and pairs["--max-worker-port"] == "0" and pairs["--dashboard-host"] == "127.0.0.1"

@@ -41,7 +41,7 @@ class Runtime:
         self.ray_start_error: str | None = None
 
     def start(self) -> None:
-        self.db.create_all()
+        self.db.migrate()
         self.scheduler.start()
         if self.head:
             threading.Thread(target=self._start_head, name="ray-head", daemon=True).start()

@@ -6,12 +6,10 @@ import tempfile
 from pathlib import Path
 
 import httpx
-
 from rota.config import Settings
 from rota.serve.cluster import LocalRayHead, dashboard_up
 from support.procs import REPO, TEST_APPS, RotaServer, free_port, wait_until
-
-from support.tasks import start_one_off, wait_task
+from support.tasks import route_json, start_one_off, wait_task
 
 
 def test_embedded_ray_lifecycle(tmp_path):
@@ -43,7 +41,7 @@ def test_embedded_ray_lifecycle(tmp_path):
         t = start_one_off(srv, "emb", seconds=3)
         t = wait_task(srv, t["id"], lambda t: t["app"]["status"] == "RUNNING", what="deployed on the embedded head")
         replica = t["app"]["replica_ids"][0]
-        assert httpx.get(f"{serve_url}/emb/", timeout=10).json()["replica"] == replica
+        assert route_json(f"{serve_url}/emb/")["replica"] == replica
 
         srv.kill()  # the control plane dies; Ray and the application keep serving
         assert httpx.get(f"{serve_url}/emb/", timeout=10).json()["replica"] == replica

@@ -4,8 +4,6 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import func, select
-
 from rota.config import Settings
 from rota.domain.models import TaskCreate
 from rota.reconciler.loop import Reconciler
@@ -13,6 +11,7 @@ from rota.services.fires import process_due
 from rota.services.tasks import TaskService
 from rota.store.db import Database
 from rota.store.tables import RunRow
+from sqlalchemy import func, select
 from support.fake_ray import FakeRay
 from support.postgres import Postgres
 from support.procs import TEST_APPS
@@ -27,7 +26,7 @@ def pg():
 
 def test_fires_exactly_once_and_reconcile_on_postgres(pg, tmp_path):
     db = Database(pg.url)
-    db.create_all()
+    db.migrate()
     now = [datetime(2026, 11, 23, 7, 0, tzinfo=timezone.utc)]
     settings = Settings(home=tmp_path, serve_apps_path=str(TEST_APPS), ray_address="http://127.0.0.1:9", database_url=pg.url)
     svc = TaskService(db, settings, clock=lambda: now[0])

@@ -3,10 +3,16 @@
 import time
 from datetime import datetime, timezone
 
-import httpx
-
-
-from support.tasks import hms, kinds, local_in, start_one_off, task_body, wait_task, zone_near_noon
+from support.tasks import (
+    hms,
+    kinds,
+    local_in,
+    route_json,
+    start_one_off,
+    task_body,
+    wait_task,
+    zone_near_noon,
+)
 
 
 def running_with(n):
@@ -78,7 +84,7 @@ def test_ray_outage_is_visible_and_converges(servers, cluster):
         cluster.start()
     restarted = datetime.now(timezone.utc)
     wait_task(srv, t["id"], running_with(1), timeout=120, what="converged after Ray returned")
-    assert httpx.get(f"{cluster.serve_url}/it-outage/", timeout=10).status_code == 200
+    assert route_json(f"{cluster.serve_url}/it-outage/")["greeting"] == "hello"
     ks = kinds(srv, t["id"])
     tail = ks[ks.index("unreachable"):]
     assert tail in (["unreachable", "recovered", "deploying", "running"], ["unreachable", "deploying", "recovered", "running"], ["unreachable", "recovered"]), ks

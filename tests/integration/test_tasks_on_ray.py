@@ -4,7 +4,7 @@ import httpx
 
 from support.procs import wait_until
 
-from support.tasks import hms, kinds, local_in, start_one_off, task_body, wait_task, zone_near_noon
+from support.tasks import hms, kinds, local_in, route_json, start_one_off, task_body, wait_task, zone_near_noon
 
 
 def running_with(n):
@@ -19,7 +19,7 @@ def test_one_off_fires_and_deploys(servers, cluster):
     assert t["status"] == "idle"
     srv.api.post(f"/tasks/{t['id']}/activate").raise_for_status()
     t = wait_task(srv, t["id"], lambda t: t["status"] == "completed" and running_with(1)(t), what="one-off deployed")
-    reply = httpx.get(f"{cluster.serve_url}/it-once/hello", timeout=10).json()
+    reply = route_json(f"{cluster.serve_url}/it-once/hello")
     assert reply["greeting"] == "bonjour" and reply["replica"] in t["app"]["replica_ids"]
     ev = srv.api.get(f"/tasks/{t['id']}/events").json()
     assert [e["kind"] for e in ev] == ["created", "activated", "fired", "completed", "deploying", "running"]
@@ -43,7 +43,7 @@ def test_daily_second_entry_rescales_in_place(servers, cluster):
     assert t["status"] == "active" and t["next_fire_at"] is not None
     scaled = [e for e in srv.api.get(f"/tasks/{t['id']}/events").json() if e["kind"] == "scaled"]
     assert [e["message"] for e in scaled] == ["scaled 1 -> 3 in place"]
-    assert httpx.get(f"{cluster.serve_url}/it-daily/", timeout=10).status_code == 200
+    assert route_json(f"{cluster.serve_url}/it-daily/")["replica"] in t["app"]["replica_ids"]
 
 
 def test_deploy_failure_shows_reason(servers):

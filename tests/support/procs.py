@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+from rota.serve.cluster import free_port as _free_port
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_APPS = REPO / "tests" / "apps"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port outside the kernel's ephemeral range (see rota.serve.cluster.free_port)."""
+    return _free_port()
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):

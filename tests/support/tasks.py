@@ -53,3 +53,15 @@ def start_one_off(server: RotaServer, name: str, seconds: float = 2, **fields) -
     r = server.api.post("/tasks", json=task_body(name, "one_off", tz, [{"time": when, "min_replicas": 1, "max_replicas": 1}], **fields))
     assert r.status_code == 201, r.text
     return server.api.post(f"/tasks/{name}/activate").raise_for_status().json()
+
+
+def route_json(url: str, timeout: float = 15) -> dict:
+    """GET an application's route, tolerating the brief window in which Serve's HTTP
+    ingress reloads its configuration right after a change."""
+    import httpx
+
+    def get():
+        r = httpx.get(url, timeout=5)
+        return r.json() if r.status_code == 200 else None
+
+    return wait_until(get, timeout, interval=0.2, what=f"200 from {url}")

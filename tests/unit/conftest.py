@@ -37,7 +37,7 @@ def clock():
 @pytest.fixture
 def db(settings):
     d = Database(settings.resolved_database_url)
-    d.create_all()
+    d.migrate()
     yield d
     d.dispose()
 

@@ -97,8 +97,8 @@ class LocalRayHead:
         base = Path(f"/tmp/rota-hap-{self.s.ray_dashboard_port}")
         return {
             "RAY_SERVE_ENABLE_HA_PROXY": "1",
-            "RAY_SERVE_HAPROXY_STATS_PORT": str(self.s.haproxy_stats_port or _free_port()),
-            "RAY_SERVE_HAPROXY_METRICS_PORT": str(self.s.haproxy_metrics_port or _free_port()),
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(self.s.haproxy_stats_port or free_port()),
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(self.s.haproxy_metrics_port or free_port()),
             "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(base / "haproxy.cfg"),
             "RAY_SERVE_HAPROXY_SOCKET_PATH": str(base / "admin.sock"),
             "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(base),
@@ -179,12 +179,30 @@ class LocalRayHead:
         self.pid_file.unlink(missing_ok=True)
 
 
-def _free_port() -> int:
+def free_port(low: int = 20000) -> int:
+    """A free port below the kernel's ephemeral range.
+
+    Ports picked now and bound later (by Ray, HAProxy, a server) must not come from
+    the range the kernel hands out for bind(0): Ray's own randomly placed ports would
+    race for them.
+    """
+    import random
     import socket
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    try:
+        high = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0]) - 1
+    except (OSError, ValueError, IndexError):
+        high = 32767
+    high = max(high, low + 1000)
+    for _ in range(200):
+        port = random.randint(low, high)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {low}-{high}")
 
 
 def _signal_group(pid: int | None, sig: int) -> None:

@@ -1,0 +1,1 @@
+"""Alembic migrations of Rota's store. Applied at start by ``Database.migrate``."""

@@ -49,6 +49,8 @@ class LLMConfig(BaseModel):
     max_ongoing_requests: int = Field(64, ge=1, description="requests a replica takes at once; more wait in Serve's queue")
     max_queued_requests: int = Field(-1, ge=-1, description="requests waiting per replica before a 503; -1: no limit")
     engine_args: dict[str, Any] = Field(default_factory=dict, description="extra vLLM engine flags, e.g. {kv_cache_dtype: fp8}")
+    api_key: str | None = Field(None, description="required as a Bearer token on /v1 routes (Rota's gateway sends it)")
+    accelerator_type: str | None = Field(None, description="GPU type of the tensor-parallel workers, e.g. H100")
 
     @model_validator(mode="after")
     def _lengths(self) -> "LLMConfig":
@@ -66,6 +68,7 @@ class LLMConfig(BaseModel):
             "--max-num-seqs": self.max_num_seqs,
             "--max-num-batched-tokens": self.max_num_batched_tokens,
             "--gpu-memory-utilization": self.gpu_memory_utilization,
+            "--api-key": self.api_key,
         }
         for flag, value in opt.items():
             if value is not None:
@@ -141,6 +144,11 @@ class LLMServer:
 
     def __serve_build_asgi_app__(self):
         return self._asgi
+
+    async def wake(self) -> str:
+        """Called through a deployment handle by Rota's gateway: with zero replicas, the
+        call waits in Ray Serve's queue, which makes Serve start one (scale from zero)."""
+        return serve.get_replica_context().replica_id.unique_id
 
     async def check_health(self) -> None:
         # Ray Serve calls this periodically: a dead engine makes the replica unhealthy
@@ -230,6 +238,9 @@ def app(args: dict[str, Any]):
     options: dict[str, Any] = {"max_ongoing_requests": cfg.max_ongoing_requests, "max_queued_requests": cfg.max_queued_requests}
     if cfg.tensor_parallel_size > 1:
         # vLLM's Ray executor places one worker per GPU in the replica's placement group.
-        options["placement_group_bundles"] = [{"CPU": 1}] + [{"GPU": 1}] * cfg.tensor_parallel_size
+        gpu: dict[str, float] = {"GPU": 1}
+        if cfg.accelerator_type:
+            gpu[f"accelerator_type:{cfg.accelerator_type}"] = 0.001  # Ray's resource for a GPU type
+        options["placement_group_bundles"] = [{"CPU": 1}] + [gpu] * cfg.tensor_parallel_size
         options["placement_group_strategy"] = "STRICT_PACK"
     return LLMServer.options(**options).bind(cfg.model_dump())

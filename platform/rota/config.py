@@ -52,6 +52,14 @@ class Settings(BaseSettings):
     # Folders whose scripts are Ray Serve applications, os.pathsep-separated.
     serve_apps_path: str = str(DEFAULT_SERVE_APPS)
 
+    # Endpoints and the OpenAI base URL (the gateway application on the Serve port)
+    templates_path: Path | None = None  # default: the catalog shipped in rota/catalog/templates.yaml
+    max_replicas: int = Field(10, ge=1)  # per endpoint
+    wake_timeout_s: float = Field(300.0, gt=0)  # a request to a sleeping endpoint waits this long, then 503
+    gateway_refresh_s: float = Field(1.0, gt=0)  # routing table refresh (key revocation takes effect within it)
+    # The control plane's URL as the cluster reaches it (the gateway pulls its routing table there).
+    public_url: str | None = None
+
     # Loops
     reconcile_interval_s: float = 2.0
     sweep_interval_s: float = 15.0
@@ -97,6 +105,19 @@ class Settings(BaseSettings):
     @property
     def api_url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def control_url(self) -> str:
+        return (self.public_url or self.api_url).rstrip("/")
+
+    @property
+    def admin_key_path(self) -> Path:
+        return self.home / "admin_key"
+
+    @property
+    def internal_token_path(self) -> Path:
+        """Cluster-internal secret: the gateway reads the routing table and calls endpoints with it."""
+        return self.home / "internal_token"
 
     def ray_token(self) -> str | None:
         if self.ray_auth_token:

@@ -12,11 +12,15 @@ import logging
 import threading
 from datetime import timedelta
 
+from rota.catalog import load_catalog
 from rota.config import Settings
 from rota.reconciler.loop import RayServe, Reconciler
 from rota.scheduler.service import Scheduler
+from rota.secretfile import ensure_secret
 from rota.serve.client import ServeClient
 from rota.serve.cluster import LocalRayHead, ensure_token
+from rota.services.auth import AuthService
+from rota.services.endpoints import EndpointService, gateway_spec
 from rota.services.tasks import Hooks, TaskService
 from rota.store.db import Database
 
@@ -33,15 +37,24 @@ class Runtime:
         if self.head:
             ensure_token(settings.token_path)
         self.ray = ray or ServeClient(settings.dashboard_url, settings.ray_token(), settings.serve_host, settings.serve_port)
-        self.reconciler = Reconciler(self.db, self.ray, settings.reconcile_interval_s)
+        self.internal_token = ensure_secret(settings.internal_token_path)
+        self.reconciler = Reconciler(
+            self.db, self.ray, settings.reconcile_interval_s, internal_token=self.internal_token,
+            gateway=gateway_spec(settings, self.internal_token),
+        )  # fmt: skip
         self.scheduler = Scheduler(
             self.db, timedelta(seconds=settings.one_off_grace_s), self.reconciler.nudge, settings.sweep_interval_s
         )
-        self.tasks = TaskService(self.db, settings, Hooks(self.scheduler.sync, self.reconciler.nudge))
+        hooks = Hooks(self.scheduler.sync, self.reconciler.nudge)
+        self.tasks = TaskService(self.db, settings, hooks)
+        self.catalog = load_catalog(settings.templates_path)
+        self.endpoints = EndpointService(self.db, settings, self.catalog, hooks, make_tiny=_make_tiny)
+        self.auth = AuthService(self.db)
         self.ray_start_error: str | None = None
 
     def start(self) -> None:
         self.db.migrate()
+        self.auth.bootstrap(self.settings.admin_key_path)
         self.scheduler.start()
         if self.head:
             threading.Thread(target=self._start_head, name="ray-head", daemon=True).start()
@@ -66,3 +79,10 @@ class Runtime:
         if isinstance(self.ray, ServeClient):
             self.ray.close()
         self.db.dispose()
+
+
+def _make_tiny(path):
+    # Imported on first use: transformers and tokenizers load in seconds.
+    from rota.models.tiny import make_tiny
+
+    return make_tiny(path)

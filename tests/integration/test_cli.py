@@ -1,14 +1,18 @@
-"""The `rota` CLI against a running server: apply -f (idempotent), tasks list/get/events/..."""
+"""The `rota` CLI against a running server: apply -f (idempotent), tasks, endpoints, keys."""
 
+import os
 import subprocess
 import sys
 import textwrap
 
+from support.endpoints import TEST_TEMPLATES, wait_endpoint
 from support.tasks import zone_near_noon
 
 
-def rota(srv, *args, check=True):
-    p = subprocess.run([sys.executable, "-m", "rota", "--api-url", srv.url, *args], capture_output=True, text=True, timeout=60)
+def rota(srv, *args, check=True, **env):
+    # As on the machine running the server: the CLI finds the admin key in ROTA_HOME.
+    env = {**os.environ, "ROTA_HOME": str(srv.home), **env}
+    p = subprocess.run([sys.executable, "-m", "rota", "--api-url", srv.url, *args], capture_output=True, text=True, timeout=60, env=env)
     if check and p.returncode != 0:
         raise AssertionError(f"rota {' '.join(args)} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
     return p
@@ -72,7 +76,51 @@ def test_apply_manifest_idempotent_and_errors_name_file_and_field(servers, tmp_p
     assert p.returncode == 1 and "404" in p.stderr
 
 
+def test_endpoints_keys_and_manifests_from_the_cli(servers, tmp_path):
+    srv = servers(ROTA_TEMPLATES_PATH=str(TEST_TEMPLATES))
+    assert "echo-chat" in rota(srv, "templates", "list").stdout
+    manifest = tmp_path / "ep.yaml"
+    manifest.write_text(textwrap.dedent(
+        f"""
+        endpoints:
+          - name: cli-ep
+            template: echo-chat
+            routing_key: cli-ep
+            scaling: {{min_replicas: 1, max_replicas: 2}}
+        tasks:
+          - name: cli-drive
+            endpoint: cli-ep
+            type: daily
+            timezone: {zone_near_noon()}
+            schedule: [{{time: "09:00", min_replicas: 1, max_replicas: 2}}]
+        """
+    ))  # fmt: skip
+    out = rota(srv, "apply", "-f", str(manifest)).stdout
+    assert "endpoint/cli-ep created" in out and "model 'cli-ep'" in out and "task/cli-drive created" in out
+    assert "endpoint/cli-ep unchanged" in rota(srv, "apply", "-f", str(manifest)).stdout
+    wait_endpoint(srv, "cli-ep", lambda e: e["status"] == "RUNNING", what="READY")
+    listing = rota(srv, "endpoints", "list").stdout
+    assert "cli-ep" in listing and "RUNNING" in listing and "READY" in listing
+    assert "endpoint:cli-ep" in rota(srv, "tasks", "list").stdout
+    rota(srv, "endpoints", "patch", "cli-ep", "--json", '{"scaling": {"replicas": 1}}')
+    assert srv.api.get("/endpoints/cli-ep").json()["scaling"]["replicas"] == 1
+    assert "created" in rota(srv, "endpoints", "events", "cli-ep").stdout
+    p = rota(srv, "endpoints", "patch", "cli-ep", "--json", '{"scaling": {"min_replicas": 3, "max_replicas": 1}}', check=False)
+    assert p.returncode == 1 and "422" in p.stderr and "scaling" in p.stderr
+
+    key = rota(srv, "keys", "create", "robot").stdout.strip()
+    assert key.startswith("rota_") and "robot" in rota(srv, "keys", "list").stdout
+    assert "cli-ep" in rota(srv, "endpoints", "list", ROTA_API_KEY=key).stdout
+    key_id = next(k["id"] for k in srv.api.get("/keys").json() if k["name"] == "robot")
+    assert "revoked" in rota(srv, "keys", "revoke", str(key_id)).stdout
+    p = rota(srv, "endpoints", "list", check=False, ROTA_API_KEY=key)
+    assert p.returncode == 1 and "401" in p.stderr
+    p = rota(srv, "tasks", "list", check=False, ROTA_HOME=str(tmp_path / "elsewhere"))
+    assert p.returncode == 1 and "missing API key" in p.stderr
+
+
 def test_help_everywhere():
-    for args in ([], ["server"], ["apply"], ["tasks"], ["tasks", "list"], ["tasks", "events"], ["models"]):
+    for args in ([], ["server"], ["apply"], ["tasks"], ["tasks", "list"], ["tasks", "events"], ["models"], ["endpoints"],
+                 ["endpoints", "create"], ["endpoints", "patch"], ["templates"], ["keys"], ["keys", "create"]):  # fmt: skip
         p = subprocess.run([sys.executable, "-m", "rota", *args, "--help"], capture_output=True, text=True, timeout=60)
         assert p.returncode == 0 and "Usage" in p.stdout, (args, p.stdout, p.stderr)

@@ -33,7 +33,7 @@ class FakeRay:
                 name, "DEPLOY_FAILED" if failed else "RUNNING", self.failing.get(name, ""), a["config"],
                 a["target"], () if failed else tuple(a["replicas"]),
             )  # fmt: skip
-        routes = {f"/{n}": n for n in self.apps if n not in self.unrouted}
+        routes = {a["config"]["route_prefix"]: n for n, a in self.apps.items() if n not in self.unrouted}
         return Observation(True, out, routes=routes)
 
     def apply(self, specs: list[AppSpec]) -> None:
@@ -44,7 +44,9 @@ class FakeRay:
         for s in specs:
             cfg = s.to_serve_config()
             old = self.apps.get(s.name)
-            target = s.min_replicas
+            target = max(s.min_replicas, s.autoscaling.get("initial_replicas", 0)) if not old else min(
+                max(old["target"], s.min_replicas), s.max_replicas
+            )
             same_code = old and {k: v for k, v in old["config"].items() if k != "deployments"} == {
                 k: v for k, v in cfg.items() if k != "deployments"
             }
@@ -54,3 +56,11 @@ class FakeRay:
             del replicas[target:]
             new[s.name] = {"config": cfg, "target": target, "replicas": replicas}
         self.apps = new
+
+    def autoscale(self, name: str, replicas: int) -> None:
+        """What Ray Serve's autoscaler would do within the bounds (e.g. to zero when idle)."""
+        a = self.apps[name]
+        a["target"] = replicas
+        while len(a["replicas"]) < replicas:
+            a["replicas"].append(next(_ids))
+        del a["replicas"][replicas:]

@@ -62,7 +62,13 @@ class RotaServer:
             stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         wait_until(self._healthy, timeout, what=f"rota server on {self.url}")
+        self.api.headers["Authorization"] = f"Bearer {self.admin_key}"
         return self
+
+    @property
+    def admin_key(self) -> str:
+        """The first admin key, written by the server at start (ROTA_HOME/admin_key)."""
+        return (self.home / "admin_key").read_text().strip()
 
     def _healthy(self) -> bool:
         if self.proc.poll() is not None:

@@ -14,6 +14,7 @@ def client(settings, ray):
     rt = Runtime(settings, ray=ray)
     with TestClient(create_app(settings, runtime=rt)) as c:
         c.rt = rt
+        c.headers["Authorization"] = f"Bearer {settings.admin_key_path.read_text()}"
         yield c
 
 

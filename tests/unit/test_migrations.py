@@ -15,7 +15,7 @@ def test_migrations_match_the_orm(tmp_path):
     with db.engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         assert diffs == [], diffs
-        assert MigrationContext.configure(conn).get_current_revision() == "0001"
+        assert MigrationContext.configure(conn).get_current_revision() == "0002"
     uniques = inspect(db.engine).get_unique_constraints("runs")
     assert any(u["column_names"] == ["task_id", "scheduled_at"] for u in uniques)
     db.dispose()

@@ -5,7 +5,7 @@ from rota.domain.status import AppStatus, EventKind
 
 
 def spec(name="a", lo=1, hi=1, **kw):
-    return AppSpec(task_id=1, name=name, import_path="echo:app", ingress="Echo", min_replicas=lo, max_replicas=hi, **kw)
+    return AppSpec(name=name, import_path="echo:app", ingress="Echo", min_replicas=lo, max_replicas=hi, **kw)
 
 
 def observed(s: AppSpec, status="RUNNING", replicas=("r1",), cfg=None):

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 
 from rota import __version__
-from rota.api import errors, tasks
+from rota.api import endpoints, errors, internal, keys, tasks
 from rota.config import Settings
 from rota.runtime import Runtime
 
@@ -33,7 +33,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     errors.install(app)
     app.include_router(tasks.router)
+    app.include_router(endpoints.router)
+    app.include_router(keys.router)
+    app.include_router(internal.router)
 
+    # Open on purpose (liveness probes carry no key); it says nothing about tasks or endpoints.
     @app.get("/healthz", tags=["health"], summary="Liveness and the state of the loops")
     def healthz(request: Request) -> dict:
         rt: Runtime = request.app.state.runtime
@@ -47,6 +51,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 "start_error": rt.ray_start_error,
             },
             "serve_url": rt.settings.serve_url,
+            "openai_base_url": f"{rt.settings.serve_url}/v1",
             "reconciler": {
                 "ticks": rt.reconciler.ticks,
                 "last_tick_s": rt.reconciler.last_tick_s,

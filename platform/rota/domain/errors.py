@@ -45,3 +45,15 @@ class RayUnavailable(RotaError):
 
     code = "ray_unavailable"
     status_code = 503
+
+
+class Unauthorized(RotaError):
+    """No key, an unknown key or a revoked key."""
+
+    code = "unauthorized"
+    status_code = 401
+
+
+class Forbidden(RotaError):
+    code = "forbidden"
+    status_code = 403

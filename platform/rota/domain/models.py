@@ -10,12 +10,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from rota.domain.schedule import get_timezone, parse_local_datetime, parse_time_of_day
 from rota.domain.status import AppStatus, EventKind, TaskStatus, TaskType
 
 NAME_PATTERN = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
+# Task names become route prefixes /<name> on the Serve port, next to the gateway's.
+RESERVED_NAMES = frozenset({"v1", "ep", "api", "internal", "healthz"})
 IDENT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
@@ -50,17 +52,28 @@ class _TaskFields(_Strict):
 
     name: str = Field(
         pattern=NAME_PATTERN,
-        description="unique, DNS-label style (lowercase letters, digits, '-'; starts with a letter); "
-        "names the Ray Serve application and its route prefix /<name>",
+        description="unique in the project, DNS-label style (lowercase letters, digits, '-'; starts with a "
+        "letter); names the Ray Serve application and its route prefix /<name>",
     )
-    file_path: str = Field(pattern=IDENT_PATTERN, description="a script in serve_apps/, without .py (e.g. serve)")
-    deployment_name: str = Field(pattern=IDENT_PATTERN, description="the attribute the script exposes (e.g. app)")
+    file_path: str | None = Field(default=None, pattern=IDENT_PATTERN, description="a script in serve_apps/, without .py (e.g. serve)")
+    deployment_name: str | None = Field(default=None, pattern=IDENT_PATTERN, description="the attribute the script exposes (e.g. app)")
+    endpoint: str | None = Field(
+        default=None, min_length=1,
+        description="instead of file_path/deployment_name: an endpoint (id or name) whose replica bounds the schedule sets",
+    )  # fmt: skip
     type: TaskType
     timezone: str = Field(description="IANA timezone name, e.g. Europe/Paris")
     schedule: list[ScheduleEntry] = Field(min_length=1)
     args: dict[str, Any] = Field(default_factory=dict, description="arguments passed to the application")
     env: dict[str, str] = Field(default_factory=dict, description="environment variables of the replicas")
     resources: Resources = Field(default_factory=Resources)
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, v: str) -> str:
+        if v in RESERVED_NAMES:
+            raise ValueError(f"{v!r} is reserved (the OpenAI base URL and Rota's routes use it)")
+        return v
 
     @field_validator("timezone")
     @classmethod
@@ -72,6 +85,17 @@ class _TaskFields(_Strict):
     @classmethod
     def _schedule_matches_type(cls, v: list[ScheduleEntry], info: ValidationInfo) -> list[ScheduleEntry]:
         return validate_schedule(info.data.get("type"), v)
+
+    @model_validator(mode="after")
+    def _one_target(self):
+        if self.endpoint is not None:
+            if self.file_path or self.deployment_name:
+                raise ValueError("give either endpoint or file_path/deployment_name, not both")
+            if self.args or self.env or self.resources.model_dump(exclude_none=True):
+                raise ValueError("args, env and resources belong to the endpoint, not to a task driving it")
+        elif not (self.file_path and self.deployment_name):
+            raise ValueError("give file_path and deployment_name (an application), or endpoint")
+        return self
 
 
 def validate_schedule(type_: TaskType | None, entries: list[ScheduleEntry]) -> list[ScheduleEntry]:
@@ -113,6 +137,7 @@ class TaskUpdate(_Strict):
 
     file_path: str | None = Field(default=None, pattern=IDENT_PATTERN)
     deployment_name: str | None = Field(default=None, pattern=IDENT_PATTERN)
+    endpoint: str | None = Field(default=None, min_length=1)
     type: TaskType | None = None
     timezone: str | None = None
     schedule: list[ScheduleEntry] | None = Field(default=None, min_length=1)
@@ -126,10 +151,6 @@ class TaskUpdate(_Strict):
         if v is not None:
             get_timezone(v)
         return v
-
-
-class Manifest(_Strict):
-    tasks: list[TaskManifest] = Field(min_length=1)
 
 
 # ---------------------------------------------------------------- responses
@@ -167,11 +188,19 @@ class AppPublic(BaseModel):
     observed_at: datetime | None = None
 
 
+class EndpointRef(BaseModel):
+    id: int
+    name: str
+    routing_key: str
+
+
 class TaskPublic(BaseModel):
     id: int
     name: str
-    file_path: str
-    deployment_name: str
+    project: str
+    file_path: str | None
+    deployment_name: str | None
+    endpoint: EndpointRef | None = Field(default=None, description="the endpoint this task drives, if any")
     type: TaskType
     timezone: str
     schedule: list[ScheduleEntry]
@@ -187,13 +216,15 @@ class TaskPublic(BaseModel):
     next_fire_local: str | None = Field(default=None, description="in the task's timezone")
     next_fires: list[FireTime] = Field(default_factory=list)
     last_run: RunPublic | None = None
-    app: AppPublic
+    app: AppPublic | None = Field(default=None, description="the task's own application (none when it drives an endpoint)")
 
 
 class EventPublic(BaseModel):
     id: int
-    task_id: int
-    task_name: str
+    task_id: int | None = None
+    task_name: str | None = None
+    endpoint_id: int | None = None
+    endpoint_name: str | None = None
     kind: EventKind
     message: str
     data: dict[str, Any] = Field(default_factory=dict)

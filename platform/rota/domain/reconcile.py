@@ -18,11 +18,14 @@ from typing import Any
 from rota.domain.status import AppStatus, EventKind
 
 
+# Autoscaling settings Rota sets besides the bounds (compared to detect a change).
+AUTOSCALING_KEYS = ("initial_replicas", "target_ongoing_requests", "downscale_delay_s", "downscale_to_zero_delay_s", "upscale_delay_s")
+
+
 @dataclass(frozen=True)
 class AppSpec:
-    """The desired state of one Ray Serve application (one per deployed task)."""
+    """The desired state of one Ray Serve application (a task's, an endpoint's, the gateway)."""
 
-    task_id: int
     name: str
     import_path: str
     ingress: str  # deployment whose replicas the bounds apply to
@@ -31,16 +34,18 @@ class AppSpec:
     args: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     ray_actor_options: dict[str, Any] = field(default_factory=dict)
+    prefix: str | None = None  # route prefix; default /<name>
+    autoscaling: dict[str, Any] = field(default_factory=dict)  # AUTOSCALING_KEYS
 
     @property
     def route_prefix(self) -> str:
-        return f"/{self.name}"
+        return self.prefix or f"/{self.name}"
 
     def to_serve_config(self) -> dict[str, Any]:
         """This application as an entry of Ray Serve's declarative config."""
         deployment: dict[str, Any] = {
             "name": self.ingress,
-            "autoscaling_config": {"min_replicas": self.min_replicas, "max_replicas": self.max_replicas},
+            "autoscaling_config": {"min_replicas": self.min_replicas, "max_replicas": self.max_replicas, **self.autoscaling},
         }
         if self.ray_actor_options:
             deployment["ray_actor_options"] = dict(self.ray_actor_options)
@@ -64,6 +69,8 @@ class ObservedApp:
     deployed_config: dict[str, Any] | None
     target_replicas: int | None
     running_replica_ids: tuple[str, ...]
+    starting: int = 0  # replicas placed on a node, not yet running
+    pending: int = 0  # replicas waiting for resources
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,7 @@ def _fingerprint(cfg: dict[str, Any] | None) -> str | None:
                 "min": a.get("min_replicas"),
                 "max": a.get("max_replicas"),
                 "num_replicas": d.get("num_replicas"),
+                "autoscaling": {k: a.get(k) for k in AUTOSCALING_KEYS},
                 "actor": {k: v for k, v in (d.get("ray_actor_options") or {}).items() if v is not None},
             }
         )
@@ -107,6 +115,11 @@ def _fingerprint(cfg: dict[str, Any] | None) -> str | None:
         sort_keys=True,
         default=str,
     )
+
+
+def config_matches(deployed: dict[str, Any] | None, spec: AppSpec) -> bool:
+    """Ray Serve has taken ``spec``'s config (the parts Rota sets)."""
+    return _fingerprint(deployed) == _fingerprint(spec.to_serve_config())
 
 
 @dataclass(frozen=True)
@@ -136,7 +149,7 @@ def decide(desired: list[AppSpec], observation: Observation) -> Decision:
         if obs is None:
             missing.add(name)
             reasons.append(f"{name}: missing")
-        elif _fingerprint(obs.deployed_config) != _fingerprint(spec.to_serve_config()):
+        elif not config_matches(obs.deployed_config, spec):
             reasons.append(f"{name}: config differs")
     for name in observation.apps:
         if name not in want and observation.apps[name].status != "DELETING":
@@ -176,7 +189,7 @@ def observe_app(spec: AppSpec | None, observation: Observation, previous: AppSta
         return AppState(AppStatus.DEPLOYING, "waiting for Ray Serve to create the application", None, ())
     status = _RAY_TO_APP.get(obs.status, AppStatus.DEPLOYING)
     message = obs.message or None
-    if status is AppStatus.RUNNING and _fingerprint(obs.deployed_config) != _fingerprint(spec.to_serve_config()):
+    if status is AppStatus.RUNNING and not config_matches(obs.deployed_config, spec):
         status = AppStatus.DEPLOYING  # our latest config has not been taken yet
     elif status is AppStatus.RUNNING and observation.routes_error:
         status, message = AppStatus.DEPLOYING, f"application running; HTTP ingress not answering: {observation.routes_error}"

@@ -55,7 +55,7 @@ def can_transition(old: TaskStatus, new: TaskStatus) -> bool:
 
 
 class EventKind(str, Enum):
-    """What the "deployment events" of a task can say."""
+    """What the "deployment events" of a task or an endpoint can say."""
 
     CREATED = "created"
     UPDATED = "updated"
@@ -73,3 +73,7 @@ class EventKind(str, Enum):
     UNREACHABLE = "unreachable"
     DELETED = "deleted"
     REMOVED = "removed"
+    STATUS = "status"  # an endpoint's status or phase changed
+    STOP = "stop"
+    START = "start"
+    SCHEDULED = "scheduled"  # a task's fire set an endpoint's replica bounds

@@ -1,4 +1,4 @@
-"""Converge Ray Serve to the desired applications of all tasks, forever.
+"""Converge Ray Serve to the desired applications of all tasks and endpoints, forever.
 
 Each tick: load desired state (database) -> observe (Ray) -> decide (pure) -> apply
 (PUT the whole declarative config) -> record what was observed (statuses, events).
@@ -17,13 +17,15 @@ from typing import Callable, Protocol
 
 from sqlalchemy import select
 
+from rota.domain.endpoints import Desired, EndpointStatus, Observed, Replicas, derive
 from rota.domain.errors import RayUnavailable
-from rota.domain.reconcile import AppSpec, AppState, Observation, decide, observe_app, state_events
+from rota.domain.reconcile import AppSpec, AppState, Observation, config_matches, decide, observe_app, state_events
 from rota.domain.status import AppStatus, EventKind, TaskStatus, TaskType
-from rota.services.events import record, transition
+from rota.services.endpoints import app_name, endpoint_spec
+from rota.services.events import record, set_endpoint_status, transition
 from rota.services.tasks import app_spec
 from rota.store.db import Database
-from rota.store.tables import TaskRow, utcnow
+from rota.store.tables import EndpointRow, TaskRow, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +36,16 @@ class RayServe(Protocol):
 
 
 class Reconciler:
-    def __init__(self, db: Database, ray: RayServe, interval: float = 2.0, clock: Callable[[], datetime] = utcnow):
+    def __init__(
+        self, db: Database, ray: RayServe, interval: float = 2.0, clock: Callable[[], datetime] = utcnow,
+        internal_token: str = "", gateway: AppSpec | None = None,
+    ):  # fmt: skip
+        """``internal_token``: the key endpoints require (the gateway sends it);
+        ``gateway``: the OpenAI base URL application, always deployed when given."""
         self.db = db
         self.ray = ray
+        self.internal_token = internal_token
+        self.gateway = gateway
         self.interval = interval
         self.clock = clock
         self._nudge = threading.Event()
@@ -82,10 +91,16 @@ class Reconciler:
 
     # ------------------------------------------------------------ one tick
 
-    def tick(self) -> None:
+    def desired(self) -> list[AppSpec]:
         with self.db.session() as s:
-            rows = s.scalars(select(TaskRow)).all()
-            desired = [spec for spec in (app_spec(r) for r in rows) if spec is not None]
+            specs = [app_spec(r) for r in s.scalars(select(TaskRow)).all()]
+            specs += [endpoint_spec(ep, self.internal_token) for ep in s.scalars(select(EndpointRow)).all()]
+        if self.gateway is not None:
+            specs.append(self.gateway)
+        return [spec for spec in specs if spec is not None]
+
+    def tick(self) -> None:
+        desired = self.desired()
         observation = self.ray.observe()
         decision = decide(desired, observation)
         applied = False
@@ -122,11 +137,43 @@ class Reconciler:
                 task.app_target_replicas = new.target_replicas
                 task.app_replica_ids = list(new.running_replica_ids)
                 task.app_observed_at = now
+            for ep in s.scalars(select(EndpointRow)).all():
+                self._record_endpoint(s, ep, observation, applied_missing, now)
+
+    def _record_endpoint(self, s, ep: EndpointRow, observation: Observation, applied_missing: frozenset[str] | None, now: datetime) -> None:
+        spec = endpoint_spec(ep, self.internal_token)
+        if applied_missing is not None and spec is not None:
+            self._record_applied(s, ep, spec, spec.name in applied_missing, now)
+        name = app_name(ep)
+        obs = observation.apps.get(name)
+        observed = Observed(reachable=observation.reachable, message=observation.error)
+        if observation.reachable and obs is not None:
+            prefix = spec.route_prefix if spec else None
+            observed = Observed(
+                reachable=True, present=True, app_status=obs.status, message=obs.message or None,
+                config_current=spec is not None and config_matches(obs.deployed_config, spec),
+                routed=not observation.routes_error and (observation.routes is None or prefix in observation.routes),
+                replicas=Replicas(len(obs.running_replica_ids), obs.starting, obs.pending, obs.target_replicas),
+            )  # fmt: skip
+        rolling = ep.ready_generation is not None and ep.generation > ep.ready_generation
+        derived = derive(Desired(ep.desired), EndpointStatus(ep.status), rolling, observed)
+        set_endpoint_status(s, ep, derived, now)
+        if derived.status is EndpointStatus.RUNNING:
+            ep.ready_generation = ep.generation
+        if observed.present or observation.reachable:
+            ep.target_replicas = obs.target_replicas if obs else None
+            ep.replica_ids = list(obs.running_replica_ids) if obs else []
+            ep.observed_at = now
+        if derived.status is EndpointStatus.TERMINATED:
+            s.delete(ep)  # its events stay
+        elif derived.status is EndpointStatus.STOPPED:
+            ep.applied_min = ep.applied_max = None  # a start deploys afresh
 
     @staticmethod
-    def _record_applied(s, task: TaskRow, spec: AppSpec, was_missing: bool, now: datetime) -> None:
-        """Events for what Ray Serve just accepted: a first deploy, a redeploy of an
-        application Ray lost (e.g. a restarted cluster), or an in-place rescale."""
+    def _record_applied(s, task: TaskRow | EndpointRow, spec: AppSpec, was_missing: bool, now: datetime) -> None:
+        """Events for what Ray Serve just accepted (for a task or an endpoint): a first
+        deploy, a redeploy of an application Ray lost (e.g. a restarted cluster), or an
+        in-place rescale."""
         new = (spec.min_replicas, spec.max_replicas)
         old = (task.applied_min, task.applied_max)
         if old == new:

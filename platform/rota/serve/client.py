@@ -74,16 +74,22 @@ def parse_applications(body: dict[str, Any]) -> dict[str, ObservedApp]:
             ingress = cfg["deployments"][0].get("name")
         dep = deployments.get(ingress) if ingress else (next(iter(deployments.values()), None))
         target = dep.get("target_num_replicas") if dep else None
-        replicas = tuple(
-            r.get("replica_id") for r in ((dep or {}).get("replicas") or []) if r.get("state") == "RUNNING"
-        )
+        listed = (dep or {}).get("replicas") or []
+        replicas = tuple(r.get("replica_id") for r in listed if r.get("state") == "RUNNING")
+        coming = [r for r in listed if r.get("state") in ("STARTING", "UPDATING", "RECOVERING")]
+        placed = sum(1 for r in coming if r.get("node_id") and r.get("pid"))
+        # Replicas the controller wants but has not listed yet wait for resources too.
+        unlisted = max(0, (target or 0) - len(replicas) - len(coming))
         message = a.get("message") or ""
         failing = [d for d in deployments.values() if d.get("status") in ("UNHEALTHY", "DEPLOY_FAILED") and d.get("message")]
         if failing:
             # The application's own message is generic ("Failed to update the
             # deployments [...]"); the cause is in the deployment's, after a traceback.
             message = "; ".join(f"{d['name']}: {root_cause(d['message'])}" for d in failing)
-        apps[name] = ObservedApp(name, a.get("status", "UNKNOWN"), message, cfg, target, replicas)
+        apps[name] = ObservedApp(
+            name, a.get("status", "UNKNOWN"), message, cfg, target, replicas,
+            starting=placed, pending=len(coming) - placed + unlisted,
+        )  # fmt: skip
     return apps
 
 

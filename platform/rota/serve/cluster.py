@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 import httpx
 
 from rota.config import Settings
+from rota.secretfile import ensure_secret
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +31,7 @@ MARKER = "ROTA_RAY_CLUSTER"
 
 def ensure_token(path: Path) -> str:
     """Rota's own Ray auth token for the embedded head, readable by the user only."""
-    if path.exists() and path.read_text().strip():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_hex(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token)
-    return token
+    return ensure_secret(path)
 
 
 def dashboard_up(url: str, token: str | None, timeout: float = 2.0) -> bool:

@@ -1,4 +1,5 @@
-"""Applying fires: a fire records a run and writes desired replica bounds. Never calls Ray.
+"""Applying fires: a fire records a run and writes desired replica bounds (the task's
+own application's, or those of the endpoint it drives). Never calls Ray.
 
 ``process_due`` is the single entry point: the scheduled job, the periodic sweep and the
 catch-up after a restart all call it. The run row is unique on (task, scheduled instant)
@@ -19,7 +20,7 @@ from rota.domain.schedule import Occurrence, ScheduleSpec, next_occurrence, plan
 from rota.domain.status import EventKind, TaskStatus, TaskType
 from rota.services.events import record, transition
 from rota.store.db import Database
-from rota.store.tables import RunRow, TaskRow
+from rota.store.tables import EndpointRow, RunRow, TaskRow
 
 log = logging.getLogger(__name__)
 
@@ -111,5 +112,16 @@ def _apply(s, task: TaskRow, spec: ScheduleSpec, occ: Occurrence, now: datetime,
         )  # fmt: skip
     task.desired_min, task.desired_max = e.min_replicas, e.max_replicas
     task.updated_at = now
+    if task.endpoint_id is not None:
+        ep = s.get(EndpointRow, task.endpoint_id)
+        if ep is not None:
+            ep.scheduled_min, ep.scheduled_max = e.min_replicas, e.max_replicas
+            ep.updated_at = now
+            record(
+                s, ep, EventKind.SCHEDULED,
+                f"task {task.name} set replicas {e.min_replicas}..{e.max_replicas} (entry {e.index}); "
+                "Ray Serve's autoscaler works within them",
+                {"task": task.name, **data}, at=now,
+            )  # fmt: skip
     if spec.type is TaskType.ONE_OFF:
         transition(s, task, TaskStatus.COMPLETED, EventKind.COMPLETED, "one-off task fired; its application keeps running until the task is deleted", at=now)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from rota.config import Settings
 from rota.domain.errors import Conflict, InvalidInput, NotFound
-from rota.domain.models import AppPublic, FireTime, RunPublic, TaskCreate, TaskPublic, TaskUpdate
+from rota.domain.models import AppPublic, EndpointRef, FireTime, RunPublic, TaskCreate, TaskPublic, TaskUpdate
 from rota.domain.reconcile import AppSpec
 from rota.domain.schedule import ScheduleSpec, next_occurrence, next_occurrences, to_local
 from rota.domain.status import AppStatus, EventKind, TaskStatus, TaskType
@@ -20,9 +20,9 @@ from rota.serve.apps import AppInfo, inspect_app
 from rota.services.events import record, transition
 from rota.services.fires import SCHEDULABLE, spec_of
 from rota.store.db import Database
-from rota.store.tables import EventRow, RunRow, TaskRow, utcnow
+from rota.store.tables import DEFAULT_PROJECT_ID, EndpointRow, EventRow, ProjectRow, RunRow, TaskRow, utcnow
 
-APP_FIELDS = ("file_path", "deployment_name", "args")
+APP_FIELDS = ("file_path", "deployment_name", "args", "endpoint")
 _EPS = timedelta(microseconds=1)
 
 
@@ -34,13 +34,19 @@ def validation_error(e: ValidationError) -> InvalidInput:
     return InvalidInput(f"{loc}: {msg}" if loc else msg, field=loc or None)
 
 
+def task_app_name(task: TaskRow) -> str:
+    """Ray Serve application (and route prefix) of a task: names are unique per project."""
+    return task.name if task.project_id == DEFAULT_PROJECT_ID else f"p{task.project_id}-{task.name}"
+
+
 def app_spec(task: TaskRow) -> AppSpec | None:
-    """The desired Ray Serve application of a task, or None until its first fire."""
-    if task.desired_min is None or task.desired_max is None:
+    """The desired Ray Serve application of a task: None until its first fire, and for a
+    task that drives an endpoint (the endpoint's application is the endpoint's)."""
+    if task.desired_min is None or task.desired_max is None or task.endpoint_id is not None:
         return None
     actor = {k: v for k, v in (task.resources or {}).items() if v is not None}
     return AppSpec(
-        task_id=task.id, name=task.name, import_path=f"{task.file_path}:{task.deployment_name}",
+        name=task_app_name(task), import_path=f"{task.file_path}:{task.deployment_name}",
         ingress=task.ingress, min_replicas=task.desired_min, max_replicas=task.desired_max,
         args=dict(task.args or {}), env=dict(task.env or {}), ray_actor_options=actor,
     )  # fmt: skip
@@ -64,24 +70,25 @@ class TaskService:
 
     # ------------------------------------------------------------ reads
 
-    def _get(self, s: Session, ref: str | int) -> TaskRow:
+    def _get(self, s: Session, ref: str | int, project_id: int) -> TaskRow:
         ref = str(ref)
-        stmt = select(TaskRow).where(TaskRow.id == int(ref)) if ref.isdigit() else select(TaskRow).where(TaskRow.name == ref)
+        stmt = select(TaskRow).where(TaskRow.project_id == project_id)
+        stmt = stmt.where(TaskRow.id == int(ref)) if ref.isdigit() else stmt.where(TaskRow.name == ref)
         task = s.scalar(stmt)
         if task is None:
             raise NotFound(f"no task {ref!r}", field="task")
         return task
 
-    def get(self, ref: str | int) -> TaskPublic:
+    def get(self, ref: str | int, project_id: int = DEFAULT_PROJECT_ID) -> TaskPublic:
         with self.db.session() as s:
-            return self.to_public(s, self._get(s, ref))
+            return self.to_public(s, self._get(s, ref, project_id))
 
     def list(
         self, search: str | None = None, status: TaskStatus | None = None, type_: TaskType | None = None,
-        limit: int = 50, offset: int = 0,
+        limit: int = 50, offset: int = 0, project_id: int = DEFAULT_PROJECT_ID,
     ) -> tuple[list[TaskPublic], int]:  # fmt: skip
         with self.db.session() as s:
-            stmt = select(TaskRow)
+            stmt = select(TaskRow).where(TaskRow.project_id == project_id)
             if search:
                 stmt = stmt.where(TaskRow.name.contains(search, autoescape=True))
             if status:
@@ -92,14 +99,22 @@ class TaskService:
             rows = s.scalars(stmt.order_by(TaskRow.id).limit(limit).offset(offset)).all()
             return [self.to_public(s, r) for r in rows], total
 
-    def events(self, ref: str | int, limit: int = 1000, after_id: int = 0) -> list[EventRow]:
+    def events(self, ref: str | int, limit: int = 1000, after_id: int = 0, project_id: int = DEFAULT_PROJECT_ID) -> list[EventRow]:
         with self.db.session() as s:
-            task = self._get(s, ref)
+            task = self._get(s, ref, project_id)
             return self._events(s, or_(EventRow.task_id == task.id), limit, after_id)
 
-    def all_events(self, task_name: str | None = None, limit: int = 1000, after_id: int = 0) -> list[EventRow]:
+    def all_events(
+        self, task_name: str | None = None, limit: int = 1000, after_id: int = 0, project_id: int = DEFAULT_PROJECT_ID,
+        endpoint_name: str | None = None,
+    ) -> list[EventRow]:  # fmt: skip
+        """The project's events (deleted tasks' and endpoints' included)."""
         with self.db.session() as s:
-            cond = EventRow.task_name == task_name if task_name else EventRow.id > 0
+            cond = EventRow.project_id == project_id
+            if task_name:
+                cond = cond & (EventRow.task_name == task_name)
+            if endpoint_name:
+                cond = cond & (EventRow.endpoint_name == endpoint_name)
             return self._events(s, cond, limit, after_id)
 
     @staticmethod
@@ -109,32 +124,54 @@ class TaskService:
 
     # ------------------------------------------------------------ writes
 
-    def create(self, data: TaskCreate) -> TaskPublic:
-        info = self.inspector(self.settings.serve_apps_dirs, data.file_path, data.deployment_name, data.args)
+    def _endpoint(self, s: Session, ref: str, project_id: int) -> EndpointRow:
+        stmt = select(EndpointRow).where(EndpointRow.project_id == project_id, EndpointRow.desired != "deleted")
+        stmt = stmt.where(EndpointRow.id == int(ref)) if ref.isdigit() else stmt.where(EndpointRow.name == ref)
+        ep = s.scalar(stmt)
+        if ep is None:
+            raise InvalidInput(f"no endpoint {ref!r} in this project", field="endpoint")
+        return ep
+
+    def _ingress(self, data: TaskCreate) -> str | None:
+        if data.endpoint is not None:
+            return None
+        return self.inspector(self.settings.serve_apps_dirs, data.file_path, data.deployment_name, data.args).ingress
+
+    def create(self, data: TaskCreate, project_id: int = DEFAULT_PROJECT_ID) -> TaskPublic:
+        ingress = self._ingress(data)
         now = self.clock()
         with self.db.session() as s:
-            if s.scalar(select(TaskRow.id).where(TaskRow.name == data.name)) is not None:
+            if s.scalar(select(TaskRow.id).where(TaskRow.project_id == project_id, TaskRow.name == data.name)) is not None:
                 raise Conflict(f"a task named {data.name!r} already exists", field="name")
+            ep = self._endpoint(s, data.endpoint, project_id) if data.endpoint is not None else None
             task = TaskRow(
-                name=data.name, file_path=data.file_path, deployment_name=data.deployment_name, ingress=info.ingress,
+                project_id=project_id, endpoint_id=ep.id if ep else None,
+                name=data.name, file_path=data.file_path, deployment_name=data.deployment_name, ingress=ingress,
                 type=data.type.value, timezone=data.timezone, schedule=[e.model_dump() for e in data.schedule],
                 args=data.args, env=data.env, resources=data.resources.model_dump(exclude_none=True),
                 status=TaskStatus.IDLE.value, created_at=now, updated_at=now, app_replica_ids=[],
             )  # fmt: skip
             s.add(task)
             s.flush()
-            record(s, task, EventKind.CREATED, f"created {info.import_path} as /{task.name} ({task.type}, {task.timezone})", at=now)
+            what = f"to drive endpoint {ep.name}" if ep else f"{data.file_path}:{data.deployment_name} as /{task_app_name(task)}"
+            record(s, task, EventKind.CREATED, f"created {what} ({task.type}, {task.timezone})", at=now)
             out = self.to_public(s, task)
         self.hooks.task_changed(out.id)
         return out
 
-    def update(self, ref: str | int, patch: TaskUpdate) -> TaskPublic:
+    def update(self, ref: str | int, patch: TaskUpdate, project_id: int = DEFAULT_PROJECT_ID) -> TaskPublic:
         changes = patch.model_dump(exclude_unset=True)
         now = self.clock()
         with self.db.session() as s:
-            task = self._get(s, ref)
-            current = self._as_create(task)
+            task = self._get(s, ref, project_id)
+            current = self._as_create(s, task)
             merged = {**current, **{k: v for k, v in patch.model_dump(exclude_unset=True, mode="json").items()}}
+            # Switching between an inline application and an endpoint drops the other side.
+            if changes.get("endpoint") is not None:
+                for k in {"file_path", "deployment_name"} - changes.keys():
+                    merged.pop(k, None)
+            elif {"file_path", "deployment_name"} & changes.keys() and "endpoint" not in changes:
+                merged.pop("endpoint", None)
             try:
                 new = TaskCreate.model_validate(merged)
             except ValidationError as e:
@@ -144,8 +181,9 @@ class TaskService:
             if not changed:
                 return self.to_public(s, task)
             if any(k in changed for k in APP_FIELDS):
-                info = self.inspector(self.settings.serve_apps_dirs, new.file_path, new.deployment_name, new.args)
-                task.ingress = info.ingress
+                task.ingress = self._ingress(new)
+                ep = self._endpoint(s, new.endpoint, project_id) if new.endpoint is not None else None
+                task.endpoint_id = ep.id if ep else None
             schedule_changed = any(k in changed for k in ("type", "timezone", "schedule"))
             if schedule_changed and task.status in SCHEDULABLE:
                 nxt = next_occurrence(spec_of_create(new), now)
@@ -166,10 +204,10 @@ class TaskService:
         self.hooks.desired_changed()
         return out
 
-    def activate(self, ref: str | int) -> TaskPublic:
+    def activate(self, ref: str | int, project_id: int = DEFAULT_PROJECT_ID) -> TaskPublic:
         now = self.clock()
         with self.db.session() as s:
-            task = self._get(s, ref)
+            task = self._get(s, ref, project_id)
             if task.status == TaskStatus.ACTIVE.value:
                 return self.to_public(s, task)
             spec = spec_of(task)
@@ -191,10 +229,10 @@ class TaskService:
         self.hooks.task_changed(out.id)
         return out
 
-    def deactivate(self, ref: str | int) -> TaskPublic:
+    def deactivate(self, ref: str | int, project_id: int = DEFAULT_PROJECT_ID) -> TaskPublic:
         now = self.clock()
         with self.db.session() as s:
-            task = self._get(s, ref)
+            task = self._get(s, ref, project_id)
             if task.status == TaskStatus.IDLE.value:
                 return self.to_public(s, task)
             task.next_fire_at = None
@@ -206,16 +244,22 @@ class TaskService:
         self.hooks.task_changed(out.id)
         return out
 
-    def delete(self, ref: str | int) -> None:
+    def delete(self, ref: str | int, project_id: int = DEFAULT_PROJECT_ID) -> None:
         now = self.clock()
         with self.db.session() as s:
-            task = self._get(s, ref)
+            task = self._get(s, ref, project_id)
             task_id = task.id
             deployed = task.desired_min is not None
-            record(
-                s, task, EventKind.DELETED,
-                "deleted; its Ray Serve application is being removed" if deployed else "deleted", at=now,
-            )  # fmt: skip
+            if task.endpoint_id is not None:
+                message = "deleted"
+                others = s.scalar(select(func.count()).where(TaskRow.endpoint_id == task.endpoint_id, TaskRow.id != task.id))
+                ep = s.get(EndpointRow, task.endpoint_id)
+                if ep is not None and not others and ep.scheduled_min is not None:
+                    ep.scheduled_min = ep.scheduled_max = None
+                    record(s, ep, EventKind.SCHEDULED, f"task {task.name} deleted: replica bounds follow the endpoint's scaling again", at=now)
+            else:
+                message = "deleted; its Ray Serve application is being removed" if deployed else "deleted"
+            record(s, task, EventKind.DELETED, message, at=now)
             s.delete(task)
         self.hooks.task_changed(task_id)
         self.hooks.desired_changed()
@@ -223,12 +267,15 @@ class TaskService:
     # ------------------------------------------------------------ mapping
 
     @staticmethod
-    def _as_create(task: TaskRow) -> dict[str, Any]:
-        return {
+    def _as_create(s: Session, task: TaskRow) -> dict[str, Any]:
+        out = {
             "name": task.name, "file_path": task.file_path, "deployment_name": task.deployment_name,
             "type": task.type, "timezone": task.timezone, "schedule": task.schedule, "args": task.args or {},
             "env": task.env or {}, "resources": task.resources or {},
         }  # fmt: skip
+        if task.endpoint_id is not None:
+            out["endpoint"] = str(task.endpoint_id)
+        return {k: v for k, v in out.items() if v is not None}
 
     def to_public(self, s: Session, task: TaskRow) -> TaskPublic:
         spec = spec_of(task)
@@ -251,21 +298,32 @@ class TaskService:
             if run
             else None
         )  # fmt: skip
-        app = AppPublic(
-            name=task.name, import_path=f"{task.file_path}:{task.deployment_name}", route_prefix=f"/{task.name}",
-            url=f"{self.settings.serve_url}/{task.name}", status=AppStatus(task.app_status), message=task.app_message,
-            desired_min_replicas=task.desired_min, desired_max_replicas=task.desired_max,
-            target_replicas=task.app_target_replicas, running_replicas=len(task.app_replica_ids or []),
-            replica_ids=list(task.app_replica_ids or []), observed_at=task.app_observed_at,
-        )  # fmt: skip
+        app, endpoint = None, None
+        if task.endpoint_id is not None:
+            ep = s.get(EndpointRow, task.endpoint_id)
+            endpoint = EndpointRef(id=ep.id, name=ep.name, routing_key=ep.routing_key) if ep else None
+        else:
+            app = self._app_public(task)
+        project = s.get(ProjectRow, task.project_id)
         return TaskPublic(
-            id=task.id, name=task.name, file_path=task.file_path, deployment_name=task.deployment_name,
+            id=task.id, name=task.name, project=project.name if project else "?", file_path=task.file_path,
+            deployment_name=task.deployment_name, endpoint=endpoint,
             type=TaskType(task.type), timezone=task.timezone, schedule=task.schedule, args=task.args or {},
             env=task.env or {}, resources=task.resources or {}, status=TaskStatus(task.status),
             status_reason=task.status_reason, created_at=task.created_at, updated_at=task.updated_at,
             activated_at=task.activated_at, next_fire_at=task.next_fire_at if task.status in SCHEDULABLE else None,
             next_fire_local=to_local(tz, task.next_fire_at).isoformat() if task.next_fire_at and task.status in SCHEDULABLE else None,
             next_fires=fires, last_run=last_run, app=app,
+        )  # fmt: skip
+
+    def _app_public(self, task: TaskRow) -> AppPublic:
+        name = task_app_name(task)
+        return AppPublic(
+            name=name, import_path=f"{task.file_path}:{task.deployment_name}", route_prefix=f"/{name}",
+            url=f"{self.settings.serve_url}/{name}", status=AppStatus(task.app_status), message=task.app_message,
+            desired_min_replicas=task.desired_min, desired_max_replicas=task.desired_max,
+            target_replicas=task.app_target_replicas, running_replicas=len(task.app_replica_ids or []),
+            replica_ids=list(task.app_replica_ids or []), observed_at=task.app_observed_at,
         )  # fmt: skip
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -37,15 +37,47 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
-class TaskRow(Base):
-    __tablename__ = "tasks"
-    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused after a delete
+DEFAULT_PROJECT_ID = 1  # created by the migrations; owns everything made before projects existed
+
+
+class ProjectRow(Base):
+    __tablename__ = "projects"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(63), unique=True, index=True)
-    file_path: Mapped[str] = mapped_column(String(255))
-    deployment_name: Mapped[str] = mapped_column(String(255))
-    ingress: Mapped[str] = mapped_column(String(255))  # ingress deployment of the application
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiKeyRow(Base):
+    """An API key, stored as its SHA-256 only; ``prefix`` is what lists show."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project_id: Mapped[int] = mapped_column(Integer, index=True)
+    name: Mapped[str] = mapped_column(String(63))
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class TaskRow(Base):
+    __tablename__ = "tasks"
+    __table_args__ = (
+        UniqueConstraint("project_id", "name", name="uq_task_project_name"),
+        {"sqlite_autoincrement": True},  # ids are never reused after a delete
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project_id: Mapped[int] = mapped_column(Integer, index=True, default=DEFAULT_PROJECT_ID)
+    name: Mapped[str] = mapped_column(String(63), index=True)
+    # Either an inline application (file_path:deployment_name) or an endpoint to drive.
+    endpoint_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    file_path: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    deployment_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    ingress: Mapped[str | None] = mapped_column(String(255), nullable=True)  # ingress deployment of the application
     type: Mapped[str] = mapped_column(String(16))
     timezone: Mapped[str] = mapped_column(String(64))
     schedule: Mapped[list[Any]] = mapped_column(JSON)
@@ -94,15 +126,73 @@ class RunRow(Base):
     trigger: Mapped[str] = mapped_column(String(16))
 
 
-class EventRow(Base):
-    """A deployment event. Kept after its task is deleted (no foreign key on purpose)."""
+class EndpointRow(Base):
+    """A dedicated endpoint: one Ray Serve application, reached by its routing key.
 
-    __tablename__ = "events"
-    __table_args__ = (Index("ix_events_task_id_id", "task_id", "id"),)
+    ``desired`` is what the user asked for (running, stopped, deleted); ``status`` and
+    ``phase`` are derived from what Ray Serve reports, by the reconciler only.
+    """
+
+    __tablename__ = "endpoints"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    task_id: Mapped[int] = mapped_column(Integer)
-    task_name: Mapped[str] = mapped_column(String(63))
+    project_id: Mapped[int] = mapped_column(Integer, index=True)
+    name: Mapped[str] = mapped_column(String(63))
+    routing_key: Mapped[str] = mapped_column(String(96), unique=True)
+    template: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    flavor: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    gpu_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    gpu_count: Mapped[int] = mapped_column(Integer, default=0)
+    model: Mapped[str] = mapped_column(Text)
+    revision: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    file_path: Mapped[str] = mapped_column(String(255))
+    deployment_name: Mapped[str] = mapped_column(String(255))
+    ingress: Mapped[str] = mapped_column(String(255))
+    engine: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The application's args and replica resources, resolved from template + flavor +
+    # engine at create/update (the cluster-internal key is added when deploying).
+    args: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    resources: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    scaling: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    env: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    desired: Mapped[str] = mapped_column(String(16), default="running")
+    # Replica bounds written by the fires of a task driving this endpoint (None: own scaling).
+    scheduled_min: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    scheduled_max: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Bumped by a model or engine change (replicas roll); scaling changes do not bump it.
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    ready_generation: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    applied_min: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    applied_max: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    phase: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    target_replicas: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    replica_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    observed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class EventRow(Base):
+    """A deployment event of a task or an endpoint. Kept after its subject is deleted
+    (no foreign key on purpose)."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_task_id_id", "task_id", "id"),
+        Index("ix_events_endpoint_id_id", "endpoint_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project_id: Mapped[int] = mapped_column(Integer, index=True, default=DEFAULT_PROJECT_ID)
+    task_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    task_name: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    endpoint_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    endpoint_name: Mapped[str | None] = mapped_column(String(63), nullable=True)
     kind: Mapped[str] = mapped_column(String(16))
     message: Mapped[str] = mapped_column(Text)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -1,0 +1,189 @@
+"""Projects and API keys.
+
+A key is ``rota_`` + 43 random URL-safe characters; only its SHA-256 is stored, and
+lists show its first 12 characters. A key belongs to a project and sees only that
+project's tasks and endpoints. An admin key may also manage projects and other
+projects' keys. On the embedded default, the first admin key is created at start and
+written to ``ROTA_HOME/admin_key`` (mode 0600), where the CLI finds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from rota.domain.errors import Conflict, Forbidden, NotFound, Unauthorized
+from rota.domain.models import NAME_PATTERN
+from rota.secretfile import read_secret, write_secret
+from rota.store.db import Database
+from rota.store.tables import DEFAULT_PROJECT_ID, ApiKeyRow, ProjectRow, utcnow
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "rota_"
+SHOWN = 12  # characters of a key that lists show
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: resolved from the Bearer key on every request."""
+
+    key_id: int
+    project_id: int
+    project: str
+    admin: bool
+
+
+class KeyCreate(BaseModel):
+    name: str = Field(pattern=NAME_PATTERN, description="what the key is for")
+    project: str | None = Field(None, pattern=NAME_PATTERN, description="admin keys only: another project's (created if new)")
+    admin: bool = Field(False, description="admin keys only: the new key may manage projects and keys")
+
+
+class KeyPublic(BaseModel):
+    id: int
+    name: str
+    project: str
+    prefix: str = Field(description="the key's first characters")
+    admin: bool
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class KeyCreated(KeyPublic):
+    key: str = Field(description="the secret: shown once, store it now")
+
+
+class ProjectCreate(BaseModel):
+    name: str = Field(pattern=NAME_PATTERN)
+
+
+class ProjectPublic(BaseModel):
+    id: int
+    name: str
+    created_at: datetime
+
+
+@dataclass
+class AuthService:
+    db: Database
+    clock: Callable[[], datetime] = utcnow
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        scheme, _, key = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'", field="Authorization")
+        with self.db.session() as s:
+            row = s.scalar(select(ApiKeyRow).where(ApiKeyRow.key_hash == hash_key(key.strip())))
+            if row is None or row.revoked_at is not None:
+                raise Unauthorized("invalid or revoked API key", field="Authorization")
+            project = s.get(ProjectRow, row.project_id)
+            return Principal(row.id, row.project_id, project.name if project else "?", row.admin)
+
+    # ------------------------------------------------------------ keys
+
+    def create_key(self, who: Principal, data: KeyCreate) -> KeyCreated:
+        if (data.project and data.project != who.project or data.admin) and not who.admin:
+            raise Forbidden("only an admin key can create keys for another project or admin keys", field="project")
+        with self.db.session() as s:
+            project = self._project(s, data.project or who.project, create=True)
+            secret = new_key()
+            row = ApiKeyRow(project_id=project.id, name=data.name, prefix=secret[:SHOWN], key_hash=hash_key(secret),
+                            admin=data.admin, created_at=self.clock())  # fmt: skip
+            s.add(row)
+            s.flush()
+            return KeyCreated(**self._public(row, project.name).model_dump(), key=secret)
+
+    def list_keys(self, who: Principal, project: str | None = None) -> list[KeyPublic]:
+        with self.db.session() as s:
+            stmt = select(ApiKeyRow, ProjectRow.name).join(ProjectRow, ProjectRow.id == ApiKeyRow.project_id)
+            if not who.admin or project:
+                stmt = stmt.where(ProjectRow.name == (project if who.admin and project else who.project))
+            return [self._public(k, p) for k, p in s.execute(stmt.order_by(ApiKeyRow.id)).all()]
+
+    def revoke(self, who: Principal, key_id: int) -> KeyPublic:
+        with self.db.session() as s:
+            row = s.get(ApiKeyRow, key_id)
+            if row is None or (row.project_id != who.project_id and not who.admin):
+                raise NotFound(f"no key {key_id}", field="key")
+            if row.revoked_at is None:
+                row.revoked_at = self.clock()
+            return self._public(row, s.get(ProjectRow, row.project_id).name)
+
+    @staticmethod
+    def _public(row: ApiKeyRow, project: str) -> KeyPublic:
+        return KeyPublic(id=row.id, name=row.name, project=project, prefix=row.prefix, admin=row.admin,
+                         created_at=row.created_at, revoked_at=row.revoked_at)  # fmt: skip
+
+    def active_key_hashes(self) -> list[tuple[str, int]]:
+        with self.db.session() as s:
+            return list(s.execute(select(ApiKeyRow.key_hash, ApiKeyRow.project_id).where(ApiKeyRow.revoked_at.is_(None))).all())
+
+    # ------------------------------------------------------------ projects
+
+    def _project(self, s, name: str, create: bool = False) -> ProjectRow:
+        row = s.scalar(select(ProjectRow).where(ProjectRow.name == name))
+        if row is None:
+            if not create:
+                raise NotFound(f"no project {name!r}", field="project")
+            row = ProjectRow(name=name, created_at=self.clock())
+            s.add(row)
+            s.flush()
+        return row
+
+    def create_project(self, who: Principal, data: ProjectCreate) -> ProjectPublic:
+        if not who.admin:
+            raise Forbidden("only an admin key can create projects", field="name")
+        with self.db.session() as s:
+            if s.scalar(select(ProjectRow.id).where(ProjectRow.name == data.name)) is not None:
+                raise Conflict(f"a project named {data.name!r} already exists", field="name")
+            row = self._project(s, data.name, create=True)
+            return ProjectPublic(id=row.id, name=row.name, created_at=row.created_at)
+
+    def list_projects(self, who: Principal) -> list[ProjectPublic]:
+        with self.db.session() as s:
+            stmt = select(ProjectRow).order_by(ProjectRow.id)
+            if not who.admin:
+                stmt = stmt.where(ProjectRow.id == who.project_id)
+            return [ProjectPublic(id=p.id, name=p.name, created_at=p.created_at) for p in s.scalars(stmt).all()]
+
+    def project_names(self) -> dict[int, str]:
+        with self.db.session() as s:
+            return dict(s.execute(select(ProjectRow.id, ProjectRow.name)).all())
+
+    # ------------------------------------------------------------ bootstrap
+
+    def bootstrap(self, path: Path) -> None:
+        """Make sure an admin key exists: the one in ``path`` (registered if this store
+        has not seen it), or a new one written there when the store has none."""
+        existing = read_secret(path)
+        with self.db.session() as s:
+            if existing:
+                if s.scalar(select(ApiKeyRow.id).where(ApiKeyRow.key_hash == hash_key(existing))) is None:
+                    s.add(ApiKeyRow(project_id=DEFAULT_PROJECT_ID, name="admin", prefix=existing[:SHOWN],
+                                    key_hash=hash_key(existing), admin=True, created_at=self.clock()))  # fmt: skip
+                    log.info("registered the admin key in %s", path)
+                return
+            if s.scalar(select(ApiKeyRow.id).where(ApiKeyRow.admin.is_(True), ApiKeyRow.revoked_at.is_(None))) is not None:
+                return  # keys are managed elsewhere: do not mint another admin key
+            secret = new_key()
+            s.add(ApiKeyRow(project_id=DEFAULT_PROJECT_ID, name="admin", prefix=secret[:SHOWN], key_hash=hash_key(secret),
+                            admin=True, created_at=self.clock()))  # fmt: skip
+        write_secret(path, secret)
+        log.info("created the first admin key in %s", path)

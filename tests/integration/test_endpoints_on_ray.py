@@ -1,0 +1,198 @@
+"""Dedicated endpoints on a real Ray Serve, called through the one OpenAI base URL.
+
+The endpoint application is tests/apps/openai_echo.py (OpenAI-shaped, no engine), from
+the test template catalog; the end-to-end tier does the same with vLLM.
+"""
+
+import threading
+import time
+
+import httpx
+import openai
+import pytest
+
+from support.endpoints import TEST_TEMPLATES, chat, new_key, status_is, wait_endpoint
+from support.procs import wait_until
+
+
+@pytest.fixture
+def srv(servers):
+    return servers(ROTA_TEMPLATES_PATH=str(TEST_TEMPLATES), ROTA_WAKE_TIMEOUT_S="60", ROTA_GATEWAY_REFRESH_S="0.5")
+
+
+def create(srv, **body) -> dict:
+    r = srv.api.post("/endpoints", json={"template": "echo-chat", **body})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def replica_of(resp: httpx.Response) -> str:
+    return resp.json()["choices"][0]["message"]["content"].split(":")[0]
+
+
+def event_kinds(srv, ref) -> list[str]:
+    return [e["kind"] for e in srv.api.get(f"/endpoints/{ref}/events").json()]
+
+
+def test_lifecycle_through_the_base_url(srv, cluster):
+    ep = create(srv, name="chat", routing_key="chat-model")
+    assert ep["status"] == "INITIALIZING" and ep["phase"] == "REQUESTING_RESOURCES"
+    assert ep["base_url"] == f"{cluster.serve_url}/v1"
+    ep = wait_endpoint(srv, "chat", status_is("RUNNING"), what="READY")
+    assert ep["phase"] == "READY" and ep["replicas"]["running"] == 1
+    first = ep["replicas"]["ids"][0]
+
+    # The openai client, pointed at the base URL, routes by model.
+    client = openai.OpenAI(base_url=ep["base_url"], api_key=srv.admin_key, max_retries=0)
+    out = wait_until(lambda: client.chat.completions.create(model="chat-model", messages=[{"role": "user", "content": "hello"}]),
+                     30, what="first chat through the gateway")  # fmt: skip
+    assert out.choices[0].message.content == f"{first}: hello"
+    stream = client.chat.completions.create(model="chat-model", messages=[{"role": "user", "content": "a b c"}], stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream).split() == [f"{first}:", "a", "b", "c"]
+    assert [m.id for m in client.models.list().data] == ["chat-model"]
+
+    # Scaling changes in place: the first replica keeps serving, nothing restarts.
+    r = srv.api.patch("/endpoints/chat", json={"scaling": {"replicas": 2}})
+    assert r.status_code == 200 and r.json()["scaling"]["replicas"] == 2 and r.json()["engine"]["max_batch_size"] == 8
+    ep = wait_endpoint(srv, "chat", lambda e: e["status"] == "RUNNING" and e["replicas"]["running"] == 2, what="2 replicas")
+    assert first in ep["replicas"]["ids"]
+    assert "UPDATING" not in [e["data"].get("to") for e in srv.api.get("/endpoints/chat/events").json()]
+
+    # An engine change rolls the replicas (UPDATING), then serves again.
+    r = srv.api.patch("/endpoints/chat", json={"engine": {"max_batch_size": 4}})
+    assert r.status_code == 200 and r.json()["engine"]["max_batch_size"] == 4
+    ep = wait_endpoint(srv, "chat", lambda e: e["status"] == "RUNNING" and first not in e["replicas"]["ids"]
+                       and e["replicas"]["running"] == 2, what="rolled")  # fmt: skip
+    tos = [e["data"].get("to") for e in srv.api.get("/endpoints/chat/events").json() if e["kind"] == "status"]
+    assert "UPDATING" in tos
+
+    # Stop releases the replicas: the application leaves Ray Serve; the base URL says 503.
+    srv.api.post("/endpoints/chat/stop").raise_for_status()
+    wait_endpoint(srv, "chat", status_is("STOPPED"), what="STOPPED")
+    assert "ep-" + str(ep["id"]) not in cluster.applications()
+    r = chat(cluster.serve_url, srv.admin_key, "chat-model")
+    assert r.status_code == 503 and "STOPPED" in r.json()["error"]["message"]
+    srv.api.post("/endpoints/chat/start").raise_for_status()
+    wait_endpoint(srv, "chat", status_is("RUNNING"), what="running again")
+    assert wait_until(lambda: chat(cluster.serve_url, srv.admin_key, "chat-model").status_code == 200, 30, what="serving again")
+
+    # Delete is permanent: the application goes, then the endpoint.
+    assert srv.api.delete("/endpoints/chat").status_code == 204
+    wait_until(lambda: srv.api.get("/endpoints/chat").status_code == 404, 60, what="endpoint gone")
+    assert "ep-" + str(ep["id"]) not in cluster.applications()
+    r = chat(cluster.serve_url, srv.admin_key, "chat-model")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+    # The row is gone; its events stay, in the project's event log.
+    events = srv.api.get("/events", params={"endpoint_name": "chat"}).json()
+    assert "deleted" in [e["kind"] for e in events]
+    assert [e["data"]["to"] for e in events if e["kind"] == "status"][-2:] == ["TERMINATING", "TERMINATED"]
+
+
+def test_scale_to_zero_then_a_request_wakes_it(srv, cluster):
+    create(srv, name="sleepy", routing_key="sleepy", scaling={"min_replicas": 0, "max_replicas": 1, "cooldown_period_s": 1})
+    wait_endpoint(srv, "sleepy", status_is("RUNNING"), what="READY")
+    wait_endpoint(srv, "sleepy", lambda e: e["status"] == "SLEEPING" and e["replicas"]["running"] == 0, timeout=120, what="SLEEPING")
+    t0 = time.monotonic()
+    r = chat(cluster.serve_url, srv.admin_key, "sleepy", "wake up", timeout=90)
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"].endswith("wake up")
+    print(f"wake-on-request answered in {time.monotonic() - t0:.1f}s")
+    wait_endpoint(srv, "sleepy", status_is("RUNNING"), what="RUNNING after wake")
+    tos = [e["data"].get("to") for e in srv.api.get("/endpoints/sleepy/events").json() if e["kind"] == "status"]
+    assert tos[-3:] == ["SLEEPING", "AWAKING", "RUNNING"] or tos[-2:] == ["SLEEPING", "RUNNING"], tos
+
+
+def test_wake_timeout_is_a_503_with_retry_after(servers, cluster):
+    srv = servers(ROTA_TEMPLATES_PATH=str(TEST_TEMPLATES), ROTA_WAKE_TIMEOUT_S="3", ROTA_GATEWAY_REFRESH_S="0.5")
+    r = srv.api.post("/endpoints", json={"template": "echo-chat", "name": "slow", "routing_key": "slow", "flavor": "slow-start",
+                                         "scaling": {"min_replicas": 0, "max_replicas": 1, "cooldown_period_s": 1}})  # fmt: skip
+    assert r.status_code == 201, r.text
+    wait_endpoint(srv, "slow", status_is("SLEEPING"), timeout=120, what="SLEEPING")
+    r = chat(cluster.serve_url, srv.admin_key, "slow")
+    assert r.status_code == 503, r.text
+    assert int(r.headers["Retry-After"]) > 0 and r.json()["error"]["code"] == "endpoint_waking"
+
+
+def test_in_flight_request_survives_a_rescale(srv, cluster):
+    create(srv, name="steady", routing_key="steady")
+    wait_endpoint(srv, "steady", status_is("RUNNING"), what="READY")
+    wait_until(lambda: chat(cluster.serve_url, srv.admin_key, "steady").status_code == 200, 30, what="routed")
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=chat(cluster.serve_url, srv.admin_key, "steady", "slow", delay_s=4)))
+    t.start()
+    time.sleep(1)
+    srv.api.patch("/endpoints/steady", json={"scaling": {"min_replicas": 1, "max_replicas": 3}}).raise_for_status()
+    t.join(30)
+    assert result["r"].status_code == 200 and result["r"].json()["choices"][0]["message"]["content"].endswith("slow")
+
+
+def test_beyond_the_queue_limit_is_a_429(srv, cluster):
+    create(srv, name="narrow", routing_key="narrow", engine={"max_batch_size": 1, "max_queued_requests": 0})
+    wait_endpoint(srv, "narrow", status_is("RUNNING"), what="READY")
+    wait_until(lambda: chat(cluster.serve_url, srv.admin_key, "narrow").status_code == 200, 30, what="routed")
+    held = threading.Thread(target=lambda: chat(cluster.serve_url, srv.admin_key, "narrow", delay_s=3))
+    held.start()
+    time.sleep(0.5)
+    r = chat(cluster.serve_url, srv.admin_key, "narrow")
+    held.join(30)
+    assert r.status_code == 429 and r.headers["Retry-After"] == "1" and r.json()["error"]["code"] == "rate_limit_exceeded"
+    assert chat(cluster.serve_url, srv.admin_key, "narrow").status_code == 200  # capacity is back
+
+
+def test_keys_and_projects(srv, cluster):
+    create(srv, name="mine", routing_key="mine")
+    wait_endpoint(srv, "mine", status_is("RUNNING"), what="READY")
+    assert wait_until(lambda: chat(cluster.serve_url, srv.admin_key, "mine").status_code == 200, 30, what="routed")
+
+    # No key, a wrong key: 401 on the control plane and at the base URL.
+    assert httpx.get(f"{srv.url}/api/v1/endpoints").status_code == 401
+    assert httpx.get(f"{srv.url}/api/v1/tasks", headers={"Authorization": "Bearer nope"}).status_code == 401
+    r = httpx.post(f"{cluster.serve_url}/v1/chat/completions", json={"model": "mine", "messages": []})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+
+    # Another project's key sees none of ours: 404 (not 403: existence is not revealed).
+    other = new_key(srv, "ci", project="team-b")
+    h = {"Authorization": f"Bearer {other['key']}"}
+    assert httpx.get(f"{srv.url}/api/v1/endpoints/mine", headers=h).status_code == 404
+    assert httpx.get(f"{srv.url}/api/v1/endpoints", headers=h).json()["total"] == 0
+    assert chat(cluster.serve_url, other["key"], "mine").status_code == 404
+    assert httpx.get(f"{cluster.serve_url}/v1/models", headers=h).json()["data"] == []
+
+    # The endpoint's own prefix needs the cluster-internal token, not a user key.
+    assert httpx.post(f"{cluster.serve_url}/ep/mine/v1/chat/completions", json={"model": "mine", "messages": []},
+                      headers={"Authorization": f"Bearer {srv.admin_key}"}).status_code == 401  # fmt: skip
+
+    # Keys are listed by prefix only; a revoked key stops working.
+    mine = new_key(srv, "app")
+    assert chat(cluster.serve_url, mine["key"], "mine").status_code == 200
+    listed = srv.api.get("/keys").json()
+    assert all("key" not in k and len(k["prefix"]) == 12 for k in listed)
+    srv.api.delete(f"/keys/{mine['id']}").raise_for_status()
+    assert httpx.get(f"{srv.url}/api/v1/endpoints", headers={"Authorization": f"Bearer {mine['key']}"}).status_code == 401
+    wait_until(lambda: chat(cluster.serve_url, mine["key"], "mine").status_code == 401, 5, what="revoked at the gateway")
+
+
+def test_a_task_drives_an_endpoints_bounds(srv, cluster):
+    from support.tasks import local_in, wait_task, zone_near_noon
+
+    create(srv, name="driven", routing_key="driven", scaling={"min_replicas": 1, "max_replicas": 1})
+    wait_endpoint(srv, "driven", status_is("RUNNING"), what="READY")
+    tz = zone_near_noon()
+    when = local_in(tz, 3).strftime("%Y-%m-%dT%H:%M:%S")
+    r = srv.api.post("/tasks", json={"name": "burst", "endpoint": "driven", "type": "one_off", "timezone": tz,
+                                     "schedule": [{"time": when, "min_replicas": 2, "max_replicas": 3}]})  # fmt: skip
+    assert r.status_code == 201, r.text
+    assert r.json()["app"] is None and r.json()["endpoint"]["routing_key"] == "driven"
+    srv.api.post("/tasks/burst/activate").raise_for_status()
+    wait_task(srv, "burst", lambda t: t["status"] == "completed", what="fired")
+    ep = wait_endpoint(srv, "driven", lambda e: e["replicas"]["running"] >= 2, what="scheduled bounds applied")
+    assert (ep["replicas"]["min"], ep["replicas"]["max"], ep["replicas"]["source"]) == (2, 3, "schedule")
+    assert "scheduled" in event_kinds(srv, "driven")
+    app = cluster.applications()[f"ep-{ep['id']}"]
+    cfg = app["deployed_app_config"]["deployments"][0]["autoscaling_config"]
+    assert (cfg["min_replicas"], cfg["max_replicas"]) == (2, 3)
+    # Deleting the endpoint while a task drives it is refused; deleting the task hands bounds back.
+    assert srv.api.delete("/endpoints/driven").status_code == 409
+    srv.api.delete("/tasks/burst").raise_for_status()
+    ep = srv.api.get("/endpoints/driven").json()
+    assert (ep["replicas"]["min"], ep["replicas"]["max"], ep["replicas"]["source"]) == (1, 1, "scaling")

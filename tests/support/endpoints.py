@@ -1,0 +1,43 @@
+"""Helpers to drive endpoints and the OpenAI base URL in tests."""
+
+from __future__ import annotations
+
+import httpx
+
+from support.procs import REPO, RotaServer, wait_until
+
+TEST_TEMPLATES = REPO / "tests" / "apps" / "templates.yaml"
+
+
+def wait_endpoint(server: RotaServer, ref, predicate, timeout: float = 90, what: str = "endpoint state", key: str | None = None):
+    headers = {"Authorization": f"Bearer {key}"} if key else None
+
+    def check():
+        e = server.api.get(f"/endpoints/{ref}", headers=headers).json()
+        return e if predicate(e) else None
+
+    try:
+        return wait_until(check, timeout, interval=0.3, what=what)
+    except AssertionError:
+        print(server.log_tail())
+        print(server.api.get(f"/endpoints/{ref}/events", headers=headers).json())
+        raise
+
+
+def status_is(*statuses: str):
+    return lambda e: e["status"] in statuses
+
+
+def chat(serve_url: str, key: str, model: str, content: str = "hi", timeout: float = 60, **extra) -> httpx.Response:
+    return httpx.post(
+        f"{serve_url}/v1/chat/completions",
+        json={"model": model, "messages": [{"role": "user", "content": content}], **extra},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=timeout,
+    )
+
+
+def new_key(server: RotaServer, name: str, project: str | None = None) -> dict:
+    r = server.api.post("/keys", json={"name": name, "project": project})
+    assert r.status_code == 201, r.text
+    return r.json()

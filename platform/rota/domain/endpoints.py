@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from rota.domain.models import NAME_PATTERN
 
@@ -95,6 +95,14 @@ class Scaling(_Strict):
     cooldown_period_s: float = Field(300.0, ge=0, description="idle time before scaling down (and to zero)")
     target_ongoing_requests: float | None = Field(None, gt=0, description="per replica; default: the engine's batch size / 2")
 
+    @field_validator("max_replicas")
+    @classmethod
+    def _max_at_least_min(cls, v: int | None, info: ValidationInfo) -> int | None:
+        lo = info.data.get("min_replicas")
+        if v is not None and lo is not None and lo > v:
+            raise ValueError(f"max_replicas ({v}) must be >= min_replicas ({lo})")
+        return v
+
     @model_validator(mode="after")
     def _one_mode(self) -> "Scaling":
         auto = self.min_replicas is not None or self.max_replicas is not None
@@ -102,11 +110,8 @@ class Scaling(_Strict):
             raise ValueError("give either replicas (fixed) or min_replicas/max_replicas (autoscaling), not both")
         if self.replicas is None and not auto:
             raise ValueError("give replicas (fixed) or min_replicas and max_replicas (autoscaling)")
-        if auto:
-            if self.min_replicas is None or self.max_replicas is None:
-                raise ValueError("autoscaling needs both min_replicas and max_replicas")
-            if self.min_replicas > self.max_replicas:
-                raise ValueError(f"min_replicas ({self.min_replicas}) must be <= max_replicas ({self.max_replicas})")
+        if auto and (self.min_replicas is None or self.max_replicas is None):
+            raise ValueError("autoscaling needs both min_replicas and max_replicas")
         return self
 
     @property
@@ -120,49 +125,64 @@ class Engine(_Strict):
     """Engine settings of every replica; unset ones come from the template and flavor."""
 
     max_batch_size: int | None = Field(None, ge=1, description="sequences a replica processes at once")
-    max_input_length: int | None = Field(None, ge=1, description="longer prompts get a 400")
     max_token_count: int | None = Field(None, ge=16, description="context length: prompt + output tokens")
+    max_input_length: int | None = Field(None, ge=1, description="longer prompts get a 400")
     skip_special_tokens: bool | None = None
     add_special_tokens: bool | None = None
     max_queued_requests: int | None = Field(None, ge=0, description="requests held beyond capacity before 429s")
 
-    @model_validator(mode="after")
-    def _lengths(self) -> "Engine":
-        if self.max_input_length and self.max_token_count and self.max_input_length > self.max_token_count:
-            raise ValueError(f"max_input_length ({self.max_input_length}) exceeds max_token_count ({self.max_token_count})")
-        return self
+    @field_validator("max_input_length")
+    @classmethod
+    def _within_context(cls, v: int | None, info: ValidationInfo) -> int | None:
+        ctx = info.data.get("max_token_count")
+        if v and ctx and v > ctx:
+            raise ValueError(f"max_input_length ({v}) exceeds max_token_count ({ctx})")
+        return v
 
 
 ROUTING_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,94}$"
 
 
 class EndpointCreate(_Strict):
+    # Field order matters: cross-field checks are field validators (so errors name a
+    # field) and see only the fields declared before theirs.
     name: str = Field(pattern=NAME_PATTERN, description="unique in the project")
     routing_key: str | None = Field(
         None, pattern=ROUTING_KEY_PATTERN,
         description="the `model` clients send; default: <name>-<6 hex>. Unique across the cluster",
     )  # fmt: skip
-    template: str | None = Field(None, description="a template name (GET /api/v1/templates)")
-    flavor: str | None = Field(None, description="a flavor of the template; default: the template's")
-    gpu_type: str | None = Field(None, description="one the template supports; 'cpu' for none")
-    gpu_count: int | None = Field(None, ge=0, description="GPUs per replica, one the template supports")
     hf_model_repo: str | None = Field(None, min_length=1, description="custom model: a Hugging Face repo id")
     revision: str | None = Field(None, min_length=1, description="with hf_model_repo: branch, tag or commit")
     model_path: str | None = Field(None, min_length=1, description="custom model: a directory on the worker nodes")
+    template: str | None = Field(None, validate_default=True, description="a template name (GET /api/v1/templates)")
+    flavor: str | None = Field(None, description="a flavor of the template; default: the template's")
+    gpu_type: str | None = Field(None, description="one the template supports; 'cpu' for none")
+    gpu_count: int | None = Field(None, ge=0, description="GPUs per replica, one the template supports")
     scaling: Scaling | None = Field(None, description="default: the template's")
     engine: Engine = Field(default_factory=Engine)
     env: dict[str, str] = Field(default_factory=dict, description="environment variables of the replicas")
 
-    @model_validator(mode="after")
-    def _source(self) -> "EndpointCreate":
-        sources = [f for f in ("template", "hf_model_repo", "model_path") if getattr(self, f)]
-        if len(sources) != 1:
-            raise ValueError("give exactly one of template, hf_model_repo, model_path")
-        if self.revision and not self.hf_model_repo:
+    @field_validator("revision")
+    @classmethod
+    def _revision_of_a_repo(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v and not info.data.get("hf_model_repo"):
             raise ValueError("revision goes with hf_model_repo")
-        if self.flavor and not self.template:
+        return v
+
+    @field_validator("template")
+    @classmethod
+    def _one_source(cls, v: str | None, info: ValidationInfo) -> str | None:
+        given = [f for f in ("hf_model_repo", "model_path") if info.data.get(f)] + (["template"] if v else [])
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of template, hf_model_repo, model_path (got {', '.join(given) or 'none'})")
+        return v
+
+    @field_validator("flavor")
+    @classmethod
+    def _flavor_of_a_template(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v and not info.data.get("template"):
             raise ValueError("flavor goes with template")
-        return self
+        return v
 
 
 class EndpointUpdate(_Strict):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from rota.domain.schedule import get_timezone, parse_local_datetime, parse_time_of_day
 from rota.domain.status import AppStatus, EventKind, TaskStatus, TaskType
@@ -58,7 +58,7 @@ class _TaskFields(_Strict):
     file_path: str | None = Field(default=None, pattern=IDENT_PATTERN, description="a script in serve_apps/, without .py (e.g. serve)")
     deployment_name: str | None = Field(default=None, pattern=IDENT_PATTERN, description="the attribute the script exposes (e.g. app)")
     endpoint: str | None = Field(
-        default=None, min_length=1,
+        default=None, min_length=1, validate_default=True,
         description="instead of file_path/deployment_name: an endpoint (id or name) whose replica bounds the schedule sets",
     )  # fmt: skip
     type: TaskType
@@ -66,7 +66,7 @@ class _TaskFields(_Strict):
     schedule: list[ScheduleEntry] = Field(min_length=1)
     args: dict[str, Any] = Field(default_factory=dict, description="arguments passed to the application")
     env: dict[str, str] = Field(default_factory=dict, description="environment variables of the replicas")
-    resources: Resources = Field(default_factory=Resources)
+    resources: Resources = Field(default_factory=Resources, validate_default=True)
 
     @field_validator("name")
     @classmethod
@@ -86,16 +86,23 @@ class _TaskFields(_Strict):
     def _schedule_matches_type(cls, v: list[ScheduleEntry], info: ValidationInfo) -> list[ScheduleEntry]:
         return validate_schedule(info.data.get("type"), v)
 
-    @model_validator(mode="after")
-    def _one_target(self):
-        if self.endpoint is not None:
-            if self.file_path or self.deployment_name:
-                raise ValueError("give either endpoint or file_path/deployment_name, not both")
-            if self.args or self.env or self.resources.model_dump(exclude_none=True):
-                raise ValueError("args, env and resources belong to the endpoint, not to a task driving it")
-        elif not (self.file_path and self.deployment_name):
+    # Cross-field checks are field validators (not model validators) so that errors name a field.
+    @field_validator("endpoint")
+    @classmethod
+    def _one_target(cls, v: str | None, info: ValidationInfo) -> str | None:
+        app = info.data.get("file_path") or info.data.get("deployment_name")
+        if v is not None and app:
+            raise ValueError("give either endpoint or file_path/deployment_name, not both")
+        if v is None and not (info.data.get("file_path") and info.data.get("deployment_name")):
             raise ValueError("give file_path and deployment_name (an application), or endpoint")
-        return self
+        return v
+
+    @field_validator("resources")
+    @classmethod
+    def _app_settings_need_an_app(cls, v: Resources, info: ValidationInfo) -> Resources:
+        if info.data.get("endpoint") and (info.data.get("args") or info.data.get("env") or v.model_dump(exclude_none=True)):
+            raise ValueError("args, env and resources belong to the endpoint, not to a task driving it")
+        return v
 
 
 def validate_schedule(type_: TaskType | None, entries: list[ScheduleEntry]) -> list[ScheduleEntry]:

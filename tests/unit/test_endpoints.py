@@ -1,0 +1,327 @@
+"""Endpoints: statuses derived from what Ray Serve reports, error codes, the template
+catalog, and the API as a user calls it (real SQLite, in-memory Ray Serve)."""
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from rota.api.app import create_app
+from rota.catalog import DEFAULT_PATH, load_catalog, resolve
+from rota.domain.endpoints import (
+    Desired, EndpointCreate, EndpointStatus as S, ErrorCode, Observed, Phase, Replicas, Scaling, classify_error, derive,
+)  # fmt: skip
+from rota.domain.errors import InvalidInput
+from rota.runtime import Runtime
+from rota.services.endpoints import endpoint_spec, max_concurrency
+from rota.store.tables import EndpointRow, EventRow
+from support.endpoints import TEST_TEMPLATES
+
+RUN = Desired.RUNNING
+
+
+def seen(status="RUNNING", running=1, starting=0, pending=0, target=1, current=True, routed=True, message=None):
+    return Observed(True, True, status, current, routed, message, Replicas(running, starting, pending, target))
+
+
+@pytest.mark.parametrize(
+    "desired,previous,rolling,obs,expected",
+    [
+        (RUN, S.INITIALIZING, False, Observed(True), (S.INITIALIZING, Phase.REQUESTING_RESOURCES)),
+        (RUN, S.INITIALIZING, False, seen("DEPLOYING", 0, 0, 1), (S.INITIALIZING, Phase.REQUESTING_RESOURCES)),
+        (RUN, S.INITIALIZING, False, seen("DEPLOYING", 0, 1, 0), (S.INITIALIZING, Phase.ENGINE_INITIALIZING)),
+        (RUN, S.INITIALIZING, False, seen(), (S.RUNNING, Phase.READY)),
+        (RUN, S.INITIALIZING, False, seen(routed=False), (S.RUNNING, Phase.READY)),  # replicas serve; route settling
+        (RUN, S.RUNNING, False, seen(current=False), (S.RUNNING, Phase.READY)),  # an in-place rescale
+        (RUN, S.RUNNING, True, seen("DEPLOYING", 1, 1, 0, 2), (S.UPDATING, Phase.ENGINE_INITIALIZING)),
+        (RUN, S.UPDATING, True, seen(), (S.RUNNING, Phase.READY)),
+        (RUN, S.RUNNING, False, seen(running=0, target=0), (S.SLEEPING, None)),
+        (RUN, S.SLEEPING, False, seen(running=0, starting=1, target=1), (S.AWAKING, Phase.ENGINE_INITIALIZING)),
+        (RUN, S.AWAKING, False, seen(), (S.RUNNING, Phase.READY)),
+        (RUN, S.RUNNING, False, seen("DEPLOY_FAILED", 0, message="LLMServer: FileNotFoundError: x"), (S.FAILED, None)),
+        (Desired.STOPPED, S.RUNNING, False, seen("DELETING"), (S.STOPPING, None)),
+        (Desired.STOPPED, S.STOPPING, False, Observed(True), (S.STOPPED, None)),
+        (Desired.DELETED, S.RUNNING, False, seen("DELETING"), (S.TERMINATING, None)),
+        (Desired.DELETED, S.TERMINATING, False, Observed(True), (S.TERMINATED, None)),
+        (RUN, S.SLEEPING, False, Observed(False, message="connection refused"), (S.SLEEPING, None)),
+    ],
+)  # fmt: skip
+def test_status_and_phase_derive_from_ray(desired, previous, rolling, obs, expected):
+    d = derive(desired, previous, rolling, obs)
+    assert (d.status, d.phase) == expected
+
+
+def test_a_failure_carries_an_error_code_and_the_message():
+    d = derive(RUN, S.INITIALIZING, False, seen("DEPLOY_FAILED", 0, message="LLMServer: FileNotFoundError: model directory /x does not exist on this node"))
+    assert d.status is S.FAILED and d.error_code is ErrorCode.MODEL_DOWNLOAD_FAILED and "/x" in d.message
+
+
+@pytest.mark.parametrize(
+    "message,code",
+    [
+        ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", ErrorCode.OUT_OF_MEMORY),
+        ("ValueError: No available memory for the cache blocks. Try increasing gpu_memory_utilization", ErrorCode.OUT_OF_MEMORY),
+        ("huggingface_hub.errors.RepositoryNotFoundError: 401 Client Error", ErrorCode.MODEL_DOWNLOAD_FAILED),
+        ("OSError: We couldn't connect to 'https://huggingface.co'", ErrorCode.MODEL_DOWNLOAD_FAILED),
+        ("ValueError: max_model_len (99999) is greater than the derived max_model_len", ErrorCode.INVALID_ARGUMENT),
+        ("RuntimeError: engine core died", ErrorCode.DEPLOYMENT_FAILED),
+        (None, ErrorCode.DEPLOYMENT_FAILED),
+    ],
+)  # fmt: skip
+def test_error_codes_from_ray_messages(message, code):
+    assert classify_error(message) is code
+
+
+def test_scaling_is_fixed_or_autoscaling_and_names_the_field():
+    assert Scaling(replicas=2).bounds == (2, 2) and Scaling(min_replicas=0, max_replicas=3).bounds == (0, 3)
+    for bad, loc in [({"replicas": 1, "min_replicas": 0, "max_replicas": 1}, ()), ({}, ()), ({"min_replicas": 0}, ()),
+                     ({"min_replicas": 3, "max_replicas": 1}, ("max_replicas",)), ({"replicas": 0}, ("replicas",))]:  # fmt: skip
+        with pytest.raises(ValueError) as e:
+            Scaling.model_validate(bad)
+        assert e.value.errors()[0]["loc"] == loc, bad
+
+
+def test_the_shipped_catalog_loads_and_every_default_resolves():
+    catalog = load_catalog(DEFAULT_PATH)
+    assert "tiny-llama-cpu" in [t.name for t in catalog.templates]
+    for t in catalog.templates:
+        r = resolve(catalog, template=t.name, flavor=None, gpu_type=None, gpu_count=None, hf_model_repo=None, revision=None,
+                    model_path=None, scaling=None, engine=None, max_replicas_limit=10)  # fmt: skip
+        assert r.file_path == "serve" and r.deployment_name == "app" and r.flavor == t.defaults.flavor
+
+
+@pytest.mark.parametrize(
+    "over,field",
+    [
+        ({"template": "nope"}, "template"),
+        ({"flavor": "turbo"}, "flavor"),
+        ({"gpu_type": "H100"}, "gpu_type"),
+        ({"gpu_count": 1}, "gpu_count"),
+        ({"scaling": Scaling(min_replicas=0, max_replicas=11)}, "scaling.max_replicas"),
+    ],
+)
+def test_unsupported_template_combinations_name_the_field(over, field):
+    args = {"template": "tiny-llama-cpu", "flavor": None, "gpu_type": None, "gpu_count": None, "hf_model_repo": None,
+            "revision": None, "model_path": None, "scaling": None, "engine": None, "max_replicas_limit": 10, **over}  # fmt: skip
+    with pytest.raises(InvalidInput) as e:
+        resolve(load_catalog(DEFAULT_PATH), **args)
+    assert e.value.field == field
+
+
+def test_gpu_templates_ask_ray_for_their_gpu_type():
+    catalog = load_catalog(DEFAULT_PATH)
+    one = resolve(catalog, template="llama-3.1-8b-instruct", flavor="fast", gpu_type="A100", gpu_count=1, hf_model_repo=None,
+                  revision=None, model_path=None, scaling=None, engine=None, max_replicas_limit=10)  # fmt: skip
+    from rota.catalog import actor_options, serve_args
+
+    assert actor_options(one) == {"num_cpus": 2, "num_gpus": 1, "accelerator_type": "A100"}
+    assert serve_args(one, one.model, "k", "t")["enable_prefix_caching"] is True
+    tp = resolve(catalog, template="llama-3.1-70b-instruct", flavor=None, gpu_type="H100", gpu_count=8, hf_model_repo=None,
+                 revision=None, model_path=None, scaling=None, engine=None, max_replicas_limit=10)  # fmt: skip
+    args = serve_args(tp, tp.model, "k", "t")
+    assert args["tensor_parallel_size"] == 8 and args["accelerator_type"] == "H100" and "num_gpus" not in actor_options(tp)
+
+
+# ---------------------------------------------------------------- the API
+
+
+@pytest.fixture
+def client(settings, ray):
+    settings = settings.model_copy(update={"templates_path": TEST_TEMPLATES})
+    rt = Runtime(settings, ray=ray)
+    with TestClient(create_app(settings, runtime=rt)) as c:
+        rt.reconciler.stop()  # the tests tick it themselves: each step is deterministic
+        c.rt = rt
+        c.headers["Authorization"] = f"Bearer {settings.admin_key_path.read_text()}"
+        yield c
+
+
+def body(**over):
+    return {"name": "chat", "template": "echo-chat", "routing_key": "chat", **over}
+
+
+def counts(client):
+    with client.rt.db.session() as s:
+        return s.scalar(select(func.count()).select_from(EndpointRow)), s.scalar(select(func.count()).select_from(EventRow))
+
+
+def tick(client):
+    client.rt.reconciler.tick()
+
+
+def test_create_reconcile_ready_then_patch_partially(client, ray):
+    r = client.post("/api/v1/endpoints", json=body(scaling={"min_replicas": 0, "max_replicas": 2, "cooldown_period_s": 60}))
+    assert r.status_code == 201, r.text
+    ep = r.json()
+    assert (ep["status"], ep["phase"], ep["routing_key"]) == ("INITIALIZING", "REQUESTING_RESOURCES", "chat")
+    assert ep["id"] and ep["base_url"].endswith("/v1") and ep["engine"]["max_batch_size"] == 8  # the template's default
+    tick(client)
+    ep = client.get("/api/v1/endpoints/chat").json()
+    assert (ep["status"], ep["phase"], ep["replicas"]["running"]) == ("RUNNING", "READY", 1)
+    app = ray.apps[f"ep-{ep['id']}"]["config"]
+    auto = app["deployments"][0]["autoscaling_config"]
+    assert app["route_prefix"] == "/ep/chat" and app["args"]["api_key"] == client.rt.internal_token
+    assert auto == {"min_replicas": 0, "max_replicas": 2, "initial_replicas": 1, "target_ongoing_requests": 4,
+                    "downscale_delay_s": 60.0, "downscale_to_zero_delay_s": 60.0}  # fmt: skip
+    replica = ep["replicas"]["ids"][0]
+
+    # Partial: scaling only. In place (the fake keeps replicas when only bounds change), same generation.
+    ep = client.patch("/api/v1/endpoints/chat", json={"scaling": {"replicas": 2}}).json()
+    assert ep["scaling"]["replicas"] == 2 and ep["engine"]["max_batch_size"] == 8 and ep["name"] == "chat"
+    tick(client)
+    ep = client.get("/api/v1/endpoints/chat").json()
+    assert ep["status"] == "RUNNING" and replica in ep["replicas"]["ids"] and len(ep["replicas"]["ids"]) == 2
+    with client.rt.db.session() as s:
+        assert s.scalar(select(EndpointRow.generation)) == 1
+
+    # Partial inside engine: only max_input_length changes; the replicas roll.
+    ep = client.patch("/api/v1/endpoints/chat", json={"engine": {"max_input_length": 100}}).json()
+    assert ep["engine"]["max_input_length"] == 100 and ep["engine"]["max_batch_size"] == 8
+    with client.rt.db.session() as s:
+        assert s.scalar(select(EndpointRow.generation)) == 2
+    kinds = [e["kind"] for e in client.get("/api/v1/endpoints/chat/events").json()]
+    assert kinds[:4] == ["created", "deploying", "status", "updated"]
+
+
+def test_scale_to_zero_is_sleeping_and_stop_start_delete(client, ray):
+    ep = client.post("/api/v1/endpoints", json=body(scaling={"min_replicas": 0, "max_replicas": 1})).json()
+    tick(client)
+    ray.autoscale(f"ep-{ep['id']}", 0)  # Ray Serve's autoscaler after the cooldown
+    tick(client)
+    assert client.get("/api/v1/endpoints/chat").json()["status"] == "SLEEPING"
+    assert [x["name"] for x in client.get("/api/v1/endpoints", params={"status": "SLEEPING"}).json()["items"]] == ["chat"]
+
+    assert client.post("/api/v1/endpoints/chat/stop").json()["desired"] == "stopped"
+    tick(client)
+    assert client.get("/api/v1/endpoints/chat").json()["status"] == "STOPPED" and f"ep-{ep['id']}" not in ray.apps
+    client.post("/api/v1/endpoints/chat/start")
+    tick(client)
+    assert client.get("/api/v1/endpoints/chat").json()["status"] == "RUNNING"
+
+    assert client.delete("/api/v1/endpoints/chat").status_code == 204
+    tick(client)
+    assert client.get("/api/v1/endpoints/chat").status_code == 404 and f"ep-{ep['id']}" not in ray.apps
+    statuses = [e["data"]["to"] for e in client.get("/api/v1/events", params={"endpoint_name": "chat"}).json() if e["kind"] == "status"]
+    assert statuses == ["RUNNING", "SLEEPING", "STOPPED", "RUNNING", "TERMINATED"]
+
+
+def test_a_failed_deploy_is_failed_with_a_code(client, ray):
+    ep = client.post("/api/v1/endpoints", json=body()).json()
+    ray.failing[f"ep-{ep['id']}"] = "OpenAIEcho: ValueError: bad engine flag"
+    tick(client)
+    ep = client.get("/api/v1/endpoints/chat").json()
+    assert (ep["status"], ep["error_code"]) == ("FAILED", "INVALID_ARGUMENT") and "bad engine flag" in ep["message"]
+
+
+@pytest.mark.parametrize(
+    "over,field",
+    [
+        ({"template": "nope"}, "template"),
+        ({"template": None}, "template"),
+        ({"hf_model_repo": "org/m"}, "template"),
+        ({"flavor": "turbo"}, "flavor"),
+        ({"gpu_type": "A100"}, "gpu_type"),
+        ({"gpu_count": 2}, "gpu_count"),
+        ({"scaling": {"min_replicas": 2, "max_replicas": 1}}, "scaling.max_replicas"),
+        ({"scaling": {"min_replicas": 0, "max_replicas": 50}}, "scaling.max_replicas"),
+        ({"scaling": {"replicas": 1, "max_replicas": 2}}, "scaling"),
+        ({"engine": {"max_token_count": 64, "max_input_length": 100}}, "engine.max_input_length"),
+        ({"engine": {"max_batch_size": 0}}, "engine.max_batch_size"),
+        ({"name": "Bad Name"}, "name"),
+        ({"routing_key": "has space"}, "routing_key"),
+        ({"colour": "blue"}, "colour"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_a_4xx_naming_the_field_and_writes_nothing(client, over, field):
+    before = counts(client)
+    r = client.post("/api/v1/endpoints", json=body(**over))
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == field and r.json()["error"]["message"]
+    assert counts(client) == before
+
+
+def test_bad_patch_changes_nothing_and_duplicates_conflict(client):
+    client.post("/api/v1/endpoints", json=body())
+    before = (counts(client), client.get("/api/v1/endpoints/chat").json())
+    for patch, field in [({"scaling": {"min_replicas": 3, "max_replicas": 1}}, "scaling.max_replicas"),
+                         ({"flavor": "nope"}, "flavor"), ({"engine": {"max_batch_size": -1}}, "engine.max_batch_size")]:  # fmt: skip
+        r = client.patch("/api/v1/endpoints/chat", json=patch)
+        assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
+    assert (counts(client), client.get("/api/v1/endpoints/chat").json()) == before
+    assert client.post("/api/v1/endpoints", json=body(routing_key="other")).status_code == 409  # same name
+    r = client.post("/api/v1/endpoints", json=body(name="other"))  # same routing key
+    assert r.status_code == 409 and r.json()["error"]["field"] == "routing_key"
+
+
+def test_keys_scope_everything_to_a_project(client):
+    client.post("/api/v1/endpoints", json=body())
+    client.post("/api/v1/tasks", json={"name": "t", "endpoint": "chat", "type": "daily", "timezone": "UTC",
+                                       "schedule": [{"time": "09:00", "min_replicas": 1, "max_replicas": 2}]})  # fmt: skip
+    other = client.post("/api/v1/keys", json={"name": "b", "project": "team-b"}).json()
+    h = {"Authorization": f"Bearer {other['key']}"}
+    for path in ["/api/v1/endpoints/chat", "/api/v1/tasks/t", "/api/v1/endpoints/chat/events"]:
+        assert client.get(path, headers=h).status_code == 404, path
+    assert client.get("/api/v1/endpoints", headers=h).json()["total"] == 0
+    assert client.get("/api/v1/events", headers=h).json() == []
+    assert client.post("/api/v1/endpoints/chat/stop", headers=h).status_code == 404
+    # A project key cannot mint keys elsewhere or create projects.
+    assert client.post("/api/v1/keys", json={"name": "x", "project": "default"}, headers=h).status_code == 403
+    assert client.post("/api/v1/projects", json={"name": "c"}, headers=h).status_code == 403
+    assert [k["project"] for k in client.get("/api/v1/keys", headers=h).json()] == ["team-b"]
+    # Revoked: 401 at once on the control plane.
+    client.delete(f"/api/v1/keys/{other['id']}")
+    assert client.get("/api/v1/endpoints", headers=h).status_code == 401
+    assert client.get("/api/v1/endpoints", headers={}).status_code == 200  # the client's own admin key
+    assert client.get("/api/v1/endpoints", headers={"Authorization": ""}).status_code == 401
+
+
+def test_the_routing_table_needs_the_internal_token(client):
+    client.post("/api/v1/endpoints", json=body(engine={"max_batch_size": 2, "max_queued_requests": 3}, scaling={"replicas": 2}))
+    assert client.get("/internal/v1/routing").status_code == 401  # an admin key is not the internal token
+    table = client.get("/internal/v1/routing", headers={"Authorization": f"Bearer {client.rt.internal_token}"}).json()
+    (ep,) = table["endpoints"]
+    assert ep["routing_key"] == "chat" and ep["route_prefix"] == "/ep/chat" and ep["max_concurrency"] == 2 * 2 + 3
+    assert all(len(k["hash"]) == 64 for k in table["keys"])
+
+
+def test_a_task_fire_sets_the_endpoints_bounds(client, ray, clock):
+    from datetime import timedelta
+
+    from rota.services.fires import process_due
+
+    ep = client.post("/api/v1/endpoints", json=body(scaling={"min_replicas": 1, "max_replicas": 1})).json()
+    client.post("/api/v1/tasks", json={"name": "peak", "endpoint": "chat", "type": "daily", "timezone": "UTC",
+                                       "schedule": [{"time": "09:00", "min_replicas": 2, "max_replicas": 4}]})  # fmt: skip
+    t = client.post("/api/v1/tasks/peak/activate").json()
+    with client.rt.db.session() as s:
+        row = s.get(EndpointRow, ep["id"])
+        assert endpoint_spec(row, "x").min_replicas == 1
+    process_due(client.rt.db, t["id"], clock.now.replace(hour=9), "schedule", timedelta(hours=1))
+    tick(client)
+    ep = client.get("/api/v1/endpoints/chat").json()
+    assert (ep["replicas"]["min"], ep["replicas"]["max"], ep["replicas"]["source"]) == (2, 4, "schedule")
+    auto = ray.apps[f"ep-{ep['id']}"]["config"]["deployments"][0]["autoscaling_config"]
+    assert (auto["min_replicas"], auto["max_replicas"]) == (2, 4)
+    with client.rt.db.session() as s:
+        assert max_concurrency(s.get(EndpointRow, ep["id"])) == 8 * 4 * 2
+
+
+@pytest.mark.parametrize(
+    "task,field",
+    [
+        ({"endpoint": "nope"}, "endpoint"),
+        ({"endpoint": "chat", "file_path": "echo", "deployment_name": "app"}, "endpoint"),
+        ({"endpoint": "chat", "args": {"a": 1}}, "resources"),
+        ({}, "endpoint"),
+    ],
+)
+def test_a_task_names_one_target(client, task, field):
+    client.post("/api/v1/endpoints", json=body())
+    r = client.post("/api/v1/tasks", json={"name": "t", "type": "daily", "timezone": "UTC",
+                                           "schedule": [{"time": "09:00", "min_replicas": 1, "max_replicas": 1}], **task})  # fmt: skip
+    assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
+
+
+def test_endpoint_create_checks_sources():
+    with pytest.raises(ValueError) as e:
+        EndpointCreate.model_validate({"name": "x", "template": "t", "model_path": "/m"})
+    assert e.value.errors()[0]["loc"] == ("template",)

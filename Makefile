@@ -45,7 +45,7 @@ test-integration: $(BASE) postgres ## Run the integration tests (a real local Ra
 demo: $(CPU) ## Start Rota with a scheduled vLLM endpoint and call it (MODEL=<HF id or dir>; default: a tiny generated model)
 	$(BIN)/rota demo $(if $(DEMO_EXIT),--exit,)
 
-bench: $(CPU) ## Run the benchmarks (bare vLLM vs Rota's route); JSON in bench/results/, table on stdout
+bench: $(CPU) ## Run the benchmarks (bare vLLM vs an endpoint's prefix vs the OpenAI base URL); JSON in bench/results/, table on stdout
 	$(BIN)/python bench/request_path.py
 
 server: $(BASE) ## Run `rota server` (embedded Ray, SQLite under ~/.rota)

@@ -1,10 +1,13 @@
-"""Request-path benchmark: bare vLLM's OpenAI server vs the same model through Rota's route.
+"""Request-path benchmark: bare vLLM's OpenAI server vs the same model as a Rota endpoint,
+called on its own prefix (/ep/<routing key>, straight to the replica) and through the
+one OpenAI base URL (/v1, the gateway routing by `model`).
 
 Same machine, same run, same model and engine settings, one after the other (never at
 once: they would share the cores). Streaming chat completions with a fixed output
 length (`ignore_eos`), at concurrency 1 and 8. Reports time to first token (p50/p95),
-inter-token latency (p50) and output tokens/s for both, and their ratio/delta, against
-the targets: TTFT p50 within +5 ms at concurrency 1, throughput >= 0.95x at 8.
+inter-token latency (p50) and output tokens/s for each path, and their ratio/delta to
+bare vLLM, against the targets: TTFT p50 within +5 ms at concurrency 1, throughput
+>= 0.95x at 8.
 
     .venv/bin/python bench/request_path.py [--requests 40] [--max-tokens 32] [--out bench/results/request_path.json]
 
@@ -23,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -66,9 +69,10 @@ async def one_request(client: httpx.AsyncClient, url: str, model: str, max_token
             "tokens": tokens, "latency": time.perf_counter() - t0}  # fmt: skip
 
 
-async def load(url: str, model: str, concurrency: int, requests: int, max_tokens: int) -> dict:
+async def load(url: str, model: str, concurrency: int, requests: int, max_tokens: int, key: str | None = None) -> dict:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+    headers = {"Authorization": f"Bearer {key}"} if key else None
+    async with httpx.AsyncClient(timeout=120, limits=limits, headers=headers) as client:
         for _ in range(3):  # warm up: connections, caches, the engine's first steps
             await one_request(client, url, model, max_tokens)
         queue = list(range(requests))
@@ -117,7 +121,8 @@ def run_bare(model_dir: str, max_tokens: int, requests: int, levels: list[int]) 
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def run_rota(model_dir: str, max_tokens: int, requests: int, levels: list[int]) -> tuple[list[dict], float]:
+def run_rota(model_dir: str, max_tokens: int, requests: int, levels: list[int]) -> tuple[list[dict], list[dict], float]:
+    """Both Rota paths against one endpoint: its own prefix, then the base URL."""
     home = Path(tempfile.mkdtemp(prefix="rota-bench-", dir="/tmp"))
     serve_port = free_port()
     env = {
@@ -129,17 +134,18 @@ def run_rota(model_dir: str, max_tokens: int, requests: int, levels: list[int]) 
     try:
         srv.start()
         wait_until(lambda: srv.health()["ray"]["reachable"], 300, 1, "embedded Ray")
-        when = (datetime.now(timezone.utc) + timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%S")
-        body = {"name": "bench", "file_path": "serve", "deployment_name": "app", "type": "one_off", "timezone": "UTC",
-                "schedule": [{"time": when, "min_replicas": 1, "max_replicas": 1}],
-                "args": {"model": model_dir, "served_model_name": "tiny", "max_model_len": MAX_MODEL_LEN, "dtype": "float32"}}  # fmt: skip
-        srv.api.post("/tasks", json=body).raise_for_status()
+        body = {"name": "bench", "routing_key": "tiny", "model_path": model_dir, "scaling": {"replicas": 1},
+                "engine": {"max_token_count": MAX_MODEL_LEN}}  # fmt: skip
         t0 = time.perf_counter()
-        srv.api.post("/tasks/bench/activate").raise_for_status()
-        wait_until(lambda: srv.api.get("/tasks/bench").json()["app"]["status"] == "RUNNING", 900, 0.5, "Rota endpoint")
+        srv.api.post("/endpoints", json=body).raise_for_status()
+        wait_until(lambda: srv.api.get("/endpoints/bench").json()["status"] == "RUNNING", 900, 0.5, "Rota endpoint")
         started = time.perf_counter() - t0
-        url = f"http://127.0.0.1:{serve_port}/bench/v1/chat/completions"
-        return [asyncio.run(load(url, "tiny", c, requests, max_tokens)) for c in levels], started
+        base = f"http://127.0.0.1:{serve_port}"
+        internal = (home / "internal_token").read_text().strip()
+        wait_until(lambda: httpx.get(f"{base}/v1/models", headers={"Authorization": f"Bearer {srv.admin_key}"}).json()["data"], 60)
+        prefix = [asyncio.run(load(f"{base}/ep/tiny/v1/chat/completions", "tiny", c, requests, max_tokens, internal)) for c in levels]
+        routed = [asyncio.run(load(f"{base}/v1/chat/completions", "tiny", c, requests, max_tokens, srv.admin_key)) for c in levels]
+        return prefix, routed, started
     finally:
         srv.stop(120)
 
@@ -164,44 +170,52 @@ def main() -> int:
         model = str(make_tiny(Path(tempfile.mkdtemp(prefix="rota-bench-model-", dir="/tmp")) / "tiny"))
     print(f"model {model}; {a.requests} streamed chat requests x {a.max_tokens} tokens per level; levels {levels}", flush=True)
     bare, bare_start = run_bare(model, a.max_tokens, a.requests, levels)
-    rota, rota_start = run_rota(model, a.max_tokens, a.requests, levels)
+    prefix, routed, rota_start = run_rota(model, a.max_tokens, a.requests, levels)
 
+    paths = {"endpoint_prefix": prefix, "base_url": routed}
     comparison = []
-    for b, r in zip(bare, rota):
-        comparison.append({
-            "concurrency": b["concurrency"],
-            "ttft_p50_delta_ms": r["ttft_p50_ms"] - b["ttft_p50_ms"],
-            "ttft_p95_delta_ms": r["ttft_p95_ms"] - b["ttft_p95_ms"],
-            "itl_p50_delta_ms": r["itl_p50_ms"] - b["itl_p50_ms"],
-            "throughput_ratio": r["output_tokens_per_s"] / b["output_tokens_per_s"],
-        })  # fmt: skip
+    for path, runs in paths.items():
+        for b, r in zip(bare, runs):
+            comparison.append({
+                "path": path,
+                "concurrency": b["concurrency"],
+                "ttft_p50_delta_ms": r["ttft_p50_ms"] - b["ttft_p50_ms"],
+                "ttft_p95_delta_ms": r["ttft_p95_ms"] - b["ttft_p95_ms"],
+                "itl_p50_delta_ms": r["itl_p50_ms"] - b["itl_p50_ms"],
+                "throughput_ratio": r["output_tokens_per_s"] / b["output_tokens_per_s"],
+            })  # fmt: skip
     targets = {"ttft_p50_delta_ms_at_c1": 5.0, "throughput_ratio_at_c8": 0.95}
     met = {
-        "ttft_p50_delta_ms_at_c1": next((c["ttft_p50_delta_ms"] <= 5.0 for c in comparison if c["concurrency"] == 1), None),
-        "throughput_ratio_at_c8": next((c["throughput_ratio"] >= 0.95 for c in comparison if c["concurrency"] == 8), None),
-    }
+        path: {
+            "ttft_p50_delta_ms_at_c1": next((c["ttft_p50_delta_ms"] <= 5.0 for c in comparison if c["path"] == path and c["concurrency"] == 1), None),
+            "throughput_ratio_at_c8": next((c["throughput_ratio"] >= 0.95 for c in comparison if c["path"] == path and c["concurrency"] == 8), None),
+        }
+        for path in paths
+    }  # fmt: skip
     result = {
         "benchmark": "request_path",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "model": model, "max_tokens": a.max_tokens, "requests_per_level": a.requests,
-        "bare_vllm": bare, "rota_route": rota, "comparison": comparison, "targets": targets, "met": met,
-        "startup_s": {"bare_vllm_to_healthy": bare_start, "rota_activate_to_running": rota_start},
+        "bare_vllm": bare, "rota_endpoint_prefix": prefix, "rota_base_url": routed, "comparison": comparison,
+        "targets": targets, "met": met,
+        "startup_s": {"bare_vllm_to_healthy": bare_start, "rota_create_to_running": rota_start},
     }  # fmt: skip
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
 
     rows = [["path", "conc", "TTFT p50 ms", "TTFT p95 ms", "ITL p50 ms", "out tok/s"]]
-    for name, runs in (("bare vLLM", bare), ("Rota route", rota)):
+    for name, runs in (("bare vLLM", bare), ("Rota /ep/<key>", prefix), ("Rota base URL", routed)):
         for x in runs:
             rows.append([name, str(x["concurrency"]), f"{x['ttft_p50_ms']:.1f}", f"{x['ttft_p95_ms']:.1f}", f"{x['itl_p50_ms']:.2f}", f"{x['output_tokens_per_s']:.0f}"])
     for c in comparison:
-        rows.append(["Rota - bare", str(c["concurrency"]), f"{c['ttft_p50_delta_ms']:+.1f}", f"{c['ttft_p95_delta_ms']:+.1f}",
+        rows.append([f"{c['path']} - bare", str(c["concurrency"]), f"{c['ttft_p50_delta_ms']:+.1f}", f"{c['ttft_p95_delta_ms']:+.1f}",
                      f"{c['itl_p50_delta_ms']:+.2f}", f"x{c['throughput_ratio']:.3f}"])  # fmt: skip
     print(table(rows))
-    print(f"targets: TTFT p50 +<=5 ms at c=1: {met['ttft_p50_delta_ms_at_c1']}; throughput >=0.95x at c=8: {met['throughput_ratio_at_c8']}")
-    print(f"startup: bare vLLM healthy in {bare_start:.1f}s; Rota activate->RUNNING in {rota_start:.1f}s")
+    for path, m in met.items():
+        print(f"targets ({path}): TTFT p50 +<=5 ms at c=1: {m['ttft_p50_delta_ms_at_c1']}; throughput >=0.95x at c=8: {m['throughput_ratio_at_c8']}")
+    print(f"startup: bare vLLM healthy in {bare_start:.1f}s; Rota endpoint create->RUNNING in {rota_start:.1f}s")
     print(f"wrote {out}")
     return 0
 

@@ -50,6 +50,7 @@ class LLMConfig(BaseModel):
     max_queued_requests: int = Field(-1, ge=-1, description="requests waiting per replica before a 503; -1: no limit")
     engine_args: dict[str, Any] = Field(default_factory=dict, description="extra vLLM engine flags, e.g. {kv_cache_dtype: fp8}")
     api_key: str | None = Field(None, description="required as a Bearer token on /v1 routes (Rota's gateway sends it)")
+    report_url: str | None = Field(None, description="where a starting replica reports its phase (Rota's control plane)")
     accelerator_type: str | None = Field(None, description="GPU type of the tensor-parallel workers, e.g. H100")
 
     @model_validator(mode="after")
@@ -108,8 +109,17 @@ class LLMServer:
 
     async def __init__(self, llm: dict[str, Any]):
         cfg = LLMConfig.model_validate(llm)
-        if _looks_local(cfg.model) and not Path(cfg.model).expanduser().is_dir():
-            raise FileNotFoundError(f"model directory {cfg.model} does not exist on this node")
+        if _looks_local(cfg.model):
+            if not Path(cfg.model).expanduser().is_dir():
+                raise FileNotFoundError(f"model directory {cfg.model} does not exist on this node")
+        else:
+            # The download is its own step (vLLM then loads from the local cache), so the
+            # endpoint can show DOWNLOADING_MODEL, and a bad id or no access fails here.
+            _report(cfg, "DOWNLOADING_MODEL")
+            from huggingface_hub import snapshot_download
+
+            snapshot_download(repo_id=cfg.model, revision=cfg.revision, ignore_patterns=["*.pt", "*.pth", "original/*"])
+        _report(cfg, "ENGINE_INITIALIZING")
 
         import torch
 
@@ -205,6 +215,22 @@ class RequestDefaults:
         headers = [(k, v) for k, v in scope.get("headers", []) if k != b"content-length"]
         headers.append((b"content-length", str(len(body)).encode()))
         return await self.app({**scope, "headers": headers}, replay, send)
+
+
+def _report(cfg: LLMConfig, phase: str) -> None:
+    """Tell the control plane what this starting replica is doing; best effort."""
+    if not cfg.report_url:
+        return
+    import json
+    import urllib.request
+
+    body = json.dumps({"routing_key": cfg.served_model_name, "phase": phase}).encode()
+    req = urllib.request.Request(cfg.report_url, data=body, method="POST", headers={
+        "content-type": "application/json", "authorization": f"Bearer {cfg.api_key}"})  # fmt: skip
+    try:
+        urllib.request.urlopen(req, timeout=3).close()
+    except OSError as e:  # the control plane may be restarting: the phase is a nicety
+        log.info("could not report phase %s: %s", phase, e)
 
 
 def _limit_input_tokens(limit: int) -> None:

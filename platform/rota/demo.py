@@ -1,12 +1,14 @@
 """`rota demo` / `make demo`: the whole product in one command, on the embedded default.
 
-1. a model: $MODEL (Hugging Face id or local directory), else a tiny generated one;
-2. `rota server` (local Ray, SQLite under ROTA_HOME), unless one already answers;
-3. `rota apply -f schedules/demo.yaml`: a one-off task a few seconds ahead in this
-   machine's timezone, running `serve:app`, activated;
-4. the task's states and events as they happen, until its route is up;
-5. one normal and one streamed chat completion with the official `openai` client;
-6. the URLs, and how to stop. With --exit everything is stopped at the end.
+1. `rota server` (local Ray, SQLite under ROTA_HOME, a first admin key), unless one
+   already answers;
+2. `rota apply -f schedules/demo.yaml`: a dedicated endpoint (the tiny CPU template, or
+   $MODEL: a Hugging Face id or a local directory) that sleeps when idle, and a one-off
+   task a few seconds ahead in this machine's timezone that holds one replica;
+3. the endpoint's and the task's statuses and events as they happen, until it is READY;
+4. one normal and one streamed chat completion with the official `openai` client,
+   through the one OpenAI base URL, with the admin key;
+5. the URLs, and how to stop. With --exit everything is stopped at the end.
 """
 
 from __future__ import annotations
@@ -38,16 +40,13 @@ def _local_zone() -> str:
         return "UTC"
 
 
-def _model(settings: Settings) -> str:
-    if os.environ.get("MODEL"):
-        return os.environ["MODEL"]
-    path = settings.home / "models" / "tiny"
-    if not (path / "config.json").exists():
-        _say(f"no MODEL given: generating a tiny random-weight Llama in {path}")
-        from rota.models.tiny import make_tiny
-
-        make_tiny(path)
-    return str(path)
+def _model_fields() -> dict[str, str]:
+    """How schedules/demo.yaml names the model: the tiny template unless $MODEL is set."""
+    model = os.environ.get("MODEL")
+    if not model:
+        return {}
+    local = model.startswith(("/", ".", "~")) or os.path.isdir(model)
+    return {"MODEL_FIELD": "model_path" if local else "hf_model_repo", "MODEL_VALUE": os.path.abspath(model) if local else model}
 
 
 def _server_up(url: str) -> bool:
@@ -60,7 +59,6 @@ def _server_up(url: str) -> bool:
 def run(exit_after: bool = False) -> int:
     settings = Settings()
     api = settings.api_url
-    model = _model(settings)
     server = None
     if _server_up(api):
         _say(f"using the Rota server already running at {api}")
@@ -79,7 +77,7 @@ def run(exit_after: bool = False) -> int:
                 return 1
             time.sleep(0.5)
     try:
-        return _drive(settings, api, model, server, exit_after)
+        return _drive(settings, api, server, exit_after)
     except KeyboardInterrupt:
         return 130
     finally:
@@ -97,8 +95,9 @@ def _stop(server: subprocess.Popen) -> None:
             os.killpg(server.pid, signal.SIGKILL)
 
 
-def _drive(settings: Settings, api: str, model: str, server, exit_after: bool) -> int:
-    http = httpx.Client(base_url=api + "/api/v1", timeout=30)
+def _drive(settings: Settings, api: str, server, exit_after: bool) -> int:
+    key = os.environ.get("ROTA_API_KEY") or settings.admin_key_path.read_text().strip()
+    http = httpx.Client(base_url=api + "/api/v1", timeout=60, headers={"Authorization": f"Bearer {key}"})
     health = http.get(api + "/healthz").json()
     deadline = time.monotonic() + 300
     while not health["ray"]["reachable"]:  # the embedded head takes a few seconds
@@ -112,40 +111,42 @@ def _drive(settings: Settings, api: str, model: str, server, exit_after: bool) -
     import pytz
 
     at = datetime.now(pytz.timezone(zone)) + timedelta(seconds=LEAD_S)
-    env = {**os.environ, "DEMO_AT": at.strftime("%Y-%m-%dT%H:%M:%S"), "DEMO_TZ": zone, "MODEL": model, "ROTA_API_URL": api}
-    if http.get("/tasks/demo").status_code == 200:
-        http.delete("/tasks/demo")  # a fresh run each time
-        time.sleep(1)
+    env = {**os.environ, "DEMO_AT": at.strftime("%Y-%m-%dT%H:%M:%S"), "DEMO_TZ": zone, "ROTA_API_URL": api,
+           "ROTA_API_KEY": key, **_model_fields()}  # fmt: skip
     manifest = REPO_ROOT / "schedules" / "demo.yaml"
-    _say(f"rota apply -f {manifest.relative_to(REPO_ROOT)}  (one-off at {env['DEMO_AT']} {zone}, model {model})")
+    earlier = http.get("/events", params={"limit": 10000}).json()
+    seen = earlier[-1]["id"] if earlier else 0  # show this run's events only
+    model = env.get("MODEL_VALUE", "the tiny-llama-cpu template")
+    _say(f"rota apply -f {manifest.relative_to(REPO_ROOT)}  (endpoint demo: {model}; one-off at {env['DEMO_AT']} {zone})")
     p = subprocess.run([sys.executable, "-m", "rota", "apply", "-f", str(manifest)], env=env, text=True, capture_output=True)
     print(p.stdout + p.stderr, end="", flush=True)
     if p.returncode != 0:
         return p.returncode
 
-    seen, last = 0, None
+    last = None
     deadline = time.monotonic() + 900
     while True:
-        t = http.get("/tasks/demo").json()
-        state = (t["status"], t["app"]["status"])
+        ep, t = http.get("/endpoints/demo").json(), http.get("/tasks/demo-launch").json()
+        state = (ep["status"], ep["phase"], t["status"])
         if state != last:
-            _say(f"task {t['status']:<9} application {t['app']['status']}")
+            _say(f"endpoint {ep['status']} ({ep['phase'] or '-'}), task {t['status']}")
             last = state
-        for e in http.get("/tasks/demo/events", params={"after_id": seen}).json():
-            _say(f"  event {e['kind']:<10} {e['message']}")
+        for e in http.get("/events", params={"after_id": seen}).json():
+            if e["task_name"] == "demo-launch" or e["endpoint_name"] == "demo":
+                _say(f"  event {e['task_name'] or e['endpoint_name']:<12} {e['kind']:<10} {e['message']}")
             seen = e["id"]
-        if t["app"]["status"] == "RUNNING":
+        if ep["status"] == "RUNNING" and t["status"] == "completed":
             break
-        if t["status"] == "failed" or time.monotonic() > deadline:
-            _say(f"the endpoint did not come up: {t['status_reason'] or t['app']['message']}")
+        if ep["status"] == "FAILED" or t["status"] == "failed" or time.monotonic() > deadline:
+            _say(f"the endpoint did not come up: {ep['error_code']}: {ep['message'] or t['status_reason']}")
             return 1
         time.sleep(1)
 
     from openai import OpenAI
 
-    base = f"{settings.serve_url}/demo/v1"
-    client = OpenAI(base_url=base, api_key="not-needed")
-    name = client.models.list().data[0].id
+    base = ep["base_url"]
+    name = ep["routing_key"]
+    client = OpenAI(base_url=base, api_key=key)
     question = [{"role": "user", "content": "Say hello to the people who run Rota."}]
     r = client.chat.completions.create(model=name, messages=question, max_tokens=24)
     _say(f"chat completion: {r.choices[0].message.content!r} (usage: {r.usage.prompt_tokens} prompt + {r.usage.completion_tokens} completion tokens)")
@@ -154,17 +155,18 @@ def _drive(settings: Settings, api: str, model: str, server, exit_after: bool) -
         if chunk.choices and chunk.choices[0].delta.content:
             parts.append(chunk.choices[0].delta.content)
     _say(f"streamed ({len(parts)} chunks): {''.join(parts)!r}")
-    if model == str(settings.home / "models" / "tiny"):
+    if ep["template"] == "tiny-llama-cpu":
         _say("(the tiny model has random weights: its words are noise; MODEL=<HF id or dir> serves a real one)")
 
     print(
         f"""
   Rota API docs     {api}/docs
   Ray dashboard     {settings.dashboard_url if settings.embedded_ray else settings.ray_address}
-  OpenAI base URL   {base}     (model "{name}")
-  Try               curl {base}/chat/completions -H 'content-type: application/json' \\
+  OpenAI base URL   {base}     (model "{name}"; API key in {settings.admin_key_path})
+  Try               curl {base}/chat/completions -H "Authorization: Bearer $(cat {settings.admin_key_path})" \\
+                      -H 'content-type: application/json' \\
                       -d '{{"model": "{name}", "messages": [{{"role": "user", "content": "hi"}}]}}'
-                    .venv/bin/rota tasks list ; .venv/bin/rota tasks events demo
+                    .venv/bin/rota endpoints list ; .venv/bin/rota endpoints events demo ; .venv/bin/rota tasks list
 """,
         flush=True,
     )

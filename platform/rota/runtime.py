@@ -40,7 +40,7 @@ class Runtime:
         self.internal_token = ensure_secret(settings.internal_token_path)
         self.reconciler = Reconciler(
             self.db, self.ray, settings.reconcile_interval_s, internal_token=self.internal_token,
-            gateway=gateway_spec(settings, self.internal_token),
+            gateway=gateway_spec(settings, self.internal_token), control_url=settings.control_url,
         )  # fmt: skip
         self.scheduler = Scheduler(
             self.db, timedelta(seconds=settings.one_off_grace_s), self.reconciler.nudge, settings.sweep_interval_s

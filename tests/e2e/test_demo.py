@@ -27,7 +27,8 @@ def test_demo_end_to_end(tiny_model):
     p = subprocess.run([sys.executable, "-m", "rota", "demo", "--exit"], env=env, capture_output=True, text=True, timeout=900)
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-4000:]
-    for expected in ("rota apply -f schedules/demo.yaml", "event fired", "application RUNNING", "chat completion:", "streamed (",
-                     "OpenAI base URL", "/demo/v1", "stopping rota server"):  # fmt: skip
+    for expected in ("rota apply -f schedules/demo.yaml", "endpoint/demo created", "task/demo-launch created", "fired",
+                     "endpoint RUNNING (READY), task completed", "chat completion:", "streamed (", "OpenAI base URL",
+                     "/v1     (model \"demo\"", "stopping rota server"):  # fmt: skip
         assert expected in out, (expected, out[-4000:])
     assert not (home / "ray_head.json").exists()  # the demo's Ray head was stopped

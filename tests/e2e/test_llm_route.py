@@ -1,15 +1,15 @@
-"""The OpenAI route of a task running serve:app, called as users call it."""
+"""The OpenAI base URL in front of an endpoint running serve:app, called as users call it."""
 
 import httpx
 import pytest
-from openai import BadRequestError, NotFoundError, OpenAI
+from openai import AuthenticationError, BadRequestError, NotFoundError, OpenAI
 
-from support.tasks import kinds, local_in, wait_task, zone_near_noon
+from support.endpoints import wait_endpoint
 
 
 @pytest.fixture
 def client(llm):
-    return OpenAI(base_url=llm.base_url, api_key="unused")
+    return OpenAI(base_url=llm.base_url, api_key=llm.admin_key, max_retries=0)
 
 
 def test_models_lists_served_name(client):
@@ -47,7 +47,8 @@ def test_over_long_prompt_is_400_in_openai_format(client, llm):
     with pytest.raises(BadRequestError) as e:
         client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hello world " * 60}], max_tokens=4)
     assert "max_input_length is 64" in str(e.value)
-    raw = httpx.post(f"{llm.base_url}/completions", json={"model": "tiny", "prompt": "word " * 300, "max_tokens": 2}, timeout=30)
+    raw = httpx.post(f"{llm.base_url}/completions", json={"model": "tiny", "prompt": "word " * 300, "max_tokens": 2},
+                     headers={"Authorization": f"Bearer {llm.admin_key}"}, timeout=30)  # fmt: skip
     assert raw.status_code == 400
     err = raw.json()["error"]
     assert err["type"] and err["message"] and err["code"] == 400
@@ -58,23 +59,25 @@ def test_unknown_model_is_404_in_openai_format(client):
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}], max_tokens=2)
 
 
-def test_health_route(llm):
-    assert httpx.get(llm.base_url.removesuffix("/v1") + "/health", timeout=10).status_code == 200
+def test_health_route_and_the_endpoints_own_prefix(llm):
+    assert httpx.get(f"{llm.endpoint_url}/health", timeout=10).status_code == 200
+    # /v1 on the endpoint's own prefix takes the cluster-internal token only (vLLM's --api-key).
+    r = httpx.post(f"{llm.endpoint_url}/v1/chat/completions", json={"model": "tiny", "messages": [{"role": "user", "content": "x"}]},
+                   headers={"Authorization": f"Bearer {llm.admin_key}"}, timeout=30)  # fmt: skip
+    assert r.status_code == 401
 
 
-def test_bad_model_path_fails_the_task_with_a_reason(llm):
-    tz = zone_near_noon()
-    body = {
-        "name": "no-weights", "file_path": "serve", "deployment_name": "app", "type": "one_off", "timezone": tz,
-        "schedule": [{"time": local_in(tz, 2).strftime("%Y-%m-%dT%H:%M:%S"), "min_replicas": 1, "max_replicas": 1}],
-        "args": {"model": "/nonexistent/weights"}, "resources": {"num_cpus": 0.5},
-    }  # fmt: skip
-    assert llm.api.post("/tasks", json=body).status_code == 201
-    llm.api.post("/tasks/no-weights/activate").raise_for_status()
-    t = wait_task(llm, "no-weights", lambda t: t["status"] == "failed", timeout=180, what="bad model fails")
-    assert "/nonexistent/weights does not exist" in t["status_reason"]
-    assert "failed" in kinds(llm, "no-weights")
-    llm.api.delete("/tasks/no-weights")
+def test_no_key_is_401(llm):
+    with pytest.raises(AuthenticationError):
+        OpenAI(base_url=llm.base_url, api_key="rota_wrong", max_retries=0).models.list()
+
+
+def test_a_missing_model_directory_fails_with_a_code(llm):
+    r = llm.api.post("/endpoints", json={"name": "no-weights", "model_path": "/nonexistent/weights", "scaling": {"replicas": 1}})
+    assert r.status_code == 201, r.text
+    ep = wait_endpoint(llm, "no-weights", lambda e: e["status"] == "FAILED", timeout=180, what="bad model fails")
+    assert ep["error_code"] == "MODEL_DOWNLOAD_FAILED" and "/nonexistent/weights does not exist" in ep["message"]
+    assert llm.api.delete("/endpoints/no-weights").status_code == 204
 
 
 def test_bad_args_are_rejected_before_anything_runs(llm):
@@ -84,3 +87,14 @@ def test_bad_args_are_rejected_before_anything_runs(llm):
     }  # fmt: skip
     r = llm.api.post("/tasks", json=body)
     assert r.status_code == 422 and r.json()["error"]["field"] == "args" and "max_num_seqs" in r.json()["error"]["message"]
+
+
+def test_a_hub_model_downloads_first_and_a_failed_download_is_coded(llm):
+    # This machine cannot reach the Hub: the replica reports DOWNLOADING_MODEL, then fails.
+    r = llm.api.post("/endpoints", json={"name": "from-hub", "hf_model_repo": "rota-test/does-not-exist", "scaling": {"replicas": 1}})
+    assert r.status_code == 201, r.text
+    ep = wait_endpoint(llm, "from-hub", lambda e: e["status"] == "FAILED", timeout=180, what="download fails")
+    assert ep["error_code"] == "MODEL_DOWNLOAD_FAILED", ep
+    phases = [e["data"].get("phase") for e in llm.api.get("/endpoints/from-hub/events").json() if e["kind"] == "status"]
+    assert "DOWNLOADING_MODEL" in phases, phases
+    assert llm.api.delete("/endpoints/from-hub").status_code == 204

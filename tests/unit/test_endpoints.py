@@ -19,8 +19,8 @@ from support.endpoints import TEST_TEMPLATES
 RUN = Desired.RUNNING
 
 
-def seen(status="RUNNING", running=1, starting=0, pending=0, target=1, current=True, routed=True, message=None):
-    return Observed(True, True, status, current, routed, message, Replicas(running, starting, pending, target))
+def seen(status="RUNNING", running=1, starting=0, pending=0, target=1, current=True, routed=True, message=None, stopping=0):
+    return Observed(True, True, status, current, routed, message, Replicas(running, starting, pending, target, stopping))
 
 
 @pytest.mark.parametrize(
@@ -35,6 +35,7 @@ def seen(status="RUNNING", running=1, starting=0, pending=0, target=1, current=T
         (RUN, S.RUNNING, True, seen("DEPLOYING", 1, 1, 0, 2), (S.UPDATING, Phase.ENGINE_INITIALIZING)),
         (RUN, S.UPDATING, True, seen(), (S.RUNNING, Phase.READY)),
         (RUN, S.RUNNING, False, seen(running=0, target=0), (S.SLEEPING, None)),
+        (RUN, S.RUNNING, False, seen(running=0, target=0, stopping=1), (S.RUNNING, Phase.READY)),  # draining
         (RUN, S.SLEEPING, False, seen(running=0, starting=1, target=1), (S.AWAKING, Phase.ENGINE_INITIALIZING)),
         (RUN, S.AWAKING, False, seen(), (S.RUNNING, Phase.READY)),
         (RUN, S.RUNNING, False, seen("DEPLOY_FAILED", 0, message="LLMServer: FileNotFoundError: x"), (S.FAILED, None)),
@@ -48,6 +49,12 @@ def seen(status="RUNNING", running=1, starting=0, pending=0, target=1, current=T
 def test_status_and_phase_derive_from_ray(desired, previous, rolling, obs, expected):
     d = derive(desired, previous, rolling, obs)
     assert (d.status, d.phase) == expected
+
+
+def test_a_replica_reported_phase_wins_over_the_guess():
+    obs = seen("DEPLOYING", 0, 1, 0)
+    assert derive(RUN, S.INITIALIZING, False, obs, Phase.DOWNLOADING_MODEL).phase is Phase.DOWNLOADING_MODEL
+    assert derive(RUN, S.INITIALIZING, False, obs, None).phase is Phase.ENGINE_INITIALIZING
 
 
 def test_a_failure_carries_an_error_code_and_the_message():
@@ -272,6 +279,24 @@ def test_keys_scope_everything_to_a_project(client):
     assert client.get("/api/v1/endpoints", headers=h).status_code == 401
     assert client.get("/api/v1/endpoints", headers={}).status_code == 200  # the client's own admin key
     assert client.get("/api/v1/endpoints", headers={"Authorization": ""}).status_code == 401
+
+
+def test_a_starting_replica_reports_its_phase(client):
+    client.post("/api/v1/endpoints", json=body())
+    internal = {"Authorization": f"Bearer {client.rt.internal_token}"}
+    assert client.post("/internal/v1/phase", json={"routing_key": "chat", "phase": "DOWNLOADING_MODEL"}).status_code == 401
+    r = client.post("/internal/v1/phase", json={"routing_key": "chat", "phase": "DOWNLOADING_MODEL"}, headers=internal)
+    assert r.status_code == 204
+    ep = client.get("/api/v1/endpoints/chat").json()
+    assert (ep["status"], ep["phase"]) == ("INITIALIZING", "DOWNLOADING_MODEL")
+    assert client.get("/api/v1/endpoints/chat/events").json()[-1]["data"]["phase"] == "DOWNLOADING_MODEL"
+    r = client.post("/internal/v1/phase", json={"routing_key": "chat", "phase": "READY"}, headers=internal)
+    assert r.status_code == 204 and client.get("/api/v1/endpoints/chat").json()["phase"] == "DOWNLOADING_MODEL"
+    tick(client)  # the replica came up
+    ep = client.get("/api/v1/endpoints/chat").json()
+    assert (ep["status"], ep["phase"]) == ("RUNNING", "READY")
+    spec_args = next(a for n, a in client.rt.ray.apps.items() if n.startswith("ep-"))["config"]["args"]
+    assert spec_args["report_url"].endswith("/internal/v1/phase")
 
 
 def test_the_routing_table_needs_the_internal_token(client):

@@ -24,7 +24,21 @@ def test_missing_app_is_put():
 
 def test_changed_bounds_is_put():
     d = decide([spec(lo=3, hi=3)], Observation(True, {"a": observed(spec())}))
-    assert d.put and "a: config differs" in d.reasons
+    assert d.put and "a: config differs (deployments)" in d.reasons
+
+
+def test_numbers_ray_hands_back_as_floats_still_match():
+    # Ray Serve stores {"num_cpus": 1} and {"target_ongoing_requests": 8} as 1.0 and 8.0;
+    # a mismatch there would PUT (and reset the autoscaler) on every tick.
+    s = spec(ray_actor_options={"num_cpus": 1}, autoscaling={"target_ongoing_requests": 8, "downscale_delay_s": 300},
+             args={"max_num_seqs": 16})  # fmt: skip
+    cfg = s.to_serve_config()
+    cfg["deployments"][0]["ray_actor_options"]["num_cpus"] = 1.0
+    cfg["deployments"][0]["autoscaling_config"].update(target_ongoing_requests=8.0, downscale_delay_s=300.0)
+    cfg["args"]["max_num_seqs"] = 16.0
+    assert decide([s], Observation(True, {"a": observed(s, cfg=cfg)})).put is False
+    cfg["deployments"][0]["autoscaling_config"]["downscale_delay_s"] = 1.0
+    assert decide([s], Observation(True, {"a": observed(s, cfg=cfg)})).reasons == ("a: config differs (deployments)",)
 
 
 def test_changed_env_is_put():

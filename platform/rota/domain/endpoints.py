@@ -42,6 +42,10 @@ class EndpointStatus(str, Enum):
         return frozenset({cls.RUNNING, cls.UPDATING})
 
 
+# Statuses in which replicas are coming up (and a phase says how far).
+STARTING = frozenset({EndpointStatus.INITIALIZING, EndpointStatus.UPDATING, EndpointStatus.AWAKING})
+
+
 class Phase(str, Enum):
     REQUESTING_RESOURCES = "REQUESTING_RESOURCES"  # replicas wait for a node with the GPUs/CPUs
     DOWNLOADING_MODEL = "DOWNLOADING_MODEL"
@@ -239,6 +243,7 @@ class Replicas:
     starting: int = 0  # placed on a node, constructor running
     pending: int = 0  # waiting for a node with the resources
     target: int | None = None
+    stopping: int = 0  # draining: still answering the requests they have
 
 
 @dataclass(frozen=True)
@@ -263,9 +268,11 @@ class Derived:
 
 
 def _starting_phase(r: Replicas, reported: Phase | None) -> Phase:
+    if reported in (Phase.DOWNLOADING_MODEL, Phase.ENGINE_INITIALIZING):
+        return reported  # a replica that reports is placed and running its constructor
     if r.pending or (r.starting == 0 and r.running == 0):
         return Phase.REQUESTING_RESOURCES
-    return reported if reported in (Phase.DOWNLOADING_MODEL, Phase.ENGINE_INITIALIZING) else Phase.ENGINE_INITIALIZING
+    return Phase.ENGINE_INITIALIZING
 
 
 def derive(desired: Desired, previous: EndpointStatus, rolling: bool, obs: Observed, reported: Phase | None = None) -> Derived:
@@ -291,7 +298,9 @@ def derive(desired: Desired, previous: EndpointStatus, rolling: bool, obs: Obser
     settled = obs.app_status == "RUNNING" and obs.config_current and obs.routed
     if settled and r.running > 0:
         return Derived(EndpointStatus.RUNNING, Phase.READY)
-    if settled and r.running == 0 and not r.starting and not r.pending and not r.target:
+    if settled and r.running == 0 and not (r.starting or r.pending or r.target):
+        if r.stopping:  # scaling to zero: the last replica drains; asleep once it is gone
+            return Derived(EndpointStatus.RUNNING, Phase.READY)
         return Derived(EndpointStatus.SLEEPING)
     if rolling:
         return Derived(EndpointStatus.UPDATING, Phase.READY if r.running and not (r.starting or r.pending) else _starting_phase(r, reported))

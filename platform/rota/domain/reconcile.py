@@ -11,7 +11,6 @@ that keeps running replicas; switching between ``num_replicas`` and
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +70,7 @@ class ObservedApp:
     running_replica_ids: tuple[str, ...]
     starting: int = 0  # replicas placed on a node, not yet running
     pending: int = 0  # replicas waiting for resources
+    stopping: int = 0  # replicas draining before they go (they still answer)
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,20 @@ class Observation:
     routes_error: str | None = None
 
 
-def _fingerprint(cfg: dict[str, Any] | None) -> str | None:
+def _norm(value: Any) -> Any:
+    """Numbers as floats, recursively: Ray Serve hands back 1.0 for a 1 it was sent."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _norm(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_norm(v) for v in value]
+    return str(value)
+
+
+def _fingerprint(cfg: dict[str, Any] | None) -> dict[str, Any] | None:
     """The parts of an application config Rota sets, normalized for comparison."""
     if cfg is None:
         return None
@@ -104,22 +117,26 @@ def _fingerprint(cfg: dict[str, Any] | None) -> str | None:
             }
         )
     env = ((cfg.get("runtime_env") or {}).get("env_vars")) or {}
-    return json.dumps(
+    return _norm(
         {
             "route_prefix": cfg.get("route_prefix"),
             "import_path": cfg.get("import_path"),
             "args": cfg.get("args") or {},
             "env": env,
             "deployments": sorted(deps, key=lambda x: x["name"] or ""),
-        },
-        sort_keys=True,
-        default=str,
+        }
     )
+
+
+def config_diff(deployed: dict[str, Any] | None, spec: "AppSpec") -> list[str]:
+    """Which parts of ``spec``'s config Ray Serve does not have (empty: it has taken it)."""
+    have, want = _fingerprint(deployed) or {}, _fingerprint(spec.to_serve_config()) or {}
+    return sorted(k for k in want if have.get(k) != want[k])
 
 
 def config_matches(deployed: dict[str, Any] | None, spec: AppSpec) -> bool:
     """Ray Serve has taken ``spec``'s config (the parts Rota sets)."""
-    return _fingerprint(deployed) == _fingerprint(spec.to_serve_config())
+    return not config_diff(deployed, spec)
 
 
 @dataclass(frozen=True)
@@ -149,8 +166,8 @@ def decide(desired: list[AppSpec], observation: Observation) -> Decision:
         if obs is None:
             missing.add(name)
             reasons.append(f"{name}: missing")
-        elif not config_matches(obs.deployed_config, spec):
-            reasons.append(f"{name}: config differs")
+        elif diff := config_diff(obs.deployed_config, spec):
+            reasons.append(f"{name}: config differs ({', '.join(diff)})")
     for name in observation.apps:
         if name not in want and observation.apps[name].status != "DELETING":
             reasons.append(f"{name}: not desired")

@@ -17,7 +17,7 @@ from typing import Callable, Protocol
 
 from sqlalchemy import select
 
-from rota.domain.endpoints import Desired, EndpointStatus, Observed, Replicas, derive
+from rota.domain.endpoints import STARTING, Desired, EndpointStatus, Observed, Phase, Replicas, derive
 from rota.domain.errors import RayUnavailable
 from rota.domain.reconcile import AppSpec, AppState, Observation, config_matches, decide, observe_app, state_events
 from rota.domain.status import AppStatus, EventKind, TaskStatus, TaskType
@@ -38,7 +38,7 @@ class RayServe(Protocol):
 class Reconciler:
     def __init__(
         self, db: Database, ray: RayServe, interval: float = 2.0, clock: Callable[[], datetime] = utcnow,
-        internal_token: str = "", gateway: AppSpec | None = None,
+        internal_token: str = "", gateway: AppSpec | None = None, control_url: str | None = None,
     ):  # fmt: skip
         """``internal_token``: the key endpoints require (the gateway sends it);
         ``gateway``: the OpenAI base URL application, always deployed when given."""
@@ -46,6 +46,7 @@ class Reconciler:
         self.ray = ray
         self.internal_token = internal_token
         self.gateway = gateway
+        self.control_url = control_url
         self.interval = interval
         self.clock = clock
         self._nudge = threading.Event()
@@ -94,7 +95,7 @@ class Reconciler:
     def desired(self) -> list[AppSpec]:
         with self.db.session() as s:
             specs = [app_spec(r) for r in s.scalars(select(TaskRow)).all()]
-            specs += [endpoint_spec(ep, self.internal_token) for ep in s.scalars(select(EndpointRow)).all()]
+            specs += [endpoint_spec(ep, self.internal_token, self.control_url) for ep in s.scalars(select(EndpointRow)).all()]
         if self.gateway is not None:
             specs.append(self.gateway)
         return [spec for spec in specs if spec is not None]
@@ -141,7 +142,7 @@ class Reconciler:
                 self._record_endpoint(s, ep, observation, applied_missing, now)
 
     def _record_endpoint(self, s, ep: EndpointRow, observation: Observation, applied_missing: frozenset[str] | None, now: datetime) -> None:
-        spec = endpoint_spec(ep, self.internal_token)
+        spec = endpoint_spec(ep, self.internal_token, self.control_url)
         if applied_missing is not None and spec is not None:
             self._record_applied(s, ep, spec, spec.name in applied_missing, now)
         name = app_name(ep)
@@ -153,11 +154,14 @@ class Reconciler:
                 reachable=True, present=True, app_status=obs.status, message=obs.message or None,
                 config_current=spec is not None and config_matches(obs.deployed_config, spec),
                 routed=not observation.routes_error and (observation.routes is None or prefix in observation.routes),
-                replicas=Replicas(len(obs.running_replica_ids), obs.starting, obs.pending, obs.target_replicas),
+                replicas=Replicas(len(obs.running_replica_ids), obs.starting, obs.pending, obs.target_replicas, obs.stopping),
             )  # fmt: skip
         rolling = ep.ready_generation is not None and ep.generation > ep.ready_generation
-        derived = derive(Desired(ep.desired), EndpointStatus(ep.status), rolling, observed)
+        reported = Phase(ep.reported_phase) if ep.reported_phase else None
+        derived = derive(Desired(ep.desired), EndpointStatus(ep.status), rolling, observed, reported)
         set_endpoint_status(s, ep, derived, now)
+        if derived.status not in STARTING:
+            ep.reported_phase = None  # the next start reports afresh
         if derived.status is EndpointStatus.RUNNING:
             ep.ready_generation = ep.generation
         if observed.present or observation.reachable:

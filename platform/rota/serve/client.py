@@ -89,6 +89,7 @@ def parse_applications(body: dict[str, Any]) -> dict[str, ObservedApp]:
         apps[name] = ObservedApp(
             name, a.get("status", "UNKNOWN"), message, cfg, target, replicas,
             starting=placed, pending=len(coming) - placed + unlisted,
+            stopping=sum(1 for r in listed if r.get("state") == "STOPPING"),
         )  # fmt: skip
     return apps
 

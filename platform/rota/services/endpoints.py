@@ -14,22 +14,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from rota.catalog import TINY, Catalog, Resolved, actor_options, resolve, serve_args
 from rota.config import Settings
 from rota.domain.endpoints import (
-    Desired, EndpointCreate, EndpointPublic, EndpointStatus, EndpointUpdate, Engine, Scaling,
+    STARTING, Derived, Desired, EndpointCreate, EndpointPublic, EndpointStatus, EndpointUpdate, Engine, Phase, Scaling,
 )  # fmt: skip
 from rota.domain.errors import Conflict, InvalidInput, InvalidTransition, NotFound
 from rota.domain.reconcile import AppSpec
 from rota.domain.status import EventKind
 from rota.serve.apps import AppInfo, inspect_app
 from rota.services.auth import Principal
-from rota.services.events import record
-from rota.services.tasks import Hooks, validation_error
+from rota.services.events import record, set_endpoint_status
+from rota.services.patching import merge
+from rota.services.tasks import Hooks
 from rota.store.db import Database
 from rota.store.tables import EndpointRow, EventRow, TaskRow, utcnow
 
@@ -60,7 +60,7 @@ def max_concurrency(ep: EndpointRow) -> int:
     return capacity + (capacity if queue is None else queue)
 
 
-def endpoint_spec(ep: EndpointRow, internal_token: str) -> AppSpec | None:
+def endpoint_spec(ep: EndpointRow, internal_token: str, control_url: str | None = None) -> AppSpec | None:
     """The desired Ray Serve application of an endpoint (None unless it should run)."""
     if ep.desired != Desired.RUNNING.value:
         return None
@@ -78,9 +78,18 @@ def endpoint_spec(ep: EndpointRow, internal_token: str) -> AppSpec | None:
         autoscaling["downscale_to_zero_delay_s"] = scaling.cooldown_period_s
     return AppSpec(
         name=app_name(ep), import_path=f"{ep.file_path}:{ep.deployment_name}", ingress=ep.ingress,
-        min_replicas=lo, max_replicas=hi, args={**(ep.args or {}), "api_key": internal_token}, env=dict(ep.env or {}),
+        min_replicas=lo, max_replicas=hi, args={**(ep.args or {}), **_cluster_args(internal_token, control_url)}, env=dict(ep.env or {}),
         ray_actor_options=dict(ep.resources or {}), prefix=ENDPOINT_PREFIX + ep.routing_key, autoscaling=autoscaling,
     )  # fmt: skip
+
+
+def _cluster_args(internal_token: str, control_url: str | None) -> dict[str, str]:
+    """What every endpoint replica gets from Rota: the key its /v1 routes require, and
+    where to report its phase while it starts."""
+    out = {"api_key": internal_token}
+    if control_url:
+        out["report_url"] = f"{control_url}/internal/v1/phase"
+    return out
 
 
 def gateway_spec(settings: Settings, internal_token: str) -> AppSpec:
@@ -215,12 +224,7 @@ class EndpointService:
                 for k in ("hf_model_repo", "model_path", "revision"):
                     if k not in sent:
                         merged.pop(k, None)
-            try:
-                new = EndpointCreate.model_validate(merged)
-            except ValidationError as e:
-                raise validation_error(e) from None
-            before = EndpointCreate.model_validate(current)
-            changed = sorted(k for k in sent if getattr(new, k) != getattr(before, k))
+            new, changed = merge(EndpointCreate, current, merged, sent)
             if not changed:
                 return self.to_public(ep, who.project)
             if "name" in changed:
@@ -271,6 +275,17 @@ class EndpointService:
             ep.desired, ep.updated_at = Desired.DELETED.value, now
             record(s, ep, EventKind.DELETED, "deleted: the application is removed; the endpoint goes away once it is", at=now)
         self.hooks.desired_changed()
+
+    def report_phase(self, routing_key: str, phase: Phase) -> bool:
+        """A starting replica says what it is doing (e.g. downloading the model)."""
+        with self.db.session() as s:
+            ep = s.scalar(select(EndpointRow).where(EndpointRow.routing_key == routing_key))
+            if ep is None or phase not in (Phase.DOWNLOADING_MODEL, Phase.ENGINE_INITIALIZING):
+                return False
+            ep.reported_phase = phase.value
+            if EndpointStatus(ep.status) in STARTING:
+                set_endpoint_status(s, ep, Derived(EndpointStatus(ep.status), phase), self.clock())
+            return True
 
     # ------------------------------------------------------------ the gateway's view
 

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from pydantic import ValidationError
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
@@ -19,19 +18,12 @@ from rota.domain.status import AppStatus, EventKind, TaskStatus, TaskType
 from rota.serve.apps import AppInfo, inspect_app
 from rota.services.events import record, transition
 from rota.services.fires import SCHEDULABLE, spec_of
+from rota.services.patching import merge
 from rota.store.db import Database
 from rota.store.tables import DEFAULT_PROJECT_ID, EndpointRow, EventRow, ProjectRow, RunRow, TaskRow, utcnow
 
 APP_FIELDS = ("file_path", "deployment_name", "args", "endpoint")
 _EPS = timedelta(microseconds=1)
-
-
-def validation_error(e: ValidationError) -> InvalidInput:
-    """The first pydantic error as a domain error naming its field (e.g. schedule.0.max_replicas)."""
-    err = e.errors()[0]
-    loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-    msg = err.get("msg", "invalid").removeprefix("Value error, ")
-    return InvalidInput(f"{loc}: {msg}" if loc else msg, field=loc or None)
 
 
 def task_app_name(task: TaskRow) -> str:
@@ -172,12 +164,7 @@ class TaskService:
                     merged.pop(k, None)
             elif {"file_path", "deployment_name"} & changes.keys() and "endpoint" not in changes:
                 merged.pop("endpoint", None)
-            try:
-                new = TaskCreate.model_validate(merged)
-            except ValidationError as e:
-                raise validation_error(e) from None
-            before = TaskCreate.model_validate(current)
-            changed = sorted(k for k in changes if getattr(new, k) != getattr(before, k))
+            new, changed = merge(TaskCreate, current, merged, changes)
             if not changed:
                 return self.to_public(s, task)
             if any(k in changed for k in APP_FIELDS):

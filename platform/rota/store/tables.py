@@ -168,6 +168,8 @@ class EndpointRow(Base):
 
     status: Mapped[str] = mapped_column(String(16), index=True)
     phase: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # What a starting replica said it is doing (it reports DOWNLOADING_MODEL itself).
+    reported_phase: Mapped[str | None] = mapped_column(String(32), nullable=True)
     error_code: Mapped[str | None] = mapped_column(String(32), nullable=True)
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
     target_replicas: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -69,6 +69,7 @@ def upgrade() -> None:
         sa.Column("applied_max", sa.Integer(), nullable=True),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("phase", sa.String(32), nullable=True),
+        sa.Column("reported_phase", sa.String(32), nullable=True),
         sa.Column("error_code", sa.String(32), nullable=True),
         sa.Column("message", sa.Text(), nullable=True),
         sa.Column("target_replicas", sa.Integer(), nullable=True),

@@ -197,3 +197,22 @@ def test_a_task_drives_an_endpoints_bounds(srv, cluster):
     srv.api.delete("/tasks/burst").raise_for_status()
     ep = srv.api.get("/endpoints/driven").json()
     assert (ep["replicas"]["min"], ep["replicas"]["max"], ep["replicas"]["source"]) == (1, 1, "scaling")
+
+
+def test_the_base_url_keeps_serving_while_the_control_plane_is_down(servers, cluster, tmp_path):
+    home = tmp_path / "rota"
+    env = {"ROTA_TEMPLATES_PATH": str(TEST_TEMPLATES), "ROTA_GATEWAY_REFRESH_S": "0.5"}
+    srv = servers(home, **env)
+    create(srv, name="durable", routing_key="durable")
+    wait_endpoint(srv, "durable", status_is("RUNNING"), what="READY")
+    key = srv.admin_key
+    assert wait_until(lambda: chat(cluster.serve_url, key, "durable").status_code == 200, 30, what="routed")
+    srv.kill()  # SIGKILL: the gateway keeps its last routing table
+    for _ in range(3):
+        assert chat(cluster.serve_url, key, "durable").status_code == 200
+        time.sleep(0.5)
+    srv2 = servers(home, **env)  # same store: the endpoint, the key and its events are all there
+    ep = wait_endpoint(srv2, "durable", status_is("RUNNING"), what="adopted")
+    assert srv2.admin_key == key and ep["routing_key"] == "durable"
+    assert chat(cluster.serve_url, key, "durable").status_code == 200
+    assert event_kinds(srv2, "durable")[0] == "created"

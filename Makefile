@@ -8,7 +8,7 @@ CPU := $(VENV)/.rota-cpu
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-cpu postgres test test-unit test-integration test-e2e demo server bench clean
+.PHONY: help install install-cpu postgres test test-unit test-integration test-e2e demo server bench bench-request-path bench-triggers bench-api chaos clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-17s %s\n", $$1, $$2}'
@@ -42,11 +42,25 @@ test-unit: $(BASE) ## Run the unit tests only (fast, no Ray cluster)
 test-integration: $(BASE) postgres ## Run the integration tests (a real local Ray Serve)
 	$(BIN)/python -m pytest -q tests/integration $(PYTEST_ARGS)
 
+test-e2e: $(CPU) ## Run the end-to-end tests (real vLLM on the CPU)
+	$(BIN)/python -m pytest -q tests/e2e $(PYTEST_ARGS)
+
 demo: $(CPU) ## Start Rota with a scheduled vLLM endpoint and call it (MODEL=<HF id or dir>; default: a tiny generated model)
 	$(BIN)/rota demo $(if $(DEMO_EXIT),--exit,)
 
-bench: $(CPU) ## Run the benchmarks (bare vLLM vs an endpoint's prefix vs the OpenAI base URL); JSON in bench/results/, table on stdout
+bench: bench-triggers bench-api bench-request-path ## Run every benchmark; each writes JSON in bench/results/ and prints a table
+
+bench-request-path: $(CPU) ## Bare vLLM vs an endpoint's own prefix vs the OpenAI base URL (TTFT, ITL, tokens/s)
 	$(BIN)/python bench/request_path.py
+
+bench-triggers: $(BASE) ## Trigger accuracy: 220 active tasks, 1,070 fires in 3 min (lateness, missed, duplicates)
+	$(BIN)/python bench/triggers.py
+
+bench-api: $(BASE) ## Control-plane API with 10,000 tasks: list/get latency, creates per second
+	$(BIN)/python bench/control_plane_api.py
+
+chaos: $(BASE) ## Fault tests at full size (e.g. 20 SIGKILLs during a fire storm); `make test` runs them small
+	ROTA_CHAOS=full $(BIN)/python -m pytest -q -s tests/chaos $(PYTEST_ARGS)
 
 server: $(BASE) ## Run `rota server` (embedded Ray, SQLite under ~/.rota)
 	$(BIN)/rota server

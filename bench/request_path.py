@@ -33,20 +33,13 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # free-port and process helpers shared with the tests
+sys.path.insert(0, str(REPO / "bench"))
 
+from common import pct, table, write_result  # noqa: E402
 from support.procs import RotaServer, free_port, wait_until  # noqa: E402
 
 MAX_MODEL_LEN = 256
 PROMPT = [{"role": "user", "content": "Tell me about schedules and replicas in a few words."}]
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    k = (len(s) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
 async def one_request(client: httpx.AsyncClient, url: str, model: str, max_tokens: int) -> dict:
@@ -150,11 +143,6 @@ def run_rota(model_dir: str, max_tokens: int, requests: int, levels: list[int]) 
         srv.stop(120)
 
 
-def table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=40, help="measured requests per concurrency level")
@@ -201,9 +189,7 @@ def main() -> int:
         "targets": targets, "met": met,
         "startup_s": {"bare_vllm_to_healthy": bare_start, "rota_create_to_running": rota_start},
     }  # fmt: skip
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    out = write_result(a.out, result)
 
     rows = [["path", "conc", "TTFT p50 ms", "TTFT p95 ms", "ITL p50 ms", "out tok/s"]]
     for name, runs in (("bare vLLM", bare), ("Rota /ep/<key>", prefix), ("Rota base URL", routed)):

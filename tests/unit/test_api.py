@@ -151,3 +151,11 @@ def test_patch_with_same_values_is_not_a_change(client):
     p = client.patch(f"/api/v1/tasks/{t['id']}", json=same).json()
     assert p["updated_at"] == t["updated_at"]
     assert [e["kind"] for e in client.get(f"/api/v1/tasks/{t['id']}/events").json()] == ["created"]
+
+
+def test_ids_beyond_64_bits_are_a_4xx_not_a_crash(client):
+    # Found by tests/chaos/test_bad_input.py: these reached SQLite as integers it cannot hold.
+    assert client.get("/api/v1/tasks/99999999999999999999").status_code == 404
+    r = client.get("/api/v1/events", params={"after_id": 2**63})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "after_id"
+    assert client.delete(f"/api/v1/keys/{2**64}").status_code == 422

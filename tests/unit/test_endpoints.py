@@ -39,6 +39,8 @@ def seen(status="RUNNING", running=1, starting=0, pending=0, target=1, current=T
         (RUN, S.SLEEPING, False, seen(running=0, starting=1, target=1), (S.AWAKING, Phase.ENGINE_INITIALIZING)),
         (RUN, S.AWAKING, False, seen(), (S.RUNNING, Phase.READY)),
         (RUN, S.RUNNING, False, seen("DEPLOY_FAILED", 0, message="LLMServer: FileNotFoundError: x"), (S.FAILED, None)),
+        (RUN, S.RUNNING, False, seen("UNHEALTHY", 1, message="replica died"), (S.RUNNING, Phase.READY)),  # degraded
+        (RUN, S.RUNNING, False, seen("UNHEALTHY", 0, message="replica died"), (S.FAILED, None)),
         (Desired.STOPPED, S.RUNNING, False, seen("DELETING"), (S.STOPPING, None)),
         (Desired.STOPPED, S.STOPPING, False, Observed(True), (S.STOPPED, None)),
         (Desired.DELETED, S.RUNNING, False, seen("DELETING"), (S.TERMINATING, None)),

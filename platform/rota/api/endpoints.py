@@ -7,8 +7,13 @@ from fastapi import APIRouter, Query, Request, Response
 from rota.api.deps import Who
 from rota.api.tasks import _events
 from rota.catalog import Template
-from rota.domain.endpoints import EndpointCreate, EndpointPublic, EndpointStatus, EndpointUpdate
-from rota.domain.models import EventPublic
+from rota.domain.endpoints import (
+    EndpointCreate,
+    EndpointPublic,
+    EndpointStatus,
+    EndpointUpdate,
+)
+from rota.domain.models import MAX_ID, EventPublic
 from rota.services.endpoints import EndpointService
 
 router = APIRouter(prefix="/api/v1", tags=["endpoints"])
@@ -36,7 +41,7 @@ def create_endpoint(body: EndpointCreate, request: Request, who: Who) -> Endpoin
 @router.get("/endpoints", summary="List endpoints (search by name, filter by status, paginated)")
 def list_endpoints(
     request: Request, who: Who, search: str | None = Query(None, description="substring of the name"),
-    status: EndpointStatus | None = None, limit: int = Query(50, ge=1, le=1000), offset: int = Query(0, ge=0),
+    status: EndpointStatus | None = None, limit: int = Query(50, ge=1, le=1000), offset: int = Query(0, ge=0, le=MAX_ID),
 ) -> dict:  # fmt: skip
     items, total = _svc(request).list(who, search, status, limit, offset)
     return {"items": items, "total": total, "limit": limit, "offset": offset}
@@ -70,6 +75,6 @@ def start_endpoint(ref: str, request: Request, who: Who) -> EndpointPublic:
 
 @router.get("/endpoints/{ref}/events", response_model=list[EventPublic], summary="Deployment events of an endpoint")
 def endpoint_events(
-    ref: str, request: Request, who: Who, after_id: int = Query(0, ge=0), limit: int = Query(1000, ge=1, le=10000)
+    ref: str, request: Request, who: Who, after_id: int = Query(0, ge=0, le=MAX_ID), limit: int = Query(1000, ge=1, le=10000)
 ) -> list[EventPublic]:
     return _events(_svc(request).events(who, ref, limit, after_id))

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 
 from rota.api.deps import Who
-from rota.services.auth import AuthService, KeyCreate, KeyCreated, KeyPublic, ProjectCreate, ProjectPublic
+from rota.domain.models import MAX_ID
+from rota.services.auth import (
+    AuthService,
+    KeyCreate,
+    KeyCreated,
+    KeyPublic,
+    ProjectCreate,
+    ProjectPublic,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["keys"])
 
@@ -25,7 +33,7 @@ def list_keys(request: Request, who: Who, project: str | None = None) -> list[Ke
 
 
 @router.delete("/keys/{key_id}", response_model=KeyPublic, summary="Revoke a key")
-def revoke_key(key_id: int, request: Request, who: Who) -> KeyPublic:
+def revoke_key(request: Request, who: Who, key_id: int = Path(ge=1, le=MAX_ID)) -> KeyPublic:
     return _svc(request).revoke(who, key_id)
 
 

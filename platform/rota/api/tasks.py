@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request, Response
 
 from rota.api.deps import Who
-from rota.domain.models import EventPublic, TaskCreate, TaskPublic, TaskUpdate
+from rota.domain.models import MAX_ID, EventPublic, TaskCreate, TaskPublic, TaskUpdate
 from rota.domain.status import TaskStatus, TaskType
 from rota.services.tasks import TaskService
 
@@ -39,7 +39,7 @@ def list_tasks(
     status: TaskStatus | None = None,
     type: TaskType | None = None,
     limit: int = Query(50, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_ID),
 ) -> dict:
     items, total = _svc(request).list(search, status, type, limit, offset, project_id=who.project_id)
     return {"items": items, "total": total, "limit": limit, "offset": offset}
@@ -73,7 +73,7 @@ def deactivate_task(ref: str, request: Request, who: Who) -> TaskPublic:
 
 @router.get("/tasks/{ref}/events", response_model=list[EventPublic], summary="Deployment events of a task, in order")
 def task_events(
-    ref: str, request: Request, who: Who, after_id: int = Query(0, ge=0), limit: int = Query(1000, ge=1, le=10000)
+    ref: str, request: Request, who: Who, after_id: int = Query(0, ge=0, le=MAX_ID), limit: int = Query(1000, ge=1, le=10000)
 ) -> list[EventPublic]:
     return _events(_svc(request).events(ref, limit, after_id, project_id=who.project_id))
 
@@ -81,6 +81,6 @@ def task_events(
 @router.get("/events", response_model=list[EventPublic], summary="The project's events (deleted tasks' and endpoints' included)")
 def all_events(
     request: Request, who: Who, task_name: str | None = None, endpoint_name: str | None = None,
-    after_id: int = Query(0, ge=0), limit: int = Query(1000, ge=1, le=10000),
+    after_id: int = Query(0, ge=0, le=MAX_ID), limit: int = Query(1000, ge=1, le=10000),
 ) -> list[EventPublic]:  # fmt: skip
     return _events(_svc(request).all_events(task_name, limit, after_id, project_id=who.project_id, endpoint_name=endpoint_name))

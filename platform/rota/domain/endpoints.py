@@ -293,6 +293,10 @@ def derive(desired: Desired, previous: EndpointStatus, rolling: bool, obs: Obser
     if not obs.present:
         status = EndpointStatus.UPDATING if rolling else EndpointStatus.INITIALIZING
         return Derived(status, Phase.REQUESTING_RESOURCES)
+    if obs.app_status == "UNHEALTHY" and r.running > 0:
+        # A replica died or failed its health check; the others still serve while Ray
+        # Serve replaces it: degraded, not failed (a FAILED endpoint gets no traffic).
+        return Derived(EndpointStatus.RUNNING, Phase.READY, message=f"degraded: {obs.message}" if obs.message else "degraded")
     if obs.app_status in ("DEPLOY_FAILED", "UNHEALTHY"):
         return Derived(EndpointStatus.FAILED, None, classify_error(obs.message), obs.message)
     settled = obs.app_status == "RUNNING" and obs.config_current and obs.routed

@@ -16,6 +16,15 @@ from rota.domain.schedule import get_timezone, parse_local_datetime, parse_time_
 from rota.domain.status import AppStatus, EventKind, TaskStatus, TaskType
 
 NAME_PATTERN = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
+MAX_ID = 2**63 - 1  # ids are 64-bit integers in every store
+
+
+def by_id_or_name(ref: str | int) -> tuple[int | None, str]:
+    """A path reference: an id when it is all digits (and fits an id), else a name."""
+    text = str(ref)
+    return (int(text) if text.isdigit() and int(text) <= MAX_ID else None), text
+
+
 # Task names become route prefixes /<name> on the Serve port, next to the gateway's.
 RESERVED_NAMES = frozenset({"v1", "ep", "api", "internal", "healthz"})
 IDENT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"

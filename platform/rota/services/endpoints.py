@@ -23,6 +23,7 @@ from rota.domain.endpoints import (
     STARTING, Derived, Desired, EndpointCreate, EndpointPublic, EndpointStatus, EndpointUpdate, Engine, Phase, Scaling,
 )  # fmt: skip
 from rota.domain.errors import Conflict, InvalidInput, InvalidTransition, NotFound
+from rota.domain.models import by_id_or_name
 from rota.domain.reconcile import AppSpec
 from rota.domain.status import EventKind
 from rota.serve.apps import AppInfo, inspect_app
@@ -118,9 +119,9 @@ class EndpointService:
     # ------------------------------------------------------------ reads
 
     def _get(self, s: Session, who: Principal, ref: str | int, include_deleted: bool = False) -> EndpointRow:
-        ref = str(ref)
+        id_, ref = by_id_or_name(ref)
         stmt = select(EndpointRow).where(EndpointRow.project_id == who.project_id)
-        stmt = stmt.where(EndpointRow.id == int(ref)) if ref.isdigit() else stmt.where(EndpointRow.name == ref)
+        stmt = stmt.where(EndpointRow.id == id_) if id_ is not None else stmt.where(EndpointRow.name == ref)
         if not include_deleted:
             stmt = stmt.where(EndpointRow.desired != Desired.DELETED.value)
         ep = s.scalar(stmt)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from rota.config import Settings
 from rota.domain.errors import Conflict, InvalidInput, NotFound
-from rota.domain.models import AppPublic, EndpointRef, FireTime, RunPublic, TaskCreate, TaskPublic, TaskUpdate
+from rota.domain.models import AppPublic, EndpointRef, FireTime, RunPublic, TaskCreate, TaskPublic, TaskUpdate, by_id_or_name
 from rota.domain.reconcile import AppSpec
 from rota.domain.schedule import ScheduleSpec, next_occurrence, next_occurrences, to_local
 from rota.domain.status import AppStatus, EventKind, TaskStatus, TaskType
@@ -63,9 +63,9 @@ class TaskService:
     # ------------------------------------------------------------ reads
 
     def _get(self, s: Session, ref: str | int, project_id: int) -> TaskRow:
-        ref = str(ref)
+        id_, ref = by_id_or_name(ref)
         stmt = select(TaskRow).where(TaskRow.project_id == project_id)
-        stmt = stmt.where(TaskRow.id == int(ref)) if ref.isdigit() else stmt.where(TaskRow.name == ref)
+        stmt = stmt.where(TaskRow.id == id_) if id_ is not None else stmt.where(TaskRow.name == ref)
         task = s.scalar(stmt)
         if task is None:
             raise NotFound(f"no task {ref!r}", field="task")
@@ -118,7 +118,8 @@ class TaskService:
 
     def _endpoint(self, s: Session, ref: str, project_id: int) -> EndpointRow:
         stmt = select(EndpointRow).where(EndpointRow.project_id == project_id, EndpointRow.desired != "deleted")
-        stmt = stmt.where(EndpointRow.id == int(ref)) if ref.isdigit() else stmt.where(EndpointRow.name == ref)
+        id_, ref = by_id_or_name(ref)
+        stmt = stmt.where(EndpointRow.id == id_) if id_ is not None else stmt.where(EndpointRow.name == ref)
         ep = s.scalar(stmt)
         if ep is None:
             raise InvalidInput(f"no endpoint {ref!r} in this project", field="endpoint")

@@ -8,7 +8,7 @@ CPU := $(VENV)/.rota-cpu
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-cpu postgres test test-unit test-integration test-e2e demo server bench bench-request-path bench-triggers bench-api chaos clean
+.PHONY: help install install-cpu postgres test test-unit test-integration test-e2e demo server bench bench-request-path bench-triggers bench-api bench-fire-applied bench-overload chaos clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-17s %s\n", $$1, $$2}'
@@ -48,7 +48,7 @@ test-e2e: $(CPU) ## Run the end-to-end tests (real vLLM on the CPU)
 demo: $(CPU) ## Start Rota with a scheduled vLLM endpoint and call it (MODEL=<HF id or dir>; default: a tiny generated model)
 	$(BIN)/rota demo $(if $(DEMO_EXIT),--exit,)
 
-bench: bench-triggers bench-api bench-request-path ## Run every benchmark; each writes JSON in bench/results/ and prints a table
+bench: bench-triggers bench-api bench-fire-applied bench-overload bench-request-path ## Run every benchmark (JSON in bench/results/, a table each)
 
 bench-request-path: $(CPU) ## Bare vLLM vs an endpoint's own prefix vs the OpenAI base URL (TTFT, ITL, tokens/s)
 	$(BIN)/python bench/request_path.py
@@ -58,6 +58,12 @@ bench-triggers: $(BASE) ## Trigger accuracy: 220 active tasks, 1,070 fires in 3 
 
 bench-api: $(BASE) ## Control-plane API with 10,000 tasks: list/get latency, creates per second
 	$(BIN)/python bench/control_plane_api.py
+
+bench-fire-applied: $(BASE) ## Fire -> Ray Serve reports the new target replicas (in-place rescale)
+	$(BIN)/python bench/fire_applied.py
+
+bench-overload: $(BASE) ## An endpoint at 2x capacity: 429s with Retry-After, admitted p99 vs unloaded
+	$(BIN)/python bench/overload.py
 
 chaos: $(BASE) ## Fault tests at full size (e.g. 20 SIGKILLs during a fire storm); `make test` runs them small
 	ROTA_CHAOS=full $(BIN)/python -m pytest -q -s tests/chaos $(PYTEST_ARGS)

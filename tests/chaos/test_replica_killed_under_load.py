@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from support.endpoints import TEST_TEMPLATES, chat, status_is, wait_endpoint
+from support.endpoints import TEST_TEMPLATES, chat, wait_endpoint
 from support.procs import wait_until
 
 pytestmark = pytest.mark.integration

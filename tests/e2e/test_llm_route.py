@@ -98,3 +98,26 @@ def test_a_hub_model_downloads_first_and_a_failed_download_is_coded(llm):
     phases = [e["data"].get("phase") for e in llm.api.get("/endpoints/from-hub/events").json() if e["kind"] == "status"]
     assert "DOWNLOADING_MODEL" in phases, phases
     assert llm.api.delete("/endpoints/from-hub").status_code == 204
+
+
+MALFORMED = [
+    ("not json", b"{model: tiny", "application/json"),
+    ("not an object", b"[1, 2]", "application/json"),
+    ("no model", b'{"messages": [{"role": "user", "content": "x"}]}', "application/json"),
+    ("model not a string", b'{"model": 7, "messages": []}', "application/json"),
+    ("messages not a list", b'{"model": "tiny", "messages": "hi"}', "application/json"),
+    ("negative max_tokens", b'{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}', "application/json"),
+    ("max_tokens over the context", b'{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "max_tokens": 100000}', "application/json"),
+    ("temperature a string", b'{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}', "application/json"),
+    ("n zero", b'{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "n": 0}', "application/json"),
+    ("empty body", b"", "application/json"),
+]
+
+
+@pytest.mark.parametrize("name,body,ctype", MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_malformed_openai_requests_are_4xx_that_say_why(llm, name, body, ctype):
+    r = httpx.post(f"{llm.base_url}/chat/completions", content=body,
+                   headers={"Authorization": f"Bearer {llm.admin_key}", "content-type": ctype}, timeout=30)  # fmt: skip
+    assert 400 <= r.status_code < 500, (name, r.status_code, r.text[:300])
+    err = r.json()["error"]
+    assert err["message"], (name, r.text[:300])

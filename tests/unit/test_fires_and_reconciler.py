@@ -48,6 +48,9 @@ def test_daily_fire_deploys_then_rescales_in_place(svc, db, ray, reconciler, clo
     assert len(first) == 1
     got = svc.get(t.id)
     assert got.app.status.value == "RUNNING" and got.app.replica_ids == first and got.last_run.entry == 0
+    make(svc, name="t2")  # never fired: no run, nothing for the reconciler to look at
+    listed = {x.name: x for x in svc.list()[0]}  # a page's last runs come from one query
+    assert listed["t1"].last_run == got.last_run and listed["t2"].last_run is None
 
     clock.now = r.next_fire_at
     process_due(db, t.id, clock.now, "schedule", GRACE)

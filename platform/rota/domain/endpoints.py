@@ -229,7 +229,7 @@ class EndpointPublic(BaseModel):
     url: str = Field(description="this endpoint's own prefix on the Serve port (cluster-internal token required)")
     created_at: datetime
     updated_at: datetime
-    observed_at: datetime | None = None
+    observed_at: datetime | None = Field(default=None, description="when Rota saw the replicas last change")
 
 
 # ---------------------------------------------------------------- derivation

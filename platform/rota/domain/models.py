@@ -201,7 +201,7 @@ class AppPublic(BaseModel):
     target_replicas: int | None = None
     running_replicas: int | None = None
     replica_ids: list[str] = Field(default_factory=list)
-    observed_at: datetime | None = None
+    observed_at: datetime | None = Field(default=None, description="when Rota saw this state appear")
 
 
 class EndpointRef(BaseModel):

@@ -94,7 +94,7 @@ class Reconciler:
 
     def desired(self) -> list[AppSpec]:
         with self.db.session() as s:
-            specs = [app_spec(r) for r in s.scalars(select(TaskRow)).all()]
+            specs = [app_spec(r) for r in s.scalars(select(TaskRow).where(TaskRow.desired_min.is_not(None))).all()]
             specs += [endpoint_spec(ep, self.internal_token, self.control_url) for ep in s.scalars(select(EndpointRow)).all()]
         if self.gateway is not None:
             specs.append(self.gateway)
@@ -122,7 +122,9 @@ class Reconciler:
         else the applications the PUT had to (re)create."""
         now = self.clock()
         with self.db.session() as s:
-            for task in s.scalars(select(TaskRow)).all():
+            # Tasks that never fired have no application to observe: at 10,000 mostly idle
+            # tasks, looking at all of them on every tick is what would cost.
+            for task in s.scalars(select(TaskRow).where(_has_app)).all():
                 spec = app_spec(task)
                 if applied_missing is not None and spec is not None:
                     self._record_applied(s, task, spec, spec.name in applied_missing, now)
@@ -133,11 +135,14 @@ class Reconciler:
                     if moved and ev.kind in (EventKind.FAILED, EventKind.RECOVERED):
                         continue  # the task's own transition event already says it
                     record(s, task, ev.kind, ev.message, ev.data, at=now)
-                task.app_status = new.status.value
-                task.app_message = new.message
-                task.app_target_replicas = new.target_replicas
-                task.app_replica_ids = list(new.running_replica_ids)
-                task.app_observed_at = now
+                if new != old or task.app_observed_at is None:
+                    # Written on change only: a tick that finds nothing new writes nothing,
+                    # so fires never queue behind a write of every row.
+                    task.app_status = new.status.value
+                    task.app_message = new.message
+                    task.app_target_replicas = new.target_replicas
+                    task.app_replica_ids = list(new.running_replica_ids)
+                    task.app_observed_at = now
             for ep in s.scalars(select(EndpointRow)).all():
                 self._record_endpoint(s, ep, observation, applied_missing, now)
 
@@ -165,9 +170,9 @@ class Reconciler:
         if derived.status is EndpointStatus.RUNNING:
             ep.ready_generation = ep.generation
         if observed.present or observation.reachable:
-            ep.target_replicas = obs.target_replicas if obs else None
-            ep.replica_ids = list(obs.running_replica_ids) if obs else []
-            ep.observed_at = now
+            target, ids = (obs.target_replicas, list(obs.running_replica_ids)) if obs else (None, [])
+            if (target, ids) != (ep.target_replicas, list(ep.replica_ids or [])) or ep.observed_at is None:
+                ep.target_replicas, ep.replica_ids, ep.observed_at = target, ids, now
         if derived.status is EndpointStatus.TERMINATED:
             s.delete(ep)  # its events stay
         elif derived.status is EndpointStatus.STOPPED:
@@ -180,25 +185,26 @@ class Reconciler:
         in-place rescale."""
         new = (spec.min_replicas, spec.max_replicas)
         old = (task.applied_min, task.applied_max)
-        if old == new:
-            if was_missing:
-                record(
-                    s, task, EventKind.DEPLOYING,
-                    f"redeploying {spec.import_path} with replicas {_bounds(*new)}: Ray Serve no longer had it",
-                    {"min_replicas": new[0], "max_replicas": new[1], "redeploy": True}, at=now,
-                )  # fmt: skip
-            return
-        if task.applied_min is None:
+        bounds = {"min_replicas": new[0], "max_replicas": new[1]}
+        if was_missing and task.applied_min is not None:
+            # Ray lost it (e.g. a restarted cluster): a fresh deploy, at today's bounds,
+            # even if a fire changed them meanwhile (that is not an in-place rescale).
             record(
                 s, task, EventKind.DEPLOYING,
-                f"deploying {spec.import_path} at {spec.route_prefix} with replicas {_bounds(*new)}",
-                {"min_replicas": new[0], "max_replicas": new[1]}, at=now,
+                f"redeploying {spec.import_path} with replicas {_bounds(*new)}: Ray Serve no longer had it",
+                {**bounds, "redeploy": True}, at=now,
+            )  # fmt: skip
+        elif old == new:
+            return
+        elif task.applied_min is None:
+            record(
+                s, task, EventKind.DEPLOYING,
+                f"deploying {spec.import_path} at {spec.route_prefix} with replicas {_bounds(*new)}", bounds, at=now,
             )  # fmt: skip
         else:
             record(
                 s, task, EventKind.SCALED, f"scaled {_bounds(*old)} -> {_bounds(*new)} in place",
-                {"from": {"min_replicas": old[0], "max_replicas": old[1]}, "to": {"min_replicas": new[0], "max_replicas": new[1]}},
-                at=now,
+                {"from": {"min_replicas": old[0], "max_replicas": old[1]}, "to": bounds}, at=now,
             )  # fmt: skip
         task.applied_min, task.applied_max = new
 
@@ -215,6 +221,9 @@ class Reconciler:
             transition(s, task, back, EventKind.RECOVERED, f"application running again; task is {back.value}", at=now)
             return True
         return False
+
+
+_has_app = TaskRow.desired_min.is_not(None) | (TaskRow.app_status != AppStatus.NOT_DEPLOYED.value)
 
 
 def _bounds(lo: int | None, hi: int | None) -> str:

@@ -38,7 +38,9 @@ class Scheduler:
         self.on_fire = on_fire
         self.clock = clock
         self.sweep_interval_s = sweep_interval_s
-        self._aps = BackgroundScheduler(timezone="UTC", executors={"default": ThreadPoolExecutor(4)})
+        # Enough threads that a burst of fires waiting on the store's write lock never
+        # delays the dispatch of the next one.
+        self._aps = BackgroundScheduler(timezone="UTC", executors={"default": ThreadPoolExecutor(16)})
         self.last_catch_up_s: float | None = None
 
     def start(self) -> None:

@@ -9,6 +9,7 @@ be cheap. This is the same contract ``serve build`` relies on.
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 import threading
 import uuid
@@ -40,9 +41,31 @@ def find_script(dirs: list[Path], file_path: str) -> Path:
     )
 
 
+_CACHE: dict[tuple, AppInfo] = {}
+_CACHE_SIZE = 256
+
+
 def inspect_app(dirs: list[Path], file_path: str, deployment_name: str, args: dict[str, Any]) -> AppInfo:
-    """Load the script, build its application with ``args`` and return its ingress."""
+    """Load the script, build its application with ``args`` and return its ingress.
+
+    Remembered per (script, its size and mtime, attribute, args): building runs the
+    script, and creating many tasks of one application should not run it each time.
+    Failures are not remembered."""
     script = find_script(dirs, file_path)
+    st = script.stat()
+    key = (str(script), st.st_mtime_ns, st.st_size, deployment_name, json.dumps(args, sort_keys=True, default=str))
+    hit = _CACHE.get(key)
+    if hit is not None:
+        return hit
+    info = _inspect(script, file_path, deployment_name, args)
+    with _LOCK:
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = info
+    return info
+
+
+def _inspect(script: Path, file_path: str, deployment_name: str, args: dict[str, Any]) -> AppInfo:
     name = f"_rota_app_{uuid.uuid4().hex}"
     with _LOCK:
         sys.path.insert(0, str(script.parent))

@@ -89,7 +89,20 @@ class TaskService:
                 stmt = stmt.where(TaskRow.type == type_.value)
             total = s.scalar(select(func.count()).select_from(stmt.subquery()))
             rows = s.scalars(stmt.order_by(TaskRow.id).limit(limit).offset(offset)).all()
-            return [self.to_public(s, r) for r in rows], total
+            last = self._last_runs(s, [r.id for r in rows])
+            return [self.to_public(s, r, last.get(r.id)) for r in rows], total
+
+    @staticmethod
+    def _last_runs(s: Session, task_ids: list[int]) -> dict[int, RunRow]:
+        """The latest run of each task, in one query (a page of tasks, not one query each)."""
+        if not task_ids:
+            return {}
+        latest = (
+            select(RunRow.task_id, func.max(RunRow.scheduled_at).label("at"))
+            .where(RunRow.task_id.in_(task_ids)).group_by(RunRow.task_id).subquery()
+        )  # fmt: skip
+        rows = s.scalars(select(RunRow).join(latest, (RunRow.task_id == latest.c.task_id) & (RunRow.scheduled_at == latest.c.at)))
+        return {r.task_id: r for r in rows}
 
     def events(self, ref: str | int, limit: int = 1000, after_id: int = 0, project_id: int = DEFAULT_PROJECT_ID) -> list[EventRow]:
         with self.db.session() as s:
@@ -265,7 +278,8 @@ class TaskService:
             out["endpoint"] = str(task.endpoint_id)
         return {k: v for k, v in out.items() if v is not None}
 
-    def to_public(self, s: Session, task: TaskRow) -> TaskPublic:
+    def to_public(self, s: Session, task: TaskRow, run: RunRow | None | bool = False) -> TaskPublic:
+        """``run``: the task's latest run if the caller fetched it already (None: it has none)."""
         spec = spec_of(task)
         tz = spec.tz
         fires: list[FireTime] = []
@@ -277,7 +291,8 @@ class TaskService:
                         min_replicas=occ.entry.min_replicas, max_replicas=occ.entry.max_replicas,
                     )
                 )  # fmt: skip
-        run = s.scalars(select(RunRow).where(RunRow.task_id == task.id).order_by(RunRow.scheduled_at.desc()).limit(1)).first()
+        if run is False:
+            run = s.scalars(select(RunRow).where(RunRow.task_id == task.id).order_by(RunRow.scheduled_at.desc()).limit(1)).first()
         last_run = (
             RunPublic(
                 scheduled_at=run.scheduled_at, fired_at=run.fired_at, entry=run.entry,

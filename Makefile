@@ -33,7 +33,7 @@ postgres: ## Install PostgreSQL's server if missing (its tests start a throwaway
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
 
-test: $(CPU) postgres ## Run every test: unit, integration (real Ray Serve, SQLite, PostgreSQL), e2e (real vLLM)
+test: $(CPU) postgres ## Run every test: unit, integration (real Ray Serve, SQLite, PostgreSQL), e2e (real vLLM), chaos (small)
 	$(BIN)/python -m pytest -q tests $(PYTEST_ARGS)
 
 test-unit: $(BASE) ## Run the unit tests only (fast, no Ray cluster)

@@ -352,3 +352,13 @@ def test_endpoint_create_checks_sources():
     with pytest.raises(ValueError) as e:
         EndpointCreate.model_validate({"name": "x", "template": "t", "model_path": "/m"})
     assert e.value.errors()[0]["loc"] == ("template",)
+
+
+def test_patching_a_required_part_to_null_is_a_422(client):
+    # Found by tests/chaos/test_bad_input.py: {"engine": null} was a 500.
+    client.post("/api/v1/endpoints", json=body())
+    before = (counts(client), client.get("/api/v1/endpoints/chat").json())
+    for field in ("engine", "env", "name"):
+        r = client.patch("/api/v1/endpoints/chat", json={field: None})
+        assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
+    assert (counts(client), client.get("/api/v1/endpoints/chat").json()) == before

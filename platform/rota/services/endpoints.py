@@ -219,7 +219,7 @@ class EndpointService:
             ep = self._get(s, who, ref)
             current = self._as_create(ep)
             merged = {**current, **patch.model_dump(exclude_unset=True, mode="json")}
-            if "engine" in sent:  # partial inside engine too: only the settings sent change
+            if sent.get("engine") is not None:  # partial inside engine too: only the settings sent change
                 merged["engine"] = {**current["engine"], **patch.engine.model_dump(exclude_unset=True)}
             if {"hf_model_repo", "model_path"} & sent.keys():
                 for k in ("hf_model_repo", "model_path", "revision"):

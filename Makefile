@@ -8,7 +8,7 @@ CPU := $(VENV)/.rota-cpu
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-cpu postgres test test-unit test-integration test-e2e demo server bench bench-request-path bench-triggers bench-api bench-fire-applied bench-overload chaos clean
+.PHONY: help install install-cpu postgres lint test test-unit test-integration test-e2e demo server bench bench-request-path bench-triggers bench-api bench-fire-applied bench-overload chaos clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-17s %s\n", $$1, $$2}'
@@ -33,7 +33,12 @@ postgres: ## Install PostgreSQL's server if missing (its tests start a throwaway
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
 
-test: $(CPU) postgres ## Run every test: unit, integration (real Ray Serve, SQLite, PostgreSQL), e2e (real vLLM), chaos (small)
+lint: $(BASE) ## ruff (lint and format check) and mypy (strict on domain/)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint $(CPU) postgres ## Run lint, then every test: unit, integration (real Ray Serve, SQLite, PostgreSQL), e2e (real vLLM), chaos (small)
 	$(BIN)/python -m pytest -q tests $(PYTEST_ARGS)
 
 test-unit: $(BASE) ## Run the unit tests only (fast, no Ray cluster)
@@ -46,7 +51,7 @@ test-e2e: $(CPU) ## Run the end-to-end tests (real vLLM on the CPU)
 	$(BIN)/python -m pytest -q tests/e2e $(PYTEST_ARGS)
 
 demo: $(CPU) ## Start Rota with a scheduled vLLM endpoint and call it (MODEL=<HF id or dir>; default: a tiny generated model)
-	$(BIN)/rota demo $(if $(DEMO_EXIT),--exit,)
+	$(BIN)/rota demo $(if $(MODEL),--model $(MODEL),) $(if $(DEMO_EXIT),--exit,)
 
 bench: bench-triggers bench-api bench-fire-applied bench-overload bench-request-path ## Run every benchmark (JSON in bench/results/, a table each)
 

@@ -20,7 +20,9 @@ def pct(values: list[float], q: float) -> float:
 def table(rows: list[list[str]]) -> str:
     """Rows as aligned columns: the first left-aligned, numbers right-aligned."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows)
+    return "\n".join(
+        "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=False))) for r in rows
+    )
 
 
 def write_result(path: str | Path, result: dict[str, Any]) -> Path:

@@ -35,20 +35,32 @@ SCHEDULE = [{"time": "08:00", "min_replicas": 1, "max_replicas": 4}, {"time": "2
 
 
 def prefill(home: Path, n: int) -> None:
-    """n idle daily tasks, written as the API writes them (same rows, one transaction)."""
+    """n idle daily tasks, each with its own application's endpoint (waiting for its first
+    fire), written as the API writes them (same rows, one transaction)."""
+    from rota.crypto import Cipher, digest
     from rota.store.db import Database
-    from rota.store.tables import TaskRow, utcnow
+    from rota.store.tables import EndpointRow, TaskRow, utcnow
 
+    cipher = Cipher.load(None, home / "secret_key")  # the server finds the same key there
     db = Database(f"sqlite:///{home / 'rota.db'}")
-    db.migrate()
+    db.migrate(cipher)
     now = utcnow()
     with db.session() as s:
-        s.add_all(
-            TaskRow(name=f"pre-{i:05d}", file_path="echo", deployment_name="app", ingress="Echo", type="daily",
-                    timezone="Europe/Paris", schedule=SCHEDULE, args={}, env={}, resources={}, status="idle",
-                    created_at=now, updated_at=now, app_replica_ids=[])  # fmt: skip
-            for i in range(n)
-        )
+        for i in range(n):
+            name, token = f"pre-{i:05d}", f"bench-token-{i}"
+            task = TaskRow(project_id=1, name=name, endpoint_id=0, type="daily", timezone="Europe/Paris", schedule=SCHEDULE,
+                           status="idle", created_at=now, updated_at=now)  # fmt: skip
+            s.add(task)
+            s.flush()
+            ep = EndpointRow(
+                project_id=1, name=name, routing_key=name, kind="application", owner_task_id=task.id, gpu_count=0,
+                file_path="echo", deployment_name="app", ingress="Echo", args={}, resources={}, engine={}, scaling=None, env={},
+                app_name=f"pre-app-{i}", route_prefix=f"/{name}", token=cipher.encrypt(token), token_hash=digest(token),
+                per_replica=5, desired="running", generation=1, status="PENDING", replica_ids=[], created_at=now, updated_at=now,
+            )  # fmt: skip
+            s.add(ep)
+            s.flush()
+            task.endpoint_id = ep.id
     db.dispose()
 
 
@@ -70,8 +82,15 @@ def main() -> int:
     rng = random.Random(3)
     home = Path(tempfile.mkdtemp(prefix="rota-bench-api-", dir="/tmp"))
     prefill(home, a.tasks)
-    srv = RotaServer(home, {"ROTA_RAY_ADDRESS": f"http://127.0.0.1:{free_port()}", "ROTA_SERVE_APPS_PATH": str(TEST_APPS),
-                            "ROTA_LOG_LEVEL": "WARNING", "ROTA_RECONCILE_INTERVAL_S": "2"})  # fmt: skip
+    srv = RotaServer(
+        home,
+        {
+            "ROTA_RAY_ADDRESS": f"http://127.0.0.1:{free_port()}",
+            "ROTA_SERVE_APPS_PATH": str(TEST_APPS),
+            "ROTA_LOG_LEVEL": "WARNING",
+            "ROTA_RECONCILE_INTERVAL_S": "2",
+        },
+    )
     rows: dict[str, dict] = {}
     try:
         srv.start()
@@ -89,19 +108,40 @@ def main() -> int:
             rows[name] = {"p50_ms": pct(ms, 0.5), "p99_ms": pct(ms, 0.99), "max_ms": max(ms), "n": len(ms)}
 
         def create(i: int, client: httpx.Client) -> float:
-            return timed(client, "POST", "/tasks", json={"name": f"new-{i:06d}", "file_path": "echo", "deployment_name": "app",
-                                                         "type": "daily", "timezone": "UTC", "schedule": SCHEDULE})  # fmt: skip
+            return timed(
+                client,
+                "POST",
+                "/tasks",
+                json={
+                    "name": f"new-{i:06d}",
+                    "file_path": "echo",
+                    "deployment_name": "app",
+                    "type": "daily",
+                    "timezone": "UTC",
+                    "schedule": SCHEDULE,
+                },
+            )
 
         t = time.perf_counter()
         ms = [create(i, c) for i in range(a.creates)]
-        rows["create (1 client)"] = {"p50_ms": pct(ms, 0.5), "p99_ms": pct(ms, 0.99), "max_ms": max(ms), "n": len(ms),
-                                     "per_s": a.creates / (time.perf_counter() - t)}  # fmt: skip
+        rows["create (1 client)"] = {
+            "p50_ms": pct(ms, 0.5),
+            "p99_ms": pct(ms, 0.99),
+            "max_ms": max(ms),
+            "n": len(ms),
+            "per_s": a.creates / (time.perf_counter() - t),
+        }
         clients = [httpx.Client(base_url=c.base_url, headers=c.headers, timeout=30) for _ in range(4)]
         t = time.perf_counter()
         with ThreadPoolExecutor(4) as pool:
             ms = list(pool.map(lambda i: create(a.creates + i, clients[i % 4]), range(a.creates)))
-        rows["create (4 clients)"] = {"p50_ms": pct(ms, 0.5), "p99_ms": pct(ms, 0.99), "max_ms": max(ms), "n": len(ms),
-                                      "per_s": a.creates / (time.perf_counter() - t)}  # fmt: skip
+        rows["create (4 clients)"] = {
+            "p50_ms": pct(ms, 0.5),
+            "p99_ms": pct(ms, 0.99),
+            "max_ms": max(ms),
+            "n": len(ms),
+            "per_s": a.creates / (time.perf_counter() - t),
+        }
         total = c.get("/tasks", params={"limit": 1}).json()["total"]
     finally:
         srv.stop()
@@ -112,17 +152,30 @@ def main() -> int:
         "benchmark": "control_plane_api",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "tasks_in_store": a.tasks, "tasks_after": total, "results": rows,
+        "tasks_in_store": a.tasks,
+        "tasks_after": total,
+        "results": rows,
         "targets": {"read_p99_ms": 50, "creates_per_s": 200},
         "met": {"read_p99_ms": read_p99 <= 50, "creates_per_s": best_create >= 200},
-    }  # fmt: skip
+    }
     out = write_result(a.out, result)
     lines = [["request", "n", "p50 ms", "p99 ms", "max ms", "per s"]]
     for k, r in rows.items():
-        lines.append([k, str(r["n"]), f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", f"{r['max_ms']:.1f}", f"{r['per_s']:.0f}" if "per_s" in r else ""])
+        lines.append(
+            [
+                k,
+                str(r["n"]),
+                f"{r['p50_ms']:.1f}",
+                f"{r['p99_ms']:.1f}",
+                f"{r['max_ms']:.1f}",
+                f"{r['per_s']:.0f}" if "per_s" in r else "",
+            ]
+        )
     print(table(lines))
-    print(f"targets: read p99 <= 50 ms: {result['met']['read_p99_ms']} ({read_p99:.1f}); "
-          f">= 200 creates/s: {result['met']['creates_per_s']} ({best_create:.0f})\nwrote {out}")  # fmt: skip
+    print(
+        f"targets: read p99 <= 50 ms: {result['met']['read_p99_ms']} ({read_p99:.1f}); "
+        f">= 200 creates/s: {result['met']['creates_per_s']} ({best_create:.0f})\nwrote {out}"
+    )
     return 0 if all(result["met"].values()) else 1
 
 

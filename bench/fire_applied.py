@@ -40,13 +40,21 @@ def main() -> int:
     a = ap.parse_args()
     home = Path(tempfile.mkdtemp(prefix="rota-bench-fire-", dir="/tmp"))
     dash = free_port()
-    srv = RotaServer(home, {
-        "ROTA_RAY_ADDRESS": "", "ROTA_SERVE_PORT": str(free_port()), "ROTA_RAY_DASHBOARD_PORT": str(dash),
-        "ROTA_RAY_GCS_PORT": str(free_port()), "ROTA_RAY_CLIENT_SERVER_PORT": str(free_port()),
-        "ROTA_RAY_DASHBOARD_AGENT_PORT": str(free_port()), "ROTA_RAY_TEMP_DIR": str(home / "ray"),
-        "ROTA_SERVE_APPS_PATH": os.pathsep.join([str(REPO / "serve_apps"), str(TEST_APPS)]), "ROTA_LOG_LEVEL": "WARNING",
-        "ROTA_RECONCILE_INTERVAL_S": "2",
-    })  # fmt: skip
+    srv = RotaServer(
+        home,
+        {
+            "ROTA_RAY_ADDRESS": "",
+            "ROTA_SERVE_PORT": str(free_port()),
+            "ROTA_RAY_DASHBOARD_PORT": str(dash),
+            "ROTA_RAY_GCS_PORT": str(free_port()),
+            "ROTA_RAY_CLIENT_SERVER_PORT": str(free_port()),
+            "ROTA_RAY_DASHBOARD_AGENT_PORT": str(free_port()),
+            "ROTA_RAY_TEMP_DIR": str(home / "ray"),
+            "ROTA_SERVE_APPS_PATH": os.pathsep.join([str(REPO / "serve_apps"), str(TEST_APPS)]),
+            "ROTA_LOG_LEVEL": "WARNING",
+            "ROTA_RECONCILE_INTERVAL_S": "2",
+        },
+    )
     samples: list[tuple[float, int | None]] = []  # (unix time, target replicas)
     stop = threading.Event()
     try:
@@ -56,16 +64,28 @@ def main() -> int:
         start = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=30)  # first deploy settles first
         times = [start + timedelta(seconds=k * a.spacing) for k in range(a.fires + 1)]
         schedule = [{"time": (start - timedelta(seconds=20)).strftime("%H:%M:%S"), "min_replicas": 1, "max_replicas": 1}]
-        schedule += [{"time": t.strftime("%H:%M:%S"), "min_replicas": 2 - k % 2, "max_replicas": 2 - k % 2} for k, t in enumerate(times, 1)]
-        srv.api.post("/tasks", json={"name": "flip", "file_path": "echo", "deployment_name": "app", "type": "daily",
-                                     "timezone": "UTC", "schedule": schedule, "resources": {"num_cpus": 0.1}}).raise_for_status()  # fmt: skip
-        srv.api.post("/tasks/flip/activate").raise_for_status()
+        schedule += [
+            {"time": t.strftime("%H:%M:%S"), "min_replicas": 2 - k % 2, "max_replicas": 2 - k % 2} for k, t in enumerate(times, 1)
+        ]
+        srv.api.post(
+            "/tasks",
+            json={
+                "name": "flip",
+                "file_path": "echo",
+                "deployment_name": "app",
+                "type": "daily",
+                "timezone": "UTC",
+                "schedule": schedule,
+                "resources": {"num_cpus": 0.1},
+            },
+        ).raise_for_status()
+        app_name = f"ep-{srv.api.post('/tasks/flip/activate').raise_for_status().json()['endpoint']['id']}"
 
         def poll():
             with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=5) as c:
                 while not stop.is_set():
                     try:
-                        app = c.get(f"http://127.0.0.1:{dash}/api/serve/applications/").json()["applications"].get("flip")
+                        app = c.get(f"http://127.0.0.1:{dash}/api/serve/applications/").json()["applications"].get(app_name)
                         target = app["deployments"]["Echo"]["target_num_replicas"] if app else None
                     except (httpx.HTTPError, KeyError, ValueError):
                         target = None
@@ -89,21 +109,36 @@ def main() -> int:
             unapplied += 1
         else:
             latencies.append((hit - at) * 1000)
-    gaps = [(b[0] - a_[0]) * 1000 for a_, b in zip(samples, samples[1:])]
+    gaps = [(b[0] - a_[0]) * 1000 for a_, b in zip(samples, samples[1:], strict=False)]
     result = {
         "benchmark": "fire_applied",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "fires": len(fired), "unapplied": unapplied, "poll_interval_ms_p50": pct(gaps, 0.5),
+        "fires": len(fired),
+        "unapplied": unapplied,
+        "poll_interval_ms_p50": pct(gaps, 0.5),
         "latency_ms": {"p50": pct(latencies, 0.5), "p99": pct(latencies, 0.99), "max": max(latencies, default=float("nan"))},
-        "targets": {"p99_ms": 1000}, "met": {"p99_ms": bool(latencies) and pct(latencies, 0.99) <= 1000 and unapplied == 0},
-    }  # fmt: skip
+        "targets": {"p99_ms": 1000},
+        "met": {"p99_ms": bool(latencies) and pct(latencies, 0.99) <= 1000 and unapplied == 0},
+    }
     out = write_result(a.out, result)
     L = result["latency_ms"]
-    print(table([["fires", "applied", "p50 ms", "p99 ms", "max ms", "poll every ms"],
-                 [str(len(fired)), str(len(latencies)), f"{L['p50']:.0f}", f"{L['p99']:.0f}", f"{L['max']:.0f}",
-                  f"{result['poll_interval_ms_p50']:.0f}"],
-                 ["target", "", "", "<= 1000", "", ""]]))  # fmt: skip
+    print(
+        table(
+            [
+                ["fires", "applied", "p50 ms", "p99 ms", "max ms", "poll every ms"],
+                [
+                    str(len(fired)),
+                    str(len(latencies)),
+                    f"{L['p50']:.0f}",
+                    f"{L['p99']:.0f}",
+                    f"{L['max']:.0f}",
+                    f"{result['poll_interval_ms_p50']:.0f}",
+                ],
+                ["target", "", "", "<= 1000", "", ""],
+            ]
+        )
+    )
     print(f"met: {result['met']}\nwrote {out}")
     return 0 if result["met"]["p99_ms"] else 1
 

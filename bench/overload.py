@@ -64,22 +64,44 @@ def main() -> int:
     a = ap.parse_args()
     home = Path(tempfile.mkdtemp(prefix="rota-bench-overload-", dir="/tmp"))
     serve = free_port()
-    srv = RotaServer(home, {
-        "ROTA_RAY_ADDRESS": "", "ROTA_SERVE_PORT": str(serve), "ROTA_RAY_DASHBOARD_PORT": str(free_port()),
-        "ROTA_RAY_GCS_PORT": str(free_port()), "ROTA_RAY_CLIENT_SERVER_PORT": str(free_port()),
-        "ROTA_RAY_DASHBOARD_AGENT_PORT": str(free_port()), "ROTA_RAY_TEMP_DIR": str(home / "ray"),
-        "ROTA_SERVE_APPS_PATH": os.pathsep.join([str(REPO / "serve_apps"), str(TEST_APPS)]),
-        "ROTA_TEMPLATES_PATH": str(TEST_TEMPLATES), "ROTA_LOG_LEVEL": "WARNING",
-    })  # fmt: skip
+    srv = RotaServer(
+        home,
+        {
+            "ROTA_RAY_ADDRESS": "",
+            "ROTA_SERVE_PORT": str(serve),
+            "ROTA_RAY_DASHBOARD_PORT": str(free_port()),
+            "ROTA_RAY_GCS_PORT": str(free_port()),
+            "ROTA_RAY_CLIENT_SERVER_PORT": str(free_port()),
+            "ROTA_RAY_DASHBOARD_AGENT_PORT": str(free_port()),
+            "ROTA_RAY_TEMP_DIR": str(home / "ray"),
+            "ROTA_SERVE_APPS_PATH": os.pathsep.join([str(REPO / "serve_apps"), str(TEST_APPS)]),
+            "ROTA_TEMPLATES_PATH": str(TEST_TEMPLATES),
+            "ROTA_LOG_LEVEL": "WARNING",
+        },
+    )
     try:
         srv.start()
         wait_until(lambda: srv.health()["ray"]["reachable"], 300, 1, "embedded Ray")
-        srv.api.post("/endpoints", json={"name": "echo", "template": "echo-chat", "routing_key": "echo", "scaling": {"replicas": 1},
-                                         "engine": {"max_batch_size": a.capacity, "max_queued_requests": 0}}).raise_for_status()  # fmt: skip
+        srv.api.post(
+            "/endpoints",
+            json={
+                "name": "echo",
+                "template": "echo-chat",
+                "routing_key": "echo",
+                "scaling": {"replicas": 1},
+                "engine": {"max_batch_size": a.capacity, "max_queued_requests": 0},
+            },
+        ).raise_for_status()
         wait_until(lambda: srv.api.get("/endpoints/echo").json()["status"] == "RUNNING", 300, 0.5, "endpoint")
         url = f"http://127.0.0.1:{serve}/v1/chat/completions"
         key = srv.admin_key
-        wait_until(lambda: httpx.post(url, json={"model": "echo", "messages": []}, headers={"Authorization": f"Bearer {key}"}).status_code == 200, 60)
+        wait_until(
+            lambda: (
+                httpx.post(url, json={"model": "echo", "messages": []}, headers={"Authorization": f"Bearer {key}"}).status_code
+                == 200
+            ),
+            60,
+        )
         unloaded = run(url, key, a.capacity, a.seconds, a.hold)
         loaded = run(url, key, 2 * a.capacity, a.seconds, a.hold)
     finally:
@@ -95,26 +117,58 @@ def main() -> int:
         "benchmark": "overload",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "capacity": a.capacity, "hold_s": a.hold,
+        "capacity": a.capacity,
+        "hold_s": a.hold,
         "unloaded": {"requests": len(unloaded), "ok": len(ok(unloaded)), "p50_ms": pct(ok(unloaded), 0.5), "p99_ms": u99},
-        "at_2x": {"requests": len(loaded), "ok": len(ok(loaded)), "p50_ms": pct(ok(loaded), 0.5), "p99_ms": l99,
-                  "rejected": len(rejected), "rejected_p99_ms": pct([ms for _, ms, _ in rejected], 0.99),
-                  "rejected_with_retry_after": sum(1 for *_, ra in rejected if ra)},
+        "at_2x": {
+            "requests": len(loaded),
+            "ok": len(ok(loaded)),
+            "p50_ms": pct(ok(loaded), 0.5),
+            "p99_ms": l99,
+            "rejected": len(rejected),
+            "rejected_p99_ms": pct([ms for _, ms, _ in rejected], 0.99),
+            "rejected_with_retry_after": sum(1 for *_, ra in rejected if ra),
+        },
         "unexpected_statuses": other,
         "admitted_p99_ratio": l99 / u99,
         "targets": {"admitted_p99_ratio": 1.5, "rejections_have_retry_after": True},
-    }  # fmt: skip
-    result["met"] = {"admitted_p99_ratio": l99 / u99 <= 1.5,
-                     "rejections_have_retry_after": bool(rejected) and all(ra for *_, ra in rejected), "no_errors": not other}  # fmt: skip
+    }
+    result["met"] = {
+        "admitted_p99_ratio": l99 / u99 <= 1.5,
+        "rejections_have_retry_after": bool(rejected) and all(ra for *_, ra in rejected),
+        "no_errors": not other,
+    }
     out = write_result(a.out, result)
     L = result["at_2x"]
-    print(table([
-        ["load", "requests", "200", "p50 ms", "p99 ms", "429/503", "reject p99 ms"],
-        [f"{a.capacity} clients (= capacity)", str(len(unloaded)), str(len(ok(unloaded))), f"{result['unloaded']['p50_ms']:.0f}", f"{u99:.0f}", "0", ""],
-        [f"{2 * a.capacity} clients (2x)", str(len(loaded)), str(L["ok"]), f"{L['p50_ms']:.0f}", f"{l99:.0f}", str(L["rejected"]), f"{L['rejected_p99_ms']:.1f}"],
-    ]))  # fmt: skip
-    print(f"admitted p99 ratio {l99 / u99:.2f} (target <= 1.5); rejections with Retry-After: "
-          f"{L['rejected_with_retry_after']}/{L['rejected']}; met: {result['met']}\nwrote {out}")  # fmt: skip
+    print(
+        table(
+            [
+                ["load", "requests", "200", "p50 ms", "p99 ms", "429/503", "reject p99 ms"],
+                [
+                    f"{a.capacity} clients (= capacity)",
+                    str(len(unloaded)),
+                    str(len(ok(unloaded))),
+                    f"{result['unloaded']['p50_ms']:.0f}",
+                    f"{u99:.0f}",
+                    "0",
+                    "",
+                ],
+                [
+                    f"{2 * a.capacity} clients (2x)",
+                    str(len(loaded)),
+                    str(L["ok"]),
+                    f"{L['p50_ms']:.0f}",
+                    f"{l99:.0f}",
+                    str(L["rejected"]),
+                    f"{L['rejected_p99_ms']:.1f}",
+                ],
+            ]
+        )
+    )
+    print(
+        f"admitted p99 ratio {l99 / u99:.2f} (target <= 1.5); rejections with Retry-After: "
+        f"{L['rejected_with_retry_after']}/{L['rejected']}; met: {result['met']}\nwrote {out}"
+    )
     return 0 if all(result["met"].values()) else 1
 
 

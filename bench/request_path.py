@@ -1,5 +1,5 @@
 """Request-path benchmark: bare vLLM's OpenAI server vs the same model as a Rota endpoint,
-called on its own prefix (/ep/<routing key>, straight to the replica) and through the
+called on its own prefix (/ep/<id>, straight to the replica) and through the
 one OpenAI base URL (/v1, the gateway routing by `model`).
 
 Same machine, same run, same model and engine settings, one after the other (never at
@@ -44,8 +44,14 @@ PROMPT = [{"role": "user", "content": "Tell me about schedules and replicas in a
 
 
 async def one_request(client: httpx.AsyncClient, url: str, model: str, max_tokens: int) -> dict:
-    body = {"model": model, "messages": PROMPT, "max_tokens": max_tokens, "stream": True, "ignore_eos": True,
-            "stream_options": {"include_usage": True}}  # fmt: skip
+    body = {
+        "model": model,
+        "messages": PROMPT,
+        "max_tokens": max_tokens,
+        "stream": True,
+        "ignore_eos": True,
+        "stream_options": {"include_usage": True},
+    }
     t0 = time.perf_counter()
     stamps: list[float] = []
     tokens = 0
@@ -59,8 +65,12 @@ async def one_request(client: httpx.AsyncClient, url: str, model: str, max_token
                 tokens = chunk["usage"]["completion_tokens"]
             if chunk.get("choices") and chunk["choices"][0]["delta"].get("content"):
                 stamps.append(time.perf_counter())
-    return {"ttft": stamps[0] - t0 if stamps else float("nan"), "itl": [b - a for a, b in zip(stamps, stamps[1:])],
-            "tokens": tokens, "latency": time.perf_counter() - t0}  # fmt: skip
+    return {
+        "ttft": stamps[0] - t0 if stamps else float("nan"),
+        "itl": [b - a for a, b in zip(stamps, stamps[1:], strict=False)],
+        "tokens": tokens,
+        "latency": time.perf_counter() - t0,
+    }
 
 
 async def load(url: str, model: str, concurrency: int, requests: int, max_tokens: int, key: str | None = None) -> dict:
@@ -114,12 +124,26 @@ def first_token_at(url: str, key: str | None, timeout: float = 900) -> float:
 def run_bare(model_dir: str, max_tokens: int, requests: int, levels: list[int]) -> tuple[list[dict], dict]:
     port = free_port()
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir, "--dtype", "float32",
-           "--max-model-len", str(MAX_MODEL_LEN), "--enforce-eager", "--served-model-name", "tiny", "--port", str(port),
-           "--disable-uvicorn-access-log"]  # fmt: skip
-    log = open(Path(tempfile.gettempdir()) / "rota-bench-bare-vllm.log", "wb")
+    cmd = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        model_dir,
+        "--dtype",
+        "float32",
+        "--max-model-len",
+        str(MAX_MODEL_LEN),
+        "--enforce-eager",
+        "--served-model-name",
+        "tiny",
+        "--port",
+        str(port),
+        "--disable-uvicorn-access-log",
+    ]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(Path(tempfile.gettempdir()) / "rota-bench-bare-vllm.log", "wb") as log:  # the child keeps its own handle
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         started = {"to_first_token": first_token_at(url, None) - t0}  # cold start: launch -> first token
@@ -137,16 +161,26 @@ def run_rota(model_dir: str, max_tokens: int, requests: int, levels: list[int]) 
     home = Path(tempfile.mkdtemp(prefix="rota-bench-", dir="/tmp"))
     serve_port = free_port()
     env = {
-        "ROTA_RAY_ADDRESS": "", "ROTA_SERVE_PORT": str(serve_port), "ROTA_RAY_DASHBOARD_PORT": str(free_port()),
-        "ROTA_RAY_GCS_PORT": str(free_port()), "ROTA_RAY_CLIENT_SERVER_PORT": str(free_port()),
-        "ROTA_RAY_DASHBOARD_AGENT_PORT": str(free_port()), "ROTA_RAY_TEMP_DIR": str(home / "ray"), "ROTA_LOG_LEVEL": "WARNING",
-    }  # fmt: skip
+        "ROTA_RAY_ADDRESS": "",
+        "ROTA_SERVE_PORT": str(serve_port),
+        "ROTA_RAY_DASHBOARD_PORT": str(free_port()),
+        "ROTA_RAY_GCS_PORT": str(free_port()),
+        "ROTA_RAY_CLIENT_SERVER_PORT": str(free_port()),
+        "ROTA_RAY_DASHBOARD_AGENT_PORT": str(free_port()),
+        "ROTA_RAY_TEMP_DIR": str(home / "ray"),
+        "ROTA_LOG_LEVEL": "WARNING",
+    }
     srv = RotaServer(home, env)
     try:
         srv.start()
         wait_until(lambda: srv.health()["ray"]["reachable"], 300, 1, "embedded Ray")
-        body = {"name": "bench", "routing_key": "tiny", "model_path": model_dir, "scaling": {"replicas": 1},
-                "engine": {"max_token_count": MAX_MODEL_LEN}}  # fmt: skip
+        body = {
+            "name": "bench",
+            "routing_key": "tiny",
+            "model_path": model_dir,
+            "scaling": {"replicas": 1},
+            "engine": {"max_token_count": MAX_MODEL_LEN},
+        }
         base = f"http://127.0.0.1:{serve_port}"
         wait_until(lambda: "/" in httpx.get(f"{base}/-/routes", timeout=2).json(), 120, 0.5, "the gateway")
         t0 = time.perf_counter()
@@ -155,10 +189,18 @@ def run_rota(model_dir: str, max_tokens: int, requests: int, levels: list[int]) 
         # gateway holds the request while the endpoint initializes).
         started = {"to_first_token": first_token_at(f"{base}/v1/chat/completions", srv.admin_key) - t0}
         wait_until(lambda: srv.api.get("/endpoints/bench").json()["status"] == "RUNNING", 900, 0.5, "Rota endpoint")
-        internal = (home / "internal_token").read_text().strip()
-        wait_until(lambda: httpx.get(f"{base}/v1/models", headers={"Authorization": f"Bearer {srv.admin_key}"}).json()["data"], 60)
-        prefix = [asyncio.run(load(f"{base}/ep/tiny/v1/chat/completions", "tiny", c, requests, max_tokens, internal)) for c in levels]
-        routed = [asyncio.run(load(f"{base}/v1/chat/completions", "tiny", c, requests, max_tokens, srv.admin_key)) for c in levels]
+        # The endpoint's own prefix takes its own token (read here as the gateway reads it).
+        gateway = {"Authorization": f"Bearer {(home / 'internal_token').read_text().strip()}"}
+        table = httpx.get(f"{srv.url}/internal/v1/routing", headers=gateway).json()
+        own = next(e["token"] for e in table["endpoints"] if e["routing_key"] == "tiny")
+        url = srv.api.get("/endpoints/bench").json()["url"]
+        wait_until(
+            lambda: httpx.get(f"{base}/v1/models", headers={"Authorization": f"Bearer {srv.admin_key}"}).json()["data"], 60
+        )
+        prefix = [asyncio.run(load(f"{url}/v1/chat/completions", "tiny", c, requests, max_tokens, own)) for c in levels]
+        routed = [
+            asyncio.run(load(f"{base}/v1/chat/completions", "tiny", c, requests, max_tokens, srv.admin_key)) for c in levels
+        ]
         return prefix, routed, started
     finally:
         srv.stop(120)
@@ -185,48 +227,85 @@ def main() -> int:
     paths = {"endpoint_prefix": prefix, "base_url": routed}
     comparison = []
     for path, runs in paths.items():
-        for b, r in zip(bare, runs):
-            comparison.append({
-                "path": path,
-                "concurrency": b["concurrency"],
-                "ttft_p50_delta_ms": r["ttft_p50_ms"] - b["ttft_p50_ms"],
-                "ttft_p95_delta_ms": r["ttft_p95_ms"] - b["ttft_p95_ms"],
-                "itl_p50_delta_ms": r["itl_p50_ms"] - b["itl_p50_ms"],
-                "throughput_ratio": r["output_tokens_per_s"] / b["output_tokens_per_s"],
-            })  # fmt: skip
+        for b, r in zip(bare, runs, strict=False):
+            comparison.append(
+                {
+                    "path": path,
+                    "concurrency": b["concurrency"],
+                    "ttft_p50_delta_ms": r["ttft_p50_ms"] - b["ttft_p50_ms"],
+                    "ttft_p95_delta_ms": r["ttft_p95_ms"] - b["ttft_p95_ms"],
+                    "itl_p50_delta_ms": r["itl_p50_ms"] - b["itl_p50_ms"],
+                    "throughput_ratio": r["output_tokens_per_s"] / b["output_tokens_per_s"],
+                }
+            )
     targets = {"ttft_p50_delta_ms_at_c1": 5.0, "throughput_ratio_at_c8": 0.95}
     met = {
         path: {
-            "ttft_p50_delta_ms_at_c1": next((c["ttft_p50_delta_ms"] <= 5.0 for c in comparison if c["path"] == path and c["concurrency"] == 1), None),
-            "throughput_ratio_at_c8": next((c["throughput_ratio"] >= 0.95 for c in comparison if c["path"] == path and c["concurrency"] == 8), None),
+            "ttft_p50_delta_ms_at_c1": next(
+                (c["ttft_p50_delta_ms"] <= 5.0 for c in comparison if c["path"] == path and c["concurrency"] == 1), None
+            ),
+            "throughput_ratio_at_c8": next(
+                (c["throughput_ratio"] >= 0.95 for c in comparison if c["path"] == path and c["concurrency"] == 8), None
+            ),
         }
         for path in paths
-    }  # fmt: skip
+    }
     result = {
         "benchmark": "request_path",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "model": model, "max_tokens": a.max_tokens, "requests_per_level": a.requests,
-        "bare_vllm": bare, "rota_endpoint_prefix": prefix, "rota_base_url": routed, "comparison": comparison,
-        "targets": targets, "met": met,
-        "cold_start_s": {"bare_vllm_launch_to_first_token": bare_start["to_first_token"],
-                         "rota_create_to_first_token": rota_start["to_first_token"], "ratio": cold_ratio,
-                         "target_ratio": 1.2, "met": cold_ratio <= 1.2},
-    }  # fmt: skip
+        "model": model,
+        "max_tokens": a.max_tokens,
+        "requests_per_level": a.requests,
+        "bare_vllm": bare,
+        "rota_endpoint_prefix": prefix,
+        "rota_base_url": routed,
+        "comparison": comparison,
+        "targets": targets,
+        "met": met,
+        "cold_start_s": {
+            "bare_vllm_launch_to_first_token": bare_start["to_first_token"],
+            "rota_create_to_first_token": rota_start["to_first_token"],
+            "ratio": cold_ratio,
+            "target_ratio": 1.2,
+            "met": cold_ratio <= 1.2,
+        },
+    }
     out = write_result(a.out, result)
 
     rows = [["path", "conc", "TTFT p50 ms", "TTFT p95 ms", "ITL p50 ms", "out tok/s"]]
-    for name, runs in (("bare vLLM", bare), ("Rota /ep/<key>", prefix), ("Rota base URL", routed)):
+    for name, runs in (("bare vLLM", bare), ("Rota /ep/<id>", prefix), ("Rota base URL", routed)):
         for x in runs:
-            rows.append([name, str(x["concurrency"]), f"{x['ttft_p50_ms']:.1f}", f"{x['ttft_p95_ms']:.1f}", f"{x['itl_p50_ms']:.2f}", f"{x['output_tokens_per_s']:.0f}"])
+            rows.append(
+                [
+                    name,
+                    str(x["concurrency"]),
+                    f"{x['ttft_p50_ms']:.1f}",
+                    f"{x['ttft_p95_ms']:.1f}",
+                    f"{x['itl_p50_ms']:.2f}",
+                    f"{x['output_tokens_per_s']:.0f}",
+                ]
+            )
     for c in comparison:
-        rows.append([f"{c['path']} - bare", str(c["concurrency"]), f"{c['ttft_p50_delta_ms']:+.1f}", f"{c['ttft_p95_delta_ms']:+.1f}",
-                     f"{c['itl_p50_delta_ms']:+.2f}", f"x{c['throughput_ratio']:.3f}"])  # fmt: skip
+        rows.append(
+            [
+                f"{c['path']} - bare",
+                str(c["concurrency"]),
+                f"{c['ttft_p50_delta_ms']:+.1f}",
+                f"{c['ttft_p95_delta_ms']:+.1f}",
+                f"{c['itl_p50_delta_ms']:+.2f}",
+                f"x{c['throughput_ratio']:.3f}",
+            ]
+        )
     print(table(rows))
     for path, m in met.items():
-        print(f"targets ({path}): TTFT p50 +<=5 ms at c=1: {m['ttft_p50_delta_ms_at_c1']}; throughput >=0.95x at c=8: {m['throughput_ratio_at_c8']}")
-    print(f"cold start to first token: bare vLLM {bare_start['to_first_token']:.1f}s; Rota endpoint create "
-          f"{rota_start['to_first_token']:.1f}s -> ratio {cold_ratio:.2f} (target <= 1.2: {cold_ratio <= 1.2})")
+        print(
+            f"targets ({path}): TTFT p50 +<=5 ms at c=1: {m['ttft_p50_delta_ms_at_c1']}; throughput >=0.95x at c=8: {m['throughput_ratio_at_c8']}"
+        )
+    print(
+        f"cold start to first token: bare vLLM {bare_start['to_first_token']:.1f}s; Rota endpoint create "
+        f"{rota_start['to_first_token']:.1f}s -> ratio {cold_ratio:.2f} (target <= 1.2: {cold_ratio <= 1.2})"
+    )
     print(f"wrote {out}")
     return 0
 

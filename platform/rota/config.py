@@ -1,8 +1,9 @@
-"""Settings for every Rota process, read from ``ROTA_*`` environment variables.
+"""Settings, read from ``ROTA_*`` environment variables.
 
-One ``Settings`` object is built at start and passed down; nothing else reads the
-environment. Every port and path is configurable so that tests (and several
-instances on one machine) never collide.
+``Settings`` is built once when the control plane starts and passed down; ``ClientSettings``
+is what the CLI reads. Nothing else in Rota reads the environment for its own settings
+(manifests may reference environment variables by design). Every port and path is
+configurable so that tests, and several instances on one machine, never collide.
 """
 
 from __future__ import annotations
@@ -10,14 +11,24 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rota.domain.policy import Policy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SERVE_APPS = REPO_ROOT / "serve_apps"
+MIB = 1024 * 1024
+
+
+def _home() -> Path:
+    return Path("~/.rota").expanduser()
+
+
+def _names(text: str) -> frozenset[str]:
+    return frozenset(n.strip() for n in text.split(",") if n.strip())
 
 
 class Settings(BaseSettings):
@@ -26,37 +37,48 @@ class Settings(BaseSettings):
     # Control-plane API
     host: str = "127.0.0.1"
     port: int = 8080
-    home: Path = Field(default_factory=lambda: Path("~/.rota").expanduser())
+    home: Path = Field(default_factory=_home)
     database_url: str | None = None  # default: SQLite file under `home`
+    max_body_bytes: int = Field(1 * MIB, ge=1024)  # larger API request bodies get a 413
+    secret_key: SecretStr | None = None  # encrypts secrets at rest; default: a key file under `home`
 
     # Ray. With `ray_address` unset Rota starts (and owns) an embedded local head.
     ray_address: str | None = None  # dashboard URL of an existing cluster, e.g. http://head:8265
-    ray_auth_token: str | None = None
+    ray_auth_token: SecretStr | None = None
     ray_auth_token_path: Path | None = None
+    # An existing cluster's token may also come from Ray's own variables.
+    ray_env_token: SecretStr | None = Field(None, validation_alias=AliasChoices("RAY_AUTH_TOKEN"))
+    ray_env_token_path: Path | None = Field(None, validation_alias=AliasChoices("RAY_AUTH_TOKEN_PATH"))
     ray_dashboard_port: int = 8265
     ray_gcs_port: int = 6379
     ray_client_server_port: int = 10001
     ray_dashboard_agent_port: int = 52365
     ray_num_cpus: int | None = None
     ray_temp_dir: Path | None = None  # default: /tmp/rota-ray-<dashboard port>
+    # Embedded head: unset, every Ray port listens on loopback only (a single-node
+    # cluster); an address here makes it listen there so that workers can join.
+    ray_node_ip: str | None = None
 
-    # Ray Serve HTTP proxy (where the applications' routes are served)
+    # Ray Serve HTTP ingress (where the applications' routes are served)
     serve_host: str = "127.0.0.1"
     serve_port: int = 8000
     # Embedded head only: "haproxy" serves HTTP with Ray Serve's HAProxy ingress, which
     # forwards to each replica's own HTTP server; "proxy" uses Ray Serve's Python proxy.
     serve_ingress: Literal["haproxy", "proxy"] = "haproxy"
-    # HAProxy's stats and metrics listeners; unset: free ports picked when the head starts.
-    haproxy_stats_port: int | None = None
+    haproxy_stats_port: int | None = None  # unset: free ports picked when the head starts
     haproxy_metrics_port: int | None = None
     # Folders whose scripts are Ray Serve applications, os.pathsep-separated.
     serve_apps_path: str = str(DEFAULT_SERVE_APPS)
 
-    # Endpoints and the OpenAI base URL (the gateway application on the Serve port)
+    # Endpoints, the security policy and the OpenAI base URL (the gateway on the Serve port)
     templates_path: Path | None = None  # default: the catalog shipped in rota/catalog/templates.yaml
-    max_replicas: int = Field(10, ge=1)  # per endpoint
+    max_replicas: int = Field(10, ge=1, le=10_000)  # per endpoint and per schedule entry
+    model_roots: str | None = None  # os.pathsep-separated; default: <home>/models
+    allowed_env: str = ""  # comma-separated names (or PREFIX_*) ordinary keys may set besides the built-in ones
+    allowed_engine_args: str = ""  # comma-separated vLLM flags ordinary keys may set besides the built-in ones
     wake_timeout_s: float = Field(300.0, gt=0)  # a request to a sleeping endpoint waits this long, then 503
     gateway_refresh_s: float = Field(1.0, gt=0)  # routing table refresh (key revocation takes effect within it)
+    gateway_max_body_bytes: int = Field(16 * MIB, ge=1024)  # OpenAI request bodies (long prompts)
     # The control plane's URL as the cluster reaches it (the gateway pulls its routing table there).
     public_url: str | None = None
 
@@ -86,13 +108,23 @@ class Settings(BaseSettings):
 
     @property
     def token_path(self) -> Path:
-        """Where the Ray auth token lives: configured, else Rota's own for an embedded head."""
+        """Where the Ray auth token lives: configured, else Rota's own for an embedded
+        head, else Ray's variable or its default file."""
         if self.ray_auth_token_path:
             return self.ray_auth_token_path.expanduser()
         if self.embedded_ray:
             return self.home / "ray_auth_token"
-        env = os.environ.get("RAY_AUTH_TOKEN_PATH")
-        return Path(env) if env else Path.home() / ".ray" / "auth_token"
+        return self.ray_env_token_path or Path.home() / ".ray" / "auth_token"
+
+    def ray_token(self) -> str | None:
+        if self.ray_auth_token:
+            return self.ray_auth_token.get_secret_value()
+        if not self.embedded_ray and self.ray_env_token and not self.ray_auth_token_path:
+            return self.ray_env_token.get_secret_value().strip()
+        try:
+            return self.token_path.read_text().strip() or None
+        except OSError:
+            return None
 
     @property
     def resolved_ray_temp_dir(self) -> Path:
@@ -116,16 +148,43 @@ class Settings(BaseSettings):
 
     @property
     def internal_token_path(self) -> Path:
-        """Cluster-internal secret: the gateway reads the routing table and calls endpoints with it."""
+        """The gateway's token: it reads the routing table with it."""
         return self.home / "internal_token"
 
-    def ray_token(self) -> str | None:
-        if self.ray_auth_token:
-            return self.ray_auth_token
-        env = os.environ.get("RAY_AUTH_TOKEN")
-        if env and not self.ray_auth_token_path:
-            return env.strip()
+    @property
+    def secret_key_path(self) -> Path:
+        return self.home / "secret_key"
+
+    def policy(self) -> Policy:
+        roots = self.model_roots.split(os.pathsep) if self.model_roots else [str(self.home.resolve() / "models")]
+        return Policy(
+            model_roots=tuple(r.rstrip("/") or "/" for r in roots if r),
+            extra_env=_names(self.allowed_env),
+            extra_engine_args=_names(self.allowed_engine_args),
+        )
+
+
+class ClientSettings(BaseSettings):
+    """What the CLI reads: where the API is and which key to send."""
+
+    model_config = SettingsConfigDict(env_prefix="ROTA_", extra="ignore")
+
+    api_url: str | None = None
+    api_key: SecretStr | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    home: Path = Field(default_factory=_home)
+
+    @property
+    def url(self) -> str:
+        return (self.api_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def key(self) -> str | None:
+        """ROTA_API_KEY, else the admin key the local server wrote to ROTA_HOME/admin_key."""
+        if self.api_key:
+            return self.api_key.get_secret_value().strip()
         try:
-            return self.token_path.read_text().strip() or None
+            return (self.home / "admin_key").read_text().strip() or None
         except OSError:
             return None

@@ -2,9 +2,9 @@
 
 1. `rota server` (local Ray, SQLite under ROTA_HOME, a first admin key), unless one
    already answers;
-2. `rota apply -f schedules/demo.yaml`: a dedicated endpoint (the tiny CPU template, or
-   $MODEL: a Hugging Face id or a local directory) that sleeps when idle, and a one-off
-   task a few seconds ahead in this machine's timezone that holds one replica;
+2. `rota apply -f schedules/demo.yaml`: an endpoint (the tiny CPU template, or --model:
+   a Hugging Face id or a local directory) that sleeps when idle, and a one-off task a
+   few seconds ahead in this machine's timezone that holds one replica;
 3. the endpoint's and the task's statuses and events as they happen, until it is READY;
 4. one normal and one streamed chat completion with the official `openai` client,
    through the one OpenAI base URL, with the admin key;
@@ -22,7 +22,9 @@ from datetime import datetime, timedelta
 
 import httpx
 
-from rota.config import REPO_ROOT, Settings
+from rota.cli.client import Api
+from rota.cli.manifest import apply_manifest, load_manifest
+from rota.config import REPO_ROOT, ClientSettings, Settings
 
 LEAD_S = 8  # how far ahead the one-off fire is scheduled
 
@@ -36,17 +38,8 @@ def _local_zone() -> str:
         from tzlocal import get_localzone_name
 
         return get_localzone_name() or "UTC"
-    except Exception:  # noqa: BLE001 - any failure: fall back to UTC
+    except Exception:
         return "UTC"
-
-
-def _model_fields() -> dict[str, str]:
-    """How schedules/demo.yaml names the model: the tiny template unless $MODEL is set."""
-    model = os.environ.get("MODEL")
-    if not model:
-        return {}
-    local = model.startswith(("/", ".", "~")) or os.path.isdir(model)
-    return {"MODEL_FIELD": "model_path" if local else "hf_model_repo", "MODEL_VALUE": os.path.abspath(model) if local else model}
 
 
 def _server_up(url: str) -> bool:
@@ -56,7 +49,7 @@ def _server_up(url: str) -> bool:
         return False
 
 
-def run(exit_after: bool = False) -> int:
+def run(model: str | None = None, exit_after: bool = False) -> int:
     settings = Settings()
     api = settings.api_url
     server = None
@@ -66,10 +59,14 @@ def run(exit_after: bool = False) -> int:
         settings.home.mkdir(parents=True, exist_ok=True)
         log = settings.home / "demo-server.log"
         _say(f"starting `rota server` (log: {log})")
-        server = subprocess.Popen(
-            [sys.executable, "-m", "rota", "server"], stdout=open(log, "ab"), stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+        with open(log, "ab") as out:  # the child keeps its own handle
+            server = subprocess.Popen(
+                [sys.executable, "-m", "rota", "server"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + 60
         while not _server_up(api):
             if server.poll() is not None or time.monotonic() > deadline:
@@ -77,7 +74,7 @@ def run(exit_after: bool = False) -> int:
                 return 1
             time.sleep(0.5)
     try:
-        return _drive(settings, api, server, exit_after)
+        return _drive(settings, model, server, exit_after)
     except KeyboardInterrupt:
         return 130
     finally:
@@ -85,7 +82,7 @@ def run(exit_after: bool = False) -> int:
             _stop(server)
 
 
-def _stop(server: subprocess.Popen) -> None:
+def _stop(server: subprocess.Popen[bytes]) -> None:
     if server.poll() is None:
         _say("stopping rota server and its Ray head")
         os.killpg(server.pid, signal.SIGTERM)
@@ -95,33 +92,34 @@ def _stop(server: subprocess.Popen) -> None:
             os.killpg(server.pid, signal.SIGKILL)
 
 
-def _drive(settings: Settings, api: str, server, exit_after: bool) -> int:
-    key = os.environ.get("ROTA_API_KEY") or settings.admin_key_path.read_text().strip()
-    http = httpx.Client(base_url=api + "/api/v1", timeout=60, headers={"Authorization": f"Bearer {key}"})
-    health = http.get(api + "/healthz").json()
+def _drive(settings: Settings, model: str | None, server: subprocess.Popen[bytes] | None, exit_after: bool) -> int:
+    key = ClientSettings(home=settings.home).key or ""
+    http = httpx.Client(base_url=settings.api_url + "/api/v1", timeout=60, headers={"Authorization": f"Bearer {key}"})
     deadline = time.monotonic() + 300
-    while not health["ray"]["reachable"]:  # the embedded head takes a few seconds
-        if health["ray"].get("start_error") or time.monotonic() > deadline:
-            _say(f"Ray is not reachable: {health['ray'].get('start_error')}")
+    while not (status := http.get("/status").json())["ray"]["reachable"]:  # the embedded head takes a few seconds
+        if status["ray"].get("start_error") or time.monotonic() > deadline:
+            _say(f"Ray is not reachable: {status['ray'].get('start_error') or status['ray'].get('error')}")
             return 1
         time.sleep(1)
-        health = http.get(api + "/healthz").json()
 
-    zone = _local_zone()
     import pytz
 
+    zone = _local_zone()
     at = datetime.now(pytz.timezone(zone)) + timedelta(seconds=LEAD_S)
-    env = {**os.environ, "DEMO_AT": at.strftime("%Y-%m-%dT%H:%M:%S"), "DEMO_TZ": zone, "ROTA_API_URL": api,
-           "ROTA_API_KEY": key, **_model_fields()}  # fmt: skip
+    values = {**os.environ, "DEMO_AT": at.strftime("%Y-%m-%dT%H:%M:%S"), "DEMO_TZ": zone}
+    if model:
+        local = model.startswith(("/", ".", "~")) or os.path.isdir(model)
+        values.update(
+            MODEL_FIELD="model_path" if local else "hf_model_repo", MODEL_VALUE=os.path.abspath(model) if local else model
+        )
     manifest = REPO_ROOT / "schedules" / "demo.yaml"
     earlier = http.get("/events", params={"limit": 10000}).json()
     seen = earlier[-1]["id"] if earlier else 0  # show this run's events only
-    model = env.get("MODEL_VALUE", "the tiny-llama-cpu template")
-    _say(f"rota apply -f {manifest.relative_to(REPO_ROOT)}  (endpoint demo: {model}; one-off at {env['DEMO_AT']} {zone})")
-    p = subprocess.run([sys.executable, "-m", "rota", "apply", "-f", str(manifest)], env=env, text=True, capture_output=True)
-    print(p.stdout + p.stderr, end="", flush=True)
-    if p.returncode != 0:
-        return p.returncode
+    _say(
+        f"rota apply -f {manifest.relative_to(REPO_ROOT)}  (endpoint demo: {model or 'the tiny-llama-cpu template'}; "
+        f"one-off at {values['DEMO_AT']} {zone})"
+    )
+    apply_manifest(Api(settings.api_url, key), load_manifest(manifest, values))
 
     last = None
     deadline = time.monotonic() + 900
@@ -137,33 +135,34 @@ def _drive(settings: Settings, api: str, server, exit_after: bool) -> int:
             seen = e["id"]
         if ep["status"] == "RUNNING" and t["status"] == "completed":
             break
-        if ep["status"] == "FAILED" or t["status"] == "failed" or time.monotonic() > deadline:
-            _say(f"the endpoint did not come up: {ep['error_code']}: {ep['message'] or t['status_reason']}")
+        if ep["status"] == "FAILED" or time.monotonic() > deadline:
+            _say(f"the endpoint did not come up: {ep['error_code']}: {ep['message']}")
             return 1
         time.sleep(1)
 
     from openai import OpenAI
+    from openai.types.chat import ChatCompletionMessageParam
 
-    base = ep["base_url"]
-    name = ep["routing_key"]
+    base, name = ep["base_url"], ep["routing_key"]
     client = OpenAI(base_url=base, api_key=key)
-    question = [{"role": "user", "content": "Say hello to the people who run Rota."}]
+    question: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hello to the people who run Rota."}]
     r = client.chat.completions.create(model=name, messages=question, max_tokens=24)
-    _say(f"chat completion: {r.choices[0].message.content!r} (usage: {r.usage.prompt_tokens} prompt + {r.usage.completion_tokens} completion tokens)")
+    usage = f"{r.usage.prompt_tokens} prompt + {r.usage.completion_tokens} completion tokens" if r.usage else "-"
+    _say(f"chat completion: {r.choices[0].message.content!r} (usage: {usage})")
     parts = []
     for chunk in client.chat.completions.create(model=name, messages=question, max_tokens=24, stream=True):
         if chunk.choices and chunk.choices[0].delta.content:
             parts.append(chunk.choices[0].delta.content)
     _say(f"streamed ({len(parts)} chunks): {''.join(parts)!r}")
     if ep["template"] == "tiny-llama-cpu":
-        _say("(the tiny model has random weights: its words are noise; MODEL=<HF id or dir> serves a real one)")
-
+        _say("(the tiny model has random weights: its words are noise; --model <HF id or dir> serves a real one)")
+    keyfile = settings.admin_key_path
     print(
         f"""
-  Rota API docs     {api}/docs
-  Ray dashboard     {settings.dashboard_url if settings.embedded_ray else settings.ray_address}
-  OpenAI base URL   {base}     (model "{name}"; API key in {settings.admin_key_path})
-  Try               curl {base}/chat/completions -H "Authorization: Bearer $(cat {settings.admin_key_path})" \\
+  Rota API docs     {settings.api_url}/docs
+  Ray dashboard     {settings.dashboard_url}
+  OpenAI base URL   {base}     (model "{name}"; API key in {keyfile})
+  Try               curl {base}/chat/completions -H "Authorization: Bearer $(cat {keyfile})" \\
                       -H 'content-type: application/json' \\
                       -d '{{"model": "{name}", "messages": [{{"role": "user", "content": "hi"}}]}}'
                     .venv/bin/rota endpoints list ; .venv/bin/rota endpoints events demo ; .venv/bin/rota tasks list

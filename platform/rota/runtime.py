@@ -3,25 +3,32 @@
 Start order matters: the database first (everything reads it), then the scheduler's
 catch-up (fires that fell due while down are recorded before anything else runs), then
 the reconciler. The embedded Ray head starts in the background so the API answers at
-once; until Ray is up, tasks show their applications as UNREACHABLE.
+once; until Ray is up, endpoints keep the status they had.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 from rota.catalog import load_catalog
 from rota.config import Settings
-from rota.reconciler.loop import RayServe, Reconciler
+from rota.crypto import Cipher, ensure_secret
+from rota.domain.specs import gateway_spec
+from rota.reconciler.loop import Reconciler
 from rota.scheduler.service import Scheduler
-from rota.secretfile import ensure_secret
-from rota.serve.client import ServeClient
+from rota.serve.client import RayServe, ServeClient
 from rota.serve.cluster import LocalRayHead, ensure_token
+from rota.services import Hooks
 from rota.services.auth import AuthService
-from rota.services.endpoints import EndpointService, gateway_spec
-from rota.services.tasks import Hooks, TaskService
+from rota.services.builds import Builder
+from rota.services.endpoints import EndpointService
+from rota.services.events import EventService
+from rota.services.tasks import TaskService
 from rota.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -32,28 +39,51 @@ class Runtime:
         """``ray`` replaces the Ray Serve client (tests use an in-memory one; no head is started)."""
         self.settings = settings
         settings.home.mkdir(parents=True, exist_ok=True)
+        os.chmod(settings.home, 0o700)  # keys, tokens and the store live here
+        self.cipher = Cipher.load(
+            settings.secret_key.get_secret_value() if settings.secret_key else None, settings.secret_key_path
+        )
         self.db = Database(settings.resolved_database_url)
         self.head = LocalRayHead(settings) if settings.embedded_ray and ray is None else None
         if self.head:
             ensure_token(settings.token_path)
-        self.ray = ray or ServeClient(settings.dashboard_url, settings.ray_token(), settings.serve_host, settings.serve_port)
+        self.client = (
+            ServeClient(settings.dashboard_url, settings.ray_token(), settings.serve_host, settings.serve_port)
+            if ray is None
+            else None
+        )
+        self.ray: RayServe = ray or self.client  # type: ignore[assignment]
         self.internal_token = ensure_secret(settings.internal_token_path)
+        gateway = gateway_spec(
+            settings.control_url,
+            self.internal_token,
+            settings.serve_port,
+            settings.gateway_refresh_s,
+            settings.wake_timeout_s,
+            settings.gateway_max_body_bytes,
+        )
         self.reconciler = Reconciler(
-            self.db, self.ray, settings.reconcile_interval_s, internal_token=self.internal_token,
-            gateway=gateway_spec(settings, self.internal_token), control_url=settings.control_url,
-        )  # fmt: skip
+            self.db,
+            self.ray,
+            self.cipher,
+            settings.reconcile_interval_s,
+            gateway=gateway,
+            report_url=f"{settings.control_url}/internal/v1/phase",
+        )
         self.scheduler = Scheduler(
             self.db, timedelta(seconds=settings.one_off_grace_s), self.reconciler.nudge, settings.sweep_interval_s
         )
         hooks = Hooks(self.scheduler.sync, self.reconciler.nudge)
-        self.tasks = TaskService(self.db, settings, hooks)
         self.catalog = load_catalog(settings.templates_path)
-        self.endpoints = EndpointService(self.db, settings, self.catalog, hooks, make_tiny=_make_tiny)
+        builder = Builder(settings, self.catalog, settings.policy(), make_tiny=_make_tiny)
+        self.endpoints = EndpointService(self.db, settings, builder, self.cipher, hooks)
+        self.tasks = TaskService(self.db, settings, self.endpoints, hooks)
+        self.events = EventService(self.db)
         self.auth = AuthService(self.db)
         self.ray_start_error: str | None = None
 
     def start(self) -> None:
-        self.db.migrate()
+        self.db.migrate(self.cipher)
         self.auth.bootstrap(self.settings.admin_key_path)
         self.scheduler.start()
         if self.head:
@@ -61,10 +91,11 @@ class Runtime:
         self.reconciler.start()
 
     def _start_head(self) -> None:
+        assert self.head is not None
         try:
             self.head.start()
-            if isinstance(self.ray, ServeClient):
-                self.ray.token = self.settings.ray_token()
+            if self.client:
+                self.client.token = self.settings.ray_token()
             self.reconciler.nudge()
         except Exception as e:
             self.ray_start_error = f"{type(e).__name__}: {e}"
@@ -76,12 +107,12 @@ class Runtime:
         if self.head and stop_ray:
             log.info("stopping the embedded Ray head")
             self.head.stop()
-        if isinstance(self.ray, ServeClient):
-            self.ray.close()
+        if self.client:
+            self.client.close()
         self.db.dispose()
 
 
-def _make_tiny(path):
+def _make_tiny(path: Path) -> Any:
     # Imported on first use: transformers and tokenizers load in seconds.
     from rota.models.tiny import make_tiny
 

@@ -21,6 +21,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
+ROTA_TOKEN_ARG = "api_key"  # Rota passes the endpoint's own token as this argument
+
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1})
 @serve.ingress()
@@ -33,11 +35,15 @@ class OpenAIEcho:
         if args.get("fail"):
             raise ValueError(args["fail"])
         time.sleep(float(args.get("start_delay_s", 0)))  # a slow engine start
-        self._asgi = Starlette(routes=[
-            Route("/v1/models", self.models, methods=["GET"]),
-            Route("/v1/chat/completions", self.chat, methods=["POST"]),
-            Route("/v1/completions", self.chat, methods=["POST"]),
-        ])
+        self._asgi = Starlette(
+            routes=[
+                Route("/v1/models", self.models, methods=["GET"]),
+                Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                Route("/v1/completions", self.chat, methods=["POST"]),
+                Route("/invocations", self.chat, methods=["POST"]),  # like vLLM's: outside /v1
+                Route("/{path:path}", self.other, methods=["GET", "POST"]),
+            ]
+        )
 
     def __serve_build_asgi_app__(self):
         return self._asgi
@@ -49,6 +55,9 @@ class OpenAIEcho:
         if self.api_key and request.headers.get("authorization") != f"Bearer {self.api_key}":
             return JSONResponse({"error": {"message": "Unauthorized"}}, status_code=401)
         return None
+
+    async def other(self, request: Request):
+        return self._denied(request) or JSONResponse({"path": request.url.path, "replica": self.replica})
 
     async def models(self, request: Request):
         return self._denied(request) or JSONResponse({"object": "list", "data": [{"id": self.model, "object": "model"}]})
@@ -64,16 +73,22 @@ class OpenAIEcho:
         text = f"{self.replica}: {messages[-1].get('content')}"
         base = {"id": f"chatcmpl-{time.time_ns()}", "created": int(time.time()), "model": self.model}
         if not body.get("stream"):
-            return JSONResponse({
-                **base, "object": "chat.completion",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-            })
+            return JSONResponse(
+                {
+                    **base,
+                    "object": "chat.completion",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                }
+            )
 
         async def events():
             for word in text.split(" "):
-                chunk = {**base, "object": "chat.completion.chunk",
-                         "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]}
+                chunk = {
+                    **base,
+                    "object": "chat.completion.chunk",
+                    "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}],
+                }
                 yield f"data: {json.dumps(chunk)}\n\n"
             yield "data: [DONE]\n\n"
 

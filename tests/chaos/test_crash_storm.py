@@ -26,8 +26,12 @@ def test_sigkill_storm_applies_every_fire_exactly_once(servers, tmp_path, full):
     n_tasks = 20 if full else 5
     rng = random.Random(11)
     home = tmp_path / "rota"
-    env = {"ROTA_RAY_ADDRESS": f"http://127.0.0.1:{free_port()}", "ROTA_SERVE_APPS_PATH": str(TEST_APPS),
-           "ROTA_SWEEP_INTERVAL_S": "2", "ROTA_LOG_LEVEL": "WARNING"}  # fmt: skip
+    env = {
+        "ROTA_RAY_ADDRESS": f"http://127.0.0.1:{free_port()}",
+        "ROTA_SERVE_APPS_PATH": str(TEST_APPS),
+        "ROTA_SWEEP_INTERVAL_S": "2",
+        "ROTA_LOG_LEVEL": "WARNING",
+    }
     srv = servers(home, **env)
 
     window = kills * 4.5 + 10
@@ -37,8 +41,17 @@ def test_sigkill_storm_applies_every_fire_exactly_once(servers, tmp_path, full):
         first = t0 + timedelta(seconds=rng.randrange(SPACING_S))
         times = [first + timedelta(seconds=k * SPACING_S) for k in range(int(window // SPACING_S))]
         schedule = [{"time": at.strftime("%H:%M:%S"), "min_replicas": k % 2, "max_replicas": 2} for k, at in enumerate(times)]
-        r = srv.api.post("/tasks", json={"name": f"s{i}", "file_path": "echo", "deployment_name": "app", "type": "daily",
-                                         "timezone": "UTC", "schedule": schedule})  # fmt: skip
+        r = srv.api.post(
+            "/tasks",
+            json={
+                "name": f"s{i}",
+                "file_path": "echo",
+                "deployment_name": "app",
+                "type": "daily",
+                "timezone": "UTC",
+                "schedule": schedule,
+            },
+        )
         assert r.status_code == 201, r.text
         srv.api.post(f"/tasks/s{i}/activate").raise_for_status()
         expected |= {(f"s{i}", at) for at in times}
@@ -60,8 +73,9 @@ def test_sigkill_storm_applies_every_fire_exactly_once(servers, tmp_path, full):
     srv.stop()
 
     due = {k for k in expected if k[1] <= end}
-    applied = Counter((e["task_name"], datetime.fromisoformat(e["data"]["scheduled_at"])) for e in events
-                      if e["kind"] in ("fired", "caught_up"))  # fmt: skip
+    applied = Counter(
+        (e["task_name"], datetime.fromisoformat(e["data"]["scheduled_at"])) for e in events if e["kind"] in ("fired", "caught_up")
+    )
     assert not [k for k in due if applied[k] != 1], "fires not applied exactly once (events)"
     assert all(e["data"].get("skipped", 0) == 0 for e in events if e["kind"] == "caught_up")
     db = Database(f"sqlite:///{home / 'rota.db'}")
@@ -71,5 +85,7 @@ def test_sigkill_storm_applies_every_fire_exactly_once(servers, tmp_path, full):
     db.dispose()
     assert {k for k in runs if k in due} == due and all(runs[k] == 1 for k in due), "runs do not match the schedule"
     assert all(c is not None and c <= 5.0 for c in catch_ups), catch_ups
-    print(f"{kills} SIGKILLs, {len(due)} fires due, all applied once; "
-          f"{sum(1 for e in events if e['kind'] == 'caught_up')} on catch-up; max catch-up {max(catch_ups):.3f}s")
+    print(
+        f"{kills} SIGKILLs, {len(due)} fires due, all applied once; "
+        f"{sum(1 for e in events if e['kind'] == 'caught_up')} on catch-up; max catch-up {max(catch_ups):.3f}s"
+    )

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from rota.models.tiny import make_tiny
-from support.procs import RotaServer
 from support.endpoints import wait_endpoint
+from support.procs import RotaServer
 
 pytestmark = pytest.mark.e2e
 
@@ -29,9 +29,12 @@ def llm(cluster):
     home = Path(tempfile.mkdtemp(prefix="rota-e2e-", dir="/tmp"))
     srv = RotaServer(home, cluster.server_env()).start()
     body = {
-        "name": "tiny", "template": "tiny-llama-cpu", "routing_key": "tiny", "scaling": {"replicas": 1},
+        "name": "tiny",
+        "template": "tiny-llama-cpu",
+        "routing_key": "tiny",
+        "scaling": {"replicas": 1},
         "engine": {"max_token_count": 256, "max_input_length": 64},
-    }  # fmt: skip
+    }
     r = srv.api.post("/endpoints", json=body)
     assert r.status_code == 201, r.text
     ep = wait_endpoint(srv, "tiny", lambda e: e["status"] in ("RUNNING", "FAILED"), timeout=300, what="vLLM up")

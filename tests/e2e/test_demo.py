@@ -21,14 +21,23 @@ def test_demo_end_to_end(tiny_model):
         "ROTA_RAY_CLIENT_SERVER_PORT": str(free_port()),
         "ROTA_RAY_DASHBOARD_AGENT_PORT": str(free_port()),
         "ROTA_RAY_TEMP_DIR": str(home / "ray"),
-        "MODEL": str(tiny_model),
     }
     env.pop("ROTA_RAY_ADDRESS", None)
-    p = subprocess.run([sys.executable, "-m", "rota", "demo", "--exit"], env=env, capture_output=True, text=True, timeout=900)
+    cmd = [sys.executable, "-m", "rota", "demo", "--exit", "--model", str(tiny_model)]
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-4000:]
-    for expected in ("rota apply -f schedules/demo.yaml", "endpoint/demo created", "task/demo-launch created", "fired",
-                     "endpoint RUNNING (READY), task completed", "chat completion:", "streamed (", "OpenAI base URL",
-                     "/v1     (model \"demo\"", "stopping rota server"):  # fmt: skip
+    for expected in (
+        "rota apply -f schedules/demo.yaml",
+        "endpoint/demo created",
+        "task/demo-launch created",
+        "fired",
+        "endpoint RUNNING (READY), task completed",
+        "chat completion:",
+        "streamed (",
+        "OpenAI base URL",
+        '/v1     (model "demo"',
+        "stopping rota server",
+    ):
         assert expected in out, (expected, out[-4000:])
     assert not (home / "ray_head.json").exists()  # the demo's Ray head was stopped

@@ -20,7 +20,9 @@ def test_sleeping_endpoint_wakes_on_a_request(llm):
     print(f"wake-on-request with vLLM answered in {time.monotonic() - t0:.1f}s")
 
     wait_endpoint(llm, "tiny", lambda e: e["status"] == "RUNNING", what="RUNNING after wake")
-    changes = [(e["data"]["to"], e["data"]["phase"]) for e in llm.api.get("/endpoints/tiny/events").json() if e["kind"] == "status"]
+    changes = [
+        (e["data"]["to"], e["data"]["phase"]) for e in llm.api.get("/endpoints/tiny/events").json() if e["kind"] == "status"
+    ]
     statuses = [s for i, (s, _) in enumerate(changes) if i == 0 or changes[i - 1][0] != s]  # phase changes repeat a status
     assert statuses[-3:] == ["SLEEPING", "AWAKING", "RUNNING"], changes
     assert ("AWAKING", "ENGINE_INITIALIZING") in changes, changes

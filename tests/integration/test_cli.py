@@ -12,7 +12,9 @@ from support.tasks import zone_near_noon
 def rota(srv, *args, check=True, **env):
     # As on the machine running the server: the CLI finds the admin key in ROTA_HOME.
     env = {**os.environ, "ROTA_HOME": str(srv.home), **env}
-    p = subprocess.run([sys.executable, "-m", "rota", "--api-url", srv.url, *args], capture_output=True, text=True, timeout=60, env=env)
+    p = subprocess.run(
+        [sys.executable, "-m", "rota", "--api-url", srv.url, *args], capture_output=True, text=True, timeout=60, env=env
+    )
     if check and p.returncode != 0:
         raise AssertionError(f"rota {' '.join(args)} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
     return p
@@ -80,8 +82,9 @@ def test_endpoints_keys_and_manifests_from_the_cli(servers, tmp_path):
     srv = servers(ROTA_TEMPLATES_PATH=str(TEST_TEMPLATES))
     assert "echo-chat" in rota(srv, "templates", "list").stdout
     manifest = tmp_path / "ep.yaml"
-    manifest.write_text(textwrap.dedent(
-        f"""
+    manifest.write_text(
+        textwrap.dedent(
+            f"""
         endpoints:
           - name: cli-ep
             template: echo-chat
@@ -94,14 +97,15 @@ def test_endpoints_keys_and_manifests_from_the_cli(servers, tmp_path):
             timezone: {zone_near_noon()}
             schedule: [{{time: "09:00", min_replicas: 1, max_replicas: 2}}]
         """
-    ))  # fmt: skip
+        )
+    )
     out = rota(srv, "apply", "-f", str(manifest)).stdout
     assert "endpoint/cli-ep created" in out and "model 'cli-ep'" in out and "task/cli-drive created" in out
     assert "endpoint/cli-ep unchanged" in rota(srv, "apply", "-f", str(manifest)).stdout
     wait_endpoint(srv, "cli-ep", lambda e: e["status"] == "RUNNING", what="READY")
     listing = rota(srv, "endpoints", "list").stdout
     assert "cli-ep" in listing and "RUNNING" in listing and "READY" in listing
-    assert "endpoint:cli-ep" in rota(srv, "tasks", "list").stdout
+    assert "cli-ep" in rota(srv, "tasks", "list").stdout
     rota(srv, "endpoints", "patch", "cli-ep", "--json", '{"scaling": {"replicas": 1}}')
     assert srv.api.get("/endpoints/cli-ep").json()["scaling"]["replicas"] == 1
     assert "created" in rota(srv, "endpoints", "events", "cli-ep").stdout
@@ -120,7 +124,22 @@ def test_endpoints_keys_and_manifests_from_the_cli(servers, tmp_path):
 
 
 def test_help_everywhere():
-    for args in ([], ["server"], ["apply"], ["tasks"], ["tasks", "list"], ["tasks", "events"], ["models"], ["endpoints"],
-                 ["endpoints", "create"], ["endpoints", "patch"], ["templates"], ["keys"], ["keys", "create"]):  # fmt: skip
+    for args in (
+        [],
+        ["server"],
+        ["apply"],
+        ["tasks"],
+        ["tasks", "list"],
+        ["tasks", "events"],
+        ["models"],
+        ["endpoints"],
+        ["endpoints", "create"],
+        ["endpoints", "patch"],
+        ["templates"],
+        ["keys"],
+        ["keys", "create"],
+        ["keys", "bootstrap"],
+        ["demo"],
+    ):
         p = subprocess.run([sys.executable, "-m", "rota", *args, "--help"], capture_output=True, text=True, timeout=60)
         assert p.returncode == 0 and "Usage" in p.stdout, (args, p.stdout, p.stderr)

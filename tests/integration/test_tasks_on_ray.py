@@ -3,27 +3,38 @@
 import httpx
 
 from support.procs import wait_until
-
-from support.tasks import hms, kinds, local_in, route_json, start_one_off, task_body, wait_task, zone_near_noon
-
-
-def running_with(n):
-    return lambda t: t["app"]["status"] == "RUNNING" and len(t["app"]["replica_ids"]) == n
+from support.tasks import (
+    endpoint_kinds,
+    hms,
+    local_in,
+    route_json,
+    running_with,
+    start_one_off,
+    task_body,
+    wait_task,
+    zone_near_noon,
+)
 
 
 def test_one_off_fires_and_deploys(servers, cluster):
     srv = servers()
     tz = zone_near_noon()
     when = local_in(tz, 4).strftime("%Y-%m-%dT%H:%M:%S")
-    t = srv.api.post("/tasks", json=task_body("it-once", "one_off", tz, [{"time": when, "min_replicas": 1, "max_replicas": 1}], args={"greeting": "bonjour"})).json()
+    t = srv.api.post(
+        "/tasks",
+        json=task_body(
+            "it-once", "one_off", tz, [{"time": when, "min_replicas": 1, "max_replicas": 1}], args={"greeting": "bonjour"}
+        ),
+    ).json()
     assert t["status"] == "idle"
     srv.api.post(f"/tasks/{t['id']}/activate").raise_for_status()
     t = wait_task(srv, t["id"], lambda t: t["status"] == "completed" and running_with(1)(t), what="one-off deployed")
     reply = route_json(f"{cluster.serve_url}/it-once/hello")
-    assert reply["greeting"] == "bonjour" and reply["replica"] in t["app"]["replica_ids"]
+    assert reply["greeting"] == "bonjour" and reply["replica"] in t["endpoint"]["replicas"]["ids"]
     ev = srv.api.get(f"/tasks/{t['id']}/events").json()
-    assert [e["kind"] for e in ev] == ["created", "activated", "fired", "completed", "deploying", "running"]
+    assert [e["kind"] for e in ev] == ["created", "activated", "fired", "completed"]
     assert 0 <= ev[2]["data"]["lateness_ms"] < 1000
+    assert endpoint_kinds(srv, "it-once")[:3] == ["created", "scheduled", "deploying"]
     assert t["last_run"]["trigger"] == "schedule"
 
 
@@ -37,30 +48,38 @@ def test_daily_second_entry_rescales_in_place(servers, cluster):
     t = srv.api.post("/tasks", json=task_body("it-daily", "daily", tz, sched)).json()
     srv.api.post(f"/tasks/{t['id']}/activate").raise_for_status()
     t = wait_task(srv, t["id"], running_with(1), what="first entry deployed")
-    first = t["app"]["replica_ids"][0]
+    first = t["endpoint"]["replicas"]["ids"][0]
     t = wait_task(srv, t["id"], lambda t: t["last_run"]["entry"] == 1 and running_with(3)(t), what="rescaled to 3")
-    assert first in t["app"]["replica_ids"], "the running replica was restarted"
+    assert first in t["endpoint"]["replicas"]["ids"], "the running replica was restarted"
     assert t["status"] == "active" and t["next_fire_at"] is not None
-    scaled = [e for e in srv.api.get(f"/tasks/{t['id']}/events").json() if e["kind"] == "scaled"]
+    scaled = [e for e in srv.api.get("/endpoints/it-daily/events").json() if e["kind"] == "scaled"]
     assert [e["message"] for e in scaled] == ["scaled 1 -> 3 in place"]
-    assert route_json(f"{cluster.serve_url}/it-daily/")["replica"] in t["app"]["replica_ids"]
+    assert route_json(f"{cluster.serve_url}/it-daily/")["replica"] in t["endpoint"]["replicas"]["ids"]
 
 
 def test_deploy_failure_shows_reason(servers):
     srv = servers()
     t = start_one_off(srv, "it-broken", args={"fail": "weights not found at /nope"})
-    t = wait_task(srv, t["id"], lambda t: t["status"] == "failed", timeout=120, what="deploy failure")
-    assert "weights not found at /nope" in t["status_reason"]
-    assert t["app"]["status"] in ("DEPLOY_FAILED", "UNHEALTHY")
-    assert "failed" in kinds(srv, t["id"])
-    assert srv.health()["status"] == "ok"
+    t = wait_task(srv, t["id"], lambda t: t["endpoint"]["status"] == "FAILED", timeout=120, what="deploy failure")
+    assert "weights not found at /nope" in t["endpoint"]["message"] and t["endpoint"]["error_code"] == "DEPLOYMENT_FAILED"
+    assert t["status"] == "completed"  # the schedule did its part; the endpoint says what failed
+    assert srv.health()["ray"]["reachable"]
 
 
 def test_delete_tears_down_application(servers, cluster):
     srv = servers()
     t = start_one_off(srv, "it-gone")
-    wait_task(srv, t["id"], running_with(1), what="deployed")
+    t = wait_task(srv, t["id"], running_with(1), what="deployed")
+    app = f"ep-{t['endpoint']['id']}"
+    assert app in cluster.applications()
     assert srv.api.delete(f"/tasks/{t['id']}").status_code == 204
-    wait_until(lambda: "it-gone" not in cluster.applications(), 60, what="application removed from Ray Serve")
+    wait_until(lambda: app not in cluster.applications(), 60, what="application removed from Ray Serve")
     wait_until(lambda: httpx.get(f"{cluster.serve_url}/it-gone/", timeout=5).status_code == 404, 30, what="route gone")
     assert [e["kind"] for e in srv.api.get("/events", params={"task_name": "it-gone"}).json()][-1] == "deleted"
+
+    def terminated():
+        events = srv.api.get("/events", params={"endpoint_name": "it-gone"}).json()
+        return [e["data"]["to"] for e in events if e["kind"] == "status"][-1] == "TERMINATED"
+
+    wait_until(terminated, 30, what="its endpoint TERMINATED")
+    assert srv.api.get("/endpoints/it-gone").status_code == 404

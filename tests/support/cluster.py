@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 
 import httpx
+
 from rota.config import Settings
 from rota.serve.cluster import LocalRayHead
-
 from support.procs import REPO, TEST_APPS, free_port
 
 

@@ -1,52 +1,70 @@
 """An in-memory stand-in for Ray Serve, at the one boundary where fakes are allowed.
 
 It behaves like Ray Serve in the ways the reconciler relies on: a PUT replaces the set
-of applications; a change of autoscaling bounds only keeps the running replicas and
-adds/removes some; any other change replaces them; apps named in `failing` fail.
+of applications; a change of autoscaling settings only keeps the running replicas and
+adds/removes some; any other change replaces them; apps named in `failing` fail; a PUT
+with an app named in `refuse` is refused as a whole (a 400), naming it.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
+from typing import Any
 
-from rota.domain.errors import RayUnavailable
-from rota.domain.reconcile import AppSpec, Observation, ObservedApp
+from rota.domain.errors import RayRejected, RayUnavailable
+from rota.domain.reconcile import Observation, ObservedApp
 
 _ids = (f"r{n:05d}" for n in itertools.count())
 
 
 class FakeRay:
-    def __init__(self):
-        self.apps: dict[str, dict] = {}
+    def __init__(self) -> None:
+        self.apps: dict[str, dict[str, Any]] = {}
         self.reachable = True
         self.puts = 0
         self.failing: dict[str, str] = {}
+        self.refuse: set[str] = set()
         self.unrouted: set[str] = set()  # apps whose HTTP route is not served yet
+        self.on_observe: Callable[[], None] | None = None  # runs inside observe (e.g. a fire racing the tick)
 
     def observe(self) -> Observation:
+        if self.on_observe:
+            hook, self.on_observe = self.on_observe, None
+            hook()
         if not self.reachable:
             return Observation(False, {}, "connection refused")
         out = {}
         for name, a in self.apps.items():
             failed = name in self.failing
             out[name] = ObservedApp(
-                name, "DEPLOY_FAILED" if failed else "RUNNING", self.failing.get(name, ""), a["config"],
-                a["target"], () if failed else tuple(a["replicas"]),
-            )  # fmt: skip
+                name,
+                "DEPLOY_FAILED" if failed else "RUNNING",
+                self.failing.get(name, ""),
+                a["config"],
+                a["target"],
+                () if failed else tuple(a["replicas"]),
+            )
         routes = {a["config"]["route_prefix"]: n for n, a in self.apps.items() if n not in self.unrouted}
         return Observation(True, out, routes=routes)
 
-    def apply(self, specs: list[AppSpec]) -> None:
+    def apply(self, configs: list[dict[str, Any]]) -> None:
         if not self.reachable:
             raise RayUnavailable("connection refused")
+        names = [c["name"] for c in configs]
+        for i, name in enumerate(names):
+            if name in self.refuse:
+                raise RayRejected(
+                    f"1 validation error for ServeDeploySchema\napplications.{i}.deployments\n  bad config of {name}"
+                )
+        assert len(names) == len(set(names)), f"duplicate names in a PUT: {names}"
         self.puts += 1
         new = {}
-        for s in specs:
-            cfg = s.to_serve_config()
-            old = self.apps.get(s.name)
-            target = max(s.min_replicas, s.autoscaling.get("initial_replicas", 0)) if not old else min(
-                max(old["target"], s.min_replicas), s.max_replicas
-            )
+        for cfg in configs:
+            old = self.apps.get(cfg["name"])
+            auto = cfg["deployments"][0]["autoscaling_config"]
+            lo, hi = int(auto["min_replicas"]), int(auto["max_replicas"])
+            target = max(lo, int(auto.get("initial_replicas") or 0)) if not old else min(max(old["target"], lo), hi)
             same_code = old and {k: v for k, v in old["config"].items() if k != "deployments"} == {
                 k: v for k, v in cfg.items() if k != "deployments"
             }
@@ -54,7 +72,7 @@ class FakeRay:
             while len(replicas) < target:
                 replicas.append(next(_ids))
             del replicas[target:]
-            new[s.name] = {"config": cfg, "target": target, "replicas": replicas}
+            new[cfg["name"]] = {"config": cfg, "target": target, "replicas": replicas}
         self.apps = new
 
     def autoscale(self, name: str, replicas: int) -> None:

@@ -29,15 +29,22 @@ class Postgres:
     def _run(self, *cmd: str) -> None:
         subprocess.run([*self.as_user, *cmd], check=True, capture_output=True, timeout=120)
 
-    def start(self) -> "Postgres":
+    def start(self) -> Postgres:
         if self.as_user:
             shutil.chown(self.dir, "postgres")
         data = self.dir / "data"
         self._run(_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
         self._run(
-            _bin("pg_ctl"), "-D", str(data), "-l", str(self.dir / "log"), "-w", "-o",
-            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off", "start",
-        )  # fmt: skip
+            _bin("pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(self.dir / "log"),
+            "-w",
+            "-o",
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        )
         wait_until(self._ready, 30, what="postgres")
         return self
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+
 from rota.serve.cluster import free_port as _free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,13 +55,17 @@ class RotaServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.api = httpx.Client(base_url=self.url + "/api/v1", timeout=30)
 
-    def start(self, timeout: float = 60) -> "RotaServer":
+    def start(self, timeout: float = 60) -> RotaServer:
         self.home.mkdir(parents=True, exist_ok=True)
-        log = open(self.home / "server.log", "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rota", "server"], env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+        with open(self.home / "server.log", "ab") as log:  # the child keeps its own handle
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "rota", "server"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         wait_until(self._healthy, timeout, what=f"rota server on {self.url}")
         self.api.headers["Authorization"] = f"Bearer {self.admin_key}"
         return self
@@ -79,7 +84,8 @@ class RotaServer:
             return False
 
     def health(self) -> dict:
-        return httpx.get(self.url + "/healthz", timeout=5).json()
+        """Ray reachability and the loops (the admin's view of /api/v1/status)."""
+        return httpx.get(self.url + "/api/v1/status", headers={"Authorization": f"Bearer {self.admin_key}"}, timeout=5).json()
 
     def log_tail(self, n: int = 4000) -> str:
         try:

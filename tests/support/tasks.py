@@ -25,8 +25,16 @@ def hms(dt: datetime) -> str:
 
 
 def task_body(name: str, type_: str, tz: str, schedule: list[dict], **kw) -> dict:
-    return {"name": name, "file_path": "echo", "deployment_name": "app", "type": type_, "timezone": tz, "schedule": schedule,
-            "resources": {"num_cpus": 0.1}, **kw}  # fmt: skip
+    return {
+        "name": name,
+        "file_path": "echo",
+        "deployment_name": "app",
+        "type": type_,
+        "timezone": tz,
+        "schedule": schedule,
+        "resources": {"num_cpus": 0.1},
+        **kw,
+    }
 
 
 def wait_task(server: RotaServer, ref, predicate, timeout: float = 90, what: str = "task state"):
@@ -44,6 +52,15 @@ def wait_task(server: RotaServer, ref, predicate, timeout: float = 90, what: str
 
 def kinds(server: RotaServer, ref) -> list[str]:
     return [e["kind"] for e in server.api.get(f"/tasks/{ref}/events").json()]
+
+
+def running_with(n: int):
+    """A task whose endpoint is RUNNING with n replicas."""
+    return lambda t: t["endpoint"]["status"] == "RUNNING" and len(t["endpoint"]["replicas"]["ids"]) == n
+
+
+def endpoint_kinds(server: RotaServer, ref) -> list[str]:
+    return [e["kind"] for e in server.api.get(f"/endpoints/{ref}/events").json()]
 
 
 def start_one_off(server: RotaServer, name: str, seconds: float = 2, **fields) -> dict:

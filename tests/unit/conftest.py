@@ -1,15 +1,17 @@
 """Unit tier: real SQLite in a temp dir, real schedule math, an in-memory Ray Serve."""
 
+import os
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from fastapi.testclient import TestClient
 
+from rota.api.app import create_app
 from rota.config import Settings
-from rota.reconciler.loop import Reconciler
-from rota.services.tasks import TaskService
-from rota.store.db import Database
+from rota.runtime import Runtime
+from support.endpoints import TEST_TEMPLATES
 from support.fake_ray import FakeRay
-from support.procs import TEST_APPS
+from support.procs import REPO, TEST_APPS
 
 
 class Clock:
@@ -26,7 +28,8 @@ class Clock:
 
 @pytest.fixture
 def settings(tmp_path):
-    return Settings(home=tmp_path, serve_apps_path=str(TEST_APPS), ray_address="http://127.0.0.1:9")
+    apps = os.pathsep.join([str(REPO / "serve_apps"), str(TEST_APPS)])
+    return Settings(home=tmp_path, serve_apps_path=apps, ray_address="http://127.0.0.1:9", templates_path=TEST_TEMPLATES)
 
 
 @pytest.fixture
@@ -35,23 +38,44 @@ def clock():
 
 
 @pytest.fixture
-def db(settings):
-    d = Database(settings.resolved_database_url)
-    d.migrate()
-    yield d
-    d.dispose()
-
-
-@pytest.fixture
 def ray():
     return FakeRay()
 
 
 @pytest.fixture
-def svc(db, settings, clock):
-    return TaskService(db, settings, clock=clock)
+def rt(settings, ray, clock):
+    """The control plane's parts on real SQLite and the in-memory Ray, with the clock
+    injected; no loop runs (tests tick the reconciler and fire tasks themselves)."""
+    r = Runtime(settings, ray=ray)
+    for part in (r.tasks, r.endpoints, r.auth, r.reconciler, r.scheduler):
+        part.clock = clock
+    r.db.migrate(r.cipher)
+    r.auth.bootstrap(settings.admin_key_path)
+    yield r
+    r.db.dispose()
 
 
 @pytest.fixture
-def reconciler(db, ray, clock):
-    return Reconciler(db, ray, interval=0.1, clock=clock)
+def admin(rt, settings):
+    return rt.auth.authenticate(f"Bearer {settings.admin_key_path.read_text()}")
+
+
+@pytest.fixture
+def db(rt):
+    return rt.db
+
+
+@pytest.fixture
+def reconciler(rt):
+    return rt.reconciler
+
+
+@pytest.fixture
+def client(rt, settings):
+    """The REST API as a user calls it, with the admin key."""
+    with TestClient(create_app(settings, rt)) as c:
+        rt.reconciler.stop()  # the tests tick it themselves: each step is deterministic
+        rt.scheduler.shutdown()
+        c.rt = rt
+        c.headers["Authorization"] = f"Bearer {settings.admin_key_path.read_text()}"
+        yield c

@@ -23,6 +23,11 @@ def test_python_proxy_mode_sets_nothing(tmp_path):
 def test_command_pins_every_port(tmp_path):
     s = Settings(home=tmp_path, ray_gcs_port=1, ray_dashboard_port=2, ray_client_server_port=3, ray_dashboard_agent_port=4)
     cmd = LocalRayHead(s).command()
-    pairs = dict(zip(cmd, cmd[1:]))
-    assert (pairs["--port"], pairs["--dashboard-port"], pairs["--ray-client-server-port"], pairs["--dashboard-agent-listen-port"]) == ("1", "2", "3", "4")
+    pairs = dict(zip(cmd, cmd[1:], strict=False))
+    assert (
+        pairs["--port"],
+        pairs["--dashboard-port"],
+        pairs["--ray-client-server-port"],
+        pairs["--dashboard-agent-listen-port"],
+    ) == ("1", "2", "3", "4")
     assert pairs["--min-worker-port"] == "0" and pairs["--max-worker-port"] == "0" and pairs["--dashboard-host"] == "127.0.0.1"

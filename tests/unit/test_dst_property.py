@@ -32,7 +32,9 @@ def transitions(tz, years=YEARS):
 def check_instant(tz, naive: datetime, instant: datetime):
     """The policy for one local wall time."""
     local = instant.astimezone(tz).replace(tzinfo=None)
-    candidates = [u for u in (instant - timedelta(hours=h) for h in range(0, 27)) if u.astimezone(tz).replace(tzinfo=None) == naive]
+    candidates = [
+        u for u in (instant - timedelta(hours=h) for h in range(0, 27)) if u.astimezone(tz).replace(tzinfo=None) == naive
+    ]
     if local == naive:
         # normal or repeated: it must be the earliest instant showing that wall time
         assert not any(u < instant for u in candidates), (tz.zone, naive, instant)

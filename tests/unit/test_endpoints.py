@@ -2,21 +2,16 @@
 catalog, and the API as a user calls it (real SQLite, in-memory Ray Serve)."""
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from rota.api.app import create_app
 from rota.catalog import DEFAULT_PATH, load_catalog, resolve
-from rota.domain.endpoints import (
-    Desired, EndpointCreate, EndpointStatus as S, ErrorCode, Observed, Phase, Replicas, Scaling, classify_error, derive,
-)  # fmt: skip
+from rota.domain.endpoints import EndpointCreate, Scaling
 from rota.domain.errors import InvalidInput
-from rota.runtime import Runtime
-from rota.services.endpoints import endpoint_spec, max_concurrency
+from rota.domain.status import EndpointStatus as S
+from rota.domain.status import ErrorCode, Observed, Phase, Replicas, classify_error, derive
 from rota.store.tables import EndpointRow, EventRow
-from support.endpoints import TEST_TEMPLATES
 
-RUN = Desired.RUNNING
+RUN = "running"
 
 
 def seen(status="RUNNING", running=1, starting=0, pending=0, target=1, current=True, routed=True, message=None, stopping=0):
@@ -30,7 +25,9 @@ def seen(status="RUNNING", running=1, starting=0, pending=0, target=1, current=T
         (RUN, S.INITIALIZING, False, seen("DEPLOYING", 0, 0, 1), (S.INITIALIZING, Phase.REQUESTING_RESOURCES)),
         (RUN, S.INITIALIZING, False, seen("DEPLOYING", 0, 1, 0), (S.INITIALIZING, Phase.ENGINE_INITIALIZING)),
         (RUN, S.INITIALIZING, False, seen(), (S.RUNNING, Phase.READY)),
-        (RUN, S.INITIALIZING, False, seen(routed=False), (S.RUNNING, Phase.READY)),  # replicas serve; route settling
+        (RUN, S.INITIALIZING, False, seen(routed=False), (S.INITIALIZING, Phase.WAITING_FOR_ROUTE)),  # not reachable yet
+        (RUN, S.RUNNING, False, seen(routed=None), (S.RUNNING, Phase.READY)),  # the ingress did not answer: unknown
+        (RUN, S.INITIALIZING, False, seen(routed=None), (S.INITIALIZING, Phase.WAITING_FOR_ROUTE)),
         (RUN, S.RUNNING, False, seen(current=False), (S.RUNNING, Phase.READY)),  # an in-place rescale
         (RUN, S.RUNNING, True, seen("DEPLOYING", 1, 1, 0, 2), (S.UPDATING, Phase.ENGINE_INITIALIZING)),
         (RUN, S.UPDATING, True, seen(), (S.RUNNING, Phase.READY)),
@@ -41,26 +38,33 @@ def seen(status="RUNNING", running=1, starting=0, pending=0, target=1, current=T
         (RUN, S.RUNNING, False, seen("DEPLOY_FAILED", 0, message="LLMServer: FileNotFoundError: x"), (S.FAILED, None)),
         (RUN, S.RUNNING, False, seen("UNHEALTHY", 1, message="replica died"), (S.RUNNING, Phase.READY)),  # degraded
         (RUN, S.RUNNING, False, seen("UNHEALTHY", 0, message="replica died"), (S.FAILED, None)),
-        (Desired.STOPPED, S.RUNNING, False, seen("DELETING"), (S.STOPPING, None)),
-        (Desired.STOPPED, S.STOPPING, False, Observed(True), (S.STOPPED, None)),
-        (Desired.DELETED, S.RUNNING, False, seen("DELETING"), (S.TERMINATING, None)),
-        (Desired.DELETED, S.TERMINATING, False, Observed(True), (S.TERMINATED, None)),
+        ("stopped", S.RUNNING, False, seen("DELETING"), (S.STOPPING, None)),
+        ("stopped", S.STOPPING, False, Observed(True), (S.STOPPED, None)),
+        ("deleted", S.RUNNING, False, seen("DELETING"), (S.TERMINATING, None)),
+        ("deleted", S.TERMINATING, False, Observed(True), (S.TERMINATED, None)),
+        (RUN, S.RUNNING, False, Observed(True, rejected="refused"), (S.FAILED, None)),
         (RUN, S.SLEEPING, False, Observed(False, message="connection refused"), (S.SLEEPING, None)),
     ],
-)  # fmt: skip
+)
 def test_status_and_phase_derive_from_ray(desired, previous, rolling, obs, expected):
-    d = derive(desired, previous, rolling, obs)
+    d = derive(desired, True, previous, rolling, obs)
     assert (d.status, d.phase) == expected
+
+
+def test_without_bounds_an_endpoint_is_pending_until_a_schedule_sets_them():
+    assert derive(RUN, False, S.PENDING, False, Observed(True)).status is S.PENDING
+    assert derive(RUN, False, S.RUNNING, False, seen()).status is S.STOPPING  # bounds gone: the application goes
 
 
 def test_a_replica_reported_phase_wins_over_the_guess():
     obs = seen("DEPLOYING", 0, 1, 0)
-    assert derive(RUN, S.INITIALIZING, False, obs, Phase.DOWNLOADING_MODEL).phase is Phase.DOWNLOADING_MODEL
-    assert derive(RUN, S.INITIALIZING, False, obs, None).phase is Phase.ENGINE_INITIALIZING
+    assert derive(RUN, True, S.INITIALIZING, False, obs, Phase.DOWNLOADING_MODEL).phase is Phase.DOWNLOADING_MODEL
+    assert derive(RUN, True, S.INITIALIZING, False, obs, None).phase is Phase.ENGINE_INITIALIZING
 
 
 def test_a_failure_carries_an_error_code_and_the_message():
-    d = derive(RUN, S.INITIALIZING, False, seen("DEPLOY_FAILED", 0, message="LLMServer: FileNotFoundError: model directory /x does not exist on this node"))
+    msg = "LLMServer: FileNotFoundError: model directory /x does not exist on this node"
+    d = derive(RUN, True, S.INITIALIZING, False, seen("DEPLOY_FAILED", 0, message=msg))
     assert d.status is S.FAILED and d.error_code is ErrorCode.MODEL_DOWNLOAD_FAILED and "/x" in d.message
 
 
@@ -75,15 +79,20 @@ def test_a_failure_carries_an_error_code_and_the_message():
         ("RuntimeError: engine core died", ErrorCode.DEPLOYMENT_FAILED),
         (None, ErrorCode.DEPLOYMENT_FAILED),
     ],
-)  # fmt: skip
+)
 def test_error_codes_from_ray_messages(message, code):
     assert classify_error(message) is code
 
 
 def test_scaling_is_fixed_or_autoscaling_and_names_the_field():
     assert Scaling(replicas=2).bounds == (2, 2) and Scaling(min_replicas=0, max_replicas=3).bounds == (0, 3)
-    for bad, loc in [({"replicas": 1, "min_replicas": 0, "max_replicas": 1}, ()), ({}, ()), ({"min_replicas": 0}, ()),
-                     ({"min_replicas": 3, "max_replicas": 1}, ("max_replicas",)), ({"replicas": 0}, ("replicas",))]:  # fmt: skip
+    for bad, loc in [
+        ({"replicas": 1, "min_replicas": 0, "max_replicas": 1}, ()),
+        ({}, ()),
+        ({"min_replicas": 0}, ()),
+        ({"min_replicas": 3, "max_replicas": 1}, ("max_replicas",)),
+        ({"replicas": 0}, ("replicas",)),
+    ]:
         with pytest.raises(ValueError) as e:
             Scaling.model_validate(bad)
         assert e.value.errors()[0]["loc"] == loc, bad
@@ -93,8 +102,19 @@ def test_the_shipped_catalog_loads_and_every_default_resolves():
     catalog = load_catalog(DEFAULT_PATH)
     assert "tiny-llama-cpu" in [t.name for t in catalog.templates]
     for t in catalog.templates:
-        r = resolve(catalog, template=t.name, flavor=None, gpu_type=None, gpu_count=None, hf_model_repo=None, revision=None,
-                    model_path=None, scaling=None, engine=None, max_replicas_limit=10)  # fmt: skip
+        r = resolve(
+            catalog,
+            template=t.name,
+            flavor=None,
+            gpu_type=None,
+            gpu_count=None,
+            hf_model_repo=None,
+            revision=None,
+            model_path=None,
+            scaling=None,
+            engine=None,
+            max_replicas_limit=10,
+        )
         assert r.file_path == "serve" and r.deployment_name == "app" and r.flavor == t.defaults.flavor
 
 
@@ -109,8 +129,19 @@ def test_the_shipped_catalog_loads_and_every_default_resolves():
     ],
 )
 def test_unsupported_template_combinations_name_the_field(over, field):
-    args = {"template": "tiny-llama-cpu", "flavor": None, "gpu_type": None, "gpu_count": None, "hf_model_repo": None,
-            "revision": None, "model_path": None, "scaling": None, "engine": None, "max_replicas_limit": 10, **over}  # fmt: skip
+    args = {
+        "template": "tiny-llama-cpu",
+        "flavor": None,
+        "gpu_type": None,
+        "gpu_count": None,
+        "hf_model_repo": None,
+        "revision": None,
+        "model_path": None,
+        "scaling": None,
+        "engine": None,
+        "max_replicas_limit": 10,
+        **over,
+    }
     with pytest.raises(InvalidInput) as e:
         resolve(load_catalog(DEFAULT_PATH), **args)
     assert e.value.field == field
@@ -118,30 +149,41 @@ def test_unsupported_template_combinations_name_the_field(over, field):
 
 def test_gpu_templates_ask_ray_for_their_gpu_type():
     catalog = load_catalog(DEFAULT_PATH)
-    one = resolve(catalog, template="llama-3.1-8b-instruct", flavor="fast", gpu_type="A100", gpu_count=1, hf_model_repo=None,
-                  revision=None, model_path=None, scaling=None, engine=None, max_replicas_limit=10)  # fmt: skip
+    one = resolve(
+        catalog,
+        template="llama-3.1-8b-instruct",
+        flavor="fast",
+        gpu_type="A100",
+        gpu_count=1,
+        hf_model_repo=None,
+        revision=None,
+        model_path=None,
+        scaling=None,
+        engine=None,
+        max_replicas_limit=10,
+    )
     from rota.catalog import actor_options, serve_args
 
     assert actor_options(one) == {"num_cpus": 2, "num_gpus": 1, "accelerator_type": "A100"}
-    assert serve_args(one, one.model, "k", "t")["enable_prefix_caching"] is True
-    tp = resolve(catalog, template="llama-3.1-70b-instruct", flavor=None, gpu_type="H100", gpu_count=8, hf_model_repo=None,
-                 revision=None, model_path=None, scaling=None, engine=None, max_replicas_limit=10)  # fmt: skip
-    args = serve_args(tp, tp.model, "k", "t")
+    assert serve_args(one, one.model, False, "k")["enable_prefix_caching"] is True
+    tp = resolve(
+        catalog,
+        template="llama-3.1-70b-instruct",
+        flavor=None,
+        gpu_type="H100",
+        gpu_count=8,
+        hf_model_repo=None,
+        revision=None,
+        model_path=None,
+        scaling=None,
+        engine=None,
+        max_replicas_limit=10,
+    )
+    args = serve_args(tp, tp.model, False, "k")
     assert args["tensor_parallel_size"] == 8 and args["accelerator_type"] == "H100" and "num_gpus" not in actor_options(tp)
 
 
 # ---------------------------------------------------------------- the API
-
-
-@pytest.fixture
-def client(settings, ray):
-    settings = settings.model_copy(update={"templates_path": TEST_TEMPLATES})
-    rt = Runtime(settings, ray=ray)
-    with TestClient(create_app(settings, runtime=rt)) as c:
-        rt.reconciler.stop()  # the tests tick it themselves: each step is deterministic
-        c.rt = rt
-        c.headers["Authorization"] = f"Bearer {settings.admin_key_path.read_text()}"
-        yield c
 
 
 def body(**over):
@@ -157,6 +199,14 @@ def tick(client):
     client.rt.reconciler.tick()
 
 
+def routing(client) -> dict:
+    return client.get("/internal/v1/routing", headers={"Authorization": f"Bearer {client.rt.internal_token}"}).json()
+
+
+def token_of(client, routing_key: str) -> str:
+    return next(e["token"] for e in routing(client)["endpoints"] if e["routing_key"] == routing_key)
+
+
 def test_create_reconcile_ready_then_patch_partially(client, ray):
     r = client.post("/api/v1/endpoints", json=body(scaling={"min_replicas": 0, "max_replicas": 2, "cooldown_period_s": 60}))
     assert r.status_code == 201, r.text
@@ -168,9 +218,16 @@ def test_create_reconcile_ready_then_patch_partially(client, ray):
     assert (ep["status"], ep["phase"], ep["replicas"]["running"]) == ("RUNNING", "READY", 1)
     app = ray.apps[f"ep-{ep['id']}"]["config"]
     auto = app["deployments"][0]["autoscaling_config"]
-    assert app["route_prefix"] == "/ep/chat" and app["args"]["api_key"] == client.rt.internal_token
-    assert auto == {"min_replicas": 0, "max_replicas": 2, "initial_replicas": 1, "target_ongoing_requests": 4,
-                    "downscale_delay_s": 60.0, "downscale_to_zero_delay_s": 60.0}  # fmt: skip
+    assert app["route_prefix"] == f"/ep/{ep['id']}" and app["args"]["api_key"] == token_of(client, "chat")
+    assert app["args"]["api_key"] != client.rt.internal_token  # each endpoint its own token
+    assert auto == {
+        "min_replicas": 0,
+        "max_replicas": 2,
+        "initial_replicas": 1,
+        "target_ongoing_requests": 4,
+        "downscale_delay_s": 60.0,
+        "downscale_to_zero_delay_s": 60.0,
+    }
     replica = ep["replicas"]["ids"][0]
 
     # Partial: scaling only. In place (the fake keeps replicas when only bounds change), same generation.
@@ -209,7 +266,9 @@ def test_scale_to_zero_is_sleeping_and_stop_start_delete(client, ray):
     assert client.delete("/api/v1/endpoints/chat").status_code == 204
     tick(client)
     assert client.get("/api/v1/endpoints/chat").status_code == 404 and f"ep-{ep['id']}" not in ray.apps
-    statuses = [e["data"]["to"] for e in client.get("/api/v1/events", params={"endpoint_name": "chat"}).json() if e["kind"] == "status"]
+    statuses = [
+        e["data"]["to"] for e in client.get("/api/v1/events", params={"endpoint_name": "chat"}).json() if e["kind"] == "status"
+    ]
     assert statuses == ["RUNNING", "SLEEPING", "STOPPED", "RUNNING", "TERMINATED"]
 
 
@@ -239,7 +298,7 @@ def test_a_failed_deploy_is_failed_with_a_code(client, ray):
         ({"routing_key": "has space"}, "routing_key"),
         ({"colour": "blue"}, "colour"),
     ],
-)  # fmt: skip
+)
 def test_bad_input_is_a_4xx_naming_the_field_and_writes_nothing(client, over, field):
     before = counts(client)
     r = client.post("/api/v1/endpoints", json=body(**over))
@@ -251,8 +310,11 @@ def test_bad_input_is_a_4xx_naming_the_field_and_writes_nothing(client, over, fi
 def test_bad_patch_changes_nothing_and_duplicates_conflict(client):
     client.post("/api/v1/endpoints", json=body())
     before = (counts(client), client.get("/api/v1/endpoints/chat").json())
-    for patch, field in [({"scaling": {"min_replicas": 3, "max_replicas": 1}}, "scaling.max_replicas"),
-                         ({"flavor": "nope"}, "flavor"), ({"engine": {"max_batch_size": -1}}, "engine.max_batch_size")]:  # fmt: skip
+    for patch, field in [
+        ({"scaling": {"min_replicas": 3, "max_replicas": 1}}, "scaling.max_replicas"),
+        ({"flavor": "nope"}, "flavor"),
+        ({"engine": {"max_batch_size": -1}}, "engine.max_batch_size"),
+    ]:
         r = client.patch("/api/v1/endpoints/chat", json=patch)
         assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
     assert (counts(client), client.get("/api/v1/endpoints/chat").json()) == before
@@ -263,8 +325,16 @@ def test_bad_patch_changes_nothing_and_duplicates_conflict(client):
 
 def test_keys_scope_everything_to_a_project(client):
     client.post("/api/v1/endpoints", json=body())
-    client.post("/api/v1/tasks", json={"name": "t", "endpoint": "chat", "type": "daily", "timezone": "UTC",
-                                       "schedule": [{"time": "09:00", "min_replicas": 1, "max_replicas": 2}]})  # fmt: skip
+    client.post(
+        "/api/v1/tasks",
+        json={
+            "name": "t",
+            "endpoint": "chat",
+            "type": "daily",
+            "timezone": "UTC",
+            "schedule": [{"time": "09:00", "min_replicas": 1, "max_replicas": 2}],
+        },
+    )
     other = client.post("/api/v1/keys", json={"name": "b", "project": "team-b"}).json()
     h = {"Authorization": f"Bearer {other['key']}"}
     for path in ["/api/v1/endpoints/chat", "/api/v1/tasks/t", "/api/v1/endpoints/chat/events"]:
@@ -283,30 +353,40 @@ def test_keys_scope_everything_to_a_project(client):
     assert client.get("/api/v1/endpoints", headers={"Authorization": ""}).status_code == 401
 
 
-def test_a_starting_replica_reports_its_phase(client):
+def test_a_starting_replica_reports_its_phase_for_its_own_endpoint_only(client):
     client.post("/api/v1/endpoints", json=body())
-    internal = {"Authorization": f"Bearer {client.rt.internal_token}"}
-    assert client.post("/internal/v1/phase", json={"routing_key": "chat", "phase": "DOWNLOADING_MODEL"}).status_code == 401
-    r = client.post("/internal/v1/phase", json={"routing_key": "chat", "phase": "DOWNLOADING_MODEL"}, headers=internal)
-    assert r.status_code == 204
+    client.post("/api/v1/endpoints", json=body(name="other", routing_key="other"))
+    internal = {"Authorization": f"Bearer {token_of(client, 'chat')}"}
+    for headers in (
+        {},
+        {"Authorization": f"Bearer {client.rt.internal_token}"},
+        {"Authorization": f"Bearer {client.rt.settings.admin_key_path.read_text()}"},
+    ):
+        assert client.post("/internal/v1/phase", json={"phase": "DOWNLOADING_MODEL"}, headers=headers).status_code == 401
+    # The body cannot name another endpoint: the token says which one it is.
+    r = client.post("/internal/v1/phase", json={"routing_key": "other", "phase": "DOWNLOADING_MODEL"}, headers=internal)
+    assert r.status_code == 204 and client.get("/api/v1/endpoints/other").json()["phase"] == "REQUESTING_RESOURCES"
     ep = client.get("/api/v1/endpoints/chat").json()
     assert (ep["status"], ep["phase"]) == ("INITIALIZING", "DOWNLOADING_MODEL")
     assert client.get("/api/v1/endpoints/chat/events").json()[-1]["data"]["phase"] == "DOWNLOADING_MODEL"
-    r = client.post("/internal/v1/phase", json={"routing_key": "chat", "phase": "READY"}, headers=internal)
+    r = client.post("/internal/v1/phase", json={"phase": "READY"}, headers=internal)
     assert r.status_code == 204 and client.get("/api/v1/endpoints/chat").json()["phase"] == "DOWNLOADING_MODEL"
     tick(client)  # the replica came up
     ep = client.get("/api/v1/endpoints/chat").json()
     assert (ep["status"], ep["phase"]) == ("RUNNING", "READY")
-    spec_args = next(a for n, a in client.rt.ray.apps.items() if n.startswith("ep-"))["config"]["args"]
+    spec_args = client.rt.ray.apps[f"ep-{ep['id']}"]["config"]["args"]
     assert spec_args["report_url"].endswith("/internal/v1/phase")
 
 
-def test_the_routing_table_needs_the_internal_token(client):
-    client.post("/api/v1/endpoints", json=body(engine={"max_batch_size": 2, "max_queued_requests": 3}, scaling={"replicas": 2}))
-    assert client.get("/internal/v1/routing").status_code == 401  # an admin key is not the internal token
-    table = client.get("/internal/v1/routing", headers={"Authorization": f"Bearer {client.rt.internal_token}"}).json()
+def test_the_routing_table_needs_the_gateways_token(client):
+    made = client.post(
+        "/api/v1/endpoints", json=body(engine={"max_batch_size": 2, "max_queued_requests": 3}, scaling={"replicas": 2})
+    ).json()
+    assert client.get("/internal/v1/routing").status_code == 401  # an admin key is not the gateway's token
+    assert client.get("/internal/v1/routing", headers={"Authorization": f"Bearer {token_of(client, 'chat')}"}).status_code == 401
+    table = routing(client)
     (ep,) = table["endpoints"]
-    assert ep["routing_key"] == "chat" and ep["route_prefix"] == "/ep/chat" and ep["max_concurrency"] == 2 * 2 + 3
+    assert ep["routing_key"] == "chat" and ep["route_prefix"] == f"/ep/{made['id']}" and ep["max_concurrency"] == 2 * 2 + 3
     assert all(len(k["hash"]) == 64 for k in table["keys"])
 
 
@@ -316,20 +396,25 @@ def test_a_task_fire_sets_the_endpoints_bounds(client, ray, clock):
     from rota.services.fires import process_due
 
     ep = client.post("/api/v1/endpoints", json=body(scaling={"min_replicas": 1, "max_replicas": 1})).json()
-    client.post("/api/v1/tasks", json={"name": "peak", "endpoint": "chat", "type": "daily", "timezone": "UTC",
-                                       "schedule": [{"time": "09:00", "min_replicas": 2, "max_replicas": 4}]})  # fmt: skip
+    client.post(
+        "/api/v1/tasks",
+        json={
+            "name": "peak",
+            "endpoint": "chat",
+            "type": "daily",
+            "timezone": "UTC",
+            "schedule": [{"time": "09:00", "min_replicas": 2, "max_replicas": 4}],
+        },
+    )
     t = client.post("/api/v1/tasks/peak/activate").json()
-    with client.rt.db.session() as s:
-        row = s.get(EndpointRow, ep["id"])
-        assert endpoint_spec(row, "x").min_replicas == 1
+    assert client.get("/api/v1/endpoints/chat").json()["replicas"]["min"] == 1
     process_due(client.rt.db, t["id"], clock.now.replace(hour=9), "schedule", timedelta(hours=1))
     tick(client)
     ep = client.get("/api/v1/endpoints/chat").json()
     assert (ep["replicas"]["min"], ep["replicas"]["max"], ep["replicas"]["source"]) == (2, 4, "schedule")
     auto = ray.apps[f"ep-{ep['id']}"]["config"]["deployments"][0]["autoscaling_config"]
     assert (auto["min_replicas"], auto["max_replicas"]) == (2, 4)
-    with client.rt.db.session() as s:
-        assert max_concurrency(s.get(EndpointRow, ep["id"])) == 8 * 4 * 2
+    assert routing(client)["endpoints"][0]["max_concurrency"] == 8 * 4 * 2
 
 
 @pytest.mark.parametrize(
@@ -343,8 +428,16 @@ def test_a_task_fire_sets_the_endpoints_bounds(client, ray, clock):
 )
 def test_a_task_names_one_target(client, task, field):
     client.post("/api/v1/endpoints", json=body())
-    r = client.post("/api/v1/tasks", json={"name": "t", "type": "daily", "timezone": "UTC",
-                                           "schedule": [{"time": "09:00", "min_replicas": 1, "max_replicas": 1}], **task})  # fmt: skip
+    r = client.post(
+        "/api/v1/tasks",
+        json={
+            "name": "t",
+            "type": "daily",
+            "timezone": "UTC",
+            "schedule": [{"time": "09:00", "min_replicas": 1, "max_replicas": 1}],
+            **task,
+        },
+    )
     assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
 
 

@@ -5,21 +5,32 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from rota.domain.models import TaskCreate, TaskUpdate
+from rota.domain.tasks import TaskCreate, TaskUpdate
 from rota.services.fires import process_due
-from rota.store.tables import RunRow
+from rota.store.tables import EndpointRow, RunRow
 
 GRACE = timedelta(hours=1)
 
 
-def make(svc, name="t1", type_="daily", schedule=None, **kw):
-    schedule = schedule or [{"time": "09:00", "min_replicas": 1, "max_replicas": 1}, {"time": "12:00", "min_replicas": 3, "max_replicas": 3}]
-    body = {"name": name, "file_path": "echo", "deployment_name": "app", "type": type_, "timezone": "UTC", "schedule": schedule, **kw}
-    return svc.create(TaskCreate.model_validate(body))
+def make(rt, who, name="t1", type_="daily", schedule=None, **kw):
+    schedule = schedule or [
+        {"time": "09:00", "min_replicas": 1, "max_replicas": 1},
+        {"time": "12:00", "min_replicas": 3, "max_replicas": 3},
+    ]
+    body = {
+        "name": name,
+        "file_path": "echo",
+        "deployment_name": "app",
+        "type": type_,
+        "timezone": "UTC",
+        "schedule": schedule,
+        **kw,
+    }
+    return rt.tasks.create(who, TaskCreate.model_validate(body))
 
 
-def kinds(svc, ref):
-    return [e.kind for e in svc.events(ref)]
+def kinds(rt, who, **where):
+    return [e.kind.value for e in rt.events.list(who, **where)]
 
 
 def runs(db, task_id):
@@ -27,56 +38,88 @@ def runs(db, task_id):
         return s.scalar(select(func.count()).select_from(RunRow).where(RunRow.task_id == task_id))
 
 
-def test_created_idle_then_activated_with_next_fire(svc, clock):
-    t = make(svc)
-    assert t.status.value == "idle" and t.next_fire_at is None and t.app.status.value == "NOT_DEPLOYED"
-    t = svc.activate(t.id)
-    assert t.status.value == "active"
-    assert t.next_fire_at == clock.now.replace(hour=9)
-    assert t.next_fire_local.startswith("2026-11-23T09:00:00")
-    assert [f.entry for f in t.next_fires] == [0, 1, 0]
-    assert kinds(svc, t.id) == ["created", "activated"]
+def test_created_idle_with_its_own_pending_endpoint_then_activated(rt, admin, clock):
+    t = make(rt, admin)
+    assert t.status.value == "idle" and t.next_fire_at is None and t.owns_endpoint
+    assert (t.endpoint.name, t.endpoint.status.value, t.endpoint.replicas.source) == ("t1", "PENDING", "none")
+    assert (t.file_path, t.deployment_name) == ("echo", "app")
+    t = rt.tasks.activate(admin, t.id)
+    assert t.status.value == "active" and t.next_fire_at == clock.now.replace(hour=9)
+    assert t.next_fire_local.startswith("2026-11-23T09:00:00") and [f.entry for f in t.next_fires] == [0, 1, 0]
+    assert kinds(rt, admin, task_id=t.id) == ["created", "activated"]
+    ep = rt.endpoints.get(admin, "t1")
+    assert ep.kind.value == "application" and ep.owner_task == "t1" and ep.url.endswith("/t1") and ep.scaling is None
 
 
-def test_daily_fire_deploys_then_rescales_in_place(svc, db, ray, reconciler, clock):
-    t = svc.activate(make(svc).id)
+def test_daily_fire_deploys_its_application_then_rescales_in_place(rt, admin, ray, reconciler, clock, db):
+    t = rt.tasks.activate(admin, make(rt, admin).id)
     clock.now = t.next_fire_at
     r = process_due(db, t.id, clock.now, "schedule", GRACE)
     assert r.applied.entry.index == 0 and r.next_fire_at == clock.now.replace(hour=12)
     reconciler.tick()
-    first = ray.apps["t1"]["replicas"]
-    assert len(first) == 1
-    got = svc.get(t.id)
-    assert got.app.status.value == "RUNNING" and got.app.replica_ids == first and got.last_run.entry == 0
-    make(svc, name="t2")  # never fired: no run, nothing for the reconciler to look at
-    listed = {x.name: x for x in svc.list()[0]}  # a page's last runs come from one query
+    ep = rt.endpoints.get(admin, "t1")
+    app = ray.apps[f"ep-{ep.id}"]
+    first = app["replicas"]
+    assert len(first) == 1 and app["config"]["route_prefix"] == "/t1"
+    # A schedule-sized application uses Ray Serve's own autoscaling between its bounds.
+    assert app["config"]["deployments"][0]["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 1}
+    got = rt.tasks.get(admin, t.id)
+    assert got.endpoint.status.value == "RUNNING" and got.endpoint.replicas.ids == first and got.last_run.entry == 0
+    make(rt, admin, name="t2")  # never fired: nothing deployed, not even looked at by the reconciler
+    listed = {x.name: x for x in rt.tasks.list(admin)[0]}  # a page's runs and endpoints come from one query each
     assert listed["t1"].last_run == got.last_run and listed["t2"].last_run is None
 
     clock.now = r.next_fire_at
     process_due(db, t.id, clock.now, "schedule", GRACE)
     reconciler.tick()
-    after = ray.apps["t1"]["replicas"]
+    after = ray.apps[f"ep-{ep.id}"]["replicas"]
     assert len(after) == 3 and after[0] == first[0]  # the running replica was kept
-    ev = svc.events(t.id)
-    assert [e.kind for e in ev] == ["created", "activated", "fired", "deploying", "running", "fired", "scaled"]
+    assert kinds(rt, admin, task_id=t.id) == ["created", "activated", "fired", "fired"]
+    ev = rt.events.list(admin, endpoint_id=ep.id)
+    assert [e.kind.value for e in ev] == ["created", "scheduled", "deploying", "status", "scheduled", "scaled"]
     assert ev[-1].message == "scaled 1 -> 3 in place"
 
 
-def test_one_off_fires_once_and_completes(svc, db, ray, reconciler, clock):
-    t = make(svc, "once", "one_off", [{"time": "2026-11-23T08:30", "min_replicas": 2, "max_replicas": 4}])
-    svc.activate(t.id)
+def test_a_fire_racing_a_tick_is_recorded_as_what_was_put(rt, admin, ray, reconciler, clock, db):
+    # A fire commits between the tick's snapshot and its record: the events and the
+    # applied bounds say what Ray Serve was sent, and the next tick sends the new bounds.
+    t = rt.tasks.activate(admin, make(rt, admin).id)
+    clock.now = t.next_fire_at
+    process_due(db, t.id, clock.now, "schedule", GRACE)
+    reconciler.tick()
+    ep = rt.endpoints.get(admin, "t1")
+    clock.now = clock.now.replace(hour=12)
+    ray.on_observe = lambda: process_due(db, t.id, clock.now, "schedule", GRACE)  # 3..3 lands mid-tick
+    reconciler.tick()
+    auto = ray.apps[f"ep-{ep.id}"]["config"]["deployments"][0]["autoscaling_config"]
+    assert (auto["min_replicas"], auto["max_replicas"]) == (1, 1)
+    with db.session() as s:
+        row = s.get(EndpointRow, ep.id)
+        assert (row.applied_min, row.applied_max) == (1, 1) and (row.scheduled_min, row.scheduled_max) == (3, 3)
+    assert "scaled" not in kinds(rt, admin, endpoint_id=ep.id)
+    reconciler.tick()
+    assert ray.apps[f"ep-{ep.id}"]["config"]["deployments"][0]["autoscaling_config"]["max_replicas"] == 3
+    assert [e.message for e in rt.events.list(admin, endpoint_id=ep.id) if e.kind.value == "scaled"] == ["scaled 1 -> 3 in place"]
+
+
+def test_one_off_fires_once_and_completes(rt, admin, ray, reconciler, clock, db):
+    t = make(rt, admin, "once", "one_off", [{"time": "2026-11-23T08:30", "min_replicas": 2, "max_replicas": 4}])
+    rt.tasks.activate(admin, t.id)
     clock.advance(minutes=30)
     assert process_due(db, t.id, clock.now, "schedule", GRACE).applied is not None
     assert process_due(db, t.id, clock.now, "schedule", GRACE).applied is None
     reconciler.tick()
-    got = svc.get(t.id)
+    got = rt.tasks.get(admin, t.id)
     assert got.status.value == "completed" and got.next_fire_at is None
-    assert ray.apps["once"]["config"]["deployments"][0]["autoscaling_config"] == {"min_replicas": 2, "max_replicas": 4}
+    assert ray.apps[f"ep-{got.endpoint.id}"]["config"]["deployments"][0]["autoscaling_config"] == {
+        "min_replicas": 2,
+        "max_replicas": 4,
+    }
     assert runs(db, t.id) == 1
 
 
-def test_racing_fires_apply_exactly_once(svc, db, clock):
-    t = svc.activate(make(svc).id)
+def test_racing_fires_apply_exactly_once(rt, admin, clock, db):
+    t = rt.tasks.activate(admin, make(rt, admin).id)
     clock.now = t.next_fire_at
     results = []
     threads = [
@@ -87,108 +130,122 @@ def test_racing_fires_apply_exactly_once(svc, db, clock):
     for th in threads:
         th.join()
     assert sum(r.applied is not None for r in results) == 1
-    assert runs(db, t.id) == 1
-    assert kinds(svc, t.id).count("fired") == 1
+    assert runs(db, t.id) == 1 and kinds(rt, admin, task_id=t.id).count("fired") == 1
 
 
-def test_catch_up_applies_latest_due_daily_entry_once(svc, db, clock):
-    t = svc.activate(make(svc).id)
+def test_catch_up_applies_latest_due_daily_entry_once(rt, admin, clock, db):
+    t = rt.tasks.activate(admin, make(rt, admin).id)
     clock.now = clock.now.replace(hour=13)  # both 09:00 and 12:00 fell due while down
     r = process_due(db, t.id, clock.now, "catch_up", GRACE)
     assert r.applied.entry.index == 1
     assert process_due(db, t.id, clock.now, "catch_up", GRACE).applied is None
-    ev = svc.events(t.id)[-1]
-    assert ev.kind == "caught_up" and ev.data["skipped"] == 1 and ev.data["max_replicas"] == 3
-    assert runs(db, t.id) == 1
-    assert svc.get(t.id).app.desired_max_replicas == 3
+    ev = rt.events.list(admin, task_id=t.id)[-1]
+    assert ev.kind.value == "caught_up" and ev.data["skipped"] == 1 and ev.data["max_replicas"] == 3
+    assert runs(db, t.id) == 1 and rt.tasks.get(admin, t.id).endpoint.replicas.max == 3
 
 
-def test_one_off_missed_past_grace(svc, db, clock):
-    t = make(svc, "late", "one_off", [{"time": "2026-11-23T08:30", "min_replicas": 1, "max_replicas": 1}])
-    svc.activate(t.id)
+def test_one_off_missed_past_grace_is_missed_and_never_fires(rt, admin, clock, db):
+    t = make(rt, admin, "late", "one_off", [{"time": "2026-11-23T08:30", "min_replicas": 1, "max_replicas": 1}])
+    rt.tasks.activate(admin, t.id)
     clock.advance(hours=2)
     assert process_due(db, t.id, clock.now, "catch_up", GRACE).applied is None
-    got = svc.get(t.id)
-    assert got.status.value == "failed" and "missed" in got.status_reason and got.app.desired_min_replicas is None
-    assert kinds(svc, t.id)[-1] == "missed" and runs(db, t.id) == 0
+    got = rt.tasks.get(admin, t.id)
+    assert got.status.value == "missed" and "missed" in got.status_reason and got.endpoint.replicas.source == "none"
+    assert kinds(rt, admin, task_id=t.id)[-1] == "missed" and runs(db, t.id) == 0
+    clock.advance(days=1)
+    assert process_due(db, t.id, clock.now, "catch_up", GRACE).applied is None and got.next_fire_at is None
 
 
-def test_one_off_within_grace_fires_on_catch_up(svc, db, clock):
-    t = make(svc, "soon", "one_off", [{"time": "2026-11-23T08:30", "min_replicas": 1, "max_replicas": 1}])
-    svc.activate(t.id)
+def test_one_off_within_grace_fires_on_catch_up(rt, admin, clock, db):
+    t = make(rt, admin, "soon", "one_off", [{"time": "2026-11-23T08:30", "min_replicas": 1, "max_replicas": 1}])
+    rt.tasks.activate(admin, t.id)
     clock.advance(minutes=80)  # 50 min late, grace 1 h
     assert process_due(db, t.id, clock.now, "catch_up", GRACE).applied is not None
-    assert svc.get(t.id).status.value == "completed"
+    assert rt.tasks.get(admin, t.id).status.value == "completed"
 
 
-def test_patching_active_schedule_does_not_backfill(svc, db, clock):
-    t = svc.activate(make(svc).id)
+def test_patching_active_schedule_does_not_backfill(rt, admin, clock, db):
+    t = rt.tasks.activate(admin, make(rt, admin).id)
     clock.now = clock.now.replace(hour=10)
-    svc.update(t.id, TaskUpdate.model_validate({"schedule": [{"time": "09:30", "min_replicas": 2, "max_replicas": 2}, {"time": "11:00", "min_replicas": 1, "max_replicas": 1}]}))
-    got = svc.get(t.id)
-    assert got.next_fire_at == clock.now.replace(hour=11)
+    new = [{"time": "09:30", "min_replicas": 2, "max_replicas": 2}, {"time": "11:00", "min_replicas": 1, "max_replicas": 1}]
+    rt.tasks.update(admin, t.id, TaskUpdate.model_validate({"schedule": new}))
+    assert rt.tasks.get(admin, t.id).next_fire_at == clock.now.replace(hour=11)
     assert process_due(db, t.id, clock.now, "catch_up", GRACE).applied is None  # 09:30 is before the edit
 
 
-def test_ray_outage_is_visible_and_heals(svc, db, ray, reconciler, clock):
-    t = svc.activate(make(svc).id)
+def test_ray_outage_keeps_the_status_and_heals(rt, admin, ray, reconciler, clock, db):
+    t = rt.tasks.activate(admin, make(rt, admin).id)
     clock.now = t.next_fire_at
     process_due(db, t.id, clock.now, "schedule", GRACE)
     reconciler.tick()
     ray.reachable, ray.apps = False, {}
     reconciler.tick()
-    got = svc.get(t.id)
-    assert got.app.status.value == "UNREACHABLE" and "refused" in got.app.message
+    got = rt.tasks.get(admin, t.id).endpoint
+    assert got.status.value == "RUNNING" and got.message == "Ray unreachable"  # nothing known to have changed
     ray.reachable = True  # Ray is back, empty (restarted): the reconciler redeploys
     reconciler.tick()
-    assert svc.get(t.id).app.status.value == "RUNNING" and "t1" in ray.apps
-    assert kinds(svc, t.id)[-3:] == ["unreachable", "deploying", "recovered"]
-    assert "no longer had it" in svc.events(t.id)[-2].message
+    assert rt.tasks.get(admin, t.id).endpoint.status.value == "RUNNING" and f"ep-{got.id}" in ray.apps
+    ev = rt.events.list(admin, endpoint_id=got.id)
+    assert ev[-1].kind.value == "deploying" and "no longer had it" in ev[-1].message
 
 
-def test_deploy_failure_fails_the_task_with_reason_then_recovers(svc, db, ray, reconciler, clock):
-    t = svc.activate(make(svc).id)
+def test_a_failed_application_fails_its_endpoint_not_its_task(rt, admin, ray, reconciler, clock, db):
+    t = rt.tasks.activate(admin, make(rt, admin).id)
     clock.now = t.next_fire_at
     process_due(db, t.id, clock.now, "schedule", GRACE)
-    ray.failing["t1"] = "RuntimeError: model not found"
+    ep = rt.endpoints.get(admin, "t1")
+    ray.failing[f"ep-{ep.id}"] = "RuntimeError: model not found"
     reconciler.tick()
-    got = svc.get(t.id)
-    assert got.status.value == "failed" and "model not found" in got.status_reason
+    got = rt.tasks.get(admin, t.id)
+    assert got.status.value == "active" and got.next_fire_at is not None  # the schedule goes on
+    assert got.endpoint.status.value == "FAILED" and "model not found" in got.endpoint.message
     puts = ray.puts
     reconciler.tick()
     assert ray.puts == puts  # the same failing config is not resent forever
-    del ray.failing["t1"]
+    del ray.failing[f"ep-{ep.id}"]
     reconciler.tick()
-    assert svc.get(t.id).status.value == "active"
-    assert kinds(svc, t.id)[-2:] == ["failed", "recovered"]
+    assert rt.tasks.get(admin, t.id).endpoint.status.value == "RUNNING"
 
 
-def test_delete_tears_down_and_keeps_events(svc, db, ray, reconciler, clock):
-    t = svc.activate(make(svc).id)
+def test_delete_tears_down_its_application_and_keeps_events(rt, admin, ray, reconciler, clock, db):
+    t = rt.tasks.activate(admin, make(rt, admin).id)
     clock.now = t.next_fire_at
     process_due(db, t.id, clock.now, "schedule", GRACE)
     reconciler.tick()
-    svc.delete(t.id)
+    rt.tasks.delete(admin, t.id)
     reconciler.tick()
-    assert ray.apps == {}
-    assert [e.kind for e in svc.all_events("t1")][-1] == "deleted"
+    assert set(ray.apps) == {"rota-gateway"}
+    assert kinds(rt, admin, task_name="t1")[-1] == "deleted"
+    statuses = [e.data["to"] for e in rt.events.list(admin, endpoint_name="t1") if e.kind.value == "status"]
+    assert statuses[-1] == "TERMINATED"
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(EndpointRow)) == 0
 
 
-def test_running_only_once_the_route_is_served(svc, db, ray, reconciler, clock):
-    t = svc.activate(make(svc).id)
+def test_running_only_once_the_route_is_served(rt, admin, ray, reconciler, clock, db):
+    t = rt.tasks.activate(admin, make(rt, admin).id)
     clock.now = t.next_fire_at
     process_due(db, t.id, clock.now, "schedule", GRACE)
-    ray.unrouted.add("t1")
+    ep = rt.endpoints.get(admin, "t1")
+    ray.unrouted.add(f"ep-{ep.id}")
     reconciler.tick()
-    assert svc.get(t.id).app.status.value == "DEPLOYING"
+    got = rt.endpoints.get(admin, "t1")
+    assert (got.status.value, got.phase.value) == ("INITIALIZING", "WAITING_FOR_ROUTE")
     ray.unrouted.clear()
     reconciler.tick()
-    assert svc.get(t.id).app.status.value == "RUNNING"
+    assert rt.endpoints.get(admin, "t1").status.value == "RUNNING"
 
 
-def test_deactivate_stops_fires(svc, db, clock):
-    t = svc.activate(make(svc).id)
-    svc.deactivate(t.id)
+def test_deactivate_stops_fires(rt, admin, clock, db):
+    t = rt.tasks.activate(admin, make(rt, admin).id)
+    rt.tasks.deactivate(admin, t.id)
     clock.now = clock.now.replace(hour=13)
     assert process_due(db, t.id, clock.now, "catch_up", GRACE).applied is None
-    assert svc.get(t.id).next_fire_at is None
+    assert rt.tasks.get(admin, t.id).next_fire_at is None
+
+
+def test_the_gateway_is_always_deployed_first_and_alone_at_the_root(rt, ray, reconciler):
+    reconciler.tick()
+    gw = ray.apps["rota-gateway"]["config"]
+    assert gw["route_prefix"] == "/" and gw["deployments"][0]["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 1}
+    assert gw["args"]["token"] == rt.internal_token

@@ -1,32 +1,129 @@
-"""The migrations build exactly the schema the ORM expects, and are idempotent."""
+"""The migrations build exactly the schema the ORM expects, are idempotent, and carry a
+store written by the previous version over with nothing lost."""
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select, text
 
+from rota.config import Settings
+from rota.crypto import Cipher
+from rota.runtime import Runtime
 from rota.store.db import Database
-from rota.store.tables import Base
+from rota.store.tables import Base, EndpointRow, TaskRow
+from support.fake_ray import FakeRay
+from support.procs import REPO, TEST_APPS
+
+V01 = REPO / "tests" / "data" / "v0.1"
+
+
+def cipher(tmp_path: Path) -> Cipher:
+    return Cipher.load(None, tmp_path / "secret_key")
 
 
 def test_migrations_match_the_orm(tmp_path):
     db = Database(f"sqlite:///{tmp_path / 'm.db'}")
-    db.migrate()
-    db.migrate()  # a restart: nothing to do, nothing lost
+    db.migrate(cipher(tmp_path))
+    db.migrate(cipher(tmp_path))  # a restart: nothing to do, nothing lost
     with db.engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         assert diffs == [], diffs
-        assert MigrationContext.configure(conn).get_current_revision() == "0002"
-    uniques = inspect(db.engine).get_unique_constraints("runs")
-    assert any(u["column_names"] == ["task_id", "scheduled_at"] for u in uniques)
+        assert MigrationContext.configure(conn).get_current_revision() == "0003"
+    uniques = {tuple(u["column_names"]) for u in inspect(db.engine).get_unique_constraints("endpoints")}
+    assert {("project_id", "name"), ("project_id", "routing_key"), ("app_name",), ("route_prefix",)} <= uniques
+    assert (tmp_path / "m.db").stat().st_mode & 0o777 == 0o600
     db.dispose()
+
+
+def rows(db: Database, sql: str) -> list[tuple]:
+    with db.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(sql)).all()]
+
+
+def test_a_v01_store_upgrades_with_nothing_lost_and_nothing_redeployed(tmp_path):
+    shutil.copy(V01 / "store-v0.1.db", tmp_path / "rota.db")
+    before = sqlite3.connect(tmp_path / "rota.db")
+    old_events = before.execute("SELECT id, task_id, endpoint_id, kind, message, at FROM events ORDER BY id").fetchall()
+    old_runs = before.execute("SELECT * FROM runs ORDER BY id").fetchall()
+    before.close()
+    (tmp_path / "internal_token").write_text((V01 / "internal_token").read_text())  # the same home
+    settings = Settings(
+        home=tmp_path,
+        serve_apps_path=str(TEST_APPS),
+        ray_address="http://127.0.0.1:9",
+        templates_path=REPO / "tests" / "apps" / "templates.yaml",
+    )
+    ray = FakeRay()
+    old = json.loads((V01 / "serve-config-v0.1.json").read_text())
+    ray.apps = {
+        n: {"config": c, "target": len(old["replicas"][n]), "replicas": list(old["replicas"][n])}
+        for n, c in old["applications"].items()
+    }
+    rt = Runtime(settings, ray=ray)
+    rt.db.migrate(rt.cipher)
+    db = rt.db
+
+    # Tasks: schedules only, each with its endpoint; statuses are the schedule's.
+    assert rows(db, "SELECT id, name, project_id, endpoint_id, status FROM tasks ORDER BY id") == [
+        (1, "nightly", 1, 4, "active"),
+        (2, "peak", 1, 1, "active"),
+        (3, "launch", 1, 5, "missed"),
+        (4, "etl", 2, 6, "active"),
+    ]
+    assert rows(db, "SELECT * FROM runs ORDER BY id") == [tuple(r) for r in old_runs]
+    # Endpoints: the three there were (a duplicate name renamed) and one per task's own application.
+    eps = {
+        r[0]: r[1:]
+        for r in rows(
+            db,
+            "SELECT id, name, kind, owner_task_id, app_name, route_prefix, status, desired, "
+            "scheduled_min, scheduled_max, token_arg FROM endpoints",
+        )
+    }
+    assert eps == {
+        1: ("chat", "template", None, "ep-1", "/ep/1", "RUNNING", "running", 2, 2, "api_key"),
+        2: ("parked", "template", None, "ep-2", "/ep/2", "STOPPED", "stopped", None, None, "api_key"),
+        3: ("parked-3", "template", None, "ep-3", "/ep/3", "STOPPED", "stopped", None, None, "api_key"),
+        4: ("nightly", "application", 1, "nightly", "/nightly", "RUNNING", "running", 1, 1, None),
+        5: ("launch", "application", 3, "launch", "/launch", "PENDING", "running", None, None, None),
+        6: ("etl", "application", 4, "p2-etl", "/p2-etl", "RUNNING", "running", 1, 1, None),
+    }
+    raw_env = rows(db, "SELECT env FROM endpoints WHERE id = 1")[0][0]
+    assert "hf_secret" not in raw_env  # encrypted at rest
+    with db.session() as s:
+        chat = s.get(EndpointRow, 1)
+        assert rt.cipher.decrypt_map(chat.env) == {"HF_TOKEN": "hf_secret"} and chat.args["model_source"] == "hub"
+        nightly = s.get(EndpointRow, 4)
+        assert nightly.replica_ids == old["replicas"]["nightly"] and nightly.args == {"greeting": "bonsoir"}
+        assert s.scalar(select(TaskRow.status_reason).where(TaskRow.name == "launch")).startswith("missed")
+    # Every event is still there (app events of tasks now also on their endpoint; legacy kinds as `status`).
+    events = rows(db, "SELECT id, task_id, endpoint_id, kind, message, at, data FROM events ORDER BY id")
+    assert [e[0] for e in events[: len(old_events)]] == [e[0] for e in old_events]
+    assert [(e[4], e[5]) for e in events[: len(old_events)]] == [(e[4], e[5]) for e in old_events]
+    moved = [e for e in events if e[1] == 1 and e[3] in ("deploying", "status")]
+    assert moved and all(e[2] == 4 for e in moved) and json.loads(moved[-1][6])["legacy_kind"] == "running"
+    assert events[-1][2:4] == (3, "updated") and "renamed from 'parked'" in events[-1][4]
+
+    # The first tick: the tasks' own applications are untouched (same config, same replicas);
+    # model endpoints roll once for their own tokens and new routes; stopped ones stay stopped.
+    rt.reconciler.tick()
+    for name in ("nightly", "p2-etl"):
+        assert ray.apps[name]["config"] == old["applications"][name] and ray.apps[name]["replicas"] == old["replicas"][name]
+    chat_cfg = ray.apps["ep-1"]["config"]
+    assert chat_cfg["route_prefix"] == "/ep/1" and chat_cfg["args"]["api_key"] != (V01 / "internal_token").read_text().strip()
+    kept = {k: v for k, v in chat_cfg["args"].items() if k not in ("api_key", "model_source")}
+    assert kept == {k: v for k, v in old["applications"]["ep-1"]["args"].items() if k != "api_key"}
+    assert set(ray.apps) == {"rota-gateway", "ep-1", "nightly", "p2-etl"}
+    rt.db.dispose()
 
 
 def test_upgrading_a_0001_store_keeps_its_tasks_and_events(tmp_path):
     from alembic import command
     from alembic.config import Config
-    from pathlib import Path
-
-    from sqlalchemy import text
 
     import rota.store.db as dbmod
 
@@ -36,15 +133,21 @@ def test_upgrading_a_0001_store_keeps_its_tasks_and_events(tmp_path):
     with db.engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "0001")
-        conn.execute(text(
-            "INSERT INTO tasks (name, file_path, deployment_name, ingress, type, timezone, schedule, args, env, resources, "
-            "status, created_at, updated_at, app_status, app_replica_ids) VALUES ('old', 'echo', 'app', 'Echo', 'daily', 'UTC', "
-            "'[]', '{}', '{}', '{}', 'active', '2026-01-01 00:00:00', '2026-01-01 00:00:00', 'RUNNING', '[]')"
-        ))  # fmt: skip
-        conn.execute(text("INSERT INTO events (task_id, task_name, kind, message, data, at) VALUES (1, 'old', 'created', 'x', '{}', '2026-01-01 00:00:00')"))
-    db.migrate()
-    with db.engine.connect() as conn:
-        assert conn.execute(text("SELECT name, project_id, endpoint_id, status FROM tasks")).all() == [("old", 1, None, "active")]
-        assert conn.execute(text("SELECT task_name, project_id, endpoint_id FROM events")).all() == [("old", 1, None)]
-        assert conn.execute(text("SELECT id, name FROM projects")).all() == [(1, "default")]
+        conn.execute(
+            text(
+                "INSERT INTO tasks (name, file_path, deployment_name, ingress, type, timezone, schedule, args, env, resources, "
+                "status, created_at, updated_at, app_status, app_replica_ids) VALUES ('old', 'echo', 'app', 'Echo', 'daily', 'UTC', "
+                "'[]', '{}', '{}', '{}', 'active', '2026-01-01 00:00:00', '2026-01-01 00:00:00', 'RUNNING', '[]')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO events (task_id, task_name, kind, message, data, at) VALUES (1, 'old', 'created', 'x', '{}', '2026-01-01 00:00:00')"
+            )
+        )
+    db.migrate(cipher(tmp_path))
+    assert rows(db, "SELECT name, project_id, endpoint_id, status FROM tasks") == [("old", 1, 1, "active")]
+    assert rows(db, "SELECT name, kind, owner_task_id, app_name FROM endpoints") == [("old", "application", 1, "old")]
+    assert rows(db, "SELECT task_name, project_id FROM events") == [("old", 1)]
+    assert rows(db, "SELECT id, name FROM projects") == [(1, "default")]
     db.dispose()

@@ -3,14 +3,18 @@
 import pytest
 from pydantic import ValidationError
 
-from rota.domain.models import TaskCreate, TaskManifest, TaskUpdate
+from rota.domain.tasks import TaskCreate, TaskManifest, TaskUpdate
 
 
 def task(**over):
     base = {
-        "name": "llama-day", "file_path": "serve", "deployment_name": "app", "type": "daily", "timezone": "Europe/Paris",
+        "name": "llama-day",
+        "file_path": "serve",
+        "deployment_name": "app",
+        "type": "daily",
+        "timezone": "Europe/Paris",
         "schedule": [{"time": "09:00", "min_replicas": 1, "max_replicas": 3}],
-    }  # fmt: skip
+    }
     base.update(over)
     return base
 
@@ -21,7 +25,9 @@ def field_of(exc: ValidationError) -> str:
 
 def test_valid_daily_and_one_off():
     assert TaskCreate.model_validate(task()).schedule[0].max_replicas == 3
-    t = TaskCreate.model_validate(task(type="one_off", schedule=[{"time": "2026-11-23T09:30", "min_replicas": 0, "max_replicas": 1}]))
+    t = TaskCreate.model_validate(
+        task(type="one_off", schedule=[{"time": "2026-11-23T09:30", "min_replicas": 0, "max_replicas": 1}])
+    )
     assert t.type.value == "one_off"
 
 
@@ -30,18 +36,33 @@ def test_valid_daily_and_one_off():
     [
         ({"timezone": "Mars/Base"}, "timezone", "IANA"),
         ({"schedule": [{"time": "09:00", "min_replicas": 3, "max_replicas": 1}]}, "schedule.0.max_replicas", "min_replicas"),
-        ({"schedule": [{"time": "09:00", "min_replicas": 0, "max_replicas": 0}]}, "schedule.0.max_replicas", "greater than or equal to 1"),
-        ({"schedule": [{"time": "09:00", "min_replicas": -1, "max_replicas": 1}]}, "schedule.0.min_replicas", "greater than or equal to 0"),
+        (
+            {"schedule": [{"time": "09:00", "min_replicas": 0, "max_replicas": 0}]},
+            "schedule.0.max_replicas",
+            "greater than or equal to 1",
+        ),
+        (
+            {"schedule": [{"time": "09:00", "min_replicas": -1, "max_replicas": 1}]},
+            "schedule.0.min_replicas",
+            "greater than or equal to 0",
+        ),
         ({"schedule": []}, "schedule", "at least 1"),
         ({"schedule": [{"time": "9h", "min_replicas": 1, "max_replicas": 1}]}, "schedule", "HH:MM"),
         (
-            {"schedule": [{"time": "09:00", "min_replicas": 1, "max_replicas": 1}, {"time": "09:00", "min_replicas": 2, "max_replicas": 2}]},
-            "schedule", "distinct",
+            {
+                "schedule": [
+                    {"time": "09:00", "min_replicas": 1, "max_replicas": 1},
+                    {"time": "09:00", "min_replicas": 2, "max_replicas": 2},
+                ]
+            },
+            "schedule",
+            "distinct",
         ),
         ({"type": "one_off"}, "schedule", "has no date"),
         (
             {"type": "one_off", "schedule": [{"time": "2026-11-23T09:30", "min_replicas": 1, "max_replicas": 1}] * 2},
-            "schedule", "exactly one",
+            "schedule",
+            "exactly one",
         ),
         ({"type": "weekly"}, "type", "one_off"),
         ({"name": "Bad_Name"}, "name", "pattern"),
@@ -52,7 +73,7 @@ def test_valid_daily_and_one_off():
         ({"resources": {"num_cpus": 0}}, "resources.num_cpus", "greater than 0"),
         ({"replicas": 3}, "replicas", "Extra inputs"),
     ],
-)  # fmt: skip
+)
 def test_rejections_name_the_field(over, field, text):
     with pytest.raises(ValidationError) as e:
         TaskCreate.model_validate(task(**over))

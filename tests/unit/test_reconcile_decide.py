@@ -1,11 +1,19 @@
-"""The reconciler's pure decide step and state derivation."""
+"""The reconciler's pure steps: screen the specs, decide whether to PUT; and the specs."""
 
-from rota.domain.reconcile import AppSpec, AppState, Observation, ObservedApp, decide, observe_app, state_events
-from rota.domain.status import AppStatus, EventKind
+from rota.domain.reconcile import Observation, ObservedApp, decide, screen
+from rota.domain.specs import AppSpec, Bounds, EndpointState, endpoint_spec, gateway_spec
 
 
-def spec(name="a", lo=1, hi=1, **kw):
-    return AppSpec(name=name, import_path="echo:app", ingress="Echo", min_replicas=lo, max_replicas=hi, **kw)
+def spec(name="a", lo=1, hi=1, route=None, **kw):
+    return AppSpec(
+        name=name,
+        route_prefix=route or f"/{name}",
+        import_path="echo:app",
+        ingress="Echo",
+        min_replicas=lo,
+        max_replicas=hi,
+        **kw,
+    )
 
 
 def observed(s: AppSpec, status="RUNNING", replicas=("r1",), cfg=None):
@@ -30,8 +38,11 @@ def test_changed_bounds_is_put():
 def test_numbers_ray_hands_back_as_floats_still_match():
     # Ray Serve stores {"num_cpus": 1} and {"target_ongoing_requests": 8} as 1.0 and 8.0;
     # a mismatch there would PUT (and reset the autoscaler) on every tick.
-    s = spec(ray_actor_options={"num_cpus": 1}, autoscaling={"target_ongoing_requests": 8, "downscale_delay_s": 300},
-             args={"max_num_seqs": 16})  # fmt: skip
+    s = spec(
+        ray_actor_options={"num_cpus": 1},
+        autoscaling={"target_ongoing_requests": 8, "downscale_delay_s": 300},
+        args={"max_num_seqs": 16},
+    )
     cfg = s.to_serve_config()
     cfg["deployments"][0]["ray_actor_options"]["num_cpus"] = 1.0
     cfg["deployments"][0]["autoscaling_config"].update(target_ongoing_requests=8.0, downscale_delay_s=300.0)
@@ -75,37 +86,52 @@ def test_ray_echoing_extra_defaults_still_matches():
     assert decide([s], Observation(True, {"a": observed(s, cfg=cfg)})).put is False
 
 
-def test_observe_states():
-    s = spec()
-    prev = AppState(AppStatus.RUNNING, None, 1, ("r1",))
-    assert observe_app(s, Observation(True, {"a": observed(s)}), prev).status is AppStatus.RUNNING
-    assert observe_app(s, Observation(True, {}), prev).status is AppStatus.DEPLOYING
-    down = observe_app(s, Observation(False, {}, "refused"), prev)
-    assert down.status is AppStatus.UNREACHABLE and down.message == "refused" and down.running_replica_ids == ("r1",)
-    stale = observe_app(spec(lo=2, hi=2), Observation(True, {"a": observed(s)}), prev)
-    assert stale.status is AppStatus.DEPLOYING
-    assert observe_app(None, Observation(True, {}), prev).status is AppStatus.NOT_DEPLOYED
+def test_kept_applications_are_not_removed():
+    d = decide([], Observation(True, {"old": observed(spec("old"))}), keep=frozenset({"old"}))
+    assert d.put is False
 
 
-def test_state_events():
-    run = AppState(AppStatus.RUNNING, None, 2, ("r1", "r2"))
-    dep = AppState(AppStatus.DEPLOYING, None, None, ())
-    assert [e.kind for e in state_events(dep, run)] == [EventKind.RUNNING]
-    assert state_events(run, run) == []
-    down = AppState(AppStatus.UNREACHABLE, "refused", 2, ("r1", "r2"))
-    assert [e.kind for e in state_events(run, down)] == [EventKind.UNREACHABLE]
-    assert [e.kind for e in state_events(down, run)] == [EventKind.RECOVERED]
-    assert [e.kind for e in state_events(down, dep)] == [EventKind.RECOVERED]
-    failed = AppState(AppStatus.DEPLOY_FAILED, "boom", 0, ())
-    ev = state_events(dep, failed)
-    assert ev[0].kind is EventKind.FAILED and "boom" in ev[0].message
+def test_one_clash_does_not_stop_the_others():
+    gw, a, clash_name, clash_route = spec("gw", route="/"), spec("a"), spec("a", route="/x"), spec("b", route="/a")
+    ok, rejected = screen([gw, a, clash_name, clash_route, spec("c")])
+    assert [s.name for s in ok] == ["gw", "a", "c"]
+    assert "already named 'a'" in rejected["a"] and "route /a" in rejected["b"]
 
 
-def test_running_needs_its_route():
-    s = spec()
-    prev = AppState(AppStatus.DEPLOYING, None, None, ())
-    waiting = observe_app(s, Observation(True, {"a": observed(s)}, routes={}), prev)
-    assert waiting.status is AppStatus.DEPLOYING and "waiting for its route /a" in waiting.message
-    down = observe_app(s, Observation(True, {"a": observed(s)}, routes_error="refused"), prev)
-    assert down.status is AppStatus.DEPLOYING and "refused" in down.message
-    assert observe_app(s, Observation(True, {"a": observed(s)}, routes={"/a": "a"}), prev).status is AppStatus.RUNNING
+def state(**kw):
+    base = dict(
+        id=1,
+        app_name="ep-1",
+        route_prefix="/ep/1",
+        import_path="serve:app",
+        ingress="LLMServer",
+        desired="running",
+        bounds=Bounds(0, 2, "scaling"),
+        args={"model": "m"},
+        env={},
+        resources={},
+        per_replica=8,
+        cooldown_s=60.0,
+    )
+    return EndpointState(**{**base, **kw})
+
+
+def test_an_endpoint_spec_carries_its_own_token_and_policy():
+    s = endpoint_spec(state(token="tok", token_arg="api_key"), report_url="http://cp/internal/v1/phase")
+    assert s.args == {"model": "m", "api_key": "tok", "report_url": "http://cp/internal/v1/phase"}
+    auto = s.to_serve_config()["deployments"][0]["autoscaling_config"]
+    assert auto == {
+        "min_replicas": 0,
+        "max_replicas": 2,
+        "initial_replicas": 1,
+        "target_ongoing_requests": 4,
+        "downscale_delay_s": 60.0,
+        "downscale_to_zero_delay_s": 60.0,
+    }
+    assert endpoint_spec(state(token="tok")).args == {"model": "m"}  # an application that takes no token gets none
+    assert endpoint_spec(state(bounds=None)) is None and endpoint_spec(state(desired="stopped")) is None
+
+
+def test_one_gateway_replica_holds_its_admission_counts():
+    gw = gateway_spec("http://cp", "t", 8000, 1.0, 300.0, 1 << 20).to_serve_config()
+    assert gw["route_prefix"] == "/" and gw["deployments"][0]["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 1}

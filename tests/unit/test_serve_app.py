@@ -36,15 +36,26 @@ def test_building_does_not_import_vllm():
 
 def test_argv_maps_every_setting(serve_mod):
     cfg = serve_mod.LLMConfig(
-        model="org/m", revision="abc", served_model_name="m", max_model_len=4096, max_num_seqs=32,
-        max_num_batched_tokens=8192, dtype="bfloat16", tensor_parallel_size=2, gpu_memory_utilization=0.8,
-        enable_prefix_caching=True, trust_remote_code=True, engine_args={"kv_cache_dtype": "fp8", "disable_log_stats": True},
-    )  # fmt: skip
+        model="org/m",
+        revision="abc",
+        served_model_name="m",
+        max_model_len=4096,
+        max_num_seqs=32,
+        max_num_batched_tokens=8192,
+        dtype="bfloat16",
+        tensor_parallel_size=2,
+        gpu_memory_utilization=0.8,
+        enable_prefix_caching=True,
+        trust_remote_code=True,
+        engine_args={"kv_cache_dtype": "fp8", "disable_log_stats": True},
+    )
     argv = cfg.vllm_argv(enforce_eager=False)
-    pairs = dict(zip(argv, argv[1:]))
+    pairs = dict(zip(argv, argv[1:], strict=False))
     assert pairs["--model"] == "org/m" and pairs["--revision"] == "abc" and pairs["--served-model-name"] == "m"
     assert pairs["--max-model-len"] == "4096" and pairs["--max-num-seqs"] == "32" and pairs["--max-num-batched-tokens"] == "8192"
-    assert pairs["--dtype"] == "bfloat16" and pairs["--tensor-parallel-size"] == "2" and pairs["--gpu-memory-utilization"] == "0.8"
+    assert (
+        pairs["--dtype"] == "bfloat16" and pairs["--tensor-parallel-size"] == "2" and pairs["--gpu-memory-utilization"] == "0.8"
+    )
     assert pairs["--distributed-executor-backend"] == "ray" and pairs["--kv-cache-dtype"] == "fp8"
     assert "--enable-prefix-caching" in argv and "--trust-remote-code" in argv and "--disable-log-stats" in argv
     assert "--enforce-eager" not in argv and "--enforce-eager" in cfg.vllm_argv(enforce_eager=True)
@@ -61,9 +72,14 @@ def test_argv_is_accepted_by_vllms_parser(serve_mod):
 
 @pytest.mark.parametrize(
     "args,field",
-    [({}, "model"), ({"model": "m", "max_num_seqs": 0}, "max_num_seqs"), ({"model": "m", "dtype": "int3"}, "dtype"),
-     ({"model": "m", "gpu_memory_utilization": 1.5}, "gpu_memory_utilization"), ({"model": "m", "maxlen": 3}, "maxlen")],
-)  # fmt: skip
+    [
+        ({}, "model"),
+        ({"model": "m", "max_num_seqs": 0}, "max_num_seqs"),
+        ({"model": "m", "dtype": "int3"}, "dtype"),
+        ({"model": "m", "gpu_memory_utilization": 1.5}, "gpu_memory_utilization"),
+        ({"model": "m", "maxlen": 3}, "maxlen"),
+    ],
+)
 def test_bad_args_name_the_field(serve_mod, args, field):
     with pytest.raises(ValidationError) as e:
         serve_mod.app(args)
@@ -92,7 +108,10 @@ def test_request_defaults_fill_only_missing_fields(serve_mod):
 
     mw = serve_mod.RequestDefaults(inner, {"skip_special_tokens": False, "add_special_tokens": True})
     body = json.dumps({"model": "m", "add_special_tokens": False}).encode()
-    msgs = [{"type": "http.request", "body": body[:5], "more_body": True}, {"type": "http.request", "body": body[5:], "more_body": False}]
+    msgs = [
+        {"type": "http.request", "body": body[:5], "more_body": True},
+        {"type": "http.request", "body": body[5:], "more_body": False},
+    ]
 
     async def receive():
         return msgs.pop(0)
@@ -101,3 +120,38 @@ def test_request_defaults_fill_only_missing_fields(serve_mod):
     asyncio.run(mw(scope, receive, None))
     assert seen["body"] == {"model": "m", "add_special_tokens": False, "skip_special_tokens": False}
     assert int(seen["len"]) == len(json.dumps(seen["body"]).encode())
+
+
+def test_every_route_needs_the_endpoints_token(serve_mod):
+    reached = []
+
+    async def inner(scope, receive, send):
+        reached.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    guard = serve_mod.TokenGuard(inner, "tok")
+
+    def call(path, auth=None):
+        sent = []
+
+        async def send(m):
+            sent.append(m)
+
+        headers = [(b"authorization", auth)] if auth else []
+        asyncio.run(guard({"type": "http", "path": path, "headers": headers}, None, send))
+        return sent[0]["status"]
+
+    for path in ("/v1/chat/completions", "/invocations", "/tokenize", "/metrics", "/health", "/"):
+        assert call(path) == 401 and call(path, b"Bearer other") == 401 and call(path, b"tok") == 401
+        assert call(path, b"Bearer tok") == 200
+    assert reached == ["/v1/chat/completions", "/invocations", "/tokenize", "/metrics", "/health", "/"]
+
+
+def test_where_the_model_is_is_said_not_guessed(serve_mod):
+    assert serve_mod._local(serve_mod.LLMConfig(model="org/m", model_source="local")) is True
+    assert serve_mod._local(serve_mod.LLMConfig(model="/models/m", model_source="hub")) is False
+    assert serve_mod._local(serve_mod.LLMConfig(model="../x")) is True  # auto, for direct users of serve:app
+    assert serve_mod.ROTA_TOKEN_ARG == "api_key" and "--api-key" not in serve_mod.LLMConfig(model="m", api_key="t").vllm_argv(
+        True
+    )

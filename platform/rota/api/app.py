@@ -2,62 +2,56 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 
 from rota import __version__
-from rota.api import endpoints, errors, internal, keys, tasks
+from rota.api import endpoints, errors, events, internal, keys, tasks
+from rota.api.deps import Who, runtime
+from rota.api.limits import BodyLimit
 from rota.config import Settings
 from rota.runtime import Runtime
 
 
-def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> FastAPI:
     settings = settings or Settings()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        rt = runtime or Runtime(settings)
-        app.state.runtime = rt
-        rt.start()
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.runtime = rt or Runtime(settings)
+        app.state.runtime.start()
         try:
             yield
         finally:
-            rt.stop()
+            app.state.runtime.stop()
 
     app = FastAPI(
-        title="Rota",
-        version=__version__,
-        description="Scheduled, dedicated LLM endpoints on Ray Serve.",
-        lifespan=lifespan,
+        title="Rota", version=__version__, description="Scheduled, dedicated LLM endpoints on Ray Serve.", lifespan=lifespan
     )
     errors.install(app)
-    app.include_router(tasks.router)
-    app.include_router(endpoints.router)
-    app.include_router(keys.router)
-    app.include_router(internal.router)
+    for module in (tasks, endpoints, events, keys, internal):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
-    # Open on purpose (liveness probes carry no key); it says nothing about tasks or endpoints.
-    @app.get("/healthz", tags=["health"], summary="Liveness and the state of the loops")
-    def healthz(request: Request) -> dict:
-        rt: Runtime = request.app.state.runtime
-        return {
-            "status": "ok",
-            "version": __version__,
-            "ray": {
-                "dashboard": rt.settings.dashboard_url,
-                "embedded": rt.settings.embedded_ray,
-                "reachable": rt.reconciler.ray_reachable,
-                "start_error": rt.ray_start_error,
-            },
-            "serve_url": rt.settings.serve_url,
-            "openai_base_url": f"{rt.settings.serve_url}/v1",
-            "reconciler": {
-                "ticks": rt.reconciler.ticks,
-                "last_tick_s": rt.reconciler.last_tick_s,
-                "last_error": rt.reconciler.last_error,
-            },
-            "scheduler": {"last_catch_up_s": rt.scheduler.last_catch_up_s},
+    @app.get("/healthz", tags=["health"], summary="Liveness (no key needed; says nothing else)")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/api/v1/status", tags=["health"], summary="Ray reachability and the loops (details for admin keys)")
+    def status(request: Request, who: Who) -> dict[str, Any]:
+        r: Runtime = runtime(request)
+        out: dict[str, Any] = {
+            "ray": {"embedded": r.settings.embedded_ray, "reachable": r.reconciler.ray_reachable},
+            "openai_base_url": f"{r.settings.serve_url}/v1",
+            "reconciler": {"ticks": r.reconciler.ticks, "last_tick_s": r.reconciler.last_tick_s},
+            "scheduler": {"last_catch_up_s": r.scheduler.last_catch_up_s},
         }
+        if who.admin:  # these may name any project's applications
+            out["ray"].update(dashboard=r.settings.dashboard_url, error=r.reconciler.ray_error, start_error=r.ray_start_error)
+            out["reconciler"]["last_error"] = r.reconciler.last_error
+        return out
 
     return app

@@ -1,30 +1,35 @@
-"""``/internal/v1``: what the gateway application reads (cluster-internal token only)."""
+"""``/internal/v1``: what the cluster calls. The routing table needs the gateway's token;
+a starting replica reports its phase with its own endpoint's token, for that endpoint only."""
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel
 
-from rota.api.deps import internal
-from rota.domain.endpoints import Phase
+from rota.api.deps import bearer, gateway, runtime
+from rota.domain.errors import Unauthorized
+from rota.domain.names import Strict
+from rota.domain.status import Phase
 
-router = APIRouter(prefix="/internal/v1", tags=["internal"], dependencies=[Depends(internal)], include_in_schema=False)
+router = APIRouter(prefix="/internal/v1", tags=["internal"], include_in_schema=False)
 
 
-class PhaseReport(BaseModel):
-    routing_key: str
+class PhaseReport(Strict):
     phase: Phase
+    routing_key: str | None = None  # sent by older replicas; the token says which endpoint it is
 
 
 @router.post("/phase", status_code=204)
-def report_phase(body: PhaseReport, request: Request) -> Response:
+def report_phase(body: PhaseReport, request: Request, token: Annotated[str, Depends(bearer)]) -> Response:
     """A starting endpoint replica says what it is doing (``serve_apps/serve.py``)."""
-    request.app.state.runtime.endpoints.report_phase(body.routing_key, body.phase)
+    if not runtime(request).endpoints.report_phase(token, body.phase):
+        raise Unauthorized("not an endpoint's token", field="Authorization")
     return Response(status_code=204)
 
 
-@router.get("/routing")
-def routing(request: Request) -> dict:
-    """Active key hashes -> project, and every endpoint's route and status."""
-    rt = request.app.state.runtime
-    return rt.endpoints.routing_table(rt.auth.active_key_hashes(), rt.auth.project_names())
+@router.get("/routing", dependencies=[Depends(gateway)])
+def routing(request: Request) -> dict[str, Any]:
+    """Active key hashes -> project, and every endpoint's route, token and status."""
+    rt = runtime(request)
+    return rt.endpoints.routing_table(rt.auth.active_key_hashes())  # type: ignore[no-any-return]

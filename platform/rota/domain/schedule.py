@@ -16,18 +16,25 @@ from __future__ import annotations
 
 import heapq
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Iterator, Sequence
+from enum import Enum
+from typing import Any
 
 import pytz
 
-from rota.domain.status import TaskType
+
+class TaskType(str, Enum):
+    ONE_OFF = "one_off"
+    DAILY = "daily"
+
 
 UTC = pytz.utc
+ONE_OFF_YEARS = (1970, 2999)  # fire instants stay far from datetime's limits
 
-_TIME_RE = re.compile(r"^(\d{2}):(\d{2})(?::(\d{2}))?$")
-_DATETIME_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2}))?$")
+_TIME_RE = re.compile(r"^([0-9]{2}):([0-9]{2})(?::([0-9]{2}))?$")
+_DATETIME_RE = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[T ]([0-9]{2}):([0-9]{2})(?::([0-9]{2}))?$")
 
 
 def parse_time_of_day(text: str) -> time:
@@ -47,9 +54,9 @@ def parse_local_datetime(text: str) -> datetime:
     if not m:
         if isinstance(text, str) and _TIME_RE.match(text.strip()):
             raise ValueError(f"{text!r} has no date; a one_off time is a local date-time like 2026-11-23T09:30")
-        raise ValueError(
-            f"{text!r} is not a local date-time; use YYYY-MM-DDTHH:MM without an offset, e.g. 2026-11-23T09:30"
-        )
+        raise ValueError(f"{text!r} is not a local date-time; use YYYY-MM-DDTHH:MM without an offset, e.g. 2026-11-23T09:30")
+    if not ONE_OFF_YEARS[0] <= int(m[1]) <= ONE_OFF_YEARS[1]:
+        raise ValueError(f"{text!r}: the year must be between {ONE_OFF_YEARS[0]} and {ONE_OFF_YEARS[1]}")
     try:
         return datetime(int(m[1]), int(m[2]), int(m[3]), int(m[4]), int(m[5]), int(m[6] or 0))
     except ValueError as e:
@@ -70,7 +77,7 @@ def to_utc(tz: pytz.BaseTzInfo, naive: datetime) -> datetime:
     pytz's ``is_dst`` flag, whose meaning differs in zones whose offset changes are not
     DST (e.g. a zone moving its standard offset).
     """
-    offsets = {tz.localize(naive + timedelta(hours=h)).utcoffset() for h in (-48, -24, -6, 6, 24, 48)}
+    offsets = {_offset(tz, naive + timedelta(hours=h)) for h in (-48, -24, -6, 6, 24, 48)}
     valid = []
     for off in offsets:
         instant = (naive - off).replace(tzinfo=UTC)
@@ -80,15 +87,18 @@ def to_utc(tz: pytz.BaseTzInfo, naive: datetime) -> datetime:
         return min(valid)  # normal time: one candidate; fall back: the first occurrence
     # A gap: interpret the wall time with the offset in force before the jump, which
     # lands the same distance past the jump.
-    before = tz.localize(naive - timedelta(hours=48)).utcoffset()
+    before = _offset(tz, naive - timedelta(hours=48))
     for h in (24, 6, 3, 1):
-        probe = naive - timedelta(hours=h)
         try:
-            before = tz.localize(probe, is_dst=None).utcoffset()
+            before = _offset(tz, naive - timedelta(hours=h), is_dst=None)
             break
         except (pytz.NonExistentTimeError, pytz.AmbiguousTimeError):
             continue
     return (naive - before).replace(tzinfo=UTC)
+
+
+def _offset(tz: pytz.BaseTzInfo, naive: datetime, is_dst: bool | None = False) -> timedelta:
+    return tz.localize(naive, is_dst=is_dst).utcoffset() or timedelta(0)
 
 
 def to_local(tz: pytz.BaseTzInfo, instant: datetime) -> datetime:
@@ -127,7 +137,7 @@ class ScheduleSpec:
         return get_timezone(self.timezone)
 
     @classmethod
-    def build(cls, type_: TaskType | str, timezone: str, schedule: Sequence[dict]) -> "ScheduleSpec":
+    def build(cls, type_: TaskType | str, timezone: str, schedule: Sequence[dict[str, Any]]) -> ScheduleSpec:
         t = TaskType(type_)
         parse = parse_local_datetime if t is TaskType.ONE_OFF else parse_time_of_day
         entries = tuple(
@@ -141,6 +151,7 @@ def occurrences(spec: ScheduleSpec, after: datetime, until: datetime | None = No
     tz = spec.tz
     if spec.type is TaskType.ONE_OFF:
         e = spec.entries[0]
+        assert isinstance(e.at, datetime)
         at = to_utc(tz, e.at)
         if at > after and (until is None or at <= until):
             yield Occurrence(at, e, e.at.date())
@@ -153,6 +164,7 @@ def occurrences(spec: ScheduleSpec, after: datetime, until: datetime | None = No
     day = after.astimezone(tz).date() - timedelta(days=2)
     while True:
         for e in spec.entries:
+            assert isinstance(e.at, time)
             heapq.heappush(heap, (to_utc(tz, datetime.combine(day, e.at)), day, e.at, e.index))
         day += timedelta(days=1)
         bound = datetime.combine(day, time()).replace(tzinfo=UTC) - timedelta(hours=26)

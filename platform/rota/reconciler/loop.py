@@ -1,61 +1,100 @@
-"""Converge Ray Serve to the desired applications of all tasks and endpoints, forever.
+"""Converge Ray Serve to the desired applications of all endpoints, forever.
 
-Each tick: load desired state (database) -> observe (Ray) -> decide (pure) -> apply
-(PUT the whole declarative config) -> record what was observed (statuses, events).
-Ticks run every ``interval`` seconds and at once when nudged (after a fire or an edit).
-A tick never raises out of the loop; Ray being down is an observation, not an error.
+Each tick: load one snapshot of the endpoints (database) -> build every spec once ->
+observe (Ray) -> decide (pure) -> apply (PUT the whole declarative config) -> record what
+was observed and exactly what was PUT (statuses, events). Ticks run every ``interval``
+seconds and at once when nudged (after a fire or an edit). A tick never raises out of
+the loop; Ray being down is an observation, not an error.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import Callable, Protocol
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
 
-from rota.domain.endpoints import STARTING, Desired, EndpointStatus, Observed, Phase, Replicas, derive
-from rota.domain.errors import RayUnavailable
-from rota.domain.reconcile import AppSpec, AppState, Observation, config_matches, decide, observe_app, state_events
-from rota.domain.status import AppStatus, EventKind, TaskStatus, TaskType
-from rota.services.endpoints import app_name, endpoint_spec
-from rota.services.events import record, set_endpoint_status, transition
-from rota.services.tasks import app_spec
+from rota.crypto import Cipher
+from rota.domain.endpoints import Desired, Scaling
+from rota.domain.errors import RayRejected, RayUnavailable
+from rota.domain.events import EventKind
+from rota.domain.reconcile import Observation, config_matches, decide, screen
+from rota.domain.specs import AppSpec, EndpointState, endpoint_spec
+from rota.domain.status import EndpointStatus, Observed, Phase, Replicas, derive
+from rota.serve.client import RayServe
+from rota.services import views
+from rota.services.events import record, set_endpoint_status
 from rota.store.db import Database
-from rota.store.tables import EndpointRow, TaskRow, utcnow
+from rota.store.tables import EndpointRow, utcnow
 
 log = logging.getLogger(__name__)
 
+# Endpoints with something to reconcile: wanted in Ray, on their way out of it, or not
+# settled. At 10,000 tasks waiting for their first fire, loading all would be what costs.
+_TO_RECONCILE = or_(
+    EndpointRow.desired == Desired.DELETED.value,
+    EndpointRow.status.notin_([EndpointStatus.STOPPED.value, EndpointStatus.PENDING.value]),
+    (EndpointRow.desired == Desired.RUNNING.value) & (EndpointRow.scaling.is_not(None) | EndpointRow.scheduled_min.is_not(None)),
+)
 
-class RayServe(Protocol):
-    def observe(self) -> Observation: ...
-    def apply(self, specs: list[AppSpec]) -> None: ...
+
+def state_of(ep: EndpointRow, cipher: Cipher) -> EndpointState:
+    scaling = Scaling.model_validate(ep.scaling) if ep.scaling else None
+    applied = (ep.applied_min, ep.applied_max) if ep.applied_min is not None and ep.applied_max is not None else None
+    return EndpointState(
+        id=ep.id,
+        app_name=ep.app_name,
+        route_prefix=ep.route_prefix,
+        import_path=f"{ep.file_path}:{ep.deployment_name}",
+        ingress=ep.ingress,
+        desired=ep.desired,
+        bounds=views.bounds(ep),
+        args=dict(ep.args or {}),
+        env=cipher.decrypt_map(ep.env or {}),
+        resources=dict(ep.resources or {}),
+        per_replica=ep.per_replica,
+        cooldown_s=scaling.cooldown_period_s if scaling else None,
+        target_ongoing=scaling.target_ongoing_requests if scaling else None,
+        token=cipher.decrypt(ep.token) if ep.token_arg else None,
+        token_arg=ep.token_arg,
+        generation=ep.generation,
+        ready_generation=ep.ready_generation,
+        status=ep.status,
+        reported_phase=ep.reported_phase,
+        applied=applied,
+    )
 
 
 class Reconciler:
     def __init__(
-        self, db: Database, ray: RayServe, interval: float = 2.0, clock: Callable[[], datetime] = utcnow,
-        internal_token: str = "", gateway: AppSpec | None = None, control_url: str | None = None,
-    ):  # fmt: skip
-        """``internal_token``: the key endpoints require (the gateway sends it);
-        ``gateway``: the OpenAI base URL application, always deployed when given."""
-        self.db = db
-        self.ray = ray
-        self.internal_token = internal_token
-        self.gateway = gateway
-        self.control_url = control_url
-        self.interval = interval
-        self.clock = clock
-        self._nudge = threading.Event()
-        self._stop = threading.Event()
+        self,
+        db: Database,
+        ray: RayServe,
+        cipher: Cipher,
+        interval: float = 2.0,
+        clock: Callable[[], datetime] = utcnow,
+        gateway: AppSpec | None = None,
+        report_url: str | None = None,
+    ):
+        """``gateway``: the OpenAI base URL application, always deployed when given;
+        ``report_url``: where starting replicas report their phase."""
+        self.db, self.ray, self.cipher, self.clock = db, ray, cipher, clock
+        self.gateway, self.report_url, self.interval = gateway, report_url, interval
+        self._nudge, self._stop = threading.Event(), threading.Event()
         self._thread: threading.Thread | None = None
+        self._refused: dict[str, tuple[dict[str, Any], str]] = {}  # app -> (config Ray refused, why)
         self.ticks = 0
         self.last_tick_s: float | None = None
         self.last_error: str | None = None
         self.ray_reachable: bool | None = None
+        self.ray_error: str | None = None  # Ray's own words: operators only (they may name any application)
 
     # ------------------------------------------------------------ loop
 
@@ -78,153 +117,191 @@ class Reconciler:
             t0 = time.monotonic()
             try:
                 self.tick()
-                failures = 0
-                self.last_error = None
+                failures, self.last_error = 0, None
             except Exception as e:  # a bug or the database: log, back off, keep going
                 failures += 1
                 self.last_error = f"{type(e).__name__}: {e}"
                 log.exception("reconcile tick failed (%d in a row)", failures)
             self.last_tick_s = time.monotonic() - t0
             delay = self.interval if failures == 0 else min(30.0, self.interval * 2**failures)
-            delay *= random.uniform(0.9, 1.1)  # jitter: many instances never tick in lockstep
-            self._nudge.wait(delay)
+            self._nudge.wait(delay * random.uniform(0.9, 1.1))  # jitter: instances never tick in lockstep
             self._nudge.clear()
 
     # ------------------------------------------------------------ one tick
 
-    def desired(self) -> list[AppSpec]:
+    def load(self) -> list[EndpointState]:
+        """One snapshot: everything this tick PUTs and records comes from it."""
         with self.db.session() as s:
-            specs = [app_spec(r) for r in s.scalars(select(TaskRow).where(TaskRow.desired_min.is_not(None))).all()]
-            specs += [endpoint_spec(ep, self.internal_token, self.control_url) for ep in s.scalars(select(EndpointRow)).all()]
-        if self.gateway is not None:
-            specs.append(self.gateway)
-        return [spec for spec in specs if spec is not None]
+            rows = s.scalars(select(EndpointRow).where(_TO_RECONCILE).order_by(EndpointRow.id)).all()
+            return [state_of(r, self.cipher) for r in rows]
 
     def tick(self) -> None:
-        desired = self.desired()
+        states = self.load()
+        specs = {st.id: endpoint_spec(st, self.report_url) for st in states}
+        wanted = ([self.gateway] if self.gateway else []) + [sp for sp in specs.values() if sp is not None]
+        ok, rejected = screen(wanted)
+        self._refused = {n: r for n, r in self._refused.items() if n in {s.name for s in ok}}  # nothing kept for the gone
         observation = self.ray.observe()
-        decision = decide(desired, observation)
-        applied = False
-        if decision.put:
-            log.info("applying %d application(s): %s", len(desired), "; ".join(decision.reasons))
-            try:
-                self.ray.apply(desired)
-                applied = True
-                observation = self.ray.observe()
-            except RayUnavailable as e:
-                observation = Observation(False, {}, e.message)
+        ok = [sp for sp in ok if not self._still_refused(sp, rejected)]
+        decision = decide(ok, observation, keep=frozenset(rejected))
+        put: set[str] = set()
+        if decision.put and observation.reachable:
+            log.info("applying %d application(s): %s", len(ok), "; ".join(decision.reasons))
+            put, observation = self._apply(ok, observation, rejected)
         self.ray_reachable = observation.reachable
-        self._record(observation, decision.missing if applied else None)
+        self.ray_error = observation.error
+        self._record(states, specs, rejected, put, decision.missing, observation)
         self.ticks += 1
 
-    def _record(self, observation: Observation, applied_missing: frozenset[str] | None) -> None:
-        """Write what was observed. ``applied_missing``: None if nothing was PUT this tick,
-        else the applications the PUT had to (re)create."""
+    def _still_refused(self, spec: AppSpec, rejected: dict[str, str]) -> bool:
+        refused = self._refused.get(spec.name)
+        if refused and refused[0] == spec.to_serve_config():
+            rejected[spec.name] = refused[1]  # the same config again: Ray would refuse it again
+            return True
+        self._refused.pop(spec.name, None)
+        return False
+
+    def _apply(self, specs: list[AppSpec], observation: Observation, rejected: dict[str, str]) -> tuple[set[str], Observation]:
+        """PUT the specs. An application Ray refuses is left out (keeping the config it
+        runs, if any) and the others are PUT again: one bad application never stops the rest."""
+        for _ in range(3):
+            try:
+                self.ray.apply([s.to_serve_config() for s in specs] + self._kept(observation, rejected, specs))
+                return {s.name for s in specs}, self.ray.observe()
+            except RayUnavailable as e:
+                return set(), Observation(False, {}, e.message)
+            except RayRejected as e:
+                culprits = _culprits(e.message, specs) or specs
+                log.warning("Ray Serve refused %s: %s", ", ".join(s.name for s in culprits), e.message[:500])
+                for s in culprits:
+                    why = "Ray Serve refused this application's configuration" + (
+                        f": {_mine(e.message, s)}" if len(culprits) == 1 else ""
+                    )
+                    rejected[s.name] = why
+                    self._refused[s.name] = (s.to_serve_config(), why)
+                specs = [s for s in specs if s not in culprits]
+        return set(), observation
+
+    @staticmethod
+    def _kept(observation: Observation, rejected: dict[str, str], specs: list[AppSpec]) -> list[dict[str, Any]]:
+        """Refused applications keep running with the config Ray has for them."""
+        sent = {s.name for s in specs}
+        return [a.deployed_config for n, a in observation.apps.items() if n in rejected and n not in sent and a.deployed_config]
+
+    def _record(
+        self,
+        states: list[EndpointState],
+        specs: dict[int, AppSpec | None],
+        rejected: dict[str, str],
+        put: set[str],
+        missing: frozenset[str],
+        observation: Observation,
+    ) -> None:
         now = self.clock()
         with self.db.session() as s:
-            # Tasks that never fired have no application to observe: at 10,000 mostly idle
-            # tasks, looking at all of them on every tick is what would cost.
-            for task in s.scalars(select(TaskRow).where(_has_app)).all():
-                spec = app_spec(task)
-                if applied_missing is not None and spec is not None:
-                    self._record_applied(s, task, spec, spec.name in applied_missing, now)
-                old = AppState(AppStatus(task.app_status), task.app_message, task.app_target_replicas, tuple(task.app_replica_ids or ()))
-                new = observe_app(spec, observation, old)
-                moved = self._follow_app(s, task, new, now)
-                for ev in state_events(old, new):
-                    if moved and ev.kind in (EventKind.FAILED, EventKind.RECOVERED):
-                        continue  # the task's own transition event already says it
-                    record(s, task, ev.kind, ev.message, ev.data, at=now)
-                if new != old or task.app_observed_at is None:
-                    # Written on change only: a tick that finds nothing new writes nothing,
-                    # so fires never queue behind a write of every row.
-                    task.app_status = new.status.value
-                    task.app_message = new.message
-                    task.app_target_replicas = new.target_replicas
-                    task.app_replica_ids = list(new.running_replica_ids)
-                    task.app_observed_at = now
-            for ep in s.scalars(select(EndpointRow)).all():
-                self._record_endpoint(s, ep, observation, applied_missing, now)
+            for st in states:
+                ep = s.get(EndpointRow, st.id)
+                spec = specs[st.id]
+                if ep is None:
+                    continue  # deleted meanwhile
+                if spec is not None and spec.name in put:
+                    _record_applied(s, ep, spec, st.applied, spec.name in missing, now)
+                self._record_endpoint(s, ep, st, spec, rejected.get(st.app_name), observation, now)
 
-    def _record_endpoint(self, s, ep: EndpointRow, observation: Observation, applied_missing: frozenset[str] | None, now: datetime) -> None:
-        spec = endpoint_spec(ep, self.internal_token, self.control_url)
-        if applied_missing is not None and spec is not None:
-            self._record_applied(s, ep, spec, spec.name in applied_missing, now)
-        name = app_name(ep)
-        obs = observation.apps.get(name)
-        observed = Observed(reachable=observation.reachable, message=observation.error)
+    @staticmethod
+    def _record_endpoint(
+        s: Session,
+        ep: EndpointRow,
+        st: EndpointState,
+        spec: AppSpec | None,
+        refused: str | None,
+        observation: Observation,
+        now: datetime,
+    ) -> None:
+        obs = observation.apps.get(st.app_name)
+        observed = Observed(reachable=observation.reachable, rejected=refused)
         if observation.reachable and obs is not None:
-            prefix = spec.route_prefix if spec else None
             observed = Observed(
-                reachable=True, present=True, app_status=obs.status, message=obs.message or None,
+                reachable=True,
+                present=True,
+                app_status=obs.status,
+                message=obs.message or None,
+                rejected=refused,
                 config_current=spec is not None and config_matches(obs.deployed_config, spec),
-                routed=not observation.routes_error and (observation.routes is None or prefix in observation.routes),
+                routed=observation.routed(st.route_prefix),
                 replicas=Replicas(len(obs.running_replica_ids), obs.starting, obs.pending, obs.target_replicas, obs.stopping),
-            )  # fmt: skip
-        rolling = ep.ready_generation is not None and ep.generation > ep.ready_generation
-        reported = Phase(ep.reported_phase) if ep.reported_phase else None
-        derived = derive(Desired(ep.desired), EndpointStatus(ep.status), rolling, observed, reported)
+            )
+        rolling = st.ready_generation is not None and st.generation > st.ready_generation
+        reported = Phase(st.reported_phase) if st.reported_phase else None
+        derived = derive(st.desired, st.bounds is not None, EndpointStatus(ep.status), rolling, observed, reported)
         set_endpoint_status(s, ep, derived, now)
-        if derived.status not in STARTING:
+        if derived.status not in EndpointStatus.starting():
             ep.reported_phase = None  # the next start reports afresh
         if derived.status is EndpointStatus.RUNNING:
-            ep.ready_generation = ep.generation
-        if observed.present or observation.reachable:
+            ep.ready_generation = st.generation  # the generation this tick saw served, not a newer one
+        if observation.reachable:
             target, ids = (obs.target_replicas, list(obs.running_replica_ids)) if obs else (None, [])
             if (target, ids) != (ep.target_replicas, list(ep.replica_ids or [])) or ep.observed_at is None:
                 ep.target_replicas, ep.replica_ids, ep.observed_at = target, ids, now
         if derived.status is EndpointStatus.TERMINATED:
             s.delete(ep)  # its events stay
-        elif derived.status is EndpointStatus.STOPPED:
+        elif derived.status in (EndpointStatus.STOPPED, EndpointStatus.PENDING):
             ep.applied_min = ep.applied_max = None  # a start deploys afresh
 
-    @staticmethod
-    def _record_applied(s, task: TaskRow | EndpointRow, spec: AppSpec, was_missing: bool, now: datetime) -> None:
-        """Events for what Ray Serve just accepted (for a task or an endpoint): a first
-        deploy, a redeploy of an application Ray lost (e.g. a restarted cluster), or an
-        in-place rescale."""
-        new = (spec.min_replicas, spec.max_replicas)
-        old = (task.applied_min, task.applied_max)
-        bounds = {"min_replicas": new[0], "max_replicas": new[1]}
-        if was_missing and task.applied_min is not None:
-            # Ray lost it (e.g. a restarted cluster): a fresh deploy, at today's bounds,
-            # even if a fire changed them meanwhile (that is not an in-place rescale).
-            record(
-                s, task, EventKind.DEPLOYING,
-                f"redeploying {spec.import_path} with replicas {_bounds(*new)}: Ray Serve no longer had it",
-                {**bounds, "redeploy": True}, at=now,
-            )  # fmt: skip
-        elif old == new:
-            return
-        elif task.applied_min is None:
-            record(
-                s, task, EventKind.DEPLOYING,
-                f"deploying {spec.import_path} at {spec.route_prefix} with replicas {_bounds(*new)}", bounds, at=now,
-            )  # fmt: skip
-        else:
-            record(
-                s, task, EventKind.SCALED, f"scaled {_bounds(*old)} -> {_bounds(*new)} in place",
-                {"from": {"min_replicas": old[0], "max_replicas": old[1]}, "to": bounds}, at=now,
-            )  # fmt: skip
-        task.applied_min, task.applied_max = new
 
-    @staticmethod
-    def _follow_app(s, task: TaskRow, new: AppState, now: datetime) -> bool:
-        """A failed application fails its task; a recovered one puts it back. True if it moved."""
-        status = TaskStatus(task.status)
-        if new.status in AppStatus.failed() and status is not TaskStatus.FAILED and status is not TaskStatus.IDLE:
-            task_reason = f"application {new.status.value}: {new.message or 'no message from Ray Serve'}"
-            transition(s, task, TaskStatus.FAILED, EventKind.FAILED, task_reason, reason=task_reason, at=now)
-            return True
-        elif new.status is AppStatus.RUNNING and status is TaskStatus.FAILED and task.desired_min is not None:
-            back = TaskStatus.COMPLETED if task.type == TaskType.ONE_OFF.value else TaskStatus.ACTIVE
-            transition(s, task, back, EventKind.RECOVERED, f"application running again; task is {back.value}", at=now)
-            return True
-        return False
+def _record_applied(
+    s: Session, ep: EndpointRow, spec: AppSpec, before: tuple[int, int] | None, was_missing: bool, now: datetime
+) -> None:
+    """Events for what Ray Serve just took: a first deploy, a redeploy of an application
+    Ray lost (e.g. a restarted cluster), or an in-place rescale. ``before`` is what the
+    snapshot said was applied; what is recorded is exactly what was PUT."""
+    new = (spec.min_replicas, spec.max_replicas)
+    data = {"min_replicas": new[0], "max_replicas": new[1]}
+    if was_missing and before is not None:
+        record(
+            s,
+            ep,
+            EventKind.DEPLOYING,
+            f"redeploying with replicas {_b(*new)}: Ray Serve no longer had it",
+            {**data, "redeploy": True},
+            at=now,
+        )
+    elif before == new:
+        return
+    elif before is None:
+        record(
+            s,
+            ep,
+            EventKind.DEPLOYING,
+            f"deploying {spec.import_path} at {spec.route_prefix} with replicas {_b(*new)}",
+            data,
+            at=now,
+        )
+    else:
+        record(
+            s,
+            ep,
+            EventKind.SCALED,
+            f"scaled {_b(*before)} -> {_b(*new)} in place",
+            {"from": {"min_replicas": before[0], "max_replicas": before[1]}, "to": data},
+            at=now,
+        )
+    ep.applied_min, ep.applied_max = new
 
 
-_has_app = TaskRow.desired_min.is_not(None) | (TaskRow.app_status != AppStatus.NOT_DEPLOYED.value)
-
-
-def _bounds(lo: int | None, hi: int | None) -> str:
+def _b(lo: int, hi: int) -> str:
     return f"{lo}" if lo == hi else f"{lo}..{hi}"
+
+
+def _culprits(message: str, specs: list[AppSpec]) -> list[AppSpec]:
+    """The applications a refusal names: by position in the PUT (pydantic's
+    ``applications.N``) or by name."""
+    found = {int(i) for i in re.findall(r"applications\.(\d+)", message) if int(i) < len(specs)}
+    named = {i for i, s in enumerate(specs) if re.search(rf"\b{re.escape(s.name)}\b", message)}
+    return [specs[i] for i in sorted(found or named)]
+
+
+def _mine(message: str, spec: AppSpec) -> str:
+    """The part of Ray's message about this application (not the others it may name)."""
+    lines = [ln for ln in message.splitlines() if spec.name in ln or re.search(r"applications\.\d+", ln)]
+    return (lines[0] if lines else message.splitlines()[0] if message else "")[:300]

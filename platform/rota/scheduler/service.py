@@ -9,10 +9,11 @@ every fire instant itself (``rota.domain.schedule``) and hands APScheduler a UTC
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Callable
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
@@ -30,9 +31,13 @@ log = logging.getLogger(__name__)
 
 class Scheduler:
     def __init__(
-        self, db: Database, grace: timedelta, on_fire: Callable[[], None], sweep_interval_s: float = 15.0,
+        self,
+        db: Database,
+        grace: timedelta,
+        on_fire: Callable[[], None],
+        sweep_interval_s: float = 15.0,
         clock: Callable[[], datetime] = utcnow,
-    ):  # fmt: skip
+    ):
         self.db = db
         self.grace = grace
         self.on_fire = on_fire
@@ -51,9 +56,13 @@ class Scheduler:
         log.info("catch-up took %.3fs", self.last_catch_up_s)
         self._aps.start()
         self._aps.add_job(
-            self._sweep, IntervalTrigger(seconds=self.sweep_interval_s), id="sweep", coalesce=True,
-            max_instances=1, misfire_grace_time=None,
-        )  # fmt: skip
+            self._sweep,
+            IntervalTrigger(seconds=self.sweep_interval_s),
+            id="sweep",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=None,
+        )
 
     def shutdown(self) -> None:
         if self._aps.running:
@@ -91,15 +100,18 @@ class Scheduler:
             when = task.next_fire_at if task is not None and task.status in SCHEDULABLE else None
         job_id = f"task-{task_id}"
         if when is None:
-            try:
+            with contextlib.suppress(JobLookupError):
                 self._aps.remove_job(job_id)
-            except JobLookupError:
-                pass
             return
         self._aps.add_job(
-            self._fire, DateTrigger(run_date=when), args=[task_id], id=job_id, replace_existing=True,
-            misfire_grace_time=None, coalesce=True,
-        )  # fmt: skip
+            self._fire,
+            DateTrigger(run_date=when),
+            args=[task_id],
+            id=job_id,
+            replace_existing=True,
+            misfire_grace_time=None,
+            coalesce=True,
+        )
 
     def _fire(self, task_id: int) -> None:
         try:

@@ -1,13 +1,19 @@
-"""Validate a task's application against the scripts in ``serve_apps/``.
+"""Validate an application against the scripts in ``serve_apps/``.
 
-The script is executed in the control plane to find the Ray Serve application and its
-ingress deployment (whose replica bounds Rota sets). Applications must therefore keep
-heavy imports (vLLM, torch) inside their replicas: building the application graph must
-be cheap. This is the same contract ``serve build`` relies on.
+The script is executed in the control plane to find the Ray Serve application, its
+ingress deployment (whose replica bounds Rota sets) and how many requests a replica
+takes at once. Applications must therefore keep heavy imports (vLLM, torch) inside
+their replicas: building the application graph must be cheap. This is the same
+contract ``serve build`` relies on.
+
+A script that wants its endpoint's own token (so that every route can require it)
+says under which argument: ``ROTA_TOKEN_ARG = "api_key"``. Rota's own ``gateway``
+script and scripts whose names start with ``_`` cannot be deployed by users.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import sys
@@ -20,40 +26,42 @@ from typing import Any
 from rota.domain.errors import InvalidInput
 
 _LOCK = threading.Lock()  # sys.path is process-global
+RESERVED_SCRIPTS = frozenset({"gateway"})
 
 
 @dataclass(frozen=True)
 class AppInfo:
-    import_path: str  # "<file_path>:<deployment_name>"
     ingress: str  # name of the ingress deployment
-    script: Path
+    per_replica: int  # its max_ongoing_requests
+    token_arg: str | None  # the argument it takes its endpoint's token as
 
 
 def find_script(dirs: list[Path], file_path: str) -> Path:
+    if file_path in RESERVED_SCRIPTS or file_path.startswith("_"):
+        raise InvalidInput(f"{file_path} is Rota's own application, not one to deploy", field="file_path")
     for d in dirs:
         candidate = d / f"{file_path}.py"
         if candidate.is_file():
             return candidate
-    available = sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.py") if not p.stem.startswith("_")})
-    raise InvalidInput(
-        f"no script {file_path}.py in serve_apps ({', '.join(str(d) for d in dirs)}); available: {', '.join(available) or 'none'}",
-        field="file_path",
-    )
+    found = {p.stem for d in dirs if d.is_dir() for p in d.glob("*.py")}
+    available = sorted(n for n in found if not n.startswith("_") and n not in RESERVED_SCRIPTS)
+    raise InvalidInput(f"no script {file_path}.py in serve_apps; available: {', '.join(available) or 'none'}", field="file_path")
 
 
-_CACHE: dict[tuple, AppInfo] = {}
+_CACHE: dict[tuple[Any, ...], AppInfo] = {}
 _CACHE_SIZE = 256
 
 
 def inspect_app(dirs: list[Path], file_path: str, deployment_name: str, args: dict[str, Any]) -> AppInfo:
-    """Load the script, build its application with ``args`` and return its ingress.
+    """Load the script, build its application with ``args`` and describe its ingress.
 
-    Remembered per (script, its size and mtime, attribute, args): building runs the
-    script, and creating many tasks of one application should not run it each time.
-    Failures are not remembered."""
+    Remembered per (script, its size and mtime, attribute, a digest of args): building
+    runs the script, and creating many tasks of one application should not run it each
+    time. Only the digest is kept, not the args. Failures are not remembered."""
     script = find_script(dirs, file_path)
     st = script.stat()
-    key = (str(script), st.st_mtime_ns, st.st_size, deployment_name, json.dumps(args, sort_keys=True, default=str))
+    digest = hashlib.sha256(json.dumps(args, sort_keys=True, default=str).encode()).hexdigest()
+    key = (str(script), st.st_mtime_ns, st.st_size, deployment_name, digest)
     hit = _CACHE.get(key)
     if hit is not None:
         return hit
@@ -72,6 +80,7 @@ def _inspect(script: Path, file_path: str, deployment_name: str, args: dict[str,
         # Registered while inspected: pydantic resolves postponed annotations through
         # sys.modules (scripts with `from __future__ import annotations`).
         spec = importlib.util.spec_from_file_location(name, script)
+        assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         try:
@@ -83,10 +92,12 @@ def _inspect(script: Path, file_path: str, deployment_name: str, args: dict[str,
         finally:
             sys.path.remove(str(script.parent))
             sys.modules.pop(name, None)
-    return AppInfo(f"{file_path}:{deployment_name}", app._bound_deployment.name, script)
+    deployment = app._bound_deployment
+    token_arg = getattr(module, "ROTA_TOKEN_ARG", None)
+    return AppInfo(deployment.name, int(deployment.max_ongoing_requests), token_arg if isinstance(token_arg, str) else None)
 
 
-def _build(module, script: Path, file_path: str, deployment_name: str, args: dict[str, Any]):
+def _build(module: Any, script: Path, file_path: str, deployment_name: str, args: dict[str, Any]) -> Any:
     from ray.serve import Application
     from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
 
@@ -95,14 +106,15 @@ def _build(module, script: Path, file_path: str, deployment_name: str, args: dic
             n for n, v in vars(module).items() if not n.startswith("_") and (isinstance(v, Application) or callable(v))
         )
         raise InvalidInput(
-            f"{script.name} defines no {deployment_name!r}; candidates: {', '.join(names) or 'none'}",
-            field="deployment_name",
+            f"{script.name} defines no {deployment_name!r}; candidates: {', '.join(names) or 'none'}", field="deployment_name"
         )
     target = getattr(module, deployment_name)
     try:
         app = call_user_app_builder_with_args_if_necessary(target, dict(args))
     except TypeError as e:
-        raise InvalidInput(f"{file_path}:{deployment_name} is not a Serve application or builder: {e}", field="deployment_name") from None
+        raise InvalidInput(
+            f"{file_path}:{deployment_name} is not a Serve application or builder: {e}", field="deployment_name"
+        ) from None
     except Exception as e:
         raise InvalidInput(f"{file_path}:{deployment_name} rejected its args: {_short(e)}", field="args") from None
     if not isinstance(app, Application):

@@ -1,21 +1,29 @@
-"""Ray Serve through the Ray dashboard's REST API (``/api/serve/applications/``)."""
+"""Ray Serve through the Ray dashboard's REST API (``/api/serve/applications/``).
+
+``RayServe`` is all the rest of Rota sees of Ray: observe, and apply a whole declarative
+config. The unit tier replaces it with an in-memory Ray Serve (tests/support/fake_ray.py).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
-from rota.domain.errors import RayUnavailable
-from rota.domain.reconcile import AppSpec, Observation, ObservedApp
+from rota.domain.errors import RayRejected, RayUnavailable
+from rota.domain.reconcile import Observation, ObservedApp
+
+
+class RayServe(Protocol):
+    def observe(self) -> Observation: ...
+
+    def apply(self, apps: list[dict[str, Any]]) -> None:
+        """Make ``apps`` (Serve application configs) the whole declarative set."""
 
 
 class ServeClient:
-    """Observe and apply Ray Serve's declarative config.
-
-    A PUT replaces the whole set of declarative applications, so ``apply`` always sends
-    every managed application.
-    """
+    """Observe and apply Ray Serve's declarative config. A PUT replaces the whole set of
+    declarative applications, so ``apply`` always sends every application."""
 
     def __init__(self, dashboard_url: str, token: str | None, serve_host: str, serve_port: int, timeout: float = 10.0):
         self.url = dashboard_url.rstrip("/") + "/api/serve/applications/"
@@ -24,24 +32,24 @@ class ServeClient:
         self.http_options = {"host": serve_host, "port": serve_port}
         self._http = httpx.Client(timeout=timeout)
 
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
-
-    def _request(self, method: str, **kw) -> httpx.Response:
+    def _request(self, method: str, **kw: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
-            r = self._http.request(method, self.url, headers=self._headers(), **kw)
+            r = self._http.request(method, self.url, headers=headers, **kw)
         except httpx.HTTPError as e:
             raise RayUnavailable(f"Ray dashboard at {self.url} unreachable: {type(e).__name__}: {e}") from None
-        if r.status_code == 401:
-            raise RayUnavailable(f"Ray dashboard refused the auth token (401) at {self.url}")
-        if r.status_code >= 400:
+        if r.status_code in (401, 403):
+            raise RayUnavailable(f"Ray dashboard refused the auth token ({r.status_code}) at {self.url}")
+        if 400 <= r.status_code < 500:
+            raise RayRejected(r.text[:4000])
+        if r.status_code >= 500:
             raise RayUnavailable(f"Ray dashboard {method} {self.url} -> {r.status_code}: {r.text[:500]}")
         return r
 
     def observe(self) -> Observation:
         try:
             body = self._request("GET").json()
-        except RayUnavailable as e:
+        except (RayUnavailable, RayRejected) as e:
             return Observation(False, {}, e.message)
         apps = parse_applications(body)
         if not apps:
@@ -53,12 +61,8 @@ class ServeClient:
         except (httpx.HTTPError, ValueError) as e:
             return Observation(True, apps, routes_error=f"{self.routes_url}: {type(e).__name__}: {e}")
 
-    def apply(self, specs: list[AppSpec]) -> None:
-        config = {
-            "http_options": self.http_options,
-            "applications": [s.to_serve_config() for s in sorted(specs, key=lambda s: s.name)],
-        }
-        self._request("PUT", json=config)
+    def apply(self, apps: list[dict[str, Any]]) -> None:
+        self._request("PUT", json={"http_options": self.http_options, "applications": apps})
 
     def close(self) -> None:
         self._http.close()
@@ -69,10 +73,8 @@ def parse_applications(body: dict[str, Any]) -> dict[str, ObservedApp]:
     for name, a in (body.get("applications") or {}).items():
         deployments = a.get("deployments") or {}
         cfg = a.get("deployed_app_config") or None
-        ingress = None
-        if cfg and cfg.get("deployments"):
-            ingress = cfg["deployments"][0].get("name")
-        dep = deployments.get(ingress) if ingress else (next(iter(deployments.values()), None))
+        ingress = cfg["deployments"][0].get("name") if cfg and cfg.get("deployments") else None
+        dep = deployments.get(ingress) if ingress else next(iter(deployments.values()), None)
         target = dep.get("target_num_replicas") if dep else None
         listed = (dep or {}).get("replicas") or []
         replicas = tuple(r.get("replica_id") for r in listed if r.get("state") == "RUNNING")
@@ -87,10 +89,16 @@ def parse_applications(body: dict[str, Any]) -> dict[str, ObservedApp]:
             # deployments [...]"); the cause is in the deployment's, after a traceback.
             message = "; ".join(f"{d['name']}: {root_cause(d['message'])}" for d in failing)
         apps[name] = ObservedApp(
-            name, a.get("status", "UNKNOWN"), message, cfg, target, replicas,
-            starting=placed, pending=len(coming) - placed + unlisted,
+            name,
+            a.get("status", "UNKNOWN"),
+            message,
+            cfg,
+            target,
+            replicas,
+            starting=placed,
+            pending=len(coming) - placed + unlisted,
             stopping=sum(1 for r in listed if r.get("state") == "STOPPING"),
-        )  # fmt: skip
+        )
     return apps
 
 

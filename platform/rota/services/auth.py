@@ -2,27 +2,28 @@
 
 A key is ``rota_`` + 43 random URL-safe characters; only its SHA-256 is stored, and
 lists show its first 12 characters. A key belongs to a project and sees only that
-project's tasks and endpoints. An admin key may also manage projects and other
-projects' keys. On the embedded default, the first admin key is created at start and
-written to ``ROTA_HOME/admin_key`` (mode 0600), where the CLI finds it.
+project's tasks and endpoints. Admin keys also manage projects, other projects' keys
+and admin keys; an ordinary key sees and revokes its project's ordinary keys only. The
+last admin key cannot be revoked; ``rota keys bootstrap`` (on the control-plane host)
+mints a new one. The first admin key is written to ``ROTA_HOME/admin_key`` (0600).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
+from rota.crypto import digest, read_secret, write_secret
 from rota.domain.errors import Conflict, Forbidden, NotFound, Unauthorized
-from rota.domain.models import NAME_PATTERN
-from rota.secretfile import read_secret, write_secret
+from rota.domain.names import NAME_PATTERN, Strict
 from rota.store.db import Database
 from rota.store.tables import DEFAULT_PROJECT_ID, ApiKeyRow, ProjectRow, utcnow
 
@@ -36,10 +37,6 @@ def new_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: resolved from the Bearer key on every request."""
@@ -50,7 +47,7 @@ class Principal:
     admin: bool
 
 
-class KeyCreate(BaseModel):
+class KeyCreate(Strict):
     name: str = Field(pattern=NAME_PATTERN, description="what the key is for")
     project: str | None = Field(None, pattern=NAME_PATTERN, description="admin keys only: another project's (created if new)")
     admin: bool = Field(False, description="admin keys only: the new key may manage projects and keys")
@@ -70,7 +67,7 @@ class KeyCreated(KeyPublic):
     key: str = Field(description="the secret: shown once, store it now")
 
 
-class ProjectCreate(BaseModel):
+class ProjectCreate(Strict):
     name: str = Field(pattern=NAME_PATTERN)
 
 
@@ -90,7 +87,7 @@ class AuthService:
         if scheme.lower() != "bearer" or not key.strip():
             raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'", field="Authorization")
         with self.db.session() as s:
-            row = s.scalar(select(ApiKeyRow).where(ApiKeyRow.key_hash == hash_key(key.strip())))
+            row = s.scalar(select(ApiKeyRow).where(ApiKeyRow.key_hash == digest(key.strip())))
             if row is None or row.revoked_at is not None:
                 raise Unauthorized("invalid or revoked API key", field="Authorization")
             project = s.get(ProjectRow, row.project_id)
@@ -103,41 +100,61 @@ class AuthService:
             raise Forbidden("only an admin key can create keys for another project or admin keys", field="project")
         with self.db.session() as s:
             project = self._project(s, data.project or who.project, create=True)
-            secret = new_key()
-            row = ApiKeyRow(project_id=project.id, name=data.name, prefix=secret[:SHOWN], key_hash=hash_key(secret),
-                            admin=data.admin, created_at=self.clock())  # fmt: skip
-            s.add(row)
-            s.flush()
-            return KeyCreated(**self._public(row, project.name).model_dump(), key=secret)
+            return self._mint(s, project, data.name, data.admin)
+
+    def _mint(self, s: Session, project: ProjectRow, name: str, admin: bool) -> KeyCreated:
+        secret = new_key()
+        row = ApiKeyRow(
+            project_id=project.id, name=name, prefix=secret[:SHOWN], key_hash=digest(secret), admin=admin, created_at=self.clock()
+        )
+        s.add(row)
+        s.flush()
+        return KeyCreated(**self._public(row, project.name).model_dump(), key=secret)
 
     def list_keys(self, who: Principal, project: str | None = None) -> list[KeyPublic]:
         with self.db.session() as s:
             stmt = select(ApiKeyRow, ProjectRow.name).join(ProjectRow, ProjectRow.id == ApiKeyRow.project_id)
-            if not who.admin or project:
-                stmt = stmt.where(ProjectRow.name == (project if who.admin and project else who.project))
+            if not who.admin:
+                stmt = stmt.where(ApiKeyRow.project_id == who.project_id, ApiKeyRow.admin.is_(False))
+            elif project:
+                stmt = stmt.where(ProjectRow.name == project)
             return [self._public(k, p) for k, p in s.execute(stmt.order_by(ApiKeyRow.id)).all()]
 
     def revoke(self, who: Principal, key_id: int) -> KeyPublic:
         with self.db.session() as s:
             row = s.get(ApiKeyRow, key_id)
-            if row is None or (row.project_id != who.project_id and not who.admin):
+            if row is None or (not who.admin and (row.project_id != who.project_id or row.admin)):
                 raise NotFound(f"no key {key_id}", field="key")
+            if row.admin and row.revoked_at is None and self._admins(s) <= 1:
+                raise Conflict("this is the last admin key: create another admin key before revoking it", field="key")
             if row.revoked_at is None:
                 row.revoked_at = self.clock()
-            return self._public(row, s.get(ProjectRow, row.project_id).name)
+            return self._public(row, s.get(ProjectRow, row.project_id).name)  # type: ignore[union-attr]
+
+    @staticmethod
+    def _admins(s: Session) -> int:
+        return s.scalar(select(func.count()).where(ApiKeyRow.admin.is_(True), ApiKeyRow.revoked_at.is_(None))) or 0
 
     @staticmethod
     def _public(row: ApiKeyRow, project: str) -> KeyPublic:
-        return KeyPublic(id=row.id, name=row.name, project=project, prefix=row.prefix, admin=row.admin,
-                         created_at=row.created_at, revoked_at=row.revoked_at)  # fmt: skip
+        return KeyPublic(
+            id=row.id,
+            name=row.name,
+            project=project,
+            prefix=row.prefix,
+            admin=row.admin,
+            created_at=row.created_at,
+            revoked_at=row.revoked_at,
+        )
 
     def active_key_hashes(self) -> list[tuple[str, int]]:
         with self.db.session() as s:
-            return list(s.execute(select(ApiKeyRow.key_hash, ApiKeyRow.project_id).where(ApiKeyRow.revoked_at.is_(None))).all())
+            rows = s.execute(select(ApiKeyRow.key_hash, ApiKeyRow.project_id).where(ApiKeyRow.revoked_at.is_(None))).all()
+            return [(h, p) for h, p in rows]
 
     # ------------------------------------------------------------ projects
 
-    def _project(self, s, name: str, create: bool = False) -> ProjectRow:
+    def _project(self, s: Session, name: str, create: bool = False) -> ProjectRow:
         row = s.scalar(select(ProjectRow).where(ProjectRow.name == name))
         if row is None:
             if not create:
@@ -165,7 +182,7 @@ class AuthService:
 
     def project_names(self) -> dict[int, str]:
         with self.db.session() as s:
-            return dict(s.execute(select(ProjectRow.id, ProjectRow.name)).all())
+            return {i: n for i, n in s.execute(select(ProjectRow.id, ProjectRow.name)).all()}
 
     # ------------------------------------------------------------ bootstrap
 
@@ -175,15 +192,28 @@ class AuthService:
         existing = read_secret(path)
         with self.db.session() as s:
             if existing:
-                if s.scalar(select(ApiKeyRow.id).where(ApiKeyRow.key_hash == hash_key(existing))) is None:
-                    s.add(ApiKeyRow(project_id=DEFAULT_PROJECT_ID, name="admin", prefix=existing[:SHOWN],
-                                    key_hash=hash_key(existing), admin=True, created_at=self.clock()))  # fmt: skip
+                if s.scalar(select(ApiKeyRow.id).where(ApiKeyRow.key_hash == digest(existing))) is None:
+                    s.add(
+                        ApiKeyRow(
+                            project_id=DEFAULT_PROJECT_ID,
+                            name="admin",
+                            prefix=existing[:SHOWN],
+                            key_hash=digest(existing),
+                            admin=True,
+                            created_at=self.clock(),
+                        )
+                    )
                     log.info("registered the admin key in %s", path)
                 return
-            if s.scalar(select(ApiKeyRow.id).where(ApiKeyRow.admin.is_(True), ApiKeyRow.revoked_at.is_(None))) is not None:
+            if self._admins(s):
                 return  # keys are managed elsewhere: do not mint another admin key
-            secret = new_key()
-            s.add(ApiKeyRow(project_id=DEFAULT_PROJECT_ID, name="admin", prefix=secret[:SHOWN], key_hash=hash_key(secret),
-                            admin=True, created_at=self.clock()))  # fmt: skip
-        write_secret(path, secret)
-        log.info("created the first admin key in %s", path)
+        self.mint_admin(path, "admin")
+
+    def mint_admin(self, path: Path, name: str) -> KeyCreated:
+        """A new admin key of the default project, written to ``path`` (0600): what an
+        operator on the control-plane host does when no admin key works any more."""
+        with self.db.session() as s:
+            created = self._mint(s, self._project(s, "default"), name, admin=True)
+        write_secret(path, created.key)
+        log.info("created an admin key in %s", path)
+        return created

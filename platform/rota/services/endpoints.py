@@ -1,137 +1,88 @@
-"""Dedicated endpoint use cases: create, list, get, partial update, stop, start, delete.
+"""Endpoint use cases: create, list, get, partial update, stop, start, delete.
 
 Commands write what is desired (bounds, args, running/stopped/deleted) and nudge the
-reconciler; they never call Ray and never set a status (``rota.domain.endpoints.derive``
-does, from what Ray Serve reports). Every request is scoped to the caller's project:
+reconciler; they never call Ray and never set a status (``rota.domain.status.derive``
+does, from what Ray Serve reports). Every call is scoped to the caller's project:
 another project's endpoint is a 404.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from rota.catalog import TINY, Catalog, Resolved, actor_options, resolve, serve_args
 from rota.config import Settings
-from rota.domain.endpoints import (
-    STARTING, Derived, Desired, EndpointCreate, EndpointPublic, EndpointStatus, EndpointUpdate, Engine, Phase, Scaling,
-)  # fmt: skip
-from rota.domain.errors import Conflict, InvalidInput, InvalidTransition, NotFound
-from rota.domain.models import by_id_or_name
-from rota.domain.reconcile import AppSpec
-from rota.domain.status import EventKind
-from rota.serve.apps import AppInfo, inspect_app
+from rota.crypto import Cipher, digest
+from rota.domain.endpoints import Desired, EndpointCreate, EndpointKind, EndpointPublic, EndpointUpdate, Engine, Scaling
+from rota.domain.errors import Conflict, NotFound
+from rota.domain.events import EventKind
+from rota.domain.names import by_id_or_name
+from rota.domain.specs import capacity
+from rota.domain.status import Derived, EndpointStatus, Phase
+from rota.services import Hooks, merge, merge_env, views
 from rota.services.auth import Principal
+from rota.services.builds import Build, Builder
 from rota.services.events import record, set_endpoint_status
-from rota.services.patching import merge
-from rota.services.tasks import Hooks
 from rota.store.db import Database
-from rota.store.tables import EndpointRow, EventRow, TaskRow, utcnow
+from rota.store.tables import EndpointRow, ProjectRow, TaskRow, utcnow
 
-GATEWAY_APP = "rota-gateway"
-ENDPOINT_PREFIX = "/ep/"
-# A model or engine change rolls the replicas; these fields do.
-ROLLING_FIELDS = ("flavor", "gpu_type", "gpu_count", "hf_model_repo", "revision", "model_path", "engine", "env")
-
-
-def app_name(ep: EndpointRow) -> str:
-    return f"ep-{ep.id}"
-
-
-def bounds(ep: EndpointRow) -> tuple[int, int, str]:
-    """Replica bounds in force: a driving task's last fire, else the endpoint's scaling."""
-    if ep.scheduled_min is not None and ep.scheduled_max is not None:
-        return ep.scheduled_min, ep.scheduled_max, "schedule"
-    lo, hi = Scaling.model_validate(ep.scaling).bounds
-    return lo, hi, "scaling"
-
-
-def max_concurrency(ep: EndpointRow) -> int:
-    """Requests the gateway admits at once: every replica's capacity plus the queue."""
-    per_replica = int((ep.args or {}).get("max_ongoing_requests", 64))
-    _, hi, _ = bounds(ep)
-    capacity = per_replica * max(1, hi)
-    queue = Engine.model_validate(ep.engine).max_queued_requests
-    return capacity + (capacity if queue is None else queue)
-
-
-def endpoint_spec(ep: EndpointRow, internal_token: str, control_url: str | None = None) -> AppSpec | None:
-    """The desired Ray Serve application of an endpoint (None unless it should run)."""
-    if ep.desired != Desired.RUNNING.value:
-        return None
-    lo, hi, _ = bounds(ep)
-    scaling = Scaling.model_validate(ep.scaling)
-    per_replica = int((ep.args or {}).get("max_ongoing_requests", 64))
-    autoscaling = {
-        # Load the model at deploy even with min 0, so a broken model fails at once and
-        # the endpoint is READY before it sleeps.
-        "initial_replicas": max(lo, 1),
-        "target_ongoing_requests": scaling.target_ongoing_requests or max(1, per_replica // 2),
-        "downscale_delay_s": scaling.cooldown_period_s,
-    }
-    if lo == 0:
-        autoscaling["downscale_to_zero_delay_s"] = scaling.cooldown_period_s
-    return AppSpec(
-        name=app_name(ep), import_path=f"{ep.file_path}:{ep.deployment_name}", ingress=ep.ingress,
-        min_replicas=lo, max_replicas=hi, args={**(ep.args or {}), **_cluster_args(internal_token, control_url)}, env=dict(ep.env or {}),
-        ray_actor_options=dict(ep.resources or {}), prefix=ENDPOINT_PREFIX + ep.routing_key, autoscaling=autoscaling,
-    )  # fmt: skip
-
-
-def _cluster_args(internal_token: str, control_url: str | None) -> dict[str, str]:
-    """What every endpoint replica gets from Rota: the key its /v1 routes require, and
-    where to report its phase while it starts."""
-    out = {"api_key": internal_token}
-    if control_url:
-        out["report_url"] = f"{control_url}/internal/v1/phase"
-    return out
-
-
-def gateway_spec(settings: Settings, internal_token: str) -> AppSpec:
-    """The OpenAI base URL: ``serve_apps/gateway.py`` at ``/`` of the Serve port."""
-    return AppSpec(
-        name=GATEWAY_APP, import_path="gateway:app", ingress="Gateway", min_replicas=1, max_replicas=1,
-        args={
-            "control_url": settings.control_url, "token": internal_token,
-            "upstream": f"http://127.0.0.1:{settings.serve_port}", "refresh_s": settings.gateway_refresh_s,
-            "wake_timeout_s": settings.wake_timeout_s,
-        },
-        prefix="/",
-    )  # fmt: skip
+# A model, engine, args or env change rolls the replicas; these fields do.
+ROLLING_FIELDS = (
+    "flavor",
+    "gpu_type",
+    "gpu_count",
+    "hf_model_repo",
+    "revision",
+    "model_path",
+    "engine",
+    "env",
+    "args",
+    "resources",
+)
+_SOURCES = {
+    EndpointKind.TEMPLATE: ("template", "flavor", "gpu_type", "gpu_count"),
+    EndpointKind.HF_MODEL: ("hf_model_repo", "revision", "gpu_type", "gpu_count"),
+    EndpointKind.LOCAL_MODEL: ("model_path", "gpu_type", "gpu_count"),
+    EndpointKind.APPLICATION: ("file_path", "deployment_name", "args", "resources"),
+}
 
 
 @dataclass
 class EndpointService:
     db: Database
     settings: Settings
-    catalog: Catalog
+    builder: Builder
+    cipher: Cipher
     hooks: Hooks = field(default_factory=Hooks)
     clock: Callable[[], datetime] = utcnow
-    inspector: Callable[..., AppInfo] = inspect_app
-    make_tiny: Callable[[Path], Any] | None = None  # generates the rota:tiny model (rota.models.tiny)
 
     # ------------------------------------------------------------ reads
 
-    def _get(self, s: Session, who: Principal, ref: str | int, include_deleted: bool = False) -> EndpointRow:
-        id_, ref = by_id_or_name(ref)
+    @staticmethod
+    def find(s: Session, who: Principal, ref: str | int, live: bool = True) -> EndpointRow:
+        id_, name = by_id_or_name(ref)
         stmt = select(EndpointRow).where(EndpointRow.project_id == who.project_id)
-        stmt = stmt.where(EndpointRow.id == id_) if id_ is not None else stmt.where(EndpointRow.name == ref)
-        if not include_deleted:
+        stmt = stmt.where(EndpointRow.id == id_) if id_ is not None else stmt.where(EndpointRow.name == name)
+        if live:
             stmt = stmt.where(EndpointRow.desired != Desired.DELETED.value)
         ep = s.scalar(stmt)
         if ep is None:
-            raise NotFound(f"no endpoint {ref!r}", field="endpoint")
+            raise NotFound(f"no endpoint {name[:100]!r}", field="endpoint")
         return ep
+
+    def public(self, s: Session, ep: EndpointRow, project: str) -> EndpointPublic:
+        owner = s.scalar(select(TaskRow.name).where(TaskRow.id == ep.owner_task_id)) if ep.owner_task_id else None
+        return views.endpoint(ep, project, self.settings.serve_url, owner)
 
     def get(self, who: Principal, ref: str | int) -> EndpointPublic:
         with self.db.session() as s:
-            return self.to_public(self._get(s, who, ref, include_deleted=True), who.project)
+            return self.public(s, self.find(s, who, ref, live=False), who.project)
 
     def list(
         self, who: Principal, search: str | None = None, status: EndpointStatus | None = None, limit: int = 50, offset: int = 0
@@ -142,126 +93,192 @@ class EndpointService:
                 stmt = stmt.where(EndpointRow.name.contains(search, autoescape=True))
             if status:
                 stmt = stmt.where(EndpointRow.status == status.value)
-            total = s.scalar(select(func.count()).select_from(stmt.subquery()))
+            total = s.scalar(select(func.count()).select_from(stmt.subquery())) or 0
             rows = s.scalars(stmt.order_by(EndpointRow.id).limit(limit).offset(offset)).all()
-            return [self.to_public(r, who.project) for r in rows], total
-
-    def events(self, who: Principal, ref: str | int, limit: int = 1000, after_id: int = 0) -> list[EventRow]:
-        with self.db.session() as s:
-            ep = self._get(s, who, ref, include_deleted=True)
-            stmt = select(EventRow).where(EventRow.endpoint_id == ep.id, EventRow.id > after_id).order_by(EventRow.id).limit(limit)
-            return list(s.scalars(stmt).all())
+            return [self.public(s, r, who.project) for r in rows], total
 
     # ------------------------------------------------------------ writes
 
-    def _resolve(self, data: EndpointCreate) -> Resolved:
-        return resolve(
-            self.catalog, template=data.template, flavor=data.flavor, gpu_type=data.gpu_type, gpu_count=data.gpu_count,
-            hf_model_repo=data.hf_model_repo, revision=data.revision, model_path=data.model_path, scaling=data.scaling,
-            engine=data.engine, max_replicas_limit=self.settings.max_replicas,
-        )  # fmt: skip
-
-    def _model_dir(self, model: str) -> str:
-        if model != TINY:
-            return model
-        path = self.settings.home / "models" / "tiny"
-        if not (path / "config.json").exists():
-            if self.make_tiny is None:
-                raise InvalidInput("this control plane cannot generate the rota:tiny model", field="template")
-            self.make_tiny(path)
-        return str(path)
-
-    def _build(self, r: Resolved, routing_key: str) -> tuple[dict[str, Any], str]:
-        """The application's args, validated by building it (as Ray Serve will)."""
-        args = serve_args(r, self._model_dir(r.model), routing_key, api_key="validation")
-        info = self.inspector(self.settings.serve_apps_dirs, r.file_path, r.deployment_name, args)
-        args.pop("api_key")
-        return args, info.ingress
-
     def create(self, who: Principal, data: EndpointCreate) -> EndpointPublic:
-        r = self._resolve(data)
+        self.builder.policy.check_env(data.env, who.admin)
         routing_key = data.routing_key or f"{data.name}-{secrets.token_hex(3)}"
-        args, ingress = self._build(r, routing_key)
+        build = self.builder.endpoint(who, data, routing_key)
         now = self.clock()
         with self.db.session() as s:
-            self._check_unique(s, who, data.name, routing_key)
-            ep = EndpointRow(
-                project_id=who.project_id, name=data.name, routing_key=routing_key, template=r.template, flavor=r.flavor,
-                gpu_type=r.gpu_type, gpu_count=r.gpu_count, model=r.model, revision=r.revision, file_path=r.file_path,
-                deployment_name=r.deployment_name, ingress=ingress, engine=r.engine.model_dump(exclude_none=True),
-                args=args, resources=actor_options(r), scaling=r.scaling.model_dump(exclude_none=True), env=data.env,
-                desired=Desired.RUNNING.value, generation=1, status=EndpointStatus.INITIALIZING.value,
-                phase="REQUESTING_RESOURCES", replica_ids=[], created_at=now, updated_at=now,
-            )  # fmt: skip
-            s.add(ep)
-            s.flush()
-            lo, hi, _ = bounds(ep)
-            source = f"template {r.template} ({r.flavor}, {r.gpu_count}x {r.gpu_type})" if r.template else f"model {r.model}"
-            record(s, ep, EventKind.CREATED, f"created from {source} as model {routing_key!r}, replicas {lo}..{hi}",
-                   {"routing_key": routing_key, "min_replicas": lo, "max_replicas": hi}, at=now)  # fmt: skip
-            out = self.to_public(ep, who.project)
+            if s.scalar(
+                select(EndpointRow.desired).where(EndpointRow.project_id == who.project_id, EndpointRow.name == data.name)
+            ):
+                raise Conflict(f"an endpoint named {data.name!r} exists (or is being deleted)", field="name")
+            ep = self.insert(s, who.project_id, build, data.name, routing_key, data.env, now)
+            out = self.public(s, ep, who.project)
         self.hooks.desired_changed()
         return out
 
-    def _check_unique(self, s: Session, who: Principal, name: str, routing_key: str | None, own_id: int | None = None) -> None:
-        same = select(EndpointRow.id).where(
-            EndpointRow.project_id == who.project_id, EndpointRow.name == name, EndpointRow.desired != Desired.DELETED.value
+    def insert(
+        self,
+        s: Session,
+        project_id: int,
+        build: Build,
+        name: str,
+        routing_key: str,
+        env: dict[str, str],
+        now: datetime,
+        owner: TaskRow | None = None,
+        route: str | None = None,
+    ) -> EndpointRow:
+        """A new endpoint row: its Ray Serve name is generated (``ep-<id>``, a namespace no
+        user name reaches) and its route is ``/ep/<id>`` unless given."""
+        token, temp = secrets.token_urlsafe(32), secrets.token_hex(8)
+        ep = EndpointRow(
+            project_id=project_id,
+            name=name,
+            routing_key=routing_key,
+            owner_task_id=owner.id if owner else None,
+            env=self.cipher.encrypt_map(env),
+            app_name=f"new-{temp}",
+            route_prefix=f"/new/{temp}",
+            token=self.cipher.encrypt(token),
+            token_hash=digest(token),
+            desired=Desired.RUNNING.value,
+            generation=1,
+            status=EndpointStatus.PENDING.value if build.scaling is None else EndpointStatus.INITIALIZING.value,
+            phase=None if build.scaling is None else Phase.REQUESTING_RESOURCES.value,
+            replica_ids=[],
+            created_at=now,
+            updated_at=now,
         )
-        if s.scalar(same.where(EndpointRow.id != (own_id or 0))) is not None:
-            raise Conflict(f"an endpoint named {name!r} already exists", field="name")
-        if routing_key and s.scalar(select(EndpointRow.id).where(EndpointRow.routing_key == routing_key)) is not None:
-            raise Conflict(f"the routing_key {routing_key!r} is taken", field="routing_key")
+        self._apply(ep, build)
+        s.add(ep)
+        s.flush()
+        ep.app_name, ep.route_prefix = f"ep-{ep.id}", route or f"/ep/{ep.id}"
+        s.flush()  # a route another endpoint serves is a 409 here
+        source = (
+            f"template {build.template} ({build.flavor}, {build.gpu_count}x {build.gpu_type})"
+            if build.template
+            else (build.model or f"{build.file_path}:{build.deployment_name}")
+        )
+        b = views.bounds(ep)
+        size = f"replicas {b.min}..{b.max}" if b else "replicas set by its schedule"
+        record(
+            s,
+            ep,
+            EventKind.CREATED,
+            f"created from {source} as model {routing_key!r} at {ep.route_prefix}, {size}",
+            {"routing_key": routing_key, "route": ep.route_prefix},
+            at=now,
+        )
+        return ep
+
+    @staticmethod
+    def _apply(ep: EndpointRow, b: Build) -> None:
+        ep.kind, ep.template, ep.flavor, ep.gpu_type, ep.gpu_count = b.kind.value, b.template, b.flavor, b.gpu_type, b.gpu_count
+        ep.model, ep.revision, ep.file_path, ep.deployment_name = b.model, b.revision, b.file_path, b.deployment_name
+        ep.ingress, ep.per_replica, ep.token_arg = b.app.ingress, b.app.per_replica, b.app.token_arg
+        ep.args, ep.resources, ep.engine, ep.scaling = b.args, b.resources, b.engine, b.scaling
 
     def update(self, who: Principal, ref: str | int, patch: EndpointUpdate) -> EndpointPublic:
         sent = patch.model_dump(exclude_unset=True)
         now = self.clock()
         with self.db.session() as s:
-            ep = self._get(s, who, ref)
-            current = self._as_create(ep)
+            ep = self.find(s, who, ref)
+            current = self.as_create(ep)
             merged = {**current, **patch.model_dump(exclude_unset=True, mode="json")}
-            if sent.get("engine") is not None:  # partial inside engine too: only the settings sent change
+            if patch.engine is not None:  # partial inside engine too: only the settings sent change
                 merged["engine"] = {**current["engine"], **patch.engine.model_dump(exclude_unset=True)}
-            if {"hf_model_repo", "model_path"} & sent.keys():
-                for k in ("hf_model_repo", "model_path", "revision"):
-                    if k not in sent:
-                        merged.pop(k, None)
+            if patch.env is not None:
+                self.builder.policy.check_env({k: v for k, v in patch.env.items() if v is not None}, who.admin)
+                merged["env"] = merge_env(current["env"], patch.env)
+            if {"hf_model_repo", "model_path"} & sent.keys():  # a custom model may switch between Hub and directory
+                merged = {k: v for k, v in merged.items() if k in sent or k not in ("hf_model_repo", "model_path", "revision")}
             new, changed = merge(EndpointCreate, current, merged, sent)
             if not changed:
-                return self.to_public(ep, who.project)
-            if "name" in changed:
-                self._check_unique(s, who, new.name, None, own_id=ep.id)
-            r = self._resolve(new)
+                return self.public(s, ep, who.project)
             rolling = [k for k in changed if k in ROLLING_FIELDS]
             if rolling:
-                args, ep.ingress = self._build(r, ep.routing_key)
-                ep.args, ep.resources, ep.env = args, actor_options(r), new.env
-                ep.flavor, ep.gpu_type, ep.gpu_count, ep.model, ep.revision = r.flavor, r.gpu_type, r.gpu_count, r.model, r.revision
-                ep.engine = r.engine.model_dump(exclude_none=True)
+                self._apply(ep, self.rebuild(who, new, ep))
+                ep.env = self.cipher.encrypt_map(new.env)
                 ep.generation += 1
-            ep.name = new.name
-            ep.scaling = r.scaling.model_dump(exclude_none=True)
-            ep.updated_at = now
+            elif new.scaling is not None:
+                self.builder.check_replicas(new.scaling.bounds[1], "scaling.max_replicas")
+                ep.scaling = new.scaling.model_dump(exclude_none=True)
+            ep.name, ep.updated_at = new.name, now
             how = "replicas roll to the new settings" if rolling else "applied in place"
-            record(s, ep, EventKind.UPDATED, f"updated {', '.join(changed)}: {how}",
-                   {"fields": changed, "rolling": bool(rolling), "generation": ep.generation}, at=now)  # fmt: skip
-            out = self.to_public(ep, who.project)
+            record(
+                s,
+                ep,
+                EventKind.UPDATED,
+                f"updated {', '.join(changed)}: {how}",
+                {"fields": changed, "rolling": bool(rolling), "generation": ep.generation},
+                at=now,
+            )
+            out = self.public(s, ep, who.project)
         self.hooks.desired_changed()
         return out
+
+    def rebuild(self, who: Principal, new: EndpointCreate, ep: EndpointRow) -> Build:
+        if new.kind is EndpointKind.APPLICATION:  # keeps a schedule-sized application's scaling unset
+            assert new.file_path and new.deployment_name
+            return self.builder.application(
+                who, new.file_path, new.deployment_name, new.args or {}, new.resources, ep.routing_key, new.scaling
+            )
+        return self.builder.endpoint(who, new, ep.routing_key)
+
+    def update_application(self, s: Session, who: Principal, ep: EndpointRow, new: Any, now: datetime) -> None:
+        """A task changed its own application (``new``: the task's TaskCreate): roll it."""
+        scaling = Scaling.model_validate(ep.scaling) if ep.scaling else None
+        self._apply(
+            ep,
+            self.builder.application(who, new.file_path, new.deployment_name, new.args, new.resources, ep.routing_key, scaling),
+        )
+        ep.env, ep.updated_at = self.cipher.encrypt_map(new.env), now
+        ep.generation += 1
+        record(
+            s,
+            ep,
+            EventKind.UPDATED,
+            "its task changed the application: replicas roll",
+            {"rolling": True, "generation": ep.generation},
+            at=now,
+        )
+
+    def as_create(self, ep: EndpointRow) -> dict[str, Any]:
+        """The endpoint as the request that would create it (secrets decrypted)."""
+        out: dict[str, Any] = {
+            "name": ep.name,
+            "routing_key": ep.routing_key,
+            "scaling": ep.scaling,
+            "engine": ep.engine or {},
+            "env": self.cipher.decrypt_map(ep.env or {}),
+        }
+        values = {
+            "template": ep.template,
+            "flavor": ep.flavor,
+            "gpu_type": ep.gpu_type,
+            "gpu_count": ep.gpu_count,
+            "hf_model_repo": ep.model,
+            "model_path": ep.model,
+            "revision": ep.revision,
+            "file_path": ep.file_path,
+            "deployment_name": ep.deployment_name,
+            "args": ep.args or {},
+            "resources": ep.resources or {},
+        }
+        out.update({k: values[k] for k in _SOURCES[EndpointKind(ep.kind)]})
+        return {k: v for k, v in out.items() if v is not None}
 
     def _set_desired(self, who: Principal, ref: str | int, desired: Desired, kind: EventKind, message: str) -> EndpointPublic:
         now = self.clock()
         with self.db.session() as s:
-            ep = self._get(s, who, ref)
+            ep = self.find(s, who, ref)
             if ep.desired != desired.value:
                 ep.desired, ep.updated_at = desired.value, now
                 record(s, ep, kind, message, at=now)
-            out = self.to_public(ep, who.project)
+            out = self.public(s, ep, who.project)
         self.hooks.desired_changed()
         return out
 
     def stop(self, who: Principal, ref: str | int) -> EndpointPublic:
-        return self._set_desired(who, ref, Desired.STOPPED, EventKind.STOP,
-                                 "stop requested: the application is removed and its replicas released")  # fmt: skip
+        return self._set_desired(who, ref, Desired.STOPPED, EventKind.STOP, "stop requested: the application is removed")
 
     def start(self, who: Principal, ref: str | int) -> EndpointPublic:
         return self._set_desired(who, ref, Desired.RUNNING, EventKind.START, "start requested: deploying the application")
@@ -269,66 +286,57 @@ class EndpointService:
     def delete(self, who: Principal, ref: str | int) -> None:
         now = self.clock()
         with self.db.session() as s:
-            ep = self._get(s, who, ref)
+            ep = self.find(s, who, ref)
+            if ep.owner_task_id is not None:
+                raise Conflict("this is a task's own application: delete the task", field="endpoint")
             drivers = s.scalars(select(TaskRow.name).where(TaskRow.endpoint_id == ep.id)).all()
             if drivers:
-                raise InvalidTransition(f"tasks {', '.join(drivers)} drive this endpoint: delete them first", field="endpoint")
-            ep.desired, ep.updated_at = Desired.DELETED.value, now
-            record(s, ep, EventKind.DELETED, "deleted: the application is removed; the endpoint goes away once it is", at=now)
+                raise Conflict(f"tasks {', '.join(drivers)} drive this endpoint: delete them first", field="endpoint")
+            self.mark_deleted(s, ep, now)
         self.hooks.desired_changed()
 
-    def report_phase(self, routing_key: str, phase: Phase) -> bool:
-        """A starting replica says what it is doing (e.g. downloading the model)."""
+    @staticmethod
+    def mark_deleted(s: Session, ep: EndpointRow, now: datetime) -> None:
+        ep.desired, ep.updated_at = Desired.DELETED.value, now
+        record(s, ep, EventKind.DELETED, "deleted: the application is removed; the endpoint goes away once it is", at=now)
+
+    def report_phase(self, token: str, phase: Phase) -> bool:
+        """A starting replica says what it is doing (e.g. downloading the model); it
+        speaks for its own endpoint only, the one its token belongs to. False: no
+        endpoint has that token."""
         with self.db.session() as s:
-            ep = s.scalar(select(EndpointRow).where(EndpointRow.routing_key == routing_key))
-            if ep is None or phase not in (Phase.DOWNLOADING_MODEL, Phase.ENGINE_INITIALIZING):
+            ep = s.scalar(select(EndpointRow).where(EndpointRow.token_hash == digest(token)))
+            if ep is None:
                 return False
+            if phase not in (Phase.DOWNLOADING_MODEL, Phase.ENGINE_INITIALIZING):
+                return True  # READY is Ray Serve's to say
             ep.reported_phase = phase.value
-            if EndpointStatus(ep.status) in STARTING:
+            if EndpointStatus(ep.status) in EndpointStatus.starting():
                 set_endpoint_status(s, ep, Derived(EndpointStatus(ep.status), phase), self.clock())
             return True
 
     # ------------------------------------------------------------ the gateway's view
 
-    def routing_table(self, keys: list[tuple[str, int]], projects: dict[int, str]) -> dict[str, Any]:
+    def routing_table(self, keys: Sequence[tuple[str, int]]) -> dict[str, Any]:
         with self.db.session() as s:
+            projects = {i: n for i, n in s.execute(select(ProjectRow.id, ProjectRow.name)).all()}
             rows = s.scalars(select(EndpointRow).where(EndpointRow.desired != Desired.DELETED.value)).all()
-            endpoints = [
-                {
-                    "routing_key": ep.routing_key, "project_id": ep.project_id, "project": projects.get(ep.project_id),
-                    "app": app_name(ep), "route_prefix": ENDPOINT_PREFIX + ep.routing_key,
-                    "status": EndpointStatus.STOPPED.value if ep.desired == Desired.STOPPED.value else ep.status,
-                    "message": ep.message, "max_concurrency": max_concurrency(ep), "created": int(ep.created_at.timestamp()),
-                }
-                for ep in rows
-            ]  # fmt: skip
+            endpoints = []
+            for ep in rows:
+                b = views.bounds(ep)
+                queued = Engine.model_validate(ep.engine or {}).max_queued_requests
+                endpoints.append(
+                    {
+                        "routing_key": ep.routing_key,
+                        "project_id": ep.project_id,
+                        "project": projects.get(ep.project_id),
+                        "app": ep.app_name,
+                        "route_prefix": ep.route_prefix,
+                        "status": ep.status,
+                        "message": ep.message,
+                        "token": self.cipher.decrypt(ep.token) if ep.token_arg else None,
+                        "created": int(ep.created_at.timestamp()),
+                        "max_concurrency": capacity(ep.per_replica, b.max if b else 1, queued),
+                    }
+                )
         return {"keys": [{"hash": h, "project_id": p} for h, p in keys], "endpoints": endpoints}
-
-    # ------------------------------------------------------------ mapping
-
-    @staticmethod
-    def _as_create(ep: EndpointRow) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "name": ep.name, "routing_key": ep.routing_key, "scaling": ep.scaling, "engine": ep.engine or {},
-            "env": ep.env or {}, "gpu_type": ep.gpu_type, "gpu_count": ep.gpu_count,
-        }  # fmt: skip
-        if ep.template:
-            out.update(template=ep.template, flavor=ep.flavor)
-        elif not ep.model.startswith(("/", ".", "~")):
-            out.update(hf_model_repo=ep.model, revision=ep.revision)
-        else:
-            out["model_path"] = ep.model
-        return {k: v for k, v in out.items() if v is not None}
-
-    def to_public(self, ep: EndpointRow, project: str) -> EndpointPublic:
-        lo, hi, source = bounds(ep)
-        return EndpointPublic(
-            id=ep.id, name=ep.name, project=project, routing_key=ep.routing_key, template=ep.template, flavor=ep.flavor,
-            gpu_type=ep.gpu_type, gpu_count=ep.gpu_count, model=ep.model, revision=ep.revision, scaling=ep.scaling,
-            engine=ep.engine or {}, env=ep.env or {}, status=EndpointStatus(ep.status), phase=ep.phase,
-            error_code=ep.error_code, message=ep.message, desired=Desired(ep.desired),
-            replicas={"min": lo, "max": hi, "source": source, "target": ep.target_replicas,
-                      "running": len(ep.replica_ids or []), "ids": list(ep.replica_ids or [])},
-            base_url=f"{self.settings.serve_url}/v1", url=f"{self.settings.serve_url}{ENDPOINT_PREFIX}{ep.routing_key}",
-            created_at=ep.created_at, updated_at=ep.updated_at, observed_at=ep.observed_at,
-        )  # fmt: skip

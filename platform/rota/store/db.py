@@ -1,25 +1,59 @@
-"""Engine and session factory for SQLite (default) or PostgreSQL."""
+"""Engine and sessions for SQLite (default) or PostgreSQL, and the migrations.
+
+A unit of work that breaks a unique constraint is a ``Conflict`` naming the field, and
+one that updates a row another request deleted is a ``NotFound``: racing requests get a
+409 or a 404, never a 500.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
+from rota.domain.errors import Conflict, NotFound
+
+# Unique constraints -> the field a clash is about (PostgreSQL names the constraint,
+# SQLite its columns).
+_FIELDS = {
+    "uq_endpoint_project_name": "name",
+    "endpoints.project_id, endpoints.name": "name",
+    "uq_endpoint_project_routing_key": "routing_key",
+    "endpoints.project_id, endpoints.routing_key": "routing_key",
+    "uq_endpoint_route_prefix": "name",
+    "endpoints.route_prefix": "name",
+    "uq_task_project_name": "name",
+    "tasks.project_id, tasks.name": "name",
+    "projects_name_key": "project",
+    "projects.name": "project",
+    "uq_run_task_scheduled": "scheduled_at",
+    "runs.task_id, runs.scheduled_at": "scheduled_at",
+}
+
+
+def conflict(e: IntegrityError) -> Conflict:
+    text = str(e.orig)
+    field = next((f for marker, f in _FIELDS.items() if marker in text), None)
+    what = {"name": "the name", "routing_key": "the routing_key", "project": "the project name"}.get(field or "", "it")
+    return Conflict(f"{what} is taken (another request may have just created it)", field=field)
 
 
 class Database:
     def __init__(self, url: str):
         self.url = url
-        kwargs: dict = {"future": True}
+        kwargs: dict[str, Any] = {}
         if url.startswith("sqlite"):
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                _private_file(Path(path))
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
             kwargs["pool_pre_ping"] = True
@@ -28,8 +62,9 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
-    def migrate(self) -> None:
-        """Bring the schema to the latest migration (creates it on an empty database)."""
+    def migrate(self, cipher: Any = None) -> None:
+        """Bring the schema to the latest migration (creates it on an empty database).
+        ``cipher`` encrypts secrets that a migration moves into the store."""
         from alembic import command
         from alembic.config import Config
 
@@ -37,6 +72,7 @@ class Database:
         cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
+            cfg.attributes["cipher"] = cipher
             command.upgrade(cfg, "head")
 
     @contextmanager
@@ -46,6 +82,12 @@ class Database:
         try:
             yield s
             s.commit()
+        except IntegrityError as e:
+            s.rollback()
+            raise conflict(e) from None
+        except StaleDataError:
+            s.rollback()
+            raise NotFound("it was deleted by another request") from None
         except BaseException:
             s.rollback()
             raise
@@ -56,7 +98,19 @@ class Database:
         self.engine.dispose()
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
+def _private_file(path: Path) -> None:
+    """Create the database file owner-only before SQLite opens it: its WAL and shared
+    memory files take the same mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    os.chmod(path, 0o600)
+    for suffix in ("-wal", "-shm"):
+        side = Path(f"{path}{suffix}")
+        if side.exists():
+            os.chmod(side, 0o600)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # WAL lets the API read while a fire or the reconciler writes; synchronous=NORMAL
     # in WAL mode is still durable across a process crash (only an OS crash can lose
     # the last commits).

@@ -1,11 +1,11 @@
-"""ORM rows. Kept apart from the API schemas (``rota.domain.models``)."""
+"""ORM rows. Kept apart from the API schemas (``rota.domain``)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Dialect, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -14,20 +14,20 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class UTCDateTime(TypeDecorator):
+class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on every backend (SQLite drops tzinfo)."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime stored")
         return value.astimezone(timezone.utc)
 
-    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
@@ -63,28 +63,86 @@ class ApiKeyRow(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
-class TaskRow(Base):
-    __tablename__ = "tasks"
+class EndpointRow(Base):
+    """An endpoint: one Ray Serve application, reached by its routing key.
+
+    ``desired`` (running, stopped, deleted) and the bounds are what was asked for;
+    ``status`` and ``phase`` are derived from what Ray Serve reports, by the reconciler only.
+    """
+
+    __tablename__ = "endpoints"
     __table_args__ = (
-        UniqueConstraint("project_id", "name", name="uq_task_project_name"),
+        UniqueConstraint("project_id", "name", name="uq_endpoint_project_name"),
+        UniqueConstraint("project_id", "routing_key", name="uq_endpoint_project_routing_key"),
+        UniqueConstraint("app_name", name="uq_endpoint_app_name"),
+        UniqueConstraint("route_prefix", name="uq_endpoint_route_prefix"),
         {"sqlite_autoincrement": True},  # ids are never reused after a delete
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    project_id: Mapped[int] = mapped_column(Integer, index=True, default=DEFAULT_PROJECT_ID)
+    project_id: Mapped[int] = mapped_column(Integer, index=True)
+    name: Mapped[str] = mapped_column(String(63))
+    routing_key: Mapped[str] = mapped_column(String(96))
+    kind: Mapped[str] = mapped_column(String(16))
+    owner_task_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    template: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    flavor: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    gpu_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    gpu_count: Mapped[int] = mapped_column(Integer, default=0)
+    model: Mapped[str | None] = mapped_column(Text, nullable=True)
+    revision: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    file_path: Mapped[str] = mapped_column(String(100))
+    deployment_name: Mapped[str] = mapped_column(String(100))
+    ingress: Mapped[str] = mapped_column(String(255))
+    # The application's args (without its token) and replica resources, resolved from
+    # template + flavor + engine, or a custom application's own.
+    args: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    resources: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    engine: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    scaling: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    env: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # name -> encrypted value
+    app_name: Mapped[str] = mapped_column(String(63))  # Ray Serve's: generated, never a user's name
+    route_prefix: Mapped[str] = mapped_column(String(128))
+    token: Mapped[str] = mapped_column(Text)  # encrypted; the application requires it on every route
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    token_arg: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the arg the application takes it as
+    per_replica: Mapped[int] = mapped_column(Integer, default=5)  # the application's max_ongoing_requests
+    desired: Mapped[str] = mapped_column(String(16), default="running")
+    # Replica bounds written by the fires of a task driving this endpoint (None: its scaling).
+    scheduled_min: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    scheduled_max: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Bumped by a model, engine, args or env change (replicas roll); scaling changes do not bump it.
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    ready_generation: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The bounds Ray Serve last took (for "scaled a -> b" events).
+    applied_min: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    applied_max: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    phase: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    reported_phase: Mapped[str | None] = mapped_column(String(32), nullable=True)  # what a starting replica said
+    error_code: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    target_replicas: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    replica_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    observed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TaskRow(Base):
+    """A schedule over an endpoint (its own application, or another endpoint)."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (UniqueConstraint("project_id", "name", name="uq_task_project_name"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project_id: Mapped[int] = mapped_column(Integer, index=True)
     name: Mapped[str] = mapped_column(String(63), index=True)
-    # Either an inline application (file_path:deployment_name) or an endpoint to drive.
-    endpoint_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
-    file_path: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    deployment_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    ingress: Mapped[str | None] = mapped_column(String(255), nullable=True)  # ingress deployment of the application
+    endpoint_id: Mapped[int] = mapped_column(Integer, index=True)
     type: Mapped[str] = mapped_column(String(16))
     timezone: Mapped[str] = mapped_column(String(64))
     schedule: Mapped[list[Any]] = mapped_column(JSON)
-    args: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    env: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    resources: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-
     status: Mapped[str] = mapped_column(String(16), index=True)
     status_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -94,20 +152,6 @@ class TaskRow(Base):
     # Fires count from here: set on activation and when an active task's schedule changes,
     # so neither applies entries that fell due before it.
     due_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-
-    # Desired state, written by fires; None until the first fire (nothing to deploy).
-    desired_min: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    desired_max: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    # The bounds last accepted by Ray Serve (for "scaled a->b" events).
-    applied_min: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    applied_max: Mapped[int | None] = mapped_column(Integer, nullable=True)
-
-    # Observed state, written by the reconciler.
-    app_status: Mapped[str] = mapped_column(String(16), default="NOT_DEPLOYED")
-    app_message: Mapped[str | None] = mapped_column(Text, nullable=True)
-    app_target_replicas: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    app_replica_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
-    app_observed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class RunRow(Base):
@@ -126,71 +170,15 @@ class RunRow(Base):
     trigger: Mapped[str] = mapped_column(String(16))
 
 
-class EndpointRow(Base):
-    """A dedicated endpoint: one Ray Serve application, reached by its routing key.
+class EventRow(Base):
+    """An event of a task or an endpoint. Kept after its subject is deleted (no foreign
+    key on purpose)."""
 
-    ``desired`` is what the user asked for (running, stopped, deleted); ``status`` and
-    ``phase`` are derived from what Ray Serve reports, by the reconciler only.
-    """
-
-    __tablename__ = "endpoints"
-    __table_args__ = {"sqlite_autoincrement": True}
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_task_id_id", "task_id", "id"), Index("ix_events_endpoint_id_id", "endpoint_id", "id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     project_id: Mapped[int] = mapped_column(Integer, index=True)
-    name: Mapped[str] = mapped_column(String(63))
-    routing_key: Mapped[str] = mapped_column(String(96), unique=True)
-    template: Mapped[str | None] = mapped_column(String(63), nullable=True)
-    flavor: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    gpu_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    gpu_count: Mapped[int] = mapped_column(Integer, default=0)
-    model: Mapped[str] = mapped_column(Text)
-    revision: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    file_path: Mapped[str] = mapped_column(String(255))
-    deployment_name: Mapped[str] = mapped_column(String(255))
-    ingress: Mapped[str] = mapped_column(String(255))
-    engine: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    # The application's args and replica resources, resolved from template + flavor +
-    # engine at create/update (the cluster-internal key is added when deploying).
-    args: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    resources: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    scaling: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    env: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    desired: Mapped[str] = mapped_column(String(16), default="running")
-    # Replica bounds written by the fires of a task driving this endpoint (None: own scaling).
-    scheduled_min: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    scheduled_max: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    # Bumped by a model or engine change (replicas roll); scaling changes do not bump it.
-    generation: Mapped[int] = mapped_column(Integer, default=1)
-    ready_generation: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    applied_min: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    applied_max: Mapped[int | None] = mapped_column(Integer, nullable=True)
-
-    status: Mapped[str] = mapped_column(String(16), index=True)
-    phase: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    # What a starting replica said it is doing (it reports DOWNLOADING_MODEL itself).
-    reported_phase: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    error_code: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    message: Mapped[str | None] = mapped_column(Text, nullable=True)
-    target_replicas: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    replica_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
-    observed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
-class EventRow(Base):
-    """A deployment event of a task or an endpoint. Kept after its subject is deleted
-    (no foreign key on purpose)."""
-
-    __tablename__ = "events"
-    __table_args__ = (
-        Index("ix_events_task_id_id", "task_id", "id"),
-        Index("ix_events_endpoint_id_id", "endpoint_id", "id"),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    project_id: Mapped[int] = mapped_column(Integer, index=True, default=DEFAULT_PROJECT_ID)
     task_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     task_name: Mapped[str | None] = mapped_column(String(63), nullable=True)
     endpoint_id: Mapped[int | None] = mapped_column(Integer, nullable=True)

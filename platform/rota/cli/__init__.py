@@ -1,0 +1,101 @@
+"""``rota``: run the control plane, and a thin client of its REST API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from rota.cli import endpoints, keys, tasks
+from rota.cli.client import api, table
+from rota.cli.manifest import apply_manifest, load_manifest
+from rota.config import ClientSettings
+
+app = typer.Typer(help="Rota: scheduled, dedicated LLM endpoints on Ray Serve.", no_args_is_help=True, add_completion=False)
+templates_app = typer.Typer(help="Model templates endpoints are created from.", no_args_is_help=True)
+models_app = typer.Typer(help="Model utilities.", no_args_is_help=True)
+app.add_typer(tasks.app, name="tasks")
+app.add_typer(endpoints.app, name="endpoints")
+app.add_typer(templates_app, name="templates")
+app.add_typer(keys.app, name="keys")
+app.add_typer(models_app, name="models")
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    api_url: str | None = typer.Option(
+        None, "--api-url", help="Rota API base URL (env ROTA_API_URL; default http://127.0.0.1:8080)"
+    ),
+    api_key: str | None = typer.Option(
+        None, "--api-key", help="API key (env ROTA_API_KEY; default: the admin key in $ROTA_HOME/admin_key)"
+    ),
+) -> None:
+    overrides = {k: v for k, v in {"api_url": api_url, "api_key": api_key}.items() if v}
+    ctx.obj = ClientSettings(**overrides)  # type: ignore[arg-type]
+
+
+@app.command()
+def server(
+    host: str | None = typer.Option(None, help="bind address (env ROTA_HOST, default 127.0.0.1)"),
+    port: int | None = typer.Option(None, help="port (env ROTA_PORT, default 8080)"),
+) -> None:
+    """Run the control plane: API, scheduler, reconciler (and a local Ray head unless ROTA_RAY_ADDRESS is set)."""
+    import logging
+
+    import uvicorn
+
+    from rota.api.app import create_app
+    from rota.config import Settings
+
+    settings = Settings(**{k: v for k, v in {"host": host, "port": port}.items() if v is not None})  # type: ignore[arg-type]
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+
+
+@app.command()
+def apply(ctx: typer.Context, file: Path = typer.Option(..., "-f", "--file", help="YAML manifest: endpoints and tasks")) -> None:
+    """Create or update (by name) the endpoints, then the tasks, of a manifest; a task's
+    `active: true|false` activates or deactivates it.
+
+    ${VAR} and ${VAR:-default} in the file's values are replaced from the environment."""
+    apply_manifest(api(ctx), load_manifest(file))
+
+
+@templates_app.command("list")
+def templates_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """List model templates."""
+    from rota.cli.client import print_json
+
+    items = api(ctx).call("GET", "/templates")
+    if as_json:
+        return print_json(items)
+    rows = [("NAME", "MODEL", "FLAVORS", "GPU TYPES", "GPUS/REPLICA")]
+    rows += [
+        (t["name"], t["model"], ",".join(t["flavors"]), ",".join(t["gpu_types"]), ",".join(map(str, t["gpu_counts"])))
+        for t in items
+    ]
+    table(rows)
+
+
+@models_app.command("make-tiny")
+def models_make_tiny(out_dir: Path = typer.Argument(..., help="directory to write the model to")) -> None:
+    """Generate a tiny Llama with random weights and a trained tokenizer that vLLM can load."""
+    from rota.models.tiny import make_tiny
+
+    typer.echo(f"tiny model written to {make_tiny(out_dir)}")
+
+
+@app.command()
+def demo(
+    model: str | None = typer.Option(None, "--model", help="a Hugging Face id or a local directory (default: the tiny template)"),
+    exit_after: bool = typer.Option(False, "--exit", help="stop everything after the calls instead of serving on"),
+) -> None:
+    """Start Rota, schedule a vLLM endpoint a few seconds ahead, call it with the openai client."""
+    from rota.demo import run
+
+    raise typer.Exit(run(model=model, exit_after=exit_after))
+
+
+def main() -> None:
+    app(prog_name="rota")

@@ -1,0 +1,136 @@
+"""What the API shows of a row: endpoints and tasks, never a secret."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from rota.domain.endpoints import (
+    MASK,
+    Desired,
+    EndpointBrief,
+    EndpointKind,
+    EndpointPublic,
+    Engine,
+    ReplicasPublic,
+    Resources,
+    Scaling,
+)
+from rota.domain.schedule import ScheduleSpec, TaskType, next_occurrences, to_local
+from rota.domain.specs import Bounds, bounds_of
+from rota.domain.status import EndpointStatus, ErrorCode, Phase
+from rota.domain.tasks import FireTime, RunPublic, ScheduleEntry, TaskPublic, TaskStatus
+from rota.store.tables import EndpointRow, RunRow, TaskRow
+
+_EPS = timedelta(microseconds=1)
+
+
+def bounds(ep: EndpointRow) -> Bounds | None:
+    own = Scaling.model_validate(ep.scaling).bounds if ep.scaling else None
+    scheduled = (ep.scheduled_min, ep.scheduled_max) if ep.scheduled_min is not None and ep.scheduled_max is not None else None
+    return bounds_of(own, scheduled)
+
+
+def brief(ep: EndpointRow) -> EndpointBrief:
+    b = bounds(ep)
+    replicas = ReplicasPublic(
+        min=b.min if b else None,
+        max=b.max if b else None,
+        source=b.source if b else "none",
+        target=ep.target_replicas,
+        running=len(ep.replica_ids or []),
+        ids=list(ep.replica_ids or []),
+    )
+    return EndpointBrief(
+        id=ep.id,
+        name=ep.name,
+        routing_key=ep.routing_key,
+        status=EndpointStatus(ep.status),
+        phase=Phase(ep.phase) if ep.phase else None,
+        error_code=ErrorCode(ep.error_code) if ep.error_code else None,
+        message=ep.message,
+        replicas=replicas,
+    )
+
+
+def endpoint(ep: EndpointRow, project: str, serve_url: str, owner_task: str | None) -> EndpointPublic:
+    app = ep.kind == EndpointKind.APPLICATION.value
+    return EndpointPublic(
+        **brief(ep).model_dump(),
+        project=project,
+        kind=EndpointKind(ep.kind),
+        template=ep.template,
+        flavor=ep.flavor,
+        gpu_type=ep.gpu_type,
+        gpu_count=ep.gpu_count,
+        model=ep.model,
+        revision=ep.revision,
+        file_path=ep.file_path,
+        deployment_name=ep.deployment_name,
+        args=ep.args if app else None,
+        resources=ep.resources or {},
+        scaling=Scaling.model_validate(ep.scaling) if ep.scaling else None,
+        engine=Engine.model_validate(ep.engine or {}),
+        env=dict.fromkeys(ep.env or {}, MASK),
+        desired=Desired(ep.desired),
+        owner_task=owner_task,
+        authenticated=ep.token_arg is not None,
+        base_url=f"{serve_url}/v1",
+        url=f"{serve_url}{ep.route_prefix}",
+        created_at=ep.created_at,
+        updated_at=ep.updated_at,
+        observed_at=ep.observed_at,
+    )
+
+
+def spec_of(task: TaskRow) -> ScheduleSpec:
+    return ScheduleSpec.build(task.type, task.timezone, task.schedule)
+
+
+def task(t: TaskRow, ep: EndpointRow, project: str, run: RunRow | None) -> TaskPublic:
+    spec = spec_of(t)
+    active = t.status == TaskStatus.ACTIVE.value and t.next_fire_at is not None
+    fires = [
+        FireTime(
+            utc=o.at,
+            local=to_local(spec.tz, o.at).isoformat(),
+            entry=o.entry.index,
+            min_replicas=o.entry.min_replicas,
+            max_replicas=o.entry.max_replicas,
+        )
+        for o in (next_occurrences(spec, t.next_fire_at - _EPS, 3) if active and t.next_fire_at else [])
+    ]
+    last = None
+    if run is not None:
+        last = RunPublic(
+            scheduled_at=run.scheduled_at,
+            fired_at=run.fired_at,
+            entry=run.entry,
+            min_replicas=run.min_replicas,
+            max_replicas=run.max_replicas,
+            trigger=run.trigger,
+        )
+    owns = ep.owner_task_id == t.id
+    return TaskPublic(
+        id=t.id,
+        name=t.name,
+        project=project,
+        endpoint=brief(ep),
+        owns_endpoint=owns,
+        file_path=ep.file_path if owns else None,
+        deployment_name=ep.deployment_name if owns else None,
+        args=ep.args if owns else None,
+        env=dict.fromkeys(ep.env or {}, MASK) if owns else None,
+        resources=Resources.model_validate(ep.resources or {}) if owns else None,
+        type=TaskType(t.type),
+        timezone=t.timezone,
+        schedule=[ScheduleEntry.model_validate(e) for e in t.schedule],
+        status=TaskStatus(t.status),
+        status_reason=t.status_reason,
+        created_at=t.created_at,
+        updated_at=t.updated_at,
+        activated_at=t.activated_at,
+        next_fire_at=t.next_fire_at if active else None,
+        next_fire_local=to_local(spec.tz, t.next_fire_at).isoformat() if active and t.next_fire_at else None,
+        next_fires=fires,
+        last_run=last,
+    )

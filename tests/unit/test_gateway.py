@@ -1,0 +1,240 @@
+"""The OpenAI base URL (serve_apps/gateway.py) with Starlette's test client: auth, routing
+by project and model, the route allow-list, wake, 429, 503 + Retry-After, body limits.
+
+The two fakes stand where Ray is: the upstream (Ray Serve's HTTP port) and the wake call
+(a deployment handle). The routing table comes from a fake control plane."""
+
+import asyncio
+import hashlib
+import importlib.util
+import sys
+
+import pytest
+from starlette.testclient import TestClient
+
+from rota.domain.status import EndpointStatus
+from support.procs import REPO
+
+spec = importlib.util.spec_from_file_location("rota_gateway_under_test", REPO / "serve_apps" / "gateway.py")
+gateway = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = gateway
+spec.loader.exec_module(gateway)
+
+KEY_A, KEY_B = "rota_key-of-project-a", "rota_key-of-project-b"
+
+
+def h(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class Upstream:
+    """Ray Serve's HTTP port: answers per route prefix, records what it was sent."""
+
+    def __init__(self):
+        self.sent: list[tuple[str, dict]] = []
+        self.replies: list = []  # (status, content-type, body) to give, in order; then 200 JSON
+
+    def __call__(self):
+        return self
+
+    async def post(self, url, headers, data, timeout):
+        self.sent.append((url, headers))
+        status, ctype, body = self.replies.pop(0) if self.replies else (200, "application/json", b'{"ok": true}')
+        return Reply(status, ctype, body)
+
+    def get(self, *a, **kw):  # the routing table is fetched with the fake below
+        raise AssertionError("unexpected GET upstream")
+
+
+class Reply:
+    def __init__(self, status, ctype, body):
+        self.status, self.headers, self.body, self.released = status, {"content-type": ctype} if ctype else {}, body, False
+        self.content = self
+
+    async def iter_any(self):
+        yield self.body
+
+    def release(self):
+        self.released = True
+
+
+class ControlPlane:
+    def __init__(self):
+        self.keys = {h(KEY_A): 1, h(KEY_B): 2}
+        self.endpoints = [
+            {
+                "routing_key": "chat",
+                "project_id": 1,
+                "project": "a",
+                "app": "ep-1",
+                "route_prefix": "/ep/1",
+                "status": "RUNNING",
+                "token": "tok-1",
+                "max_concurrency": 2,
+                "message": None,
+            },
+            {
+                "routing_key": "chat",
+                "project_id": 2,
+                "project": "b",
+                "app": "ep-2",
+                "route_prefix": "/ep/2",
+                "status": "RUNNING",
+                "token": "tok-2",
+                "max_concurrency": 2,
+                "message": None,
+            },
+        ]
+        self.pulls = 0
+
+    async def __call__(self):
+        self.pulls += 1
+        return {"keys": [{"hash": k, "project_id": p} for k, p in self.keys.items()], "endpoints": self.endpoints}
+
+
+@pytest.fixture
+def gw():
+    woken = []
+
+    async def wake(app):
+        woken.append(app)
+        return "replica-1"
+
+    cfg = gateway.GatewayConfig(control_url="http://cp", token="gw", refresh_s=30, wake_timeout_s=1.0, max_body_bytes=4096)
+    upstream, cp = Upstream(), ControlPlane()
+    app = gateway.GatewayApp(cfg, session=upstream, wake=wake)
+    app.table.fetch = cp
+    with TestClient(app.asgi) as client:
+        client.upstream, client.cp, client.woken, client.app = upstream, cp, woken, app
+        assert chat(client).status_code == 200  # the table is loaded
+        upstream.sent.clear()
+        yield client
+
+
+def chat(gw, key=KEY_A, model="chat", path="/v1/chat/completions", **kw):
+    return gw.post(
+        path,
+        json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+        headers={"Authorization": f"Bearer {key}"} if key else {},
+        **kw,
+    )
+
+
+def test_a_key_reaches_its_projects_endpoint_with_that_endpoints_token(gw):
+    assert chat(gw).json() == {"ok": True}
+    assert chat(gw, KEY_B).status_code == 200
+    (url_a, headers_a), (url_b, headers_b) = gw.upstream.sent
+    assert url_a.endswith("/ep/1/v1/chat/completions") and headers_a["authorization"] == "Bearer tok-1"
+    assert url_b.endswith("/ep/2/v1/chat/completions") and headers_b["authorization"] == "Bearer tok-2"
+    assert [m["id"] for m in gw.get("/v1/models", headers={"Authorization": f"Bearer {KEY_A}"}).json()["data"]] == ["chat"]
+
+
+def test_no_key_a_wrong_key_another_projects_model(gw):
+    assert chat(gw, None).json()["error"]["code"] == "invalid_api_key"
+    assert chat(gw, "rota_nope").status_code == 401
+    gw.cp.endpoints = gw.cp.endpoints[:1]
+    gw.app.table.endpoints.pop((2, "chat"), None)
+    r = chat(gw, KEY_B)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+    assert all("/ep/1/" not in url for url, _ in gw.upstream.sent)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/%2e%2e/%2e%2e/%2e%2e/ep/1/invocations",
+        "/v1/../ep/1/invocations",
+        "/v1/tokenize",
+        "/ep/1/v1/chat/completions",
+        "/v1/chat/completions/../../ep/1/invocations",
+        "/v1//chat/completions",
+    ],
+)
+def test_only_the_known_openai_routes_are_forwarded(gw, path):
+    r = gw.post(path, content=b'{"model": "chat"}', headers={"Authorization": f"Bearer {KEY_B}"})
+    assert r.status_code == 404 and r.json()["error"]["code"] in ("unknown_url", "model_not_found"), (path, r.text)
+    assert gw.upstream.sent == []
+
+
+def test_unknown_keys_pull_the_table_at_most_once_per_interval(gw):
+    pulls = gw.cp.pulls
+    for i in range(30):
+        assert chat(gw, f"rota_random-{i}").status_code == 401
+    assert gw.cp.pulls - pulls <= 1
+
+
+def test_a_new_key_works_at_once_unless_unknown_keys_just_pulled(gw):
+    gw.app.table._forced = float("-inf")  # no pull for an unknown key yet
+    gw.cp.keys[h("rota_new")] = 1
+    assert chat(gw, "rota_new").status_code == 200
+    gw.cp.keys[h("rota_newer")] = 1
+    assert chat(gw, "rota_newer").status_code == 401  # a pull for an unknown key just happened
+    asyncio.run(gw.app.table.refresh())  # the next periodic pull (every refresh_s)
+    assert chat(gw, "rota_newer").status_code == 200
+
+
+def test_bad_bodies_are_4xx(gw):
+    headers = {"Authorization": f"Bearer {KEY_A}", "content-type": "application/json"}
+    deep = b'{"model": "chat", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert gw.post("/v1/chat/completions", content=deep[:4000], headers=headers).status_code == 400
+    r = gw.post("/v1/chat/completions", content=b'{"model": "chat", "x": "' + b"a" * 5000 + b'"}', headers=headers)
+    assert r.status_code == 413 and "4096" in r.json()["error"]["message"]
+    for body in (b"[1]", b"{nope", b'{"model": 7}'):
+        assert gw.post("/v1/chat/completions", content=body, headers=headers).status_code == 400
+
+
+def test_a_sleeping_endpoint_is_woken_then_served(gw):
+    gw.cp.endpoints[0]["status"] = "SLEEPING"
+    gw.app.table.endpoints[(1, "chat")]["status"] = "SLEEPING"
+    gw.upstream.replies = [(503, None, b"no server")]  # HAProxy: no replica yet
+    assert chat(gw).status_code == 200
+    assert gw.woken == ["ep-1", "ep-1"] and len(gw.upstream.sent) == 2
+
+
+def test_a_wake_that_does_not_come_is_a_503_with_retry_after(gw):
+    gw.app.table.endpoints[(1, "chat")]["status"] = "SLEEPING"
+    gw.upstream.replies = [(503, None, b"")] * 100
+    r = chat(gw)
+    assert r.status_code == 503 and r.headers["Retry-After"] == "5" and r.json()["error"]["code"] == "endpoint_waking"
+
+
+def test_down_endpoints_are_503_and_a_full_replica_queue_is_a_429(gw):
+    gw.app.table.endpoints[(1, "chat")]["status"] = "STOPPED"
+    assert chat(gw).json()["error"]["code"] == "endpoint_unavailable"
+    gw.app.table.endpoints[(1, "chat")]["status"] = "RUNNING"
+    gw.upstream.replies = [(503, "application/json", b'{"error": "queue full"}')]
+    r = chat(gw)
+    assert r.status_code == 429 and r.headers["Retry-After"] == "1"
+    assert gw.app.admission.inflight["1/chat"] == 0
+
+
+def test_admission_beyond_capacity_is_a_429(gw):
+    adm = gw.app.admission
+    assert adm.enter("1/chat", 2) and adm.enter("1/chat", 2)
+    r = chat(gw)
+    assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limit_exceeded"
+    adm.leave("1/chat")
+    assert chat(gw).status_code == 200 and adm.inflight["1/chat"] == 1
+
+
+def test_the_gateways_statuses_are_the_domains():
+    assert {s.value for s in EndpointStatus.wakeable()} == gateway.WAKEABLE
+    assert {s.value for s in EndpointStatus.down()} == gateway.DOWN
+    assert gateway.WAKEABLE | gateway.DOWN | {"RUNNING"} == {s.value for s in EndpointStatus}
+
+
+def test_routing_table_keeps_the_last_one_when_the_control_plane_is_down():
+    async def run():
+        cp = ControlPlane()
+        table = gateway.RoutingTable(0.01, cp)
+        await table.refresh()
+
+        async def down():
+            raise gateway.aiohttp.ClientConnectionError("refused")
+
+        table.fetch = down
+        await table.refresh()
+        return table
+
+    table = asyncio.run(run())
+    assert (1, "chat") in table.endpoints and table.keys

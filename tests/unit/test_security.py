@@ -1,0 +1,295 @@
+"""Isolation and hardening, as an attacker with an ordinary key would try them (the REST
+API in process, real SQLite, the in-memory Ray). Each test names the item it holds."""
+
+import os
+import threading
+
+import pytest
+from sqlalchemy import func, select, text
+
+from rota.domain.errors import Conflict
+from rota.services.fires import process_due
+from rota.store.tables import ApiKeyRow, EndpointRow, EventRow, TaskRow
+
+
+@pytest.fixture
+def member(client):
+    """An ordinary key of the admin's project, and a key of another project."""
+    key = client.post("/api/v1/keys", json={"name": "member"}).json()["key"]
+    other = client.post("/api/v1/keys", json={"name": "other", "project": "team-b"}).json()["key"]
+    client.member, client.other = {"Authorization": f"Bearer {key}"}, {"Authorization": f"Bearer {other}"}
+    return client
+
+
+def counts(client):
+    with client.rt.db.session() as s:
+        return tuple(s.scalar(select(func.count()).select_from(t)) for t in (TaskRow, EndpointRow, EventRow, ApiKeyRow))
+
+
+def task(name="t", **over):
+    return {
+        "name": name,
+        "file_path": "echo",
+        "deployment_name": "app",
+        "type": "daily",
+        "timezone": "UTC",
+        "schedule": [{"time": "09:00", "min_replicas": 1, "max_replicas": 1}],
+        **over,
+    }
+
+
+def llm(name="llm", **args):
+    return task(name, file_path="serve", args={"model": "org/model", **args})
+
+
+def endpoint(name="chat", **over):
+    return {"name": name, "template": "echo-chat", "routing_key": name, **over}
+
+
+# -------------------------------------------------------------- 4: no code, no host paths
+
+
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        (llm(trust_remote_code=True), "args.trust_remote_code"),
+        (llm(engine_args={"middleware": ["evil.Mw"]}), "args.engine_args.middleware"),
+        (llm(engine_args={"worker_extension_cls": "evil.X"}), "args.engine_args.worker_extension_cls"),
+        (llm(engine_args={"tool_parser_plugin": "/tmp/x.py"}), "args.engine_args.tool_parser_plugin"),
+        (llm(engine_args={"allowed_local_media_path": "/"}), "args.engine_args.allowed_local_media_path"),
+        (llm(model="/root/.ssh"), "args.model"),
+        (task(env={"LD_PRELOAD": "/tmp/x.so"}), "env.LD_PRELOAD"),
+        (task(env={"PYTHONPATH": "/tmp"}), "env.PYTHONPATH"),
+        (task(env={"VLLM_SERVER_DEV_MODE": "1"}), "env.VLLM_SERVER_DEV_MODE"),
+    ],
+)
+def test_an_ordinary_key_cannot_make_a_replica_run_code_or_read_the_host(member, body, field):
+    before = counts(member)
+    r = member.post("/api/v1/tasks", json=body, headers=member.member)
+    assert r.status_code == 403 and r.json()["error"]["field"] == field, r.text
+    assert counts(member) == before
+    assert member.post("/api/v1/tasks", json=body).status_code == 201  # an admin key may
+
+
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        (endpoint(model_path="/", template=None), "model_path"),
+        (endpoint(model_path="/etc/ssl", template=None), "model_path"),
+        (endpoint(env={"LD_LIBRARY_PATH": "/tmp"}), "env.LD_LIBRARY_PATH"),
+    ],
+)
+def test_an_ordinary_key_cannot_create_endpoints_that_read_the_host(member, body, field):
+    r = member.post("/api/v1/endpoints", json=body, headers=member.member)
+    assert r.status_code == 403 and r.json()["error"]["field"] == field, r.text
+
+
+@pytest.mark.parametrize(
+    "over,field",
+    [
+        ({"model_path": "../../etc", "template": None}, "model_path"),
+        ({"model_path": "/models/../etc", "template": None}, "model_path"),
+        ({"hf_model_repo": "../../etc/passwd", "template": None}, "hf_model_repo"),
+        ({"hf_model_repo": "a" * 5000, "template": None}, "hf_model_repo"),
+        ({"hf_model_repo": "org/model\nx", "template": None}, "hf_model_repo"),
+        ({"hf_model_repo": "https://evil.example/model", "template": None}, "hf_model_repo"),
+        ({"env": {"": "x"}}, "env."),
+        ({"env": {"A=B": "x"}}, "env.A=B"),
+        ({"env": {"TZ": "a\x00b"}}, "env.TZ"),
+        ({"env": {"ROTA_ENDPOINT_TOKEN": "x"}}, "env.ROTA_ENDPOINT_TOKEN"),
+        ({"scaling": {"min_replicas": 0, "max_replicas": 1, "cooldown_period_s": "Infinity"}}, "scaling.cooldown_period_s"),
+    ],
+)
+def test_malformed_values_are_a_422_naming_the_field_for_everyone(member, over, field):
+    for headers in (member.member, {}):
+        r = member.post("/api/v1/endpoints", json=endpoint(**over), headers=headers)
+        assert r.status_code == 422 and r.json()["error"]["field"].startswith(field), r.text
+
+
+def test_operators_can_allow_more_and_model_roots_are_where_models_may_be(member, settings):
+    policy = member.rt.endpoints.builder.policy
+    roots = policy.model_roots
+    assert roots == (str(settings.home.resolve() / "models"),)
+    r = member.post("/api/v1/endpoints", json=endpoint(template=None, model_path=f"{roots[0]}/llama"), headers=member.member)
+    assert r.status_code == 201, r.text
+    r = member.post("/api/v1/tasks", json=task(env={"MY_APP_MODE": "x"}), headers=member.member)
+    assert r.status_code == 403
+    member.rt.endpoints.builder.policy = type(policy)(roots, frozenset({"MY_APP_*"}), frozenset({"compilation_config"}))
+    assert member.post("/api/v1/tasks", json=task(env={"MY_APP_MODE": "x"}), headers=member.member).status_code == 201
+    r = member.post(
+        "/api/v1/tasks", json=llm("l2", engine_args={"compilation_config": {"level": 0}, "seed": 1}), headers=member.member
+    )
+    assert r.status_code == 201, r.text
+
+
+def test_rotas_own_gateway_script_cannot_be_deployed(member):
+    r = member.post("/api/v1/tasks", json=task(file_path="gateway"))
+    assert r.status_code == 422 and r.json()["error"]["field"] == "file_path"
+
+
+# -------------------------------------------------------------- 5: admin keys
+
+
+def test_an_ordinary_key_can_neither_see_nor_revoke_admin_keys_and_the_last_admin_key_stays(member):
+    admin_id = member.get("/api/v1/me").json()["key_id"]
+    listed = member.get("/api/v1/keys", headers=member.member).json()
+    assert [k["name"] for k in listed] == ["member"] and not any(k["admin"] for k in listed)
+    assert member.delete(f"/api/v1/keys/{admin_id}", headers=member.member).status_code == 404
+    r = member.delete(f"/api/v1/keys/{admin_id}")
+    assert r.status_code == 409 and "last admin key" in r.json()["error"]["message"]
+    second = member.post("/api/v1/keys", json={"name": "ops", "admin": True}).json()
+    assert member.delete(f"/api/v1/keys/{admin_id}").status_code == 200  # another admin key remains
+    assert member.get("/api/v1/me", headers={"Authorization": f"Bearer {second['key']}"}).json()["admin"] is True
+
+
+def test_bootstrap_mints_a_working_admin_key_when_none_works(rt, settings):
+    with rt.db.session() as s:
+        s.execute(text("UPDATE api_keys SET revoked_at = CURRENT_TIMESTAMP"))
+    made = rt.auth.mint_admin(settings.admin_key_path, "rescue")
+    assert rt.auth.authenticate(f"Bearer {made.key}").admin and settings.admin_key_path.read_text() == made.key
+    assert os.stat(settings.admin_key_path).st_mode & 0o777 == 0o600
+
+
+# -------------------------------------------------------------- 6: secrets
+
+
+def test_env_values_are_write_only_encrypted_at_rest_and_patched_by_name(member, settings):
+    ep = member.post("/api/v1/endpoints", json=endpoint(env={"HF_TOKEN": "hf_secret", "TZ": "UTC"})).json()
+    assert ep["env"] == {"HF_TOKEN": "***", "TZ": "***"}
+    for path in ("/api/v1/endpoints/chat", "/api/v1/endpoints"):
+        assert "hf_secret" not in member.get(path).text
+    with member.rt.db.session() as s:
+        assert "hf_secret" not in s.scalar(select(EndpointRow.env).where(EndpointRow.id == ep["id"])).__repr__()
+    r = member.patch("/api/v1/endpoints/chat", json={"env": {"HF_TOKEN": "hf_new", "TZ": None}}).json()
+    assert r["env"] == {"HF_TOKEN": "***"}
+    with member.rt.db.session() as s:
+        row = s.get(EndpointRow, ep["id"])
+        assert member.rt.cipher.decrypt_map(row.env) == {"HF_TOKEN": "hf_new"}
+    assert os.stat(settings.home).st_mode & 0o777 == 0o700
+    assert all(os.stat(p).st_mode & 0o777 == 0o600 for p in settings.home.glob("rota.db*"))
+    assert os.stat(settings.secret_key_path).st_mode & 0o777 == 0o600
+
+
+# -------------------------------------------------------------- 7: races
+
+
+def test_parallel_creates_of_one_name_are_one_201_and_409s(member):
+    codes, barrier = [], threading.Barrier(4)
+
+    def create():
+        barrier.wait()
+        codes.append(member.post("/api/v1/endpoints", json=endpoint()).status_code)
+
+    threads = [threading.Thread(target=create) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert sorted(codes) == [201, 409, 409, 409]
+    with member.rt.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(EndpointRow)) == 1
+
+
+def test_a_store_conflict_names_its_field(rt, admin):
+    from rota.domain.endpoints import EndpointCreate
+
+    rt.endpoints.create(admin, EndpointCreate(name="a", template="echo-chat", routing_key="k"))
+    with pytest.raises(Conflict) as e:  # the database's constraint, not only the service's check
+        rt.endpoints.create(admin, EndpointCreate(name="b", template="echo-chat", routing_key="k"))
+    assert e.value.field == "routing_key"
+
+
+# -------------------------------------------------------------- 8, 9, 12, 13: bounds, sizes, bad input
+
+
+@pytest.mark.parametrize("n", [11, 10**9, 2**63 - 1, 10**30])
+def test_task_bounds_are_capped(member, n):
+    r = member.post("/api/v1/tasks", json=task(schedule=[{"time": "09:00", "min_replicas": 1, "max_replicas": n}]))
+    assert r.status_code == 422 and r.json()["error"]["field"] == "schedule.0.max_replicas", r.text
+
+
+def test_bodies_over_the_limit_are_a_413_and_deep_json_a_4xx(member):
+    r = member.post(
+        "/api/v1/tasks", content=b'{"name": "' + b"x" * (2 << 20) + b'"}', headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 413 and str(member.rt.settings.max_body_bytes) in r.json()["error"]["message"]
+    deep = b'{"name": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    r = member.post("/api/v1/tasks", content=deep, headers={"content-type": "application/json"})
+    assert 400 <= r.status_code < 500 and r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "method,path,body,status,field",
+    [
+        ("GET", "/api/v1/tasks/" + "9" * 5000, None, 404, "task"),
+        (
+            "POST",
+            "/api/v1/tasks",
+            task(type="one_off", schedule=[{"time": "9999-12-31T23:59", "min_replicas": 1, "max_replicas": 1}]),
+            422,
+            "schedule",
+        ),
+        (
+            "POST",
+            "/api/v1/tasks",
+            task(type="one_off", schedule=[{"time": "0001-01-01T00:00", "min_replicas": 1, "max_replicas": 1}]),
+            422,
+            "schedule",
+        ),
+        ("POST", "/api/v1/tasks", task(schedule=[{"time": "٠٩:٠٠", "min_replicas": 1, "max_replicas": 1}]), 422, "schedule"),
+        ("POST", "/api/v1/tasks", task(resources={"num_gpus": "Infinity"}), 422, "resources.num_gpus"),
+        ("POST", "/api/v1/tasks", task(name="p2-etl"), 422, "name"),
+        ("PUT", "/api/v1/tasks", None, 405, None),
+        ("GET", "/api/v1/nothing-here", None, 404, None),
+    ],
+)
+def test_bad_input_that_was_a_5xx_is_a_4xx_in_the_documented_shape(member, method, path, body, status, field):
+    r = member.request(method, path, json=body)
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["message"] and r.json()["error"]["field"] == field
+
+
+def test_patching_a_one_off_to_year_9999_is_a_422(member):
+    member.post(
+        "/api/v1/tasks", json=task(type="one_off", schedule=[{"time": "2030-01-01T00:00", "min_replicas": 1, "max_replicas": 1}])
+    )
+    r = member.patch("/api/v1/tasks/t", json={"schedule": [{"time": "9999-01-01T00:00", "min_replicas": 1, "max_replicas": 1}]})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "schedule"
+
+
+# -------------------------------------------------------------- 14: leaks
+
+
+def test_routing_keys_belong_to_a_project_and_ray_errors_stay_with_their_endpoint(member, ray):
+    assert member.post("/api/v1/endpoints", json=endpoint("mine")).status_code == 201
+    assert member.post("/api/v1/endpoints", json=endpoint("mine"), headers=member.other).status_code == 201  # not "taken"
+    theirs = member.get("/api/v1/endpoints/mine", headers=member.other).json()
+    ray.refuse.add(f"ep-{theirs['id']}")
+    member.rt.reconciler.tick()
+    mine = member.get("/api/v1/endpoints/mine").json()
+    theirs = member.get("/api/v1/endpoints/mine", headers=member.other).json()
+    assert (theirs["status"], theirs["error_code"]) == ("FAILED", "CONFIG_REJECTED")
+    assert mine["status"] == "RUNNING" and f"ep-{theirs['id']}" not in (mine["message"] or "")
+    assert f"ep-{mine['id']}" in ray.apps  # one refused application does not stop the others
+    puts = ray.puts
+    member.rt.reconciler.tick()
+    assert ray.puts == puts  # nor is the refused config sent again and again
+
+
+def test_apply_substitutes_in_values_only(tmp_path):
+    from rota.cli.manifest import read_yaml
+
+    f = tmp_path / "m.yaml"
+    f.write_text("# ${NOT_SET_ANYWHERE}\nname: ${A}\nother: ${B}\n${K:-key}: 1\n")
+    out = read_yaml(f, {"A": "a #not a comment", "B": "x\ninjected: true"})
+    assert out == {"name": "a #not a comment", "other": "x\ninjected: true", "key": 1}
+
+
+def test_a_fire_with_the_cap_lowered_later_still_applies(rt, admin, clock):
+    # Caps are checked when a schedule is written; a stored schedule keeps firing.
+    from datetime import timedelta
+
+    from rota.domain.tasks import TaskCreate
+
+    t = rt.tasks.activate(admin, rt.tasks.create(admin, TaskCreate.model_validate(task())).id)
+    assert process_due(rt.db, t.id, clock.now.replace(hour=9), "schedule", timedelta(hours=1)).applied is not None

@@ -227,30 +227,37 @@ class GatewayApp:
         ]
         return JSONResponse({"object": "list", "data": data})
 
-    async def _model(self, request: Request) -> str | Response:
-        """The body's ``model``: the only thing routing needs to read."""
-        declared = request.headers.get("content-length", "0")
-        if not declared.isdigit() or int(declared) > self.cfg.max_body_bytes:
-            return error(413, f"the request body is over the limit of {self.cfg.max_body_bytes} bytes", "request_too_large")
-        body = await request.body()
-        if len(body) > self.cfg.max_body_bytes:
-            return error(413, f"the request body is over the limit of {self.cfg.max_body_bytes} bytes", "request_too_large")
+    async def _read(self, request: Request) -> tuple[str, bytes] | Response:
+        """The body (at most ``max_body_bytes``, declared or streamed) and its ``model``: the
+        only thing routing needs to read."""
+        too_large = error(413, f"the request body is over the limit of {self.cfg.max_body_bytes} bytes", "request_too_large")
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.cfg.max_body_bytes):
+            return too_large
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.cfg.max_body_bytes:
+                return too_large
+            chunks.append(chunk)
+        body = b"".join(chunks)
         try:
             model = json.loads(body).get("model")
         except (ValueError, AttributeError, RecursionError):
             return error(400, "the request body must be a JSON object", "invalid_json")
         if not isinstance(model, str) or not model:
             return error(400, "'model' is required: the routing_key of one of your endpoints", "missing_model", param="model")
-        return model
+        return model, body
 
     async def forward(self, request: Request) -> Response:
         arrived = time.monotonic()
         project = await self._project(request, arrived)
         if isinstance(project, Response):
             return project
-        model = await self._model(request)
-        if isinstance(model, Response):
-            return model
+        read = await self._read(request)
+        if isinstance(read, Response):
+            return read
+        model, body = read
         ep = await self.table.endpoint(project, model, arrived)
         if ep is None:
             return error(
@@ -261,15 +268,10 @@ class GatewayApp:
             return error(503, f"endpoint {model!r} is {ep['status']}{detail}", "endpoint_unavailable", "service_unavailable")
         name = f"{project}/{model}"
         if not self.admission.enter(name, ep.get("max_concurrency")):
-            return error(
-                429,
-                f"endpoint {model!r} is at capacity ({ep['max_concurrency']} requests in flight); retry later",
-                "rate_limit_exceeded",
-                "rate_limit_error",
-                retry_after=1,
-            )
+            message = f"endpoint {model!r} is at capacity ({ep['max_concurrency']} requests in flight); retry later"
+            return error(429, message, "rate_limit_exceeded", "rate_limit_error", retry_after=1)
         try:
-            upstream = await self._reach(ep, request, await request.body())
+            upstream = await self._reach(ep, request, body)
         except BaseException:
             self.admission.leave(name)
             raise
@@ -281,19 +283,7 @@ class GatewayApp:
             return error(
                 429, f"endpoint {model!r} is at capacity; retry later", "rate_limit_exceeded", "rate_limit_error", retry_after=1
             )
-        return StreamingResponse(
-            self._stream(upstream, name),
-            status_code=upstream.status,
-            headers={k: v for k, v in upstream.headers.items() if k.lower() in PASS_BACK},
-        )
-
-    async def _stream(self, upstream: Any, name: str) -> Any:
-        try:
-            async for chunk in upstream.content.iter_any():
-                yield chunk
-        finally:
-            upstream.release()
-            self.admission.leave(name)
+        return Relay(upstream, lambda: self.admission.leave(name))
 
     async def _reach(self, ep: dict[str, Any], request: Request, body: bytes) -> Any:
         """Send to a replica of the endpoint, waking it first if it sleeps; retried until a
@@ -339,6 +329,24 @@ class GatewayApp:
             log.info("waking %s: %s: %s", app, type(e).__name__, e)
             await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
             return False
+
+
+class Relay(StreamingResponse):
+    """The endpoint's answer, passed through as it comes. Its connection and admission
+    slot are given back whatever happens, the client going away before the first byte
+    included (a generator's own ``finally`` would never run then)."""
+
+    def __init__(self, upstream: Any, done: Callable[[], None]):
+        headers = {k: v for k, v in upstream.headers.items() if k.lower() in PASS_BACK}
+        super().__init__(upstream.content.iter_any(), status_code=upstream.status, headers=headers)
+        self.upstream, self.done = upstream, done
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.upstream.release()
+            self.done()
 
 
 async def _wake_through_handle(app: str) -> Any:

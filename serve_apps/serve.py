@@ -18,12 +18,13 @@ every route of the replica requires it, not only vLLM's ``/v1`` ones.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from ray import serve
 
 log = logging.getLogger("ray.serve")
@@ -57,7 +58,9 @@ class LLMConfig(BaseModel):
     trust_remote_code: bool = False
     max_ongoing_requests: int = Field(64, ge=1, description="requests a replica takes at once; more wait in Serve's queue")
     max_queued_requests: int = Field(-1, ge=-1, description="requests waiting per replica before a 503; -1: no limit")
-    engine_args: dict[str, Any] = Field(default_factory=dict, description="extra vLLM engine flags, e.g. {kv_cache_dtype: fp8}")
+    engine_args: dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")], Any] = Field(
+        default_factory=dict, description="extra vLLM engine flags, e.g. {kv_cache_dtype: fp8}"
+    )
     api_key: str | None = Field(None, description="required as a Bearer token on every route (Rota's gateway sends it)")
     report_url: str | None = Field(None, description="where a starting replica reports its phase (Rota's control plane)")
     accelerator_type: str | None = Field(None, description="GPU type of the tensor-parallel workers, e.g. H100")
@@ -91,11 +94,12 @@ class LLMConfig(BaseModel):
         if self.tensor_parallel_size > 1:
             argv += ["--distributed-executor-backend", "ray"]
         for key, value in self.engine_args.items():
+            # One token per flag, `--flag=value`: a value can never be read as a flag of its own.
             flag = "--" + key.replace("_", "-")
             if value is True:
                 argv.append(flag)
             elif value is not False and value is not None:
-                argv += [flag, value if isinstance(value, str) else __import__("json").dumps(value)]
+                argv.append(f"{flag}={value if isinstance(value, str) else json.dumps(value)}")
         argv += ["--disable-uvicorn-access-log"]
         return argv
 
@@ -222,7 +226,6 @@ class RequestDefaults:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope.get("method") != "POST" or not scope["path"].endswith(self.PATHS):
             return await self.app(scope, receive, send)
-        import json
 
         chunks, more = [], True
         while more:
@@ -256,7 +259,6 @@ def _report(cfg: LLMConfig, phase: str) -> None:
     """Tell the control plane what this starting replica is doing; best effort."""
     if not cfg.report_url:
         return
-    import json
     import urllib.request
 
     body = json.dumps({"phase": phase}).encode()

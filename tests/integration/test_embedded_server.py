@@ -30,7 +30,6 @@ def test_embedded_ray_lifecycle(tmp_path):
     home = tmp_path / "home"
     srv = RotaServer(home, {**env, "ROTA_RAY_ADDRESS": ""})
     settings = Settings(home=home, ray_dashboard_port=int(env["ROTA_RAY_DASHBOARD_PORT"]), serve_port=int(env["ROTA_SERVE_PORT"]))
-    serve_url = settings.serve_url
     try:
         srv.start()
         assert srv.health()["ray"]["embedded"] is True
@@ -47,10 +46,11 @@ def test_embedded_ray_lifecycle(tmp_path):
         t = start_one_off(srv, "emb", seconds=3)
         t = wait_task(srv, t["id"], lambda t: t["endpoint"]["status"] == "RUNNING", what="deployed on the embedded head")
         replica = t["endpoint"]["replicas"]["ids"][0]
-        assert route_json(f"{serve_url}/emb/")["replica"] == replica
+        url = srv.api.get("/endpoints/emb").json()["url"] + "/"
+        assert route_json(url)["replica"] == replica
 
         srv.kill()  # the control plane dies; Ray and the application keep serving
-        assert httpx.get(f"{serve_url}/emb/", timeout=10).json()["replica"] == replica
+        assert httpx.get(url, timeout=10).json()["replica"] == replica
 
         srv.start()  # adopts the running head instead of starting another
         assert srv.health()["ray"]["start_error"] is None
@@ -61,7 +61,7 @@ def test_embedded_ray_lifecycle(tmp_path):
         srv.stop()  # graceful: the head it owns goes too
         assert not dashboard_up(settings.dashboard_url, token_file.read_text().strip())
         try:
-            httpx.get(f"{serve_url}/emb/", timeout=3)
+            httpx.get(url, timeout=3)
             raise AssertionError("Serve still answering after shutdown")
         except httpx.HTTPError:
             pass

@@ -62,15 +62,3 @@ def test_names_users_choose_never_clash_with_rotas_own(srv, cluster):
         30,
         what="every application RUNNING together",
     )
-    r = srv.api.post(
-        "/tasks",
-        json={
-            "name": "p2-etl",
-            "file_path": "echo",
-            "deployment_name": "app",
-            "type": "daily",
-            "timezone": "UTC",
-            "schedule": [{"time": "09:00", "min_replicas": 1, "max_replicas": 1}],
-        },
-    )
-    assert r.status_code == 422 and r.json()["error"]["field"] == "name"  # another project's routes begin so

@@ -77,7 +77,7 @@ def test_ray_outage_is_visible_and_converges(servers, cluster):
         cluster.start()
     restarted = datetime.now(timezone.utc)
     wait_task(srv, t["id"], running_with(1), timeout=120, what="converged after Ray returned")
-    assert route_json(f"{cluster.serve_url}/it-outage/")["greeting"] == "hello"
+    assert route_json(srv.api.get("/endpoints/it-outage").json()["url"] + "/")["greeting"] == "hello"
     events = srv.api.get("/endpoints/it-outage/events").json()
     assert [e for e in events if e["kind"] == "deploying" and e["data"].get("redeploy")], events  # Ray had lost it
     print(f"converged {(datetime.now(timezone.utc) - restarted).total_seconds():.1f}s after Ray was back")

@@ -29,7 +29,7 @@ def test_one_off_fires_and_deploys(servers, cluster):
     assert t["status"] == "idle"
     srv.api.post(f"/tasks/{t['id']}/activate").raise_for_status()
     t = wait_task(srv, t["id"], lambda t: t["status"] == "completed" and running_with(1)(t), what="one-off deployed")
-    reply = route_json(f"{cluster.serve_url}/it-once/hello")
+    reply = route_json(f"{srv.api.get('/endpoints/it-once').json()['url']}/hello")
     assert reply["greeting"] == "bonjour" and reply["replica"] in t["endpoint"]["replicas"]["ids"]
     ev = srv.api.get(f"/tasks/{t['id']}/events").json()
     assert [e["kind"] for e in ev] == ["created", "activated", "fired", "completed"]
@@ -54,7 +54,7 @@ def test_daily_second_entry_rescales_in_place(servers, cluster):
     assert t["status"] == "active" and t["next_fire_at"] is not None
     scaled = [e for e in srv.api.get("/endpoints/it-daily/events").json() if e["kind"] == "scaled"]
     assert [e["message"] for e in scaled] == ["scaled 1 -> 3 in place"]
-    assert route_json(f"{cluster.serve_url}/it-daily/")["replica"] in t["endpoint"]["replicas"]["ids"]
+    assert route_json(srv.api.get("/endpoints/it-daily").json()["url"] + "/")["replica"] in t["endpoint"]["replicas"]["ids"]
 
 
 def test_deploy_failure_shows_reason(servers):
@@ -72,9 +72,10 @@ def test_delete_tears_down_application(servers, cluster):
     t = wait_task(srv, t["id"], running_with(1), what="deployed")
     app = f"ep-{t['endpoint']['id']}"
     assert app in cluster.applications()
+    url = srv.api.get("/endpoints/it-gone").json()["url"]
     assert srv.api.delete(f"/tasks/{t['id']}").status_code == 204
     wait_until(lambda: app not in cluster.applications(), 60, what="application removed from Ray Serve")
-    wait_until(lambda: httpx.get(f"{cluster.serve_url}/it-gone/", timeout=5).status_code == 404, 30, what="route gone")
+    wait_until(lambda: httpx.get(f"{url}/", timeout=5).status_code == 404, 30, what="route gone")
     assert [e["kind"] for e in srv.api.get("/events", params={"task_name": "it-gone"}).json()][-1] == "deleted"
 
     def terminated():

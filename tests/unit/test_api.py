@@ -30,7 +30,9 @@ def test_create_get_list(client):
     assert r.status_code == 201, r.text
     t = r.json()
     assert t["status"] == "idle" and (t["file_path"], t["deployment_name"]) == ("echo", "app") and t["owns_endpoint"]
-    assert t["endpoint"]["status"] == "PENDING" and client.get("/api/v1/endpoints/nightly").json()["url"].endswith("/nightly")
+    assert t["endpoint"]["status"] == "PENDING" and client.get("/api/v1/endpoints/nightly").json()["url"].endswith(
+        f"/ep/{t['endpoint']['id']}"
+    )
     assert client.get(f"/api/v1/tasks/{t['id']}").json()["name"] == "nightly"
     assert client.get("/api/v1/tasks/nightly").json()["id"] == t["id"]
     client.post(

@@ -48,7 +48,7 @@ def test_created_idle_with_its_own_pending_endpoint_then_activated(rt, admin, cl
     assert t.next_fire_local.startswith("2026-11-23T09:00:00") and [f.entry for f in t.next_fires] == [0, 1, 0]
     assert kinds(rt, admin, task_id=t.id) == ["created", "activated"]
     ep = rt.endpoints.get(admin, "t1")
-    assert ep.kind.value == "application" and ep.owner_task == "t1" and ep.url.endswith("/t1") and ep.scaling is None
+    assert ep.kind.value == "application" and ep.owner_task == "t1" and ep.url.endswith(f"/ep/{ep.id}") and ep.scaling is None
 
 
 def test_daily_fire_deploys_its_application_then_rescales_in_place(rt, admin, ray, reconciler, clock, db):
@@ -60,7 +60,7 @@ def test_daily_fire_deploys_its_application_then_rescales_in_place(rt, admin, ra
     ep = rt.endpoints.get(admin, "t1")
     app = ray.apps[f"ep-{ep.id}"]
     first = app["replicas"]
-    assert len(first) == 1 and app["config"]["route_prefix"] == "/t1"
+    assert len(first) == 1 and app["config"]["route_prefix"] == f"/ep/{ep.id}"
     # A schedule-sized application uses Ray Serve's own autoscaling between its bounds.
     assert app["config"]["deployments"][0]["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 1}
     got = rt.tasks.get(admin, t.id)

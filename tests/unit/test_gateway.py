@@ -238,3 +238,32 @@ def test_routing_table_keeps_the_last_one_when_the_control_plane_is_down():
 
     table = asyncio.run(run())
     assert (1, "chat") in table.endpoints and table.keys
+
+
+def test_a_streamed_body_over_the_limit_is_a_413_before_it_is_all_read(gw):
+    def body():
+        yield b'{"model": "chat", "x": "'
+        for _ in range(100):
+            yield b"a" * 1000
+        yield b'"}'
+
+    r = gw.post("/v1/chat/completions", content=body(), headers={"Authorization": f"Bearer {KEY_A}"})
+    assert r.status_code == 413 and gw.upstream.sent == []
+
+
+def test_a_client_gone_before_the_first_byte_gives_its_slot_back():
+    released = []
+    reply = Reply(200, "text/event-stream", b"data: x\n\n")
+    relay = gateway.Relay(reply, lambda: released.append(True))
+
+    async def run():
+        async def receive():  # the client is already gone: the body is never streamed
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            await asyncio.sleep(0.01)
+
+        await relay({"type": "http", "asgi": {"spec_version": "2.3"}}, receive, send)
+
+    asyncio.run(run())
+    assert released == [True] and reply.released

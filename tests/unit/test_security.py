@@ -238,7 +238,6 @@ def test_bodies_over_the_limit_are_a_413_and_deep_json_a_4xx(member):
         ),
         ("POST", "/api/v1/tasks", task(schedule=[{"time": "٠٩:٠٠", "min_replicas": 1, "max_replicas": 1}]), 422, "schedule"),
         ("POST", "/api/v1/tasks", task(resources={"num_gpus": "Infinity"}), 422, "resources.num_gpus"),
-        ("POST", "/api/v1/tasks", task(name="p2-etl"), 422, "name"),
         ("PUT", "/api/v1/tasks", None, 405, None),
         ("GET", "/api/v1/nothing-here", None, 404, None),
     ],
@@ -271,9 +270,55 @@ def test_routing_keys_belong_to_a_project_and_ray_errors_stay_with_their_endpoin
     assert (theirs["status"], theirs["error_code"]) == ("FAILED", "CONFIG_REJECTED")
     assert mine["status"] == "RUNNING" and f"ep-{theirs['id']}" not in (mine["message"] or "")
     assert f"ep-{mine['id']}" in ray.apps  # one refused application does not stop the others
-    puts = ray.puts
+    member.patch("/api/v1/endpoints/mine", json={"scaling": {"replicas": 2}})
+    member.rt.reconciler.tick()  # still refused; the others still follow their changes
+    assert ray.apps[f"ep-{mine['id']}"]["target"] == 2 and f"ep-{theirs['id']}" not in ray.apps
+    assert member.get("/api/v1/endpoints/mine", headers=member.other).json()["status"] == "FAILED"
+    ray.refuse.clear()  # a refusal is not remembered: once Ray takes it, it runs
     member.rt.reconciler.tick()
-    assert ray.puts == puts  # nor is the refused config sent again and again
+    assert member.get("/api/v1/endpoints/mine", headers=member.other).json()["status"] == "RUNNING"
+
+
+def test_values_that_are_not_plain_json_are_refused_and_never_freeze_the_loop(member, ray):
+    body = task(file_path="serve", args={"model": "a/b", "engine_args": {"seed": float("nan")}})
+    r = member.post(
+        "/api/v1/tasks", content=__import__("json").dumps(body).encode(), headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422 and r.json()["error"]["field"] == "args"
+    member.rt.reconciler.tick()
+    assert "rota-gateway" in ray.apps
+
+
+def test_engine_flag_values_are_values_never_flags():
+    import importlib.util
+    import sys
+
+    from support.procs import REPO
+
+    spec = importlib.util.spec_from_file_location("serve_for_argv", REPO / "serve_apps" / "serve.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    argv = mod.LLMConfig(model="a/b", engine_args={"disable_log_stats": "--trust-remote-code", "seed": 3}).vllm_argv(True)
+    assert "--trust-remote-code" not in argv and "--disable-log-stats=--trust-remote-code" in argv and "--seed=3" in argv
+
+
+def test_another_tasks_own_application_cannot_be_driven_and_reapplying_keeps_the_bounds(member, clock):
+    from datetime import timedelta
+
+    own = member.post("/api/v1/tasks", json=task("a")).json()
+    r = member.post("/api/v1/tasks", json=task("b", file_path=None, deployment_name=None, endpoint="a"))
+    assert r.status_code == 422 and r.json()["error"]["field"] == "endpoint"
+    member.post("/api/v1/endpoints", json=endpoint("chat")).raise_for_status()
+    drive = task("d", file_path=None, deployment_name=None, endpoint="chat")
+    d = member.post("/api/v1/tasks", json=drive).json()
+    member.post("/api/v1/tasks/d/activate").raise_for_status()
+    process_due(member.rt.db, d["id"], clock.now.replace(hour=9), "schedule", timedelta(hours=1))
+    before, d = member.get("/api/v1/endpoints/chat").json()["replicas"], member.get("/api/v1/tasks/d").json()
+    assert before["source"] == "schedule"
+    again = member.patch("/api/v1/tasks/d", json={"endpoint": "chat"}).json()  # what `rota apply` sends again
+    assert member.get("/api/v1/endpoints/chat").json()["replicas"] == before and again["updated_at"] == d["updated_at"]
+    assert own["owns_endpoint"]
 
 
 def test_apply_substitutes_in_values_only(tmp_path):

@@ -15,7 +15,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from rota.domain.endpoints import Engine, Scaling
-from rota.domain.errors import InvalidInput
+from rota.domain.errors import InvalidInput, from_validation
 from rota.domain.names import IDENT_PATTERN, Strict
 
 DEFAULT_PATH = Path(__file__).with_name("templates.yaml")
@@ -124,9 +124,13 @@ def resolve(
         model, app, resources = t.model, t.app, dict(t.resources)
         base_args = {**t.args, **t.flavors[flavor]}
         scaling = scaling or t.defaults.scaling
-        engine = Engine.model_validate(
-            {**t.defaults.engine.model_dump(exclude_none=True), **(engine or Engine()).model_dump(exclude_none=True)}
-        )
+        try:  # the request's settings over the template's: the two together must still hold
+            engine = Engine.model_validate(
+                {**t.defaults.engine.model_dump(exclude_none=True), **(engine or Engine()).model_dump(exclude_none=True)}
+            )
+        except ValidationError as e:
+            err = from_validation(e.errors())
+            raise InvalidInput(f"engine.{err.message}", field=f"engine.{err.field}" if err.field else "engine") from None
     else:
         gpu_type = gpu_type or CPU
         if gpu_type not in CUSTOM_GPU_TYPES:

@@ -66,3 +66,30 @@ def follow_events(client: Api, path: str, follow: bool) -> None:
         if not follow:
             return
         time.sleep(1)
+
+
+def actions(app: typer.Typer, kind: str, specs: dict[str, tuple[str, str, str, str]]) -> None:
+    """The per-object commands of ``kind`` (tasks, endpoints): name -> (HTTP method, path
+    suffix, what to print (a format of the answer; empty: the answer as JSON), help)."""
+    for name, (method, suffix, done, doc) in specs.items():
+        app.command(name, help=doc)(_action(kind, method, suffix, done))
+
+    @app.command("events")
+    def events(
+        ctx: typer.Context,
+        ref: str = typer.Argument(..., metavar=kind[:-1].upper(), help="id or name"),
+        follow: bool = typer.Option(False, "--follow", "-F", help="keep printing new events"),
+    ) -> None:
+        """Print its events in order."""
+        follow_events(api(ctx), f"/{kind}/{ref}/events", follow)
+
+
+def _action(kind: str, method: str, suffix: str, done: str) -> Any:
+    def command(ctx: typer.Context, ref: str = typer.Argument(..., metavar=kind[:-1].upper(), help="id or name")) -> None:
+        out = api(ctx).call(method, f"/{kind}/{ref}{suffix}")
+        if done:
+            typer.echo(done.format(ref=ref, **(out or {})))
+        else:
+            print_json(out)
+
+    return command

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from rota.cli.client import api, fail, follow_events, print_json, table
+from rota.cli.client import actions, api, fail, print_json, table
 from rota.cli.manifest import read_yaml
 
 app = typer.Typer(help="Endpoints: create, list, update, stop/start, delete.", no_args_is_help=True)
@@ -44,10 +44,16 @@ def endpoints_list(
     table(rows)
 
 
-@app.command("get")
-def endpoints_get(ctx: typer.Context, endpoint: str = typer.Argument(..., help="id or name")) -> None:
-    """Show an endpoint (JSON)."""
-    print_json(api(ctx).call("GET", f"/endpoints/{endpoint}"))
+actions(
+    app,
+    "endpoints",
+    {
+        "get": ("GET", "", "", "Show an endpoint (JSON)."),
+        "stop": ("POST", "/stop", "endpoint/{name} stopping", "Stop: remove the application and release its replicas."),
+        "start": ("POST", "/start", "endpoint/{name} starting", "Start a stopped endpoint."),
+        "delete": ("DELETE", "", "endpoint/{ref} deleted", "Delete an endpoint permanently."),
+    },
+)
 
 
 def _body(file: Path | None, inline: str | None) -> dict[str, Any]:
@@ -86,32 +92,3 @@ def endpoints_patch(
     """Partially update an endpoint (scaling in place; model/engine changes roll the replicas)."""
     e = api(ctx).call("PATCH", f"/endpoints/{endpoint}", json=_body(file, body))
     typer.echo(f"endpoint/{e['name']} {e['status']}")
-
-
-@app.command("stop")
-def endpoints_stop(ctx: typer.Context, endpoint: str = typer.Argument(..., help="id or name")) -> None:
-    """Stop: remove the application and release its replicas."""
-    typer.echo(f"endpoint/{api(ctx).call('POST', f'/endpoints/{endpoint}/stop')['name']} stopping")
-
-
-@app.command("start")
-def endpoints_start(ctx: typer.Context, endpoint: str = typer.Argument(..., help="id or name")) -> None:
-    """Start a stopped endpoint."""
-    typer.echo(f"endpoint/{api(ctx).call('POST', f'/endpoints/{endpoint}/start')['name']} starting")
-
-
-@app.command("delete")
-def endpoints_delete(ctx: typer.Context, endpoint: str = typer.Argument(..., help="id or name")) -> None:
-    """Delete an endpoint permanently."""
-    api(ctx).call("DELETE", f"/endpoints/{endpoint}")
-    typer.echo(f"endpoint/{endpoint} deleted")
-
-
-@app.command("events")
-def endpoints_events(
-    ctx: typer.Context,
-    endpoint: str = typer.Argument(..., help="id or name"),
-    follow: bool = typer.Option(False, "--follow", "-F", help="keep printing new events"),
-) -> None:
-    """Print an endpoint's events in order."""
-    follow_events(api(ctx), f"/endpoints/{endpoint}/events", follow)

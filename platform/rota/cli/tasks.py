@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from rota.cli.client import api, follow_events, print_json, table
+from rota.cli.client import actions, api, print_json, table
 
 app = typer.Typer(help="Inspect and drive tasks (schedules over endpoints).", no_args_is_help=True)
 
@@ -24,7 +24,8 @@ def tasks_list(
         return print_json(page)
     rows = [("ID", "NAME", "TYPE", "STATUS", "ENDPOINT", "ENDPOINT STATUS", "REPLICAS", "NEXT FIRE (UTC)", "NEXT FIRE (LOCAL)")]
     for t in page["items"]:
-        e, r = t["endpoint"], t["endpoint"]["replicas"]
+        e = t["endpoint"] or {"name": "(gone)", "status": "-", "replicas": {"min": None}}
+        r = e["replicas"]
         reps = f"{r['running']} ({r['min']}..{r['max']})" if r["min"] is not None else "-"
         rows.append(
             (
@@ -42,37 +43,23 @@ def tasks_list(
     table(rows)
 
 
-@app.command("get")
-def tasks_get(ctx: typer.Context, task: str = typer.Argument(..., help="id or name")) -> None:
-    """Show a task (JSON)."""
-    print_json(api(ctx).call("GET", f"/tasks/{task}"))
-
-
-@app.command("activate")
-def tasks_activate(ctx: typer.Context, task: str = typer.Argument(..., help="id or name")) -> None:
-    """Activate a task: its fires are scheduled."""
-    t = api(ctx).call("POST", f"/tasks/{task}/activate")
-    typer.echo(f"task/{t['name']} {t['status']}; next fire {t['next_fire_at']} UTC ({t['next_fire_local']})")
-
-
-@app.command("deactivate")
-def tasks_deactivate(ctx: typer.Context, task: str = typer.Argument(..., help="id or name")) -> None:
-    """Deactivate a task: no more fires (its endpoint keeps its replicas)."""
-    typer.echo(f"task/{api(ctx).call('POST', f'/tasks/{task}/deactivate')['name']} idle")
-
-
-@app.command("delete")
-def tasks_delete(ctx: typer.Context, task: str = typer.Argument(..., help="id or name")) -> None:
-    """Delete a task (and its own application, if it has one)."""
-    api(ctx).call("DELETE", f"/tasks/{task}")
-    typer.echo(f"task/{task} deleted")
-
-
-@app.command("events")
-def tasks_events(
-    ctx: typer.Context,
-    task: str = typer.Argument(..., help="id or name"),
-    follow: bool = typer.Option(False, "--follow", "-F", help="keep printing new events"),
-) -> None:
-    """Print a task's events in order."""
-    follow_events(api(ctx), f"/tasks/{task}/events", follow)
+actions(
+    app,
+    "tasks",
+    {
+        "get": ("GET", "", "", "Show a task (JSON)."),
+        "activate": (
+            "POST",
+            "/activate",
+            "task/{name} {status}; next fire {next_fire_at} UTC ({next_fire_local})",
+            "Activate a task: its fires are scheduled.",
+        ),
+        "deactivate": (
+            "POST",
+            "/deactivate",
+            "task/{name} {status}",
+            "Deactivate a task: no more fires (its endpoint keeps its replicas).",
+        ),
+        "delete": ("DELETE", "", "task/{ref} deleted", "Delete a task (and its own application, if it has one)."),
+    },
+)

@@ -61,7 +61,11 @@ def check_directory(v: str) -> str:
 
 
 def check_args_size(v: dict[str, Any]) -> dict[str, Any]:
-    size = len(json.dumps(v, default=str))
+    """Plain JSON (no NaN or infinities: Ray Serve's config could not carry them), at most 64 KiB."""
+    try:
+        size = len(json.dumps(v, allow_nan=False))
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"args must be plain JSON values: {e}") from None
     if size > MAX_ARGS_BYTES:
         raise ValueError(f"args are {size} bytes; at most {MAX_ARGS_BYTES}")
     return v

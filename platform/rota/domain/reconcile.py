@@ -6,6 +6,7 @@ functions and applies the results.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,13 +102,19 @@ def screen(specs: list[AppSpec]) -> tuple[list[AppSpec], dict[str, str]]:
     """Specs Ray Serve can take together, and why each other one cannot.
 
     Ray Serve refuses a whole config in which two applications share a name or a route
-    prefix; one such clash must not stop every other application from being reconciled.
+    prefix, and a config that is not plain JSON cannot be sent at all; one such
+    application must not stop every other one from being reconciled.
     Earlier specs win (the caller puts the gateway first, then endpoints oldest first).
     """
     names: set[str] = set()
     routes: dict[str, str] = {}
     ok, rejected = [], {}
     for s in specs:
+        try:
+            json.dumps(s.to_serve_config(), allow_nan=False)
+        except (TypeError, ValueError) as e:
+            rejected[s.name] = f"its configuration is not plain JSON: {e}"
+            continue
         if s.name in names:
             rejected[s.name] = f"another application is already named {s.name!r}"
         elif s.route_prefix in routes:

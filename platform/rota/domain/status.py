@@ -172,15 +172,19 @@ def derive(
     r = obs.replicas
     if not obs.present:
         return Derived(EndpointStatus.UPDATING if rolling else EndpointStatus.INITIALIZING, Phase.REQUESTING_RESOURCES)
-    degraded = obs.app_status == "UNHEALTHY" and r.running > 0
-    if obs.app_status in ("DEPLOY_FAILED", "UNHEALTHY") and not degraded:
+    failing = obs.app_status in ("DEPLOY_FAILED", "UNHEALTHY")
+    if failing and r.running == 0:
         return Derived(EndpointStatus.FAILED, None, classify_error(obs.message), obs.message)
     # A route the ingress did not confirm (it did not answer) keeps a RUNNING endpoint running.
     routed = obs.routed if obs.routed is not None else previous is EndpointStatus.RUNNING
-    note = (f"degraded: {obs.message}" if obs.message else "degraded") if degraded else None
-    settled = obs.app_status in ("RUNNING", "UNHEALTHY") and obs.config_current and routed
+    if failing and routed:
+        # A replica died, or a new version failed while the old replicas still serve: degraded,
+        # not failed (a FAILED endpoint gets no traffic). The error code says what went wrong.
+        code = classify_error(obs.message) if obs.app_status == "DEPLOY_FAILED" else None
+        return Derived(EndpointStatus.RUNNING, Phase.READY, code, f"degraded: {obs.message}" if obs.message else "degraded")
+    settled = obs.app_status == "RUNNING" and obs.config_current and routed
     if r.running > 0 and routed and not (rolling and not settled):
-        return Derived(EndpointStatus.RUNNING, Phase.READY, message=note)
+        return Derived(EndpointStatus.RUNNING, Phase.READY)
     if r.running > 0 and rolling and routed:  # old replicas serve while new ones start
         return Derived(EndpointStatus.UPDATING, _starting_phase(r, reported) if r.starting or r.pending else Phase.READY)
     if settled and r.running == 0 and not (r.starting or r.pending or r.target):

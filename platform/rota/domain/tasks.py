@@ -40,11 +40,6 @@ def can_transition(old: TaskStatus, new: TaskStatus) -> bool:
     return new in _ALLOWED[old]
 
 
-# Task names become route prefixes /<name> of the applications tasks own, next to
-# Rota's own routes; p<digits>- is how other projects' routes begin.
-RESERVED_NAMES = frozenset({"v1", "ep", "api", "internal", "healthz", "docs", "rota"})
-
-
 class ScheduleEntry(Strict):
     time: str = Field(max_length=32, description="daily: local time of day HH:MM; one_off: local date-time YYYY-MM-DDTHH:MM")
     min_replicas: int = Field(ge=0, le=10_000)
@@ -86,7 +81,7 @@ class TaskCreate(Strict):
 
     # Field order matters: cross-field checks are field validators (so errors name a
     # field) and see only the fields declared before theirs.
-    name: str = Field(pattern=NAME_PATTERN, description="unique in the project; an owned application's route is /<name>")
+    name: str = Field(pattern=NAME_PATTERN, description="unique in the project (and its own application's name)")
     file_path: str | None = Field(None, pattern=IDENT_PATTERN, description="a script in serve_apps/, without .py (e.g. serve)")
     deployment_name: str | None = Field(None, pattern=IDENT_PATTERN, description="the attribute the script exposes (e.g. app)")
     endpoint: str | None = Field(
@@ -102,13 +97,6 @@ class TaskCreate(Strict):
     args: dict[str, Any] = Field(default_factory=dict, description="arguments of the owned application")
     env: EnvMap = Field(default_factory=dict, description="environment variables of its replicas (write-only)")
     resources: Resources = Field(default_factory=Resources, validate_default=True)
-
-    @field_validator("name")
-    @classmethod
-    def _not_reserved(cls, v: str) -> str:
-        if v in RESERVED_NAMES or (v[0] == "p" and v[1:].split("-", 1)[0].isdigit() and "-" in v):
-            raise ValueError(f"{v!r} is reserved (Rota's routes and other projects' routes use it)")
-        return v
 
     @field_validator("timezone")
     @classmethod
@@ -200,7 +188,7 @@ class TaskPublic(BaseModel):
     id: int
     name: str
     project: str
-    endpoint: EndpointBrief = Field(description="what the schedule drives, with its status")
+    endpoint: EndpointBrief | None = Field(description="what the schedule drives, with its status (None: it is gone)")
     owns_endpoint: bool = Field(description="the endpoint is the task's own application (deleted with it)")
     # The owned application's settings (None when the task drives another endpoint).
     file_path: str | None = None

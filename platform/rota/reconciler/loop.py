@@ -16,9 +16,8 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import not_, or_, select
 from sqlalchemy.orm import Session
 
 from rota.crypto import Cipher
@@ -36,13 +35,17 @@ from rota.store.tables import EndpointRow, utcnow
 
 log = logging.getLogger(__name__)
 
-# Endpoints with something to reconcile: wanted in Ray, on their way out of it, or not
-# settled. At 10,000 tasks waiting for their first fire, loading all would be what costs.
-_TO_RECONCILE = or_(
-    EndpointRow.desired == Desired.DELETED.value,
-    EndpointRow.status.notin_([EndpointStatus.STOPPED.value, EndpointStatus.PENDING.value]),
-    (EndpointRow.desired == Desired.RUNNING.value) & (EndpointRow.scaling.is_not(None) | EndpointRow.scheduled_min.is_not(None)),
+# Endpoints with something to reconcile: all but those settled where nothing runs (stopped,
+# or waiting for a schedule's first fire). At 10,000 tasks waiting for their first fire,
+# loading all on every tick would be what costs.
+_SETTLED = or_(
+    (EndpointRow.status == EndpointStatus.STOPPED.value) & (EndpointRow.desired == Desired.STOPPED.value),
+    (EndpointRow.status == EndpointStatus.PENDING.value)
+    & (EndpointRow.desired == Desired.RUNNING.value)
+    & EndpointRow.scaling.is_(None)
+    & EndpointRow.scheduled_min.is_(None),
 )
+_TO_RECONCILE = not_(_SETTLED)
 
 
 def state_of(ep: EndpointRow, cipher: Cipher) -> EndpointState:
@@ -89,7 +92,6 @@ class Reconciler:
         self.gateway, self.report_url, self.interval = gateway, report_url, interval
         self._nudge, self._stop = threading.Event(), threading.Event()
         self._thread: threading.Thread | None = None
-        self._refused: dict[str, tuple[dict[str, Any], str]] = {}  # app -> (config Ray refused, why)
         self.ticks = 0
         self.last_tick_s: float | None = None
         self.last_error: str | None = None
@@ -129,64 +131,62 @@ class Reconciler:
 
     # ------------------------------------------------------------ one tick
 
-    def load(self) -> list[EndpointState]:
-        """One snapshot: everything this tick PUTs and records comes from it."""
+    def load(self) -> tuple[list[EndpointState], set[str]]:
+        """One snapshot: everything this tick PUTs and records comes from it. Rows that
+        cannot be read are logged and their applications left as Ray Serve has them."""
+        states, unreadable = [], set()
         with self.db.session() as s:
-            rows = s.scalars(select(EndpointRow).where(_TO_RECONCILE).order_by(EndpointRow.id)).all()
-            return [state_of(r, self.cipher) for r in rows]
+            for row in s.scalars(select(EndpointRow).where(_TO_RECONCILE).order_by(EndpointRow.id)):
+                try:
+                    states.append(state_of(row, self.cipher))
+                except Exception:  # one bad row must not stop the others
+                    log.exception("endpoint %s cannot be reconciled; its application is left as it is", row.id)
+                    unreadable.add(row.app_name)
+        return states, unreadable
 
     def tick(self) -> None:
-        states = self.load()
+        states, unreadable = self.load()
         specs = {st.id: endpoint_spec(st, self.report_url) for st in states}
         wanted = ([self.gateway] if self.gateway else []) + [sp for sp in specs.values() if sp is not None]
         ok, rejected = screen(wanted)
-        self._refused = {n: r for n, r in self._refused.items() if n in {s.name for s in ok}}  # nothing kept for the gone
         observation = self.ray.observe()
-        ok = [sp for sp in ok if not self._still_refused(sp, rejected)]
-        decision = decide(ok, observation, keep=frozenset(rejected))
+        keep = set(rejected) | unreadable
+        decision = decide(ok, observation, keep=frozenset(keep))
         put: set[str] = set()
+        self.ray_error = observation.error
         if decision.put and observation.reachable:
             log.info("applying %d application(s): %s", len(ok), "; ".join(decision.reasons))
-            put, observation = self._apply(ok, observation, rejected)
+            put, observation = self._apply(ok, observation, rejected, keep)
         self.ray_reachable = observation.reachable
-        self.ray_error = observation.error
         self._record(states, specs, rejected, put, decision.missing, observation)
         self.ticks += 1
 
-    def _still_refused(self, spec: AppSpec, rejected: dict[str, str]) -> bool:
-        refused = self._refused.get(spec.name)
-        if refused and refused[0] == spec.to_serve_config():
-            rejected[spec.name] = refused[1]  # the same config again: Ray would refuse it again
-            return True
-        self._refused.pop(spec.name, None)
-        return False
-
-    def _apply(self, specs: list[AppSpec], observation: Observation, rejected: dict[str, str]) -> tuple[set[str], Observation]:
+    def _apply(
+        self, specs: list[AppSpec], observation: Observation, rejected: dict[str, str], keep: set[str]
+    ) -> tuple[set[str], Observation]:
         """PUT the specs. An application Ray refuses is left out (keeping the config it
-        runs, if any) and the others are PUT again: one bad application never stops the rest."""
+        runs, if any) and the others are PUT again: one bad application never stops the
+        rest. A refusal that names no application changes nothing: the next tick retries."""
         for _ in range(3):
+            sent = {s.name for s in specs}
+            kept = [a.deployed_config for n, a in observation.apps.items() if n in keep - sent and a.deployed_config]
             try:
-                self.ray.apply([s.to_serve_config() for s in specs] + self._kept(observation, rejected, specs))
-                return {s.name for s in specs}, self.ray.observe()
+                self.ray.apply([s.to_serve_config() for s in specs] + kept)
+                return sent, self.ray.observe()
             except RayUnavailable as e:
+                self.ray_error = e.message
                 return set(), Observation(False, {}, e.message)
             except RayRejected as e:
-                culprits = _culprits(e.message, specs) or specs
-                log.warning("Ray Serve refused %s: %s", ", ".join(s.name for s in culprits), e.message[:500])
-                for s in culprits:
-                    why = "Ray Serve refused this application's configuration" + (
-                        f": {_mine(e.message, s)}" if len(culprits) == 1 else ""
-                    )
-                    rejected[s.name] = why
-                    self._refused[s.name] = (s.to_serve_config(), why)
+                self.ray_error = e.message
+                culprits = _culprits(e.message, specs)
+                log.warning("Ray Serve refused the config (%s): %s", ", ".join(c.name for c in culprits) or "?", e.message[:500])
+                for c in culprits:
+                    rejected[c.name] = f"Ray Serve refused this application's configuration: {_mine(e.message, c)}"
+                    keep.add(c.name)
+                if not culprits:
+                    return set(), observation
                 specs = [s for s in specs if s not in culprits]
         return set(), observation
-
-    @staticmethod
-    def _kept(observation: Observation, rejected: dict[str, str], specs: list[AppSpec]) -> list[dict[str, Any]]:
-        """Refused applications keep running with the config Ray has for them."""
-        sent = {s.name for s in specs}
-        return [a.deployed_config for n, a in observation.apps.items() if n in rejected and n not in sent and a.deployed_config]
 
     def _record(
         self,

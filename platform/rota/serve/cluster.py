@@ -157,7 +157,9 @@ class LocalRayHead:
         if os.environ.get("PYTHONPATH"):
             pythonpath.append(os.environ["PYTHONPATH"])
         env = {
-            **os.environ,
+            # Every Ray process inherits this: nothing of the control plane's own (its
+            # secret key, database URL, API key) goes to the replicas.
+            **{k: v for k, v in os.environ.items() if not k.startswith("ROTA_")},
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN_PATH": str(self.s.token_path),
             "PYTHONPATH": os.pathsep.join(pythonpath),

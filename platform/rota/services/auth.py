@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rota.crypto import digest, read_secret, write_secret
@@ -133,7 +133,10 @@ class AuthService:
 
     @staticmethod
     def _admins(s: Session) -> int:
-        return s.scalar(select(func.count()).where(ApiKeyRow.admin.is_(True), ApiKeyRow.revoked_at.is_(None))) or 0
+        """Active admin keys, locked until the unit of work ends (two revokes at once
+        cannot both see another one left)."""
+        active = select(ApiKeyRow.id).where(ApiKeyRow.admin.is_(True), ApiKeyRow.revoked_at.is_(None)).with_for_update()
+        return len(s.scalars(active).all())
 
     @staticmethod
     def _public(row: ApiKeyRow, project: str) -> KeyPublic:

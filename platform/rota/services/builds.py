@@ -117,6 +117,8 @@ class Builder:
         if file_path == LLM_SCRIPT:
             self.policy.check_llm_args(args, who.admin)
             args.setdefault("served_model_name", routing_key)  # clients send the routing key as `model`
+            if isinstance(args.get("model"), str) and args.get("model_source", "auto") == "auto":
+                args["model_source"] = "local" if args["model"].startswith("/") else "hub"  # said, never guessed
         app = self.inspector(self.settings.serve_apps_dirs, file_path, deployment_name, args)
         actor = (resources or Resources()).model_dump(exclude_none=True)
         return Build(

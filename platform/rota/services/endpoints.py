@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from rota.config import Settings
 from rota.crypto import Cipher, digest
 from rota.domain.endpoints import Desired, EndpointCreate, EndpointKind, EndpointPublic, EndpointUpdate, Engine, Scaling
-from rota.domain.errors import Conflict, NotFound
+from rota.domain.errors import Conflict, InvalidInput, NotFound
 from rota.domain.events import EventKind
 from rota.domain.names import by_id_or_name
 from rota.domain.specs import capacity
@@ -191,6 +191,10 @@ class EndpointService:
             if {"hf_model_repo", "model_path"} & sent.keys():  # a custom model may switch between Hub and directory
                 merged = {k: v for k, v in merged.items() if k in sent or k not in ("hf_model_repo", "model_path", "revision")}
             new, changed = merge(EndpointCreate, current, merged, sent)
+            if ep.kind == EndpointKind.APPLICATION.value and "engine" in changed:
+                raise InvalidInput("a custom application takes args, not engine settings", field="engine")
+            if "scaling" in changed and new.scaling is None and ep.owner_task_id is None:
+                raise InvalidInput("an endpoint no task owns needs its scaling", field="scaling")
             if not changed:
                 return self.public(s, ep, who.project)
             rolling = [k for k in changed if k in ROLLING_FIELDS]
@@ -198,9 +202,10 @@ class EndpointService:
                 self._apply(ep, self.rebuild(who, new, ep))
                 ep.env = self.cipher.encrypt_map(new.env)
                 ep.generation += 1
-            elif new.scaling is not None:
-                self.builder.check_replicas(new.scaling.bounds[1], "scaling.max_replicas")
-                ep.scaling = new.scaling.model_dump(exclude_none=True)
+            else:
+                if new.scaling is not None:
+                    self.builder.check_replicas(new.scaling.bounds[1], "scaling.max_replicas")
+                ep.scaling = new.scaling.model_dump(exclude_none=True) if new.scaling else None
             ep.name, ep.updated_at = new.name, now
             how = "replicas roll to the new settings" if rolling else "applied in place"
             record(

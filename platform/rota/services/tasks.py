@@ -1,7 +1,7 @@
 """Task use cases: create, list, get, partial update, activate, deactivate, delete.
 
 A task is a schedule over an endpoint: one it drives, or an application it owns, created
-in the same transaction (same name, route ``/<name>``) and deleted with it.
+in the same transaction (same name) and deleted with it.
 """
 
 from __future__ import annotations
@@ -25,15 +25,9 @@ from rota.services.auth import Principal
 from rota.services.endpoints import EndpointService
 from rota.services.events import record, transition
 from rota.store.db import Database
-from rota.store.tables import DEFAULT_PROJECT_ID, EndpointRow, RunRow, TaskRow, utcnow
+from rota.store.tables import EndpointRow, RunRow, TaskRow, utcnow
 
 APP_FIELDS = ("file_path", "deployment_name", "args", "env", "resources")
-
-
-def owned_route(project_id: int, name: str) -> str:
-    """Where a task's own application is served: /<name>, or /p<project>-<name> outside the
-    default project (task names cannot start with p<digits>-, so these never clash)."""
-    return f"/{name}" if project_id == DEFAULT_PROJECT_ID else f"/p{project_id}-{name}"
 
 
 @dataclass
@@ -89,13 +83,11 @@ class TaskService:
                     select(RunRow).join(sub, (RunRow.task_id == sub.c.task_id) & (RunRow.scheduled_at == sub.c.at))
                 )
             }
-            return [views.task(r, eps[r.endpoint_id], who.project, runs.get(r.id)) for r in rows], total
+            return [views.task(r, eps.get(r.endpoint_id), who.project, runs.get(r.id)) for r in rows], total
 
     def _public(self, s: Session, who: Principal, task: TaskRow) -> TaskPublic:
         run = s.scalars(select(RunRow).where(RunRow.task_id == task.id).order_by(RunRow.scheduled_at.desc()).limit(1)).first()
-        ep = s.get(EndpointRow, task.endpoint_id)
-        assert ep is not None
-        return views.task(task, ep, who.project, run)
+        return views.task(task, s.get(EndpointRow, task.endpoint_id), who.project, run)
 
     # ------------------------------------------------------------ writes
 
@@ -115,24 +107,19 @@ class TaskService:
         build = self.endpoints.builder.application(
             who, data.file_path, data.deployment_name, data.args, data.resources, data.name, None
         )
-        return self.endpoints.insert(
-            s,
-            who.project_id,
-            build,
-            data.name,
-            data.name,
-            data.env,
-            now,
-            owner=task,
-            route=owned_route(who.project_id, data.name),
-        )
+        return self.endpoints.insert(s, who.project_id, build, data.name, data.name, data.env, now, owner=task)
 
     @staticmethod
-    def _target(s: Session, who: Principal, ref: str) -> EndpointRow:
+    def _target(s: Session, who: Principal, ref: str, task: TaskRow | None = None) -> EndpointRow:
+        """The endpoint a task is to drive: one of the project's, and no other task's own
+        application (that one lives and dies with its task)."""
         try:
-            return EndpointService.find(s, who, ref)
+            ep = EndpointService.find(s, who, ref)
         except NotFound:
             raise InvalidInput(f"no endpoint {ref[:100]!r} in this project", field="endpoint") from None
+        if ep.owner_task_id is not None and (task is None or ep.owner_task_id != task.id):
+            raise InvalidInput(f"endpoint {ep.name!r} is a task's own application: drive it from that task", field="endpoint")
+        return ep
 
     def create(self, who: Principal, data: TaskCreate) -> TaskPublic:
         self._check(who, data)
@@ -172,7 +159,8 @@ class TaskService:
         with self.db.session() as s:
             task = self.find(s, who, ref)
             ep = s.get(EndpointRow, task.endpoint_id)
-            assert ep is not None
+            if ep is None:
+                raise Conflict(f"task {task.name} drives an endpoint that no longer exists: delete it", field="endpoint")
             owned = ep.owner_task_id == task.id
             current = self._as_create(task, ep, owned)
             merged = {**current, **patch.model_dump(exclude_unset=True, mode="json")}
@@ -184,11 +172,14 @@ class TaskService:
                 merged.pop("endpoint", None)
             new, changed = merge(TaskCreate, current, merged, sent)
             self._check(who, new)
+            target = self._target(s, who, new.endpoint, task) if new.endpoint else None
+            if target is not None and target.id == ep.id:  # the same endpoint by another name (e.g. a manifest's)
+                changed = [k for k in changed if k != "endpoint"]
             if not changed:
                 return self._public(s, who, task)
             if new.owns_application != owned or "endpoint" in changed:
                 self._release(s, task, ep, now)
-                ep = self._target(s, who, new.endpoint) if new.endpoint else self._own_application(s, who, task, new, now)
+                ep = target or self._own_application(s, who, task, new, now)
                 task.endpoint_id = ep.id
             elif owned and any(k in changed for k in APP_FIELDS):
                 self.endpoints.update_application(s, who, ep, new, now)

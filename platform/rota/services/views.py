@@ -86,7 +86,7 @@ def spec_of(task: TaskRow) -> ScheduleSpec:
     return ScheduleSpec.build(task.type, task.timezone, task.schedule)
 
 
-def task(t: TaskRow, ep: EndpointRow, project: str, run: RunRow | None) -> TaskPublic:
+def task(t: TaskRow, ep: EndpointRow | None, project: str, run: RunRow | None) -> TaskPublic:
     spec = spec_of(t)
     active = t.status == TaskStatus.ACTIVE.value and t.next_fire_at is not None
     fires = [
@@ -109,18 +109,18 @@ def task(t: TaskRow, ep: EndpointRow, project: str, run: RunRow | None) -> TaskP
             max_replicas=run.max_replicas,
             trigger=run.trigger,
         )
-    owns = ep.owner_task_id == t.id
+    owns = ep is not None and ep.owner_task_id == t.id
     return TaskPublic(
         id=t.id,
         name=t.name,
         project=project,
-        endpoint=brief(ep),
+        endpoint=brief(ep) if ep is not None else None,
         owns_endpoint=owns,
-        file_path=ep.file_path if owns else None,
-        deployment_name=ep.deployment_name if owns else None,
-        args=ep.args if owns else None,
-        env=dict.fromkeys(ep.env or {}, MASK) if owns else None,
-        resources=Resources.model_validate(ep.resources or {}) if owns else None,
+        file_path=ep.file_path if ep and owns else None,
+        deployment_name=ep.deployment_name if ep and owns else None,
+        args=ep.args if ep and owns else None,
+        env=dict.fromkeys(ep.env or {}, MASK) if ep and owns else None,
+        resources=Resources.model_validate(ep.resources or {}) if ep and owns else None,
         type=TaskType(t.type),
         timezone=t.timezone,
         schedule=[ScheduleEntry.model_validate(e) for e in t.schedule],

@@ -101,7 +101,7 @@ class EndpointRow(Base):
     engine: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     scaling: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     env: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # name -> encrypted value
-    app_name: Mapped[str] = mapped_column(String(63))  # Ray Serve's: generated, never a user's name
+    app_name: Mapped[str] = mapped_column(String(128))  # Ray Serve's: generated, never a user's name
     route_prefix: Mapped[str] = mapped_column(String(128))
     token: Mapped[str] = mapped_column(Text)  # encrypted; the application requires it on every route
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)

@@ -62,6 +62,21 @@ def upgrade() -> None:
     events: list[dict[str, Any]] = []
     rows = [_endpoint(e, cipher, taken, events) for e in eps]
     next_id = max([seq["endpoints"], *[e["id"] for e in eps]]) + 1
+    gone = [t for t in tasks if t["endpoint_id"] is not None and t["endpoint_id"] not in {e["id"] for e in eps}]
+    for t in gone:  # a 0.1 race could delete an endpoint a task still drove: such a task drives nothing
+        message = "deleted by the upgrade: the endpoint it drove no longer existed"
+        events.append(
+            {
+                "project_id": t["project_id"],
+                "task_id": t["id"],
+                "task_name": t["name"],
+                "kind": "deleted",
+                "message": message,
+                "data": {},
+                "at": _aware(t["updated_at"]),
+            }
+        )
+    tasks = [t for t in tasks if t not in gone]
     for t in tasks:
         t["status"], t["status_reason"] = _task_status(t, t["id"] in fired)
         if t["endpoint_id"] is None:
@@ -108,7 +123,7 @@ def upgrade() -> None:
 def _endpoint(e: dict[str, Any], cipher: Any, taken: dict[str, set[Any]], events: list[dict[str, Any]]) -> dict[str, Any]:
     name = e["name"]
     if (e["project_id"], name) in taken["name"]:
-        name = f"{name}-{e['id']}"
+        name = f"{name[: 62 - len(str(e['id']))]}-{e['id']}"
         events.append(
             {
                 "project_id": e["project_id"],
@@ -142,8 +157,8 @@ def _endpoint(e: dict[str, Any], cipher: Any, taken: dict[str, set[Any]], events
         "model": model,
         "revision": e["revision"],
         "args": args,
-        "engine": e["engine"] or {},
-        "scaling": e["scaling"],
+        "engine": _clamped(e["engine"] or {}),
+        "scaling": _clamped(e["scaling"]),
         "env": cipher.encrypt_map(e["env"] or {}),
         "app_name": f"ep-{e['id']}",
         "route_prefix": f"/ep/{e['id']}",
@@ -189,7 +204,7 @@ def _owned(t: dict[str, Any], id_: int, cipher: Any, taken: dict[str, set[Any]])
         app = f"ep-{id_}"  # a name Rota now generates (it clashed before, too)
     name = t["name"]
     while (project, name) in taken["name"] or (project, name) in taken["key"]:
-        name = f"{name}-app"
+        name = f"{name[:59]}-app"
     for key, value in (("name", (project, name)), ("key", (project, name)), ("app", app)):
         taken[key].add(value)
     status = APP_STATUS.get(t["app_status"], "PENDING" if t["desired_min"] is None else "INITIALIZING")
@@ -239,6 +254,26 @@ def _owned(t: dict[str, Any], id_: int, cipher: Any, taken: dict[str, set[Any]])
         "created_at": t["created_at"],
         "updated_at": t["updated_at"],
     }
+
+
+# Upper bounds the schemas now set; 0.1 accepted more (unusable values, kept in range).
+_LIMITS = {
+    "replicas": 10_000,
+    "min_replicas": 10_000,
+    "max_replicas": 10_000,
+    "cooldown_period_s": 86_400,
+    "target_ongoing_requests": 100_000,
+    "max_batch_size": 65_536,
+    "max_token_count": 10_000_000,
+    "max_input_length": 10_000_000,
+    "max_queued_requests": 1_000_000,
+}
+
+
+def _clamped(values: dict[str, Any] | None) -> dict[str, Any] | None:
+    if values is None:
+        return None
+    return {k: min(v, _LIMITS[k]) if k in _LIMITS and isinstance(v, (int, float)) else v for k, v in values.items()}
 
 
 def _task_status(t: dict[str, Any], fired: bool) -> tuple[str, str | None]:
@@ -299,7 +334,7 @@ def _create_tables() -> None:
         c("engine", J(), nullable=False),
         c("scaling", J(none_as_null=True), nullable=True),
         c("env", J(), nullable=False),
-        c("app_name", S(63), nullable=False),
+        c("app_name", S(128), nullable=False),
         c("route_prefix", S(128), nullable=False),
         c("token", T(), nullable=False),
         c("token_hash", S(64), nullable=False, unique=True),

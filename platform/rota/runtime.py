@@ -26,6 +26,7 @@ from rota.serve.cluster import LocalRayHead, ensure_token
 from rota.services import Hooks
 from rota.services.auth import AuthService
 from rota.services.builds import Builder
+from rota.services.cluster import ClusterService
 from rota.services.endpoints import EndpointService
 from rota.services.events import EventService
 from rota.services.tasks import TaskService
@@ -79,6 +80,7 @@ class Runtime:
         self.endpoints = EndpointService(self.db, settings, builder, self.cipher, hooks)
         self.tasks = TaskService(self.db, settings, self.endpoints, hooks)
         self.events = EventService(self.db)
+        self.cluster = ClusterService(self.db, self.cipher)
         self.auth = AuthService(self.db)
         self.ray_start_error: str | None = None
 

@@ -47,7 +47,7 @@ def rt(settings, ray, clock):
     """The control plane's parts on real SQLite and the in-memory Ray, with the clock
     injected; no loop runs (tests tick the reconciler and fire tasks themselves)."""
     r = Runtime(settings, ray=ray)
-    for part in (r.tasks, r.endpoints, r.auth, r.reconciler, r.scheduler):
+    for part in (r.tasks, r.endpoints, r.auth, r.reconciler, r.scheduler, r.cluster):
         part.clock = clock
     r.db.migrate(r.cipher)
     r.auth.bootstrap(settings.admin_key_path)

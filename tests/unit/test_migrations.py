@@ -32,7 +32,7 @@ def test_migrations_match_the_orm(tmp_path):
     with db.engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         assert diffs == [], diffs
-        assert MigrationContext.configure(conn).get_current_revision() == "0003"
+        assert MigrationContext.configure(conn).get_current_revision() == "0004"
     uniques = {tuple(u["column_names"]) for u in inspect(db.engine).get_unique_constraints("endpoints")}
     assert {("project_id", "name"), ("project_id", "routing_key"), ("app_name",), ("route_prefix",)} <= uniques
     assert (tmp_path / "m.db").stat().st_mode & 0o777 == 0o600
@@ -150,4 +150,17 @@ def test_upgrading_a_0001_store_keeps_its_tasks_and_events(tmp_path):
     assert rows(db, "SELECT name, kind, owner_task_id, app_name FROM endpoints") == [("old", "application", 1, "old")]
     assert rows(db, "SELECT task_name, project_id FROM events") == [("old", 1)]
     assert rows(db, "SELECT id, name FROM projects") == [(1, "default")]
+    db.dispose()
+
+
+def test_a_task_whose_endpoint_was_already_gone_is_deleted_with_an_event(tmp_path):
+    shutil.copy(V01 / "store-v0.1.db", tmp_path / "rota.db")
+    old = sqlite3.connect(tmp_path / "rota.db")
+    old.execute("DELETE FROM endpoints WHERE name = 'chat'")  # what a 0.1 race could leave: 'peak' drove it
+    old.commit()
+    old.close()
+    db = Database(f"sqlite:///{tmp_path / 'rota.db'}")
+    db.migrate(cipher(tmp_path))
+    assert [r[0] for r in rows(db, "SELECT name FROM tasks ORDER BY id")] == ["nightly", "launch", "etl"]
+    assert rows(db, "SELECT task_name, kind FROM events ORDER BY id DESC LIMIT 1") == [("peak", "deleted")]
     db.dispose()

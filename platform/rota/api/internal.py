@@ -23,7 +23,7 @@ class PhaseReport(Strict):
 @router.post("/phase", status_code=204)
 def report_phase(body: PhaseReport, request: Request, token: Annotated[str, Depends(bearer)]) -> Response:
     """A starting endpoint replica says what it is doing (``serve_apps/serve.py``)."""
-    if not runtime(request).endpoints.report_phase(token, body.phase):
+    if not runtime(request).cluster.report_phase(token, body.phase):
         raise Unauthorized("not an endpoint's token", field="Authorization")
     return Response(status_code=204)
 
@@ -32,4 +32,4 @@ def report_phase(body: PhaseReport, request: Request, token: Annotated[str, Depe
 def routing(request: Request) -> dict[str, Any]:
     """Active key hashes -> project, and every endpoint's route, token and status."""
     rt = runtime(request)
-    return rt.endpoints.routing_table(rt.auth.active_key_hashes())  # type: ignore[no-any-return]
+    return rt.cluster.routing_table(rt.auth.active_key_hashes())  # type: ignore[no-any-return]

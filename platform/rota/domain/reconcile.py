@@ -7,6 +7,7 @@ functions and applies the results.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,3 +161,25 @@ def decide(desired: list[AppSpec], observation: Observation, keep: frozenset[str
         if name not in want and name not in keep and observation.apps[name].status != "DELETING":
             reasons.append(f"{name}: not desired")
     return Decision(bool(reasons), tuple(reasons), frozenset(missing))
+
+
+def refused(message: str, specs: list[AppSpec]) -> list[AppSpec]:
+    """The applications a refused PUT names: by position (pydantic's ``applications.N``,
+    in the order they were sent) or by name."""
+    at = {int(i) for i in re.findall(r"applications\.(\d+)", message) if int(i) < len(specs)}
+    named = {i for i, s in enumerate(specs) if re.search(rf"\b{re.escape(s.name)}\b", message)}
+    return [specs[i] for i in sorted(at or named)]
+
+
+def why_refused(message: str, specs: list[AppSpec], spec: AppSpec) -> str:
+    """The part of Ray's message about ``spec`` only: it can name other applications, and
+    pydantic echoes the input (a config, its token) after ``[type=``."""
+    lines, out, inside = [ln.strip() for ln in message.splitlines()], [], False
+    for ln in lines:
+        index = re.match(r"applications\.(\d+)", ln)
+        if index:
+            inside = int(index[1]) < len(specs) and specs[int(index[1])] is spec
+        if inside:
+            out.append(ln)
+    out = out or [ln for ln in lines if re.search(rf"\b{re.escape(spec.name)}\b", ln)]
+    return re.sub(r"\s*\[type=.*", "", " ".join(out))[:300] or "no detail"

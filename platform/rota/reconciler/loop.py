@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from rota.crypto import Cipher
 from rota.domain.endpoints import Desired, Scaling
 from rota.domain.errors import RayRejected, RayUnavailable
 from rota.domain.events import EventKind
-from rota.domain.reconcile import Observation, config_matches, decide, screen
+from rota.domain.reconcile import Observation, config_matches, decide, refused, screen, why_refused
 from rota.domain.specs import AppSpec, EndpointState, endpoint_spec
 from rota.domain.status import EndpointStatus, Observed, Phase, Replicas, derive
 from rota.serve.client import RayServe
@@ -178,10 +177,10 @@ class Reconciler:
                 return set(), Observation(False, {}, e.message)
             except RayRejected as e:
                 self.ray_error = e.message
-                culprits = _culprits(e.message, specs)
+                culprits = refused(e.message, specs)
                 log.warning("Ray Serve refused the config (%s): %s", ", ".join(c.name for c in culprits) or "?", e.message[:500])
                 for c in culprits:
-                    rejected[c.name] = f"Ray Serve refused this application's configuration: {_mine(e.message, c)}"
+                    rejected[c.name] = f"Ray Serve refused this application's configuration: {why_refused(e.message, specs, c)}"
                     keep.add(c.name)
                 if not culprits:
                     return set(), observation
@@ -291,17 +290,3 @@ def _record_applied(
 
 def _b(lo: int, hi: int) -> str:
     return f"{lo}" if lo == hi else f"{lo}..{hi}"
-
-
-def _culprits(message: str, specs: list[AppSpec]) -> list[AppSpec]:
-    """The applications a refusal names: by position in the PUT (pydantic's
-    ``applications.N``) or by name."""
-    found = {int(i) for i in re.findall(r"applications\.(\d+)", message) if int(i) < len(specs)}
-    named = {i for i, s in enumerate(specs) if re.search(rf"\b{re.escape(s.name)}\b", message)}
-    return [specs[i] for i in sorted(found or named)]
-
-
-def _mine(message: str, spec: AppSpec) -> str:
-    """The part of Ray's message about this application (not the others it may name)."""
-    lines = [ln for ln in message.splitlines() if spec.name in ln or re.search(r"applications\.\d+", ln)]
-    return (lines[0] if lines else message.splitlines()[0] if message else "")[:300]

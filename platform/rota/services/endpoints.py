@@ -9,7 +9,7 @@ another project's endpoint is a 404.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,32 +19,20 @@ from sqlalchemy.orm import Session
 
 from rota.config import Settings
 from rota.crypto import Cipher, digest
-from rota.domain.endpoints import Desired, EndpointCreate, EndpointKind, EndpointPublic, EndpointUpdate, Engine, Scaling
+from rota.domain.endpoints import Desired, EndpointCreate, EndpointKind, EndpointPublic, EndpointUpdate, Scaling
 from rota.domain.errors import Conflict, InvalidInput, NotFound
 from rota.domain.events import EventKind
 from rota.domain.names import by_id_or_name
-from rota.domain.specs import capacity
-from rota.domain.status import Derived, EndpointStatus, Phase
+from rota.domain.status import EndpointStatus, Phase
 from rota.services import Hooks, merge, merge_env, views
 from rota.services.auth import Principal
 from rota.services.builds import Build, Builder
-from rota.services.events import record, set_endpoint_status
+from rota.services.events import record
 from rota.store.db import Database
-from rota.store.tables import EndpointRow, ProjectRow, TaskRow, utcnow
+from rota.store.tables import EndpointRow, TaskRow, utcnow
 
 # A model, engine, args or env change rolls the replicas; these fields do.
-ROLLING_FIELDS = (
-    "flavor",
-    "gpu_type",
-    "gpu_count",
-    "hf_model_repo",
-    "revision",
-    "model_path",
-    "engine",
-    "env",
-    "args",
-    "resources",
-)
+ROLLING_FIELDS = tuple("flavor gpu_type gpu_count hf_model_repo revision model_path engine env args resources".split())
 _SOURCES = {
     EndpointKind.TEMPLATE: ("template", "flavor", "gpu_type", "gpu_count"),
     EndpointKind.HF_MODEL: ("hf_model_repo", "revision", "gpu_type", "gpu_count"),
@@ -304,44 +292,3 @@ class EndpointService:
     def mark_deleted(s: Session, ep: EndpointRow, now: datetime) -> None:
         ep.desired, ep.updated_at = Desired.DELETED.value, now
         record(s, ep, EventKind.DELETED, "deleted: the application is removed; the endpoint goes away once it is", at=now)
-
-    def report_phase(self, token: str, phase: Phase) -> bool:
-        """A starting replica says what it is doing (e.g. downloading the model); it
-        speaks for its own endpoint only, the one its token belongs to. False: no
-        endpoint has that token."""
-        with self.db.session() as s:
-            ep = s.scalar(select(EndpointRow).where(EndpointRow.token_hash == digest(token)))
-            if ep is None:
-                return False
-            if phase not in (Phase.DOWNLOADING_MODEL, Phase.ENGINE_INITIALIZING):
-                return True  # READY is Ray Serve's to say
-            ep.reported_phase = phase.value
-            if EndpointStatus(ep.status) in EndpointStatus.starting():
-                set_endpoint_status(s, ep, Derived(EndpointStatus(ep.status), phase), self.clock())
-            return True
-
-    # ------------------------------------------------------------ the gateway's view
-
-    def routing_table(self, keys: Sequence[tuple[str, int]]) -> dict[str, Any]:
-        with self.db.session() as s:
-            projects = {i: n for i, n in s.execute(select(ProjectRow.id, ProjectRow.name)).all()}
-            rows = s.scalars(select(EndpointRow).where(EndpointRow.desired != Desired.DELETED.value)).all()
-            endpoints = []
-            for ep in rows:
-                b = views.bounds(ep)
-                queued = Engine.model_validate(ep.engine or {}).max_queued_requests
-                endpoints.append(
-                    {
-                        "routing_key": ep.routing_key,
-                        "project_id": ep.project_id,
-                        "project": projects.get(ep.project_id),
-                        "app": ep.app_name,
-                        "route_prefix": ep.route_prefix,
-                        "status": ep.status,
-                        "message": ep.message,
-                        "token": self.cipher.decrypt(ep.token) if ep.token_arg else None,
-                        "created": int(ep.created_at.timestamp()),
-                        "max_concurrency": capacity(ep.per_replica, b.max if b else 1, queued),
-                    }
-                )
-        return {"keys": [{"hash": h, "project_id": p} for h, p in keys], "endpoints": endpoints}

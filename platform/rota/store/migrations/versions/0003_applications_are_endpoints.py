@@ -1,22 +1,17 @@
-"""One application model: every Ray Serve application is an endpoint; a task is a schedule.
+"""Every Ray Serve application is an endpoint.
 
 * A task that ran its own application (file_path/deployment_name) now owns an endpoint of
   kind ``application`` holding it, with the same Ray Serve name and route, bounds,
-  observed state and events: its replicas are not touched by the upgrade.
+  observed state and events: its replicas are not touched by the upgrade. The task's
+  ``endpoint_id`` points at it (revision 0004 then makes the task a schedule only).
 * Endpoints store their kind (no longer guessed from the model string), their Ray Serve
   name and route, their own token (encrypted) and their env values encrypted. Names
   become unique per project (duplicates left by create races are renamed <name>-<id>,
   with an event); routing keys unique per project instead of cluster-wide. Model
   endpoints move to the route /ep/<id> and get their own token: they roll once.
-* A task's status is its schedule's only: ``failed`` was a missed one-off (now
-  ``missed``) or a failed application (the endpoint shows that now; the task goes back
-  to ``active``, or ``completed`` for a one-off that fired).
 * Application events of tasks are attached to their endpoint too; ``running``,
   ``failed``, ``recovered``, ``unreachable`` and ``removed`` become ``status`` events
   (the old kind is kept in ``data.legacy_kind``).
-
-Tables are rebuilt (read, dropped, created, written back, ids and id sequences kept):
-SQLite cannot alter constraints in place.
 
 Revision ID: 0003
 Revises: 0002
@@ -24,13 +19,13 @@ Revises: 0002
 
 import re
 import secrets
-from datetime import timezone
 from hashlib import sha256
 from typing import Any
 
 import sqlalchemy as sa
 from alembic import context, op
 
+from rota.store.migrations.rebuild import event, insert, last_id, rows, set_last_id
 from rota.store.tables import UTCDateTime
 
 revision = "0003"
@@ -48,92 +43,42 @@ def upgrade() -> None:
     cipher = context.config.attributes.get("cipher")
     if cipher is None:
         raise RuntimeError("migration 0003 encrypts secrets: run it with `rota server` (or Database.migrate(cipher))")
-    meta = sa.MetaData()
-    tasks_t, eps_t = sa.Table("tasks", meta, autoload_with=bind), sa.Table("endpoints", meta, autoload_with=bind)
-    tasks = [dict(r._mapping) for r in bind.execute(sa.select(tasks_t).order_by(tasks_t.c.id))]
-    eps = [dict(r._mapping) for r in bind.execute(sa.select(eps_t).order_by(eps_t.c.id))]
-    fired = {r[0] for r in bind.execute(sa.text("SELECT DISTINCT task_id FROM runs"))}
-    seq = {t: _last_id(bind, t) for t in ("tasks", "endpoints")}
-    op.drop_table("tasks")
+    eps, tasks, seq = rows("endpoints"), rows("tasks"), last_id("endpoints")
     op.drop_table("endpoints")
-    _create_tables()
-
+    _create_endpoints()
     taken: dict[str, set[Any]] = {"name": set(), "key": set(), "app": set()}
     events: list[dict[str, Any]] = []
-    rows = [_endpoint(e, cipher, taken, events) for e in eps]
-    next_id = max([seq["endpoints"], *[e["id"] for e in eps]]) + 1
-    gone = [t for t in tasks if t["endpoint_id"] is not None and t["endpoint_id"] not in {e["id"] for e in eps}]
-    for t in gone:  # a 0.1 race could delete an endpoint a task still drove: such a task drives nothing
-        message = "deleted by the upgrade: the endpoint it drove no longer existed"
-        events.append(
-            {
-                "project_id": t["project_id"],
-                "task_id": t["id"],
-                "task_name": t["name"],
-                "kind": "deleted",
-                "message": message,
-                "data": {},
-                "at": _aware(t["updated_at"]),
-            }
-        )
-    tasks = [t for t in tasks if t not in gone]
+    new = [_endpoint(e, cipher, taken, events) for e in eps]
+    next_id = max([seq, *[e["id"] for e in eps]]) + 1
+    tasks_t = sa.table("tasks", sa.column("id"), sa.column("endpoint_id"))
     for t in tasks:
-        t["status"], t["status_reason"] = _task_status(t, t["id"] in fired)
         if t["endpoint_id"] is None:
-            rows.append(_owned(t, next_id, cipher, taken))
-            t["endpoint_id"] = next_id
+            new.append(_owned(t, next_id, cipher, taken))
+            bind.execute(tasks_t.update().where(tasks_t.c.id == t["id"]).values(endpoint_id=next_id))
             next_id += 1
-    keep = (
-        "id",
-        "project_id",
-        "name",
-        "endpoint_id",
-        "type",
-        "timezone",
-        "schedule",
-        "status",
-        "status_reason",
-        "created_at",
-        "updated_at",
-        "activated_at",
-        "next_fire_at",
-        "due_since",
-    )
-    op.bulk_insert(_table("tasks"), [{k: _aware(t[k]) for k in keep} for t in tasks])
-    op.bulk_insert(_table("endpoints"), [{k: _aware(v) for k, v in r.items()} for r in rows])
-    _set_last_id(bind, "tasks", max([seq["tasks"], *[t["id"] for t in tasks]]))
-    _set_last_id(bind, "endpoints", next_id - 1)
+    insert("endpoints", new)
+    set_last_id("endpoints", next_id - 1)
 
     ev = sa.table(
         "events", *(sa.column(c) for c in ("id", "task_id", "endpoint_id", "endpoint_name", "kind")), sa.column("data", sa.JSON)
     )
-    for r in rows:
+    for r in new:
         if r["owner_task_id"] is not None:
-            bind.execute(
-                ev.update()
-                .where(ev.c.task_id == r["owner_task_id"], ev.c.kind.in_(APP_EVENTS))
-                .values(endpoint_id=r["id"], endpoint_name=r["name"])
-            )
+            owned = ev.update().where(ev.c.task_id == r["owner_task_id"], ev.c.kind.in_(APP_EVENTS))
+            bind.execute(owned.values(endpoint_id=r["id"], endpoint_name=r["name"]))
     for id_, kind, data in bind.execute(sa.select(ev.c.id, ev.c.kind, ev.c.data).where(ev.c.kind.in_(LEGACY_KINDS))).all():
         bind.execute(ev.update().where(ev.c.id == id_).values(kind="status", data={**(data or {}), "legacy_kind": kind}))
-    if events:
-        op.bulk_insert(_table("events"), events)
+    insert("events", events)
 
 
 def _endpoint(e: dict[str, Any], cipher: Any, taken: dict[str, set[Any]], events: list[dict[str, Any]]) -> dict[str, Any]:
     name = e["name"]
     if (e["project_id"], name) in taken["name"]:
         name = f"{name[: 62 - len(str(e['id']))]}-{e['id']}"
+        message = f"renamed from {e['name']!r} to {name!r}: endpoint names are unique in a project now"
+        data = {"from": e["name"], "to": name}
         events.append(
-            {
-                "project_id": e["project_id"],
-                "endpoint_id": e["id"],
-                "endpoint_name": name,
-                "kind": "updated",
-                "message": f"renamed from {e['name']!r} to {name!r}: endpoint names are unique in a project now",
-                "data": {"from": e["name"], "to": name},
-                "at": _aware(e["updated_at"]),
-            }
+            event(e["project_id"], "updated", message, e["updated_at"], endpoint_id=e["id"], endpoint_name=name, data=data)
         )
     taken["name"].add((e["project_id"], name))
     taken["key"].add((e["project_id"], e["routing_key"]))
@@ -276,41 +221,7 @@ def _clamped(values: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: min(v, _LIMITS[k]) if k in _LIMITS and isinstance(v, (int, float)) else v for k, v in values.items()}
 
 
-def _task_status(t: dict[str, Any], fired: bool) -> tuple[str, str | None]:
-    if t["status"] != "failed":
-        return t["status"], t["status_reason"]
-    if "missed" in (t["status_reason"] or "") or (t["type"] == "one_off" and not fired):
-        return "missed", t["status_reason"]
-    return ("completed" if t["type"] == "one_off" else "active"), None
-
-
-def _aware(v: Any) -> Any:
-    return v.replace(tzinfo=timezone.utc) if hasattr(v, "tzinfo") and v.tzinfo is None and hasattr(v, "hour") else v
-
-
-def _last_id(bind: Any, table: str) -> int:
-    if bind.dialect.name == "sqlite":
-        row = bind.execute(sa.text("SELECT seq FROM sqlite_sequence WHERE name = :t"), {"t": table}).first()
-    else:
-        row = bind.execute(sa.text(f"SELECT last_value FROM {table}_id_seq")).first()
-    return int(row[0]) if row else 0
-
-
-def _set_last_id(bind: Any, table: str, value: int) -> None:
-    if value <= 0:
-        return
-    if bind.dialect.name == "sqlite":
-        bind.execute(sa.text("DELETE FROM sqlite_sequence WHERE name = :t"), {"t": table})
-        bind.execute(sa.text("INSERT INTO sqlite_sequence (name, seq) VALUES (:t, :v)"), {"t": table, "v": value})
-    else:
-        bind.execute(sa.text(f"SELECT setval('{table}_id_seq', :v)"), {"v": value})
-
-
-def _table(name: str) -> sa.Table:
-    return sa.Table(name, sa.MetaData(), autoload_with=op.get_bind())
-
-
-def _create_tables() -> None:
+def _create_endpoints() -> None:
     c, S, J, I, T, D = sa.Column, sa.String, sa.JSON, sa.Integer, sa.Text, UTCDateTime  # noqa: E741
     op.create_table(
         "endpoints",
@@ -365,27 +276,6 @@ def _create_tables() -> None:
     )
     for col in ("project_id", "owner_task_id", "status"):
         op.create_index(f"ix_endpoints_{col}", "endpoints", [col])
-    op.create_table(
-        "tasks",
-        c("id", I(), primary_key=True, autoincrement=True),
-        c("project_id", I(), nullable=False),
-        c("name", S(63), nullable=False),
-        c("endpoint_id", I(), nullable=False),
-        c("type", S(16), nullable=False),
-        c("timezone", S(64), nullable=False),
-        c("schedule", J(), nullable=False),
-        c("status", S(16), nullable=False),
-        c("status_reason", T(), nullable=True),
-        c("created_at", D(), nullable=False),
-        c("updated_at", D(), nullable=False),
-        c("activated_at", D(), nullable=True),
-        c("next_fire_at", D(), nullable=True),
-        c("due_since", D(), nullable=True),
-        sa.UniqueConstraint("project_id", "name", name="uq_task_project_name"),
-        sqlite_autoincrement=True,
-    )
-    for col in ("project_id", "name", "endpoint_id", "status", "next_fire_at"):
-        op.create_index(f"ix_tasks_{col}", "tasks", [col])
 
 
 def downgrade() -> None:

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from ray import serve
 
 log = logging.getLogger("ray.serve")
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,199}$"  # a revision or a served name: never a flag
 
 # Rota passes each endpoint its own token as this argument.
 ROTA_TOKEN_ARG = "api_key"
@@ -42,22 +43,26 @@ class LLMConfig(BaseModel):
     model_source: Literal["auto", "hub", "local"] = Field(
         "auto", description="where `model` is: the Hub or a directory (auto: a path-like string is a directory)"
     )
-    revision: str | None = Field(None, description="model revision (branch, tag or commit) on the Hub")
-    served_model_name: str | None = Field(None, description="the `model` name clients send; default: `model`")
+    revision: str | None = Field(None, pattern=_NAME, description="model revision (branch, tag or commit) on the Hub")
+    served_model_name: str | None = Field(None, pattern=_NAME, description="the `model` name clients send; default: `model`")
     max_model_len: int | None = Field(None, ge=16, description="context length (prompt + output)")
     max_num_seqs: int | None = Field(None, ge=1, description="max batch size: sequences processed at once")
     max_num_batched_tokens: int | None = Field(None, ge=16, description="max tokens per engine step")
     max_input_length: int | None = Field(None, ge=1, description="longer prompts get a 400")
     dtype: Literal["auto", "float32", "float16", "bfloat16", "half", "float"] = "auto"
-    tensor_parallel_size: int = Field(1, ge=1, description="GPUs per replica")
+    tensor_parallel_size: int = Field(1, ge=1, le=64, description="GPUs per replica")
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
     skip_special_tokens: bool | None = Field(None, description="default for requests that do not say (vLLM: true)")
     add_special_tokens: bool | None = Field(None, description="default for requests that do not say")
     enable_prefix_caching: bool | None = None
     enforce_eager: bool | None = Field(None, description="default: true without a GPU (no graph capture/compile)")
     trust_remote_code: bool = False
-    max_ongoing_requests: int = Field(64, ge=1, description="requests a replica takes at once; more wait in Serve's queue")
-    max_queued_requests: int = Field(-1, ge=-1, description="requests waiting per replica before a 503; -1: no limit")
+    max_ongoing_requests: int = Field(
+        64, ge=1, le=100_000, description="requests a replica takes at once; more wait in Serve's queue"
+    )
+    max_queued_requests: int = Field(
+        -1, ge=-1, le=1_000_000, description="requests waiting per replica before a 503; -1: no limit"
+    )
     engine_args: dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")], Any] = Field(
         default_factory=dict, description="extra vLLM engine flags, e.g. {kv_cache_dtype: fp8}"
     )
@@ -72,9 +77,15 @@ class LLMConfig(BaseModel):
         return self
 
     def vllm_argv(self, enforce_eager: bool) -> list[str]:
-        """The equivalent ``vllm serve`` flags (parsed by vLLM's own argument parser)."""
-        argv = ["--model", self.model, "--dtype", self.dtype, "--tensor-parallel-size", str(self.tensor_parallel_size)]
+        """The equivalent ``vllm serve`` flags (parsed by vLLM's own argument parser).
+
+        Every value is in the same token as its flag (``--flag=value``): vLLM's parser
+        treats a separate token beginning with ``-`` as a flag of its own (and one with a
+        dot as a nested setting), so a value could otherwise turn on any flag."""
         opt = {
+            "--model": self.model,
+            "--dtype": self.dtype,
+            "--tensor-parallel-size": self.tensor_parallel_size,
             "--revision": self.revision,
             "--served-model-name": self.served_model_name,
             "--max-model-len": self.max_model_len,
@@ -82,9 +93,7 @@ class LLMConfig(BaseModel):
             "--max-num-batched-tokens": self.max_num_batched_tokens,
             "--gpu-memory-utilization": self.gpu_memory_utilization,
         }
-        for flag, value in opt.items():
-            if value is not None:
-                argv += [flag, str(value)]
+        argv = [f"{flag}={value}" for flag, value in opt.items() if value is not None]
         if self.enable_prefix_caching is not None:
             argv.append("--enable-prefix-caching" if self.enable_prefix_caching else "--no-enable-prefix-caching")
         if enforce_eager:
@@ -92,7 +101,7 @@ class LLMConfig(BaseModel):
         if self.trust_remote_code:
             argv.append("--trust-remote-code")
         if self.tensor_parallel_size > 1:
-            argv += ["--distributed-executor-backend", "ray"]
+            argv.append("--distributed-executor-backend=ray")
         for key, value in self.engine_args.items():
             # One token per flag, `--flag=value`: a value can never be read as a flag of its own.
             flag = "--" + key.replace("_", "-")
@@ -150,6 +159,8 @@ class LLMServer:
         enforce_eager = cfg.enforce_eager if cfg.enforce_eager is not None else not gpu
         args = make_arg_parser(FlexibleArgumentParser()).parse_args(cfg.vllm_argv(enforce_eager))
         validate_parsed_serve_args(args)
+        if bool(args.trust_remote_code) != cfg.trust_remote_code or args.model != cfg.model:
+            raise ValueError("the engine's flags do not say what the endpoint's settings say")  # never run what was not asked
         if cfg.max_input_length:
             _limit_input_tokens(cfg.max_input_length)
 

@@ -50,13 +50,13 @@ def test_argv_maps_every_setting(serve_mod):
         engine_args={"kv_cache_dtype": "fp8", "disable_log_stats": True},
     )
     argv = cfg.vllm_argv(enforce_eager=False)
-    pairs = dict(zip(argv, argv[1:], strict=False))
+    pairs = dict(a.split("=", 1) for a in argv if "=" in a)  # every value in its flag's token
     assert pairs["--model"] == "org/m" and pairs["--revision"] == "abc" and pairs["--served-model-name"] == "m"
     assert pairs["--max-model-len"] == "4096" and pairs["--max-num-seqs"] == "32" and pairs["--max-num-batched-tokens"] == "8192"
     assert (
         pairs["--dtype"] == "bfloat16" and pairs["--tensor-parallel-size"] == "2" and pairs["--gpu-memory-utilization"] == "0.8"
     )
-    assert pairs["--distributed-executor-backend"] == "ray" and "--kv-cache-dtype=fp8" in argv
+    assert pairs["--distributed-executor-backend"] == "ray" and pairs["--kv-cache-dtype"] == "fp8"
     assert "--enable-prefix-caching" in argv and "--trust-remote-code" in argv and "--disable-log-stats" in argv
     assert "--enforce-eager" not in argv and "--enforce-eager" in cfg.vllm_argv(enforce_eager=True)
 
@@ -155,3 +155,19 @@ def test_where_the_model_is_is_said_not_guessed(serve_mod):
     assert serve_mod.ROTA_TOKEN_ARG == "api_key" and "--api-key" not in serve_mod.LLMConfig(model="m", api_key="t").vllm_argv(
         True
     )
+
+
+def test_every_engine_flag_ordinary_keys_may_set_is_one_vllm_knows():
+    from vllm.entrypoints.launchers.cli_args import make_arg_parser
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    from rota.domain.policy import ENGINE_ARGS_ALLOWED
+
+    known = {a.dest for a in make_arg_parser(FlexibleArgumentParser())._actions}
+    assert sorted(ENGINE_ARGS_ALLOWED - known) == []
+
+
+@pytest.mark.parametrize("field", ["served_model_name", "revision"])
+def test_a_value_can_never_become_a_flag(serve_mod, field):
+    with pytest.raises(ValidationError):
+        serve_mod.LLMConfig(model="a/b", **{field: "--trust-remote-code.x"})

@@ -31,11 +31,10 @@ RESERVED_ENV_PREFIX = "ROTA_"
 # vLLM engine flags (serve:app's engine_args) an ordinary key may set: none loads code,
 # reads a path, or enables a development route.
 ENGINE_ARGS_ALLOWED = frozenset(
-    "kv_cache_dtype block_size seed swap_space cpu_offload_gb max_logprobs disable_log_stats enable_chunked_prefill "
-    "max_num_partial_prefills max_long_partial_prefills long_prefill_token_threshold quantization tokenizer_mode "
-    "disable_sliding_window disable_cascade_attn enable_auto_tool_choice tool_call_parser reasoning_parser "
-    "override_generation_config scheduling_policy limit_mm_per_prompt num_gpu_blocks_override preemption_mode "
-    "disable_custom_all_reduce async_scheduling rope_theta".split()
+    "kv_cache_dtype block_size seed cpu_offload_gb max_logprobs disable_log_stats enable_chunked_prefill "
+    "long_prefill_token_threshold quantization tokenizer_mode disable_sliding_window disable_cascade_attn "
+    "enable_auto_tool_choice tool_call_parser reasoning_parser override_generation_config scheduling_policy "
+    "limit_mm_per_prompt num_gpu_blocks_override disable_custom_all_reduce async_scheduling".split()
 )
 # serve:app arguments Rota itself sets (an endpoint's token, where it reports its phase).
 SET_BY_ROTA = frozenset({"api_key", "report_url"})

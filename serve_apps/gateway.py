@@ -325,10 +325,10 @@ class GatewayApp:
             return True
         except asyncio.TimeoutError:
             return False
-        except Exception as e:
+        except Exception as e:  # e.g. an application without `wake`: a replica answered, or try anyway
             log.info("waking %s: %s: %s", app, type(e).__name__, e)
-            await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
-            return False
+            await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+            return True
 
 
 class Relay(StreamingResponse):

@@ -191,6 +191,15 @@ def test_a_sleeping_endpoint_is_woken_then_served(gw):
     assert gw.woken == ["ep-1", "ep-1"] and len(gw.upstream.sent) == 2
 
 
+def test_an_application_without_wake_is_still_served_once_a_replica_answers(gw):
+    async def no_wake(app):
+        raise AttributeError("'Echo' object has no attribute 'wake'")  # what the replica says
+
+    gw.app._wake_app = no_wake
+    gw.app.table.endpoints[(1, "chat")]["status"] = "SLEEPING"
+    assert chat(gw).status_code == 200 and len(gw.upstream.sent) == 1
+
+
 def test_a_wake_that_does_not_come_is_a_503_with_retry_after(gw):
     gw.app.table.endpoints[(1, "chat")]["status"] = "SLEEPING"
     gw.upstream.replies = [(503, None, b"")] * 100

@@ -164,3 +164,34 @@ def test_a_task_whose_endpoint_was_already_gone_is_deleted_with_an_event(tmp_pat
     assert [r[0] for r in rows(db, "SELECT name FROM tasks ORDER BY id")] == ["nightly", "launch", "etl"]
     assert rows(db, "SELECT task_name, kind FROM events ORDER BY id DESC LIMIT 1") == [("peak", "deleted")]
     db.dispose()
+
+
+def test_odd_v01_rows_are_brought_within_todays_rules(tmp_path):
+    shutil.copy(V01 / "store-v0.1.db", tmp_path / "rota.db")
+    con = sqlite3.connect(tmp_path / "rota.db")
+    cols = (
+        "project_id, template, flavor, gpu_type, gpu_count, model, file_path, deployment_name, ingress, engine, args, "
+        "resources, scaling, env, desired, generation, status, replica_ids, created_at, updated_at"
+    )
+    # A name the renaming of a duplicate would pick, and a vLLM task with values 0.1 accepted.
+    con.execute(
+        f"INSERT INTO endpoints (name, routing_key, {cols}) SELECT 'parked-3', 'parked-3b', {cols} FROM endpoints WHERE id = 2"
+    )
+    resources = {"num_cpus": 5000, "num_gpus": -1, "accelerator_type": "A100 --flag", "memory": 1}
+    args = {"model": "org/m", "api_key": "old-token"}
+    con.execute(
+        "UPDATE tasks SET file_path = 'serve', resources = ?, args = ? WHERE name = 'etl'",
+        (json.dumps(resources), json.dumps(args)),
+    )
+    con.commit()
+    con.close()
+    db = Database(f"sqlite:///{tmp_path / 'rota.db'}")
+    db.migrate(cipher(tmp_path))
+    names = [r[0] for r in rows(db, "SELECT name FROM endpoints WHERE owner_task_id IS NULL ORDER BY id")]
+    assert names == ["chat", "parked", "parked-3", "parked-3-4"]
+    etl = rows(db, "SELECT args, resources FROM endpoints WHERE name = 'etl'")[0]
+    assert json.loads(etl[0]) == {"model": "org/m", "model_source": "hub", "served_model_name": "etl"}
+    assert json.loads(etl[1]) == {"num_cpus": 1024}
+    owned = rows(db, "SELECT count(*) FROM endpoints WHERE owner_task_id IS NOT NULL AND scaling IS NULL")
+    assert owned == [(3,)]  # SQL NULL, not the JSON text 'null'
+    db.dispose()

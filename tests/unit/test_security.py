@@ -338,3 +338,70 @@ def test_a_fire_with_the_cap_lowered_later_still_applies(rt, admin, clock):
 
     t = rt.tasks.activate(admin, rt.tasks.create(admin, TaskCreate.model_validate(task())).id)
     assert process_due(rt.db, t.id, clock.now.replace(hour=9), "schedule", timedelta(hours=1)).applied is not None
+
+
+def test_a_project_holds_at_most_max_endpoints_and_others_are_unaffected(member):
+    member.rt.settings.max_endpoints = 2
+    assert member.post("/api/v1/endpoints", json=endpoint("e1"), headers=member.member).status_code == 201
+    assert member.post("/api/v1/tasks", json=task("t1"), headers=member.member).status_code == 201  # its application counts
+    before = counts(member)
+    for r in (
+        member.post("/api/v1/endpoints", json=endpoint("e2"), headers=member.member),
+        member.post("/api/v1/tasks", json=task("t2"), headers=member.member),
+    ):
+        assert r.status_code == 403 and "ROTA_MAX_ENDPOINTS" in r.json()["error"]["message"], r.text
+    assert counts(member) == before
+    assert member.post("/api/v1/endpoints", json=endpoint("e1"), headers=member.other).status_code == 201
+
+
+def test_all_of_an_applications_env_is_bounded_on_create_and_patch(member):
+    big = {f"HF_{i}": "x" * 30_000 for i in range(3)}
+    for who in (member.member, {}):  # an ordinary key, the admin's
+        r = member.post("/api/v1/endpoints", json=endpoint("e1", env=big), headers=who)
+        assert r.status_code == 422 and r.json()["error"]["field"] == "env", r.text
+    member.post("/api/v1/endpoints", json=endpoint("e1", env={"A": "x" * 30_000})).raise_for_status()
+    before = member.get("/api/v1/endpoints/e1").json()
+    r = member.patch("/api/v1/endpoints/e1", json={"env": {"B": "x" * 30_000, "C": "x" * 30_000}})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "env", r.text
+    assert member.get("/api/v1/endpoints/e1").json() == before
+
+
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"file_path": "echo", "deployment_name": "app", "engine": {"max_batch_size": 2}}, "engine"),
+        ({"template": "echo-chat", "resources": {"num_cpus": 1}}, "resources"),
+    ],
+)
+def test_settings_of_another_kind_of_endpoint_are_a_422_not_ignored(member, body, field):
+    r = member.post("/api/v1/endpoints", json={"name": "x", "scaling": {"replicas": 1}, **body})
+    assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
+
+
+def test_a_task_naming_its_own_application_as_its_endpoint_keeps_it(member):
+    own = member.post("/api/v1/tasks", json=task("a")).json()
+    assert member.patch("/api/v1/tasks/a", json={"endpoint": "a"}).json()["updated_at"] == own["updated_at"]
+    later = [{"time": "10:00", "min_replicas": 1, "max_replicas": 1}]
+    again = member.patch("/api/v1/tasks/a", json={"endpoint": "a", "schedule": later})
+    assert again.status_code == 200 and again.json()["owns_endpoint"], again.text
+    ep = member.get(f"/api/v1/endpoints/{own['endpoint']['id']}").json()
+    assert ep["desired"] == "running" and again.json()["endpoint"]["id"] == own["endpoint"]["id"]
+
+
+def test_an_endpoint_stored_under_older_rules_can_still_be_patched_into_shape(member):
+    member.post("/api/v1/endpoints", json=endpoint("e1")).raise_for_status()
+    with member.rt.db.session() as s:  # e.g. written before a bound existed
+        ep = s.scalar(select(EndpointRow).where(EndpointRow.name == "e1"))
+        ep.scaling = {"min_replicas": 1, "max_replicas": 10**6}
+    r = member.patch("/api/v1/endpoints/e1", json={"scaling": {"min_replicas": 0, "max_replicas": 2}})
+    assert r.status_code == 200 and r.json()["scaling"]["max_replicas"] == 2, r.text
+
+
+def test_sending_a_vllm_applications_args_again_changes_nothing(member):
+    member.post("/api/v1/tasks", json=llm("l")).raise_for_status()
+    before = counts(member)
+    again = member.patch("/api/v1/tasks/l", json={"args": {"model": "org/model"}})  # what `rota apply` sends again
+    assert again.status_code == 200, again.text
+    with member.rt.db.session() as s:
+        assert s.scalar(select(EndpointRow.generation).where(EndpointRow.name == "l")) == 1  # no roll
+    assert counts(member) == before  # no `updated` event either

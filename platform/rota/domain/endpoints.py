@@ -8,19 +8,16 @@ are derived from what Ray Serve reports: ``rota.domain.status``.
 
 from __future__ import annotations
 
-import json
-import posixpath
-import re
 from datetime import datetime
 from enum import Enum
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from rota.domain.names import IDENT_PATTERN, NAME_PATTERN, ROUTING_KEY_PATTERN, Strict
 from rota.domain.status import EndpointStatus, ErrorCode, Phase
+from rota.domain.values import REVISION, EnvMap, EnvName, EnvValue, check_args_size, check_directory, check_hub_id
 
-MAX_ARGS_BYTES = 64 * 1024
 MASK = "***"
 
 
@@ -35,40 +32,6 @@ class Desired(str, Enum):
     RUNNING = "running"
     STOPPED = "stopped"
     DELETED = "deleted"
-
-
-EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
-EnvValue = Annotated[str, StringConstraints(max_length=32 * 1024, pattern=r"^[^\x00]*$")]
-EnvMap = dict[EnvName, EnvValue]
-
-_HUB_PART = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
-_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
-
-
-def check_hub_id(v: str) -> str:
-    """``org/name`` (or a legacy top-level ``name``) in the Hub's characters and lengths."""
-    parts = v.split("/")
-    if len(parts) > 2 or not all(_HUB_PART.match(p) for p in parts) or "--" in v or ".." in v:
-        raise ValueError(f"{v[:100]!r} is not a Hugging Face repo id (org/name: letters, digits, '-', '_', '.')")
-    return v
-
-
-def check_directory(v: str) -> str:
-    """An absolute, normalized path: no '..', no '.', no doubled or trailing '/'."""
-    if not v.startswith("/") or posixpath.normpath(v) != v or "\x00" in v or "\n" in v:
-        raise ValueError(f"{v[:100]!r} is not an absolute, normalized directory (e.g. /models/llama-3)")
-    return v
-
-
-def check_args_size(v: dict[str, Any]) -> dict[str, Any]:
-    """Plain JSON (no NaN or infinities: Ray Serve's config could not carry them), at most 64 KiB."""
-    try:
-        size = len(json.dumps(v, allow_nan=False))
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"args must be plain JSON values: {e}") from None
-    if size > MAX_ARGS_BYTES:
-        raise ValueError(f"args are {size} bytes; at most {MAX_ARGS_BYTES}")
-    return v
 
 
 class Resources(Strict):
@@ -166,7 +129,7 @@ class EndpointCreate(Strict):
     def _revision_of_a_repo(cls, v: str | None, info: ValidationInfo) -> str | None:
         if v is not None and not info.data.get("hf_model_repo"):
             raise ValueError("revision goes with hf_model_repo")
-        if v is not None and (not _REVISION.match(v) or ".." in v):
+        if v is not None and (not REVISION.match(v) or ".." in v):
             raise ValueError(f"{v[:100]!r} is not a branch, tag or commit")
         return v
 
@@ -206,6 +169,20 @@ class EndpointCreate(Strict):
     def _gpus_of_a_model(cls, v: Any, info: ValidationInfo) -> Any:
         if v is not None and info.data.get("file_path"):
             raise ValueError("a custom application asks for GPUs in resources")
+        return v
+
+    @field_validator("engine")
+    @classmethod
+    def _engine_of_a_model(cls, v: Engine, info: ValidationInfo) -> Engine:
+        if v.model_fields_set and info.data.get("file_path"):
+            raise ValueError("a custom application takes args, not engine settings")
+        return v
+
+    @field_validator("resources")
+    @classmethod
+    def _resources_of_an_app(cls, v: Resources | None, info: ValidationInfo) -> Resources | None:
+        if v is not None and not info.data.get("file_path"):
+            raise ValueError("resources go with file_path (a model endpoint takes gpu_type and gpu_count)")
         return v
 
     @property

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rota.domain.endpoints import check_directory, check_hub_id
 from rota.domain.errors import Forbidden, InvalidInput
+from rota.domain.values import check_directory, check_hub_id
 
 # Environment variables an ordinary key may set: credentials and tuning, nothing that
 # loads a library, changes an interpreter's path or turns on a server's debug routes.

@@ -14,9 +14,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
-from rota.domain.endpoints import EndpointBrief, EnvMap, Resources, check_args_size
+from rota.domain.endpoints import EndpointBrief, Resources
 from rota.domain.names import IDENT_PATTERN, NAME_PATTERN, Strict
 from rota.domain.schedule import TaskType, get_timezone, parse_local_datetime, parse_time_of_day
+from rota.domain.values import EnvMap, check_args_size
 
 MAX_ENTRIES = 1440  # one a minute
 

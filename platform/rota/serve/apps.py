@@ -27,6 +27,7 @@ from rota.domain.errors import InvalidInput
 
 _LOCK = threading.Lock()  # sys.path is process-global
 RESERVED_SCRIPTS = frozenset({"gateway"})
+MAX_PER_REPLICA = 100_000
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,8 @@ def _inspect(script: Path, file_path: str, deployment_name: str, args: dict[str,
             sys.modules.pop(name, None)
     deployment = app._bound_deployment
     token_arg = getattr(module, "ROTA_TOKEN_ARG", None)
-    return AppInfo(deployment.name, int(deployment.max_ongoing_requests), token_arg if isinstance(token_arg, str) else None)
+    per_replica = min(max(int(deployment.max_ongoing_requests), 1), MAX_PER_REPLICA)  # it sizes the gateway's admission
+    return AppInfo(deployment.name, per_replica, token_arg if isinstance(token_arg, str) else None)
 
 
 def _build(module: Any, script: Path, file_path: str, deployment_name: str, args: dict[str, Any]) -> Any:

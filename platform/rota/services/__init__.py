@@ -30,7 +30,10 @@ def merge(schema: type[M], current: dict[str, Any], merged: dict[str, Any], sent
         new = schema.model_validate(merged)
     except ValidationError as e:
         raise from_validation(e.errors()) from None
-    before = schema.model_validate(current)
+    try:
+        before = schema.model_validate(current)
+    except ValidationError:  # stored under older rules: every field sent counts as changed
+        return new, sorted(sent)
     return new, sorted(k for k in sent if getattr(new, k) != getattr(before, k))
 
 

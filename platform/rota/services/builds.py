@@ -116,9 +116,7 @@ class Builder:
             self.check_replicas(scaling.bounds[1], "scaling.max_replicas" if scaling.replicas is None else "scaling.replicas")
         if file_path == LLM_SCRIPT:
             self.policy.check_llm_args(args, who.admin)
-            args.setdefault("served_model_name", routing_key)  # clients send the routing key as `model`
-            if isinstance(args.get("model"), str) and args.get("model_source", "auto") == "auto":
-                args["model_source"] = "local" if args["model"].startswith("/") else "hub"  # said, never guessed
+            args = llm_defaults(file_path, args, routing_key)
         app = self.inspector(self.settings.serve_apps_dirs, file_path, deployment_name, args)
         actor = (resources or Resources()).model_dump(exclude_none=True)
         return Build(
@@ -145,3 +143,14 @@ class Builder:
                 raise InvalidInput("this control plane cannot generate the rota:tiny model", field="template")
             self.make_tiny(path)
         return str(path)
+
+
+def llm_defaults(file_path: str | None, args: dict[str, Any], routing_key: str) -> dict[str, Any]:
+    """The arguments Rota fills in for its vLLM application, so that the same request sent
+    again (a re-applied manifest) compares equal to what was stored."""
+    if file_path != LLM_SCRIPT:
+        return args
+    out = {"served_model_name": routing_key, **args}  # clients send the routing key as `model`
+    if isinstance(out.get("model"), str) and out.get("model_source", "auto") == "auto":
+        out["model_source"] = "local" if out["model"].startswith("/") else "hub"  # said, never guessed
+    return out

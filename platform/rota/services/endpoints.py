@@ -20,13 +20,13 @@ from sqlalchemy.orm import Session
 from rota.config import Settings
 from rota.crypto import Cipher, digest
 from rota.domain.endpoints import Desired, EndpointCreate, EndpointKind, EndpointPublic, EndpointUpdate, Scaling
-from rota.domain.errors import Conflict, InvalidInput, NotFound
+from rota.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from rota.domain.events import EventKind
 from rota.domain.names import by_id_or_name
 from rota.domain.status import EndpointStatus, Phase
 from rota.services import Hooks, merge, merge_env, views
 from rota.services.auth import Principal
-from rota.services.builds import Build, Builder
+from rota.services.builds import Build, Builder, llm_defaults
 from rota.services.events import record
 from rota.store.db import Database
 from rota.store.tables import EndpointRow, TaskRow, utcnow
@@ -115,7 +115,14 @@ class EndpointService:
         route: str | None = None,
     ) -> EndpointRow:
         """A new endpoint row: its Ray Serve name is generated (``ep-<id>``, a namespace no
-        user name reaches) and its route is ``/ep/<id>`` unless given."""
+        user name reaches) and its route is ``/ep/<id>`` unless given. A project holds at
+        most ``ROTA_MAX_ENDPOINTS`` (all of them travel in every config Rota PUTs)."""
+        held = s.scalar(select(func.count()).select_from(EndpointRow).where(EndpointRow.project_id == project_id)) or 0
+        if held >= self.settings.max_endpoints:
+            raise Forbidden(
+                f"this project holds {held} endpoints (task applications included); "
+                f"the limit is {self.settings.max_endpoints} (ROTA_MAX_ENDPOINTS): delete one first"
+            )
         token, temp = secrets.token_urlsafe(32), secrets.token_hex(8)
         ep = EndpointRow(
             project_id=project_id,
@@ -178,6 +185,8 @@ class EndpointService:
                 merged["env"] = merge_env(current["env"], patch.env)
             if {"hf_model_repo", "model_path"} & sent.keys():  # a custom model may switch between Hub and directory
                 merged = {k: v for k, v in merged.items() if k in sent or k not in ("hf_model_repo", "model_path", "revision")}
+            if isinstance(merged.get("args"), dict):
+                merged["args"] = llm_defaults(merged.get("file_path"), merged["args"], ep.routing_key)
             new, changed = merge(EndpointCreate, current, merged, sent)
             if ep.kind == EndpointKind.APPLICATION.value and "engine" in changed:
                 raise InvalidInput("a custom application takes args, not engine settings", field="engine")
@@ -243,20 +252,8 @@ class EndpointService:
             "engine": ep.engine or {},
             "env": self.cipher.decrypt_map(ep.env or {}),
         }
-        values = {
-            "template": ep.template,
-            "flavor": ep.flavor,
-            "gpu_type": ep.gpu_type,
-            "gpu_count": ep.gpu_count,
-            "hf_model_repo": ep.model,
-            "model_path": ep.model,
-            "revision": ep.revision,
-            "file_path": ep.file_path,
-            "deployment_name": ep.deployment_name,
-            "args": ep.args or {},
-            "resources": ep.resources or {},
-        }
-        out.update({k: values[k] for k in _SOURCES[EndpointKind(ep.kind)]})
+        renamed = {"hf_model_repo": ep.model, "model_path": ep.model, "args": ep.args or {}, "resources": ep.resources or {}}
+        out.update({k: renamed[k] if k in renamed else getattr(ep, k) for k in _SOURCES[EndpointKind(ep.kind)]})
         return {k: v for k, v in out.items() if v is not None}
 
     def _set_desired(self, who: Principal, ref: str | int, desired: Desired, kind: EventKind, message: str) -> EndpointPublic:

@@ -22,6 +22,7 @@ from rota.domain.schedule import ScheduleSpec, TaskType, next_occurrence, to_loc
 from rota.domain.tasks import ScheduleEntry, TaskCreate, TaskPublic, TaskStatus, TaskUpdate
 from rota.services import Hooks, merge, merge_env, views
 from rota.services.auth import Principal
+from rota.services.builds import llm_defaults
 from rota.services.endpoints import EndpointService
 from rota.services.events import record, transition
 from rota.store.db import Database
@@ -110,6 +111,13 @@ class TaskService:
         return self.endpoints.insert(s, who.project_id, build, data.name, data.name, data.env, now, owner=task)
 
     @staticmethod
+    def _names(s: Session, who: Principal, ref: str, ep: EndpointRow) -> bool:
+        try:
+            return EndpointService.find(s, who, ref).id == ep.id
+        except NotFound:
+            return False
+
+    @staticmethod
     def _target(s: Session, who: Principal, ref: str, task: TaskRow | None = None) -> EndpointRow:
         """The endpoint a task is to drive: one of the project's, and no other task's own
         application (that one lives and dies with its task)."""
@@ -163,13 +171,20 @@ class TaskService:
                 raise Conflict(f"task {task.name} drives an endpoint that no longer exists: delete it", field="endpoint")
             owned = ep.owner_task_id == task.id
             current = self._as_create(task, ep, owned)
-            merged = {**current, **patch.model_dump(exclude_unset=True, mode="json")}
+            sent_json = patch.model_dump(exclude_unset=True, mode="json")
+            if owned and sent.get("endpoint") is not None and self._names(s, who, sent["endpoint"], ep):
+                del sent["endpoint"], sent_json["endpoint"]  # its own application by name: nothing to switch
+            merged = {**current, **sent_json}
             if patch.env is not None:
                 merged["env"] = merge_env(current.get("env", {}), patch.env)
             if sent.get("endpoint") is not None:  # switching targets drops the other side
                 merged = {k: v for k, v in merged.items() if k in sent or k not in APP_FIELDS}
             elif {"file_path", "deployment_name"} & sent.keys():
                 merged.pop("endpoint", None)
+            if isinstance(merged.get("args"), dict):
+                merged["args"] = llm_defaults(
+                    merged.get("file_path"), merged["args"], ep.routing_key if owned else merged["name"]
+                )
             new, changed = merge(TaskCreate, current, merged, sent)
             self._check(who, new)
             target = self._target(s, who, new.endpoint, task) if new.endpoint else None

@@ -18,10 +18,14 @@ def rows(name: str) -> list[dict[str, Any]]:
 
 
 def insert(name: str, values: list[dict[str, Any]]) -> None:
-    if values:
-        op.bulk_insert(
-            sa.Table(name, sa.MetaData(), autoload_with=op.get_bind()), [{k: aware(v) for k, v in r.items()} for r in values]
-        )
+    """Write rows back; a None in a JSON column is SQL NULL, as the store writes it."""
+    if not values:
+        return
+    table = sa.Table(name, sa.MetaData(), autoload_with=op.get_bind())
+    for column in table.columns:
+        if isinstance(column.type, sa.JSON):
+            column.type = sa.JSON(none_as_null=True)
+    op.bulk_insert(table, [{k: aware(v) for k, v in r.items()} for r in values])
 
 
 def aware(v: Any) -> Any:

@@ -72,9 +72,12 @@ def upgrade() -> None:
 
 
 def _endpoint(e: dict[str, Any], cipher: Any, taken: dict[str, set[Any]], events: list[dict[str, Any]]) -> dict[str, Any]:
-    name = e["name"]
-    if (e["project_id"], name) in taken["name"]:
-        name = f"{name[: 62 - len(str(e['id']))]}-{e['id']}"
+    name, n = e["name"], 0
+    while (e["project_id"], name) in taken["name"]:
+        n += 1
+        suffix = f"-{e['id']}" + (f"-{n}" if n > 1 else "")
+        name = f"{e['name'][: 63 - len(suffix)]}{suffix}"
+    if name != e["name"]:
         message = f"renamed from {e['name']!r} to {name!r}: endpoint names are unique in a project now"
         data = {"from": e["name"], "to": name}
         events.append(
@@ -91,6 +94,7 @@ def _endpoint(e: dict[str, Any], cipher: Any, taken: dict[str, set[Any]], events
     token = secrets.token_urlsafe(32)
     return {
         **{k: e[k] for k in _COMMON},
+        "resources": _resources(e["resources"]),
         "name": name,
         "routing_key": e["routing_key"],
         "kind": kind,
@@ -126,19 +130,7 @@ def _endpoint(e: dict[str, Any], cipher: Any, taken: dict[str, set[Any]], events
     }
 
 
-_COMMON = (
-    "id",
-    "project_id",
-    "file_path",
-    "deployment_name",
-    "ingress",
-    "resources",
-    "desired",
-    "applied_min",
-    "applied_max",
-    "created_at",
-    "updated_at",
-)
+_COMMON = tuple("id project_id file_path deployment_name ingress desired applied_min applied_max created_at updated_at".split())
 
 
 def _owned(t: dict[str, Any], id_: int, cipher: Any, taken: dict[str, set[Any]]) -> dict[str, Any]:
@@ -147,9 +139,11 @@ def _owned(t: dict[str, Any], id_: int, cipher: Any, taken: dict[str, set[Any]])
     app = t["name"] if project == 1 else f"p{project}-{t['name']}"
     if app in taken["app"] or app == "rota-gateway" or re.fullmatch(r"ep-[0-9]+", app):
         app = f"ep-{id_}"  # a name Rota now generates (it clashed before, too)
-    name = t["name"]
+    name, n = t["name"], 0
     while (project, name) in taken["name"] or (project, name) in taken["key"]:
-        name = f"{name[:59]}-app"
+        n += 1
+        suffix = "-app" if n == 1 else f"-app{n}"
+        name = f"{t['name'][: 63 - len(suffix)]}{suffix}"
     for key, value in (("name", (project, name)), ("key", (project, name)), ("app", app)):
         taken[key].add(value)
     status = APP_STATUS.get(t["app_status"], "PENDING" if t["desired_min"] is None else "INITIALIZING")
@@ -170,8 +164,8 @@ def _owned(t: dict[str, Any], id_: int, cipher: Any, taken: dict[str, set[Any]])
         "file_path": t["file_path"],
         "deployment_name": t["deployment_name"],
         "ingress": t["ingress"],
-        "args": t["args"] or {},
-        "resources": t["resources"] or {},
+        "args": _llm_args(t["args"] or {}, name) if t["file_path"] == "serve" else t["args"] or {},
+        "resources": _resources(t["resources"]),
         "engine": {},
         "scaling": None,
         "env": cipher.encrypt_map(t["env"] or {}),
@@ -213,6 +207,28 @@ _LIMITS = {
     "max_input_length": 10_000_000,
     "max_queued_requests": 1_000_000,
 }
+
+
+def _resources(values: dict[str, Any] | None) -> dict[str, Any]:
+    """Ray actor options within the bounds the schema now sets (0.1 took any numbers)."""
+    v, out = values or {}, {}
+    for key, top in (("num_cpus", 1024), ("num_gpus", 64)):
+        if isinstance(v.get(key), (int, float)) and v[key] >= 0:
+            out[key] = min(v[key], top)
+    if out.get("num_cpus") == 0:
+        del out["num_cpus"]
+    if isinstance(v.get("accelerator_type"), str) and re.fullmatch(r"[A-Za-z0-9_-]{1,32}", v["accelerator_type"]):
+        out["accelerator_type"] = v["accelerator_type"]
+    return out
+
+
+def _llm_args(args: dict[str, Any], routing_key: str) -> dict[str, Any]:
+    """A task's vLLM application as one created now: it answers to its routing key and says
+    where its model comes from (it rolls at the upgrade anyway, for its new token)."""
+    out = {"served_model_name": routing_key, **{k: v for k, v in args.items() if k not in ("api_key", "report_url")}}
+    if isinstance(out.get("model"), str) and out.get("model_source", "auto") == "auto":
+        out["model_source"] = "local" if out["model"].startswith(("/", ".", "~")) else "hub"
+    return out
 
 
 def _clamped(values: dict[str, Any] | None) -> dict[str, Any] | None:

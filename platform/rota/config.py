@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     ray_gcs_port: int = 6379
     ray_client_server_port: int = 10001
     ray_dashboard_agent_port: int = 52365
+    # True: applications on the cluster that Rota did not deploy are removed at its next
+    # PUT. Default: true for the embedded head (Rota's alone), false for ray_address.
+    ray_own_cluster: bool | None = None
     ray_num_cpus: int | None = None
     ray_temp_dir: Path | None = None  # default: /tmp/rota-ray-<dashboard port>
     # Embedded head: unset, every Ray port listens on loopback only (a single-node
@@ -100,6 +103,10 @@ class Settings(BaseSettings):
     @property
     def embedded_ray(self) -> bool:
         return not self.ray_address
+
+    @property
+    def owns_cluster(self) -> bool:
+        return self.embedded_ray if self.ray_own_cluster is None else self.ray_own_cluster
 
     @property
     def dashboard_url(self) -> str:

@@ -48,6 +48,8 @@ def digest(value: str) -> str:
 class Cipher:
     def __init__(self, key: str):
         self._fernet = Fernet(key.encode())
+        # Names this Rota (the mark on its applications) without revealing the key.
+        self.owner_id = hashlib.sha256(b"rota-owner:" + key.encode()).hexdigest()[:16]
 
     @classmethod
     def load(cls, key: str | None, path: Path) -> Cipher:

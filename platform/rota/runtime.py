@@ -70,6 +70,8 @@ class Runtime:
             settings.reconcile_interval_s,
             gateway=gateway,
             report_url=f"{settings.control_url}/internal/v1/phase",
+            owner=self.cipher.owner_id,
+            own_cluster=settings.owns_cluster,
         )
         self.scheduler = Scheduler(
             self.db, timedelta(seconds=settings.one_off_grace_s), self.reconciler.nudge, settings.sweep_interval_s
@@ -77,10 +79,10 @@ class Runtime:
         hooks = Hooks(self.scheduler.sync, self.reconciler.nudge)
         self.catalog = load_catalog(settings.templates_path)
         builder = Builder(settings, self.catalog, settings.policy(), make_tiny=_make_tiny)
-        self.endpoints = EndpointService(self.db, settings, builder, self.cipher, hooks)
+        self.endpoints = EndpointService(self.db, settings, builder, self.cipher, hooks, held=lambda: self.reconciler.held)
         self.tasks = TaskService(self.db, settings, self.endpoints, hooks)
         self.events = EventService(self.db)
-        self.cluster = ClusterService(self.db, self.cipher)
+        self.cluster = ClusterService(self.db, self.cipher, ray=self.ray, held=lambda: self.reconciler.held)
         self.auth = AuthService(self.db)
         self.ray_start_error: str | None = None
 

@@ -56,4 +56,20 @@ class Cluster:
             "ROTA_RAY_AUTH_TOKEN_PATH": str(self.settings.token_path),
             "ROTA_SERVE_PORT": str(self.settings.serve_port),
             "ROTA_SERVE_APPS_PATH": self.settings.serve_apps_path,
+            # The session's cluster is the tests' own: what an earlier test's server left is removed.
+            "ROTA_RAY_OWN_CLUSTER": "true",
         }
+
+    def ray_env(self) -> dict[str, str]:
+        """What a Ray driver or Ray's CLI needs to reach this cluster."""
+        return {
+            **{k: v for k, v in os.environ.items() if not k.startswith("ROTA_")},
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN_PATH": str(self.settings.token_path),
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+            "PYTHONPATH": self.settings.serve_apps_path,
+        }
+
+    @property
+    def gcs_address(self) -> str:
+        return f"127.0.0.1:{self.settings.ray_gcs_port}"

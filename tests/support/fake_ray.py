@@ -3,7 +3,8 @@
 It behaves like Ray Serve in the ways the reconciler relies on: a PUT replaces the set
 of applications; a change of autoscaling settings only keeps the running replicas and
 adds/removes some; any other change replaces them; apps named in `failing` fail; a PUT
-with an app named in `refuse` is refused as a whole (a 400), naming it.
+with an app named in `refuse` is refused as a whole (a 400), naming it; applications
+deployed "imperatively" (``source``) stay through every PUT, as `serve.run`'s do.
 """
 
 from __future__ import annotations
@@ -41,9 +42,11 @@ class FakeRay:
                 name,
                 "DEPLOY_FAILED" if failed else "RUNNING",
                 self.failing.get(name, ""),
-                a["config"],
+                None if a.get("source") == "imperative" else a["config"],
                 a["target"],
                 () if failed else tuple(a["replicas"]),
+                route_prefix=a["config"]["route_prefix"],
+                source=a.get("source", "declarative"),
             )
         routes = {a["config"]["route_prefix"]: n for n, a in self.apps.items() if n not in self.unrouted}
         return Observation(True, out, routes=routes)
@@ -58,11 +61,18 @@ class FakeRay:
                     f"1 validation error for ServeDeploySchema\napplications.{i}.deployments\n  bad config of {name}"
                 )
         assert len(names) == len(set(names)), f"duplicate names in a PUT: {names}"
+        routes = [c["route_prefix"] for c in configs]
+        assert len(routes) == len(set(routes)), f"duplicate routes in a PUT: {routes}"
+        # Applications deployed with serve.run: a PUT neither removes nor may name them.
+        new = {n: a for n, a in self.apps.items() if a.get("source") == "imperative"}
+        if taken := set(new) & set(names):
+            raise RayRejected(f"Cannot overwrite imperatively deployed applications: {sorted(taken)}")
         self.puts += 1
-        new = {}
         for cfg in configs:
             old = self.apps.get(cfg["name"])
-            auto = cfg["deployments"][0]["autoscaling_config"]
+            dep = cfg["deployments"][0]
+            fixed = dep.get("num_replicas", 1)
+            auto = dep.get("autoscaling_config") or {"min_replicas": fixed, "max_replicas": fixed}
             lo, hi = int(auto["min_replicas"]), int(auto["max_replicas"])
             target = max(lo, int(auto.get("initial_replicas") or 0)) if not old else min(max(old["target"], lo), hi)
             same_code = old and {k: v for k, v in old["config"].items() if k != "deployments"} == {

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 
 from rota import __version__
-from rota.api import endpoints, errors, events, internal, keys, tasks
+from rota.api import cluster, endpoints, errors, events, internal, keys, tasks
 from rota.api.deps import Who, runtime
 from rota.api.limits import BodyLimit
 from rota.config import Settings
@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
         title="Rota", version=__version__, description="Scheduled, dedicated LLM endpoints on Ray Serve.", lifespan=lifespan
     )
     errors.install(app)
-    for module in (tasks, endpoints, events, keys, internal):
+    for module in (tasks, endpoints, events, keys, cluster, internal):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from rota.cli import endpoints, keys, tasks
+from rota.cli import cluster, endpoints, keys, tasks
 from rota.cli.client import api, table
 from rota.cli.manifest import apply_manifest, load_manifest
 from rota.config import ClientSettings
@@ -18,6 +18,7 @@ app.add_typer(tasks.app, name="tasks")
 app.add_typer(endpoints.app, name="endpoints")
 app.add_typer(templates_app, name="templates")
 app.add_typer(keys.app, name="keys")
+app.add_typer(cluster.app, name="cluster")
 app.add_typer(models_app, name="models")
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from rota.domain.specs import AUTOSCALING_KEYS, AppSpec
+from rota.domain.specs import AUTOSCALING_KEYS, OWNER_ENV, AppSpec
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,18 @@ class ObservedApp:
     starting: int = 0  # replicas placed on a node, not yet running
     pending: int = 0  # replicas waiting for resources
     stopping: int = 0  # replicas draining before they go (they still answer)
+    route_prefix: str | None = None
+    source: str = "declarative"  # "imperative": deployed with serve.run (a PUT never removes it)
+
+    @property
+    def owner(self) -> str | None:
+        """The Rota that deployed it (its mark), if any."""
+        env = ((self.deployed_config or {}).get("runtime_env") or {}).get("env_vars") or {}
+        return env.get(OWNER_ENV) if isinstance(env, dict) else None
+
+    @property
+    def import_path(self) -> str | None:
+        return (self.deployed_config or {}).get("import_path")
 
 
 @dataclass(frozen=True)
@@ -99,16 +111,42 @@ def config_matches(deployed: dict[str, Any] | None, spec: AppSpec) -> bool:
     return not config_diff(deployed, spec)
 
 
-def screen(specs: list[AppSpec]) -> tuple[list[AppSpec], dict[str, str]]:
+def marked(spec: AppSpec, owner: str | None, observed: ObservedApp | None) -> AppSpec:
+    """``spec`` with this Rota's mark, except on an application it deployed before it
+    marked them while only its bounds change: adding the mark would restart its replicas."""
+    if owner is None:
+        return spec
+    if observed is not None and observed.owner is None and observed.deployed_config is not None:
+        plain = replace(spec, owner=None)
+        if not {"route_prefix", "import_path", "args", "env"} & set(config_diff(observed.deployed_config, plain)):
+            return plain
+    return replace(spec, owner=owner)
+
+
+def foreign(observation: Observation, owner: str, mine: list[AppSpec]) -> dict[str, ObservedApp]:
+    """The applications on the cluster that are not this Rota's: not marked as its own,
+    and not one it deployed before it marked them (unmarked, with the exact name and
+    import path of one of ``mine``: Rota 0.1's). Rota never changes, scales or deletes them."""
+    legacy = {(s.name, s.import_path) for s in mine}
+    return {
+        n: a
+        for n, a in observation.apps.items()
+        if a.owner != owner and (a.owner is not None or (n, a.import_path) not in legacy)
+    }
+
+
+def screen(specs: list[AppSpec], held: dict[str, ObservedApp] | None = None) -> tuple[list[AppSpec], dict[str, str]]:
     """Specs Ray Serve can take together, and why each other one cannot.
 
     Ray Serve refuses a whole config in which two applications share a name or a route
     prefix, and a config that is not plain JSON cannot be sent at all; one such
     application must not stop every other one from being reconciled.
-    Earlier specs win (the caller puts the gateway first, then endpoints oldest first).
+    Earlier specs win (the caller puts the gateway first, then endpoints oldest first);
+    applications Rota did not deploy (``held``) win over all of them.
     """
-    names: set[str] = set()
-    routes: dict[str, str] = {}
+    held = held or {}
+    names: set[str] = set(held)
+    routes: dict[str, str] = {a.route_prefix: n for n, a in held.items() if a.route_prefix}
     ok, rejected = [], {}
     for s in specs:
         try:
@@ -116,10 +154,12 @@ def screen(specs: list[AppSpec]) -> tuple[list[AppSpec], dict[str, str]]:
         except (TypeError, ValueError) as e:
             rejected[s.name] = f"its configuration is not plain JSON: {e}"
             continue
+        by = " (one Rota did not deploy: it is left as it is)"
         if s.name in names:
-            rejected[s.name] = f"another application is already named {s.name!r}"
+            rejected[s.name] = f"another application is already named {s.name!r}" + (by if s.name in held else "")
         elif s.route_prefix in routes:
-            rejected[s.name] = f"route {s.route_prefix} is already served by another application"
+            other = routes[s.route_prefix]
+            rejected[s.name] = f"route {s.route_prefix} is already served by another application" + (by if other in held else "")
         else:
             names.add(s.name)
             routes[s.route_prefix] = s.name

@@ -14,6 +14,9 @@ from typing import Any
 
 GATEWAY_APP = "rota-gateway"
 GATEWAY_ROUTE = "/"
+# Set on every application Rota deploys: which Rota (a digest of its secret key) it is.
+# On a shared cluster, applications without this Rota's mark are left as they are.
+OWNER_ENV = "ROTA_OWNER"
 # Settings Rota sets on the autoscaling config besides the bounds (compared to detect a change).
 AUTOSCALING_KEYS = (
     "initial_replicas",
@@ -38,6 +41,7 @@ class AppSpec:
     env: dict[str, str] = field(default_factory=dict)
     ray_actor_options: dict[str, Any] = field(default_factory=dict)
     autoscaling: dict[str, Any] = field(default_factory=dict)  # AUTOSCALING_KEYS
+    owner: str | None = None  # OWNER_ENV's value
 
     def to_serve_config(self) -> dict[str, Any]:
         """This application as an entry of Ray Serve's declarative config."""
@@ -54,8 +58,9 @@ class AppSpec:
             "args": dict(self.args),
             "deployments": [deployment],
         }
-        if self.env:
-            cfg["runtime_env"] = {"env_vars": dict(self.env)}
+        env = {**self.env, OWNER_ENV: self.owner} if self.owner else self.env
+        if env:
+            cfg["runtime_env"] = {"env_vars": dict(env)}
         return cfg
 
 

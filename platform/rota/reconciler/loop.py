@@ -1,8 +1,9 @@
 """Converge Ray Serve to the desired applications of all endpoints, forever.
 
 Each tick: load one snapshot of the endpoints (database) -> build every spec once ->
-observe (Ray) -> decide (pure) -> apply (PUT the whole declarative config) -> record what
-was observed and exactly what was PUT (statuses, events). Ticks run every ``interval``
+observe (Ray) -> decide (pure) -> apply (PUT the whole declarative config: Rota's
+applications, and unchanged every one it did not deploy, unless the cluster is Rota's
+alone) -> record what was observed and exactly what was PUT (statuses, events). Ticks run every ``interval``
 seconds and at once when nudged (after a fire or an edit). A tick never raises out of
 the loop; Ray being down is an observation, not an error.
 """
@@ -14,6 +15,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import not_, or_, select
@@ -22,13 +24,13 @@ from sqlalchemy.orm import Session
 from rota.crypto import Cipher
 from rota.domain.endpoints import Desired, Scaling
 from rota.domain.errors import RayRejected, RayUnavailable
-from rota.domain.events import EventKind
-from rota.domain.reconcile import Observation, config_matches, decide, refused, screen, why_refused
+from rota.domain.reconcile import Observation, ObservedApp, config_matches, decide, foreign, marked, refused, screen, why_refused
 from rota.domain.specs import AppSpec, EndpointState, endpoint_spec
 from rota.domain.status import EndpointStatus, Observed, Phase, Replicas, derive
+from rota.reconciler.applied import record_applied
 from rota.serve.client import RayServe
 from rota.services import views
-from rota.services.events import record, set_endpoint_status
+from rota.services.events import set_endpoint_status
 from rota.store.db import Database
 from rota.store.tables import EndpointRow, utcnow
 
@@ -84,11 +86,17 @@ class Reconciler:
         clock: Callable[[], datetime] = utcnow,
         gateway: AppSpec | None = None,
         report_url: str | None = None,
+        owner: str | None = None,
+        own_cluster: bool = True,
     ):
         """``gateway``: the OpenAI base URL application, always deployed when given;
-        ``report_url``: where starting replicas report their phase."""
+        ``report_url``: where starting replicas report their phase; ``owner``: the mark
+        set on every application this Rota deploys; ``own_cluster``: every other
+        application on the cluster is removed (else each is left as it is)."""
         self.db, self.ray, self.cipher, self.clock = db, ray, cipher, clock
         self.gateway, self.report_url, self.interval = gateway, report_url, interval
+        self.owner, self.own_cluster = owner, own_cluster
+        self.held: dict[str, ObservedApp] = {}  # applications on the cluster that are not Rota's (last tick)
         self._nudge, self._stop = threading.Event(), threading.Event()
         self._thread: threading.Thread | None = None
         self.ticks = 0
@@ -145,20 +153,32 @@ class Reconciler:
 
     def tick(self) -> None:
         states, unreadable = self.load()
-        specs = {st.id: endpoint_spec(st, self.report_url) for st in states}
-        wanted = ([self.gateway] if self.gateway else []) + [sp for sp in specs.values() if sp is not None]
-        ok, rejected = screen(wanted)
         observation = self.ray.observe()
-        keep = set(rejected) | unreadable
-        decision = decide(ok, observation, keep=frozenset(keep))
+        specs = {st.id: self._marked(endpoint_spec(st, self.report_url), observation) for st in states}
+        wanted = [sp for sp in (self._marked(self.gateway, observation), *specs.values()) if sp is not None]
+        if observation.reachable:
+            self.held = {} if self.own_cluster or not self.owner else foreign(observation, self.owner, wanted)
+        ok, rejected = screen(wanted, self.held)
+        for name, why in rejected.items():
+            if self.gateway and name == self.gateway.name:
+                log.warning("the base URL cannot be deployed: %s", why)
+        keep = set(rejected) | unreadable | set(self.held)
+        decision = decide(ok, self._own(observation), keep=frozenset(keep))
         put: set[str] = set()
         self.ray_error = observation.error
         if decision.put and observation.reachable:
             log.info("applying %d application(s): %s", len(ok), "; ".join(decision.reasons))
             put, observation = self._apply(ok, observation, rejected, keep)
         self.ray_reachable = observation.reachable
-        self._record(states, specs, rejected, put, decision.missing, observation)
+        self._record(states, specs, rejected, put, decision.missing, self._own(observation))
         self.ticks += 1
+
+    def _marked(self, spec: AppSpec | None, observation: Observation) -> AppSpec | None:
+        return None if spec is None else marked(spec, self.owner, observation.apps.get(spec.name))
+
+    def _own(self, observation: Observation) -> Observation:
+        """What Ray reports without the applications that are not Rota's."""
+        return replace(observation, apps={n: a for n, a in observation.apps.items() if n not in self.held})
 
     def _apply(
         self, specs: list[AppSpec], observation: Observation, rejected: dict[str, str], keep: set[str]
@@ -168,7 +188,11 @@ class Reconciler:
         rest. A refusal that names no application changes nothing: the next tick retries."""
         for _ in range(3):
             sent = {s.name for s in specs}
-            kept = [a.deployed_config for n, a in observation.apps.items() if n in keep - sent and a.deployed_config]
+            kept = [
+                a.deployed_config
+                for n, a in observation.apps.items()
+                if n in keep - sent and a.deployed_config and a.source != "imperative"  # a PUT keeps those anyway
+            ]
             try:
                 self.ray.apply([s.to_serve_config() for s in specs] + kept)
                 return sent, self.ray.observe()
@@ -204,7 +228,7 @@ class Reconciler:
                 if ep is None:
                     continue  # deleted meanwhile
                 if spec is not None and spec.name in put:
-                    _record_applied(s, ep, spec, st.applied, spec.name in missing, now)
+                    record_applied(s, ep, spec, st.applied, spec.name in missing, now)
                 self._record_endpoint(s, ep, st, spec, rejected.get(st.app_name), observation, now)
 
     @staticmethod
@@ -246,47 +270,3 @@ class Reconciler:
             s.delete(ep)  # its events stay
         elif derived.status in (EndpointStatus.STOPPED, EndpointStatus.PENDING):
             ep.applied_min = ep.applied_max = None  # a start deploys afresh
-
-
-def _record_applied(
-    s: Session, ep: EndpointRow, spec: AppSpec, before: tuple[int, int] | None, was_missing: bool, now: datetime
-) -> None:
-    """Events for what Ray Serve just took: a first deploy, a redeploy of an application
-    Ray lost (e.g. a restarted cluster), or an in-place rescale. ``before`` is what the
-    snapshot said was applied; what is recorded is exactly what was PUT."""
-    new = (spec.min_replicas, spec.max_replicas)
-    data = {"min_replicas": new[0], "max_replicas": new[1]}
-    if was_missing and before is not None:
-        record(
-            s,
-            ep,
-            EventKind.DEPLOYING,
-            f"redeploying with replicas {_b(*new)}: Ray Serve no longer had it",
-            {**data, "redeploy": True},
-            at=now,
-        )
-    elif before == new:
-        return
-    elif before is None:
-        record(
-            s,
-            ep,
-            EventKind.DEPLOYING,
-            f"deploying {spec.import_path} at {spec.route_prefix} with replicas {_b(*new)}",
-            data,
-            at=now,
-        )
-    else:
-        record(
-            s,
-            ep,
-            EventKind.SCALED,
-            f"scaled {_b(*before)} -> {_b(*new)} in place",
-            {"from": {"min_replicas": before[0], "max_replicas": before[1]}, "to": data},
-            at=now,
-        )
-    ep.applied_min, ep.applied_max = new
-
-
-def _b(lo: int, hi: int) -> str:
-    return f"{lo}" if lo == hi else f"{lo}..{hi}"

@@ -98,6 +98,8 @@ def parse_applications(body: dict[str, Any]) -> dict[str, ObservedApp]:
             starting=placed,
             pending=len(coming) - placed + unlisted,
             stopping=sum(1 for r in listed if r.get("state") == "STOPPING"),
+            route_prefix=a.get("route_prefix") or (cfg or {}).get("route_prefix"),
+            source=str(a.get("source") or "declarative").lower(),
         )
     return apps
 

@@ -1,9 +1,10 @@
-"""What the cluster asks of the control plane: the gateway's routing table, and the phase
-a starting replica reports. Both are authenticated by cluster tokens, not user keys."""
+"""The cluster and the control plane: what the cluster asks of it (the gateway's routing
+table, the phase a starting replica reports: authenticated by cluster tokens, not user
+keys), and what an operator sees of the cluster (every application, and whose it is)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,12 +13,16 @@ from sqlalchemy import select
 
 from rota.crypto import Cipher, digest
 from rota.domain.endpoints import Desired, Engine
-from rota.domain.specs import capacity
+from rota.domain.errors import Forbidden, RayUnavailable
+from rota.domain.reconcile import ObservedApp
+from rota.domain.specs import GATEWAY_APP, capacity
 from rota.domain.status import Derived, EndpointStatus, Phase
+from rota.serve.client import RayServe
 from rota.services import views
+from rota.services.auth import Principal
 from rota.services.events import set_endpoint_status
 from rota.store.db import Database
-from rota.store.tables import EndpointRow, ProjectRow, utcnow
+from rota.store.tables import EndpointRow, ProjectRow, TaskRow, utcnow
 
 
 @dataclass
@@ -25,6 +30,36 @@ class ClusterService:
     db: Database
     cipher: Cipher
     clock: Callable[[], datetime] = utcnow
+    ray: RayServe | None = None
+    held: Callable[[], Mapping[str, ObservedApp]] = dict  # the applications that are not Rota's
+    gateway: str = GATEWAY_APP
+
+    def apps(self, who: Principal) -> list[dict[str, Any]]:
+        """Every application on the cluster with whose it is: an endpoint's (a task's own
+        included), Rota's base URL, or ``foreign`` (Rota leaves it as it is). Admin keys
+        only: the names are every project's."""
+        if not who.admin:
+            raise Forbidden("the cluster's applications are listed to admin keys only")
+        assert self.ray is not None
+        observation, held = self.ray.observe(), self.held()
+        if not observation.reachable:
+            raise RayUnavailable(observation.error or "Ray is unreachable")
+        with self.db.session() as s:
+            rows = s.execute(
+                select(EndpointRow.app_name, EndpointRow.id, EndpointRow.name, ProjectRow.name, TaskRow.name)
+                .join(ProjectRow, ProjectRow.id == EndpointRow.project_id)
+                .outerjoin(TaskRow, TaskRow.id == EndpointRow.owner_task_id)
+            ).all()
+        ours = {r[0]: {"endpoint": {"id": r[1], "name": r[2], "project": r[3]}, "task": r[4]} for r in rows}
+        out = []
+        for name, a in sorted(observation.apps.items()):
+            owner: dict[str, Any] = {"kind": "foreign"}
+            if name not in held and name in ours:
+                owner = {"kind": "task" if ours[name]["task"] else "endpoint", **ours[name]}
+            elif name not in held and name == self.gateway:
+                owner = {"kind": "gateway"}
+            out.append({"name": name, "route_prefix": a.route_prefix, "status": a.status, "source": a.source, "owner": owner})
+        return out
 
     def report_phase(self, token: str, phase: Phase) -> bool:
         """A starting replica says what it is doing (e.g. downloading the model); it

@@ -9,7 +9,7 @@ another project's endpoint is a 404.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,6 +23,7 @@ from rota.domain.endpoints import Desired, EndpointCreate, EndpointKind, Endpoin
 from rota.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from rota.domain.events import EventKind
 from rota.domain.names import by_id_or_name
+from rota.domain.reconcile import ObservedApp
 from rota.domain.status import EndpointStatus, Phase
 from rota.services import Hooks, merge, merge_env, views
 from rota.services.auth import Principal
@@ -49,6 +50,7 @@ class EndpointService:
     cipher: Cipher
     hooks: Hooks = field(default_factory=Hooks)
     clock: Callable[[], datetime] = utcnow
+    held: Callable[[], Mapping[str, ObservedApp]] = dict  # applications on the cluster that are not Rota's
 
     # ------------------------------------------------------------ reads
 
@@ -145,7 +147,7 @@ class EndpointService:
         self._apply(ep, build)
         s.add(ep)
         s.flush()
-        ep.app_name, ep.route_prefix = f"ep-{ep.id}", route or f"/ep/{ep.id}"
+        ep.app_name, ep.route_prefix = self._free(f"ep-{ep.id}", route or f"/ep/{ep.id}")
         s.flush()  # a route another endpoint serves is a 409 here
         source = (
             f"template {build.template} ({build.flavor}, {build.gpu_count}x {build.gpu_type})"
@@ -154,15 +156,17 @@ class EndpointService:
         )
         b = views.bounds(ep)
         size = f"replicas {b.min}..{b.max}" if b else "replicas set by its schedule"
-        record(
-            s,
-            ep,
-            EventKind.CREATED,
-            f"created from {source} as model {routing_key!r} at {ep.route_prefix}, {size}",
-            {"routing_key": routing_key, "route": ep.route_prefix},
-            at=now,
-        )
+        message = f"created from {source} as model {routing_key!r} at {ep.route_prefix}, {size}"
+        record(s, ep, EventKind.CREATED, message, {"routing_key": routing_key, "route": ep.route_prefix}, at=now)
         return ep
+
+    def _free(self, name: str, route: str) -> tuple[str, str]:
+        """A name and route no application Rota did not deploy holds (on a shared cluster)."""
+        held = self.held()
+        while name in held or route in {a.route_prefix for a in held.values()}:
+            suffix = secrets.token_hex(2)
+            name, route = f"{name}-{suffix}", f"{route}-{suffix}"
+        return name, route
 
     @staticmethod
     def _apply(ep: EndpointRow, b: Build) -> None:

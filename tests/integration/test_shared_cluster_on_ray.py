@@ -79,12 +79,20 @@ def test_applications_rota_did_not_deploy_run_on_through_its_work_and_a_restart(
     srv.api.patch("/endpoints/chat", json={"scaling": {"replicas": 2}}).raise_for_status()
     wait_endpoint(srv, "chat", lambda e: e["status"] == "RUNNING" and e["replicas"]["running"] == 2, what="rescaled")
 
-    apps = {a["name"]: a for a in srv.api.get("/cluster/apps").json()}
-    assert {n: (apps[n]["owner"]["kind"], apps[n]["source"]) for n in ("team", "driver")} == {
+    # The gateway an earlier server left is deleted by `serve deploy`'s PUT (Rota must not bring it back): then Rota's.
+    listed = wait_until(
+        lambda: (
+            (a := {a["name"]: a for a in srv.api.get("/cluster/apps").json()}).get("rota-gateway", {}).get("owner")
+            == {"kind": "gateway"}
+            and a
+        ),
+        90,
+        what="Rota's own gateway listed",
+    )
+    assert {n: (listed[n]["owner"]["kind"], listed[n]["source"]) for n in ("team", "driver")} == {
         "team": ("foreign", "declarative"),
         "driver": ("foreign", "imperative"),
     }
-    assert apps["rota-gateway"]["owner"]["kind"] == "gateway"
 
     srv.stop()
     srv.start()  # a restart: the new process knows only what the cluster and its store say

@@ -27,6 +27,7 @@ class FakeRay:
         self.failing: dict[str, str] = {}
         self.refuse: set[str] = set()
         self.unrouted: set[str] = set()  # apps whose HTTP route is not served yet
+        self.deleting: set[str] = set()  # apps another client's PUT left out: Ray is deleting them
         self.on_observe: Callable[[], None] | None = None  # runs inside observe (e.g. a fire racing the tick)
 
     def observe(self) -> Observation:
@@ -40,7 +41,7 @@ class FakeRay:
             failed = name in self.failing
             out[name] = ObservedApp(
                 name,
-                "DEPLOY_FAILED" if failed else "RUNNING",
+                "DEPLOY_FAILED" if failed else "DELETING" if name in self.deleting else "RUNNING",
                 self.failing.get(name, ""),
                 None if a.get("source") == "imperative" else a["config"],
                 a["target"],

@@ -81,6 +81,14 @@ def test_a_foreign_application_on_the_base_urls_route_keeps_it_and_endpoints_sti
     assert client.get("/api/v1/endpoints/chat").json()["status"] == "RUNNING"
 
 
+def test_an_application_its_owner_is_deleting_is_not_brought_back(client, ray):
+    deploy_foreign(ray)
+    ray.deleting.add("team")  # its owner's own PUT left it out
+    client.post("/api/v1/endpoints", json=endpoint("chat", scaling={"replicas": 1})).raise_for_status()
+    tick(client)
+    assert "team" not in ray.apps and any(n.startswith("ep-") for n in ray.apps)
+
+
 def test_on_a_cluster_that_is_rotas_alone_the_rest_is_removed(client, ray):
     client.rt.reconciler.own_cluster = True
     deploy_foreign(ray)

@@ -191,7 +191,8 @@ class Reconciler:
             kept = [
                 a.deployed_config
                 for n, a in observation.apps.items()
-                if n in keep - sent and a.deployed_config and a.source != "imperative"  # a PUT keeps those anyway
+                # serve.run's are kept by Ray anyway; one being deleted must not come back
+                if n in keep - sent and a.deployed_config and a.source != "imperative" and a.status != "DELETING"
             ]
             try:
                 self.ray.apply([s.to_serve_config() for s in specs] + kept)

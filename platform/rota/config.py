@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     # Endpoints, the security policy and the OpenAI base URL (the gateway on the Serve port)
     templates_path: Path | None = None  # default: the catalog shipped in rota/catalog/templates.yaml
     max_replicas: int = Field(10, ge=1, le=10_000)  # per endpoint and per schedule entry
-    max_endpoints: int = Field(100, ge=1)  # per project, task applications included
+    max_endpoints: int = Field(100, ge=1)  # per project for ordinary keys, task applications included
     model_roots: str | None = None  # os.pathsep-separated; default: <home>/models
     allowed_env: str = ""  # comma-separated names (or PREFIX_*) ordinary keys may set besides the built-in ones
     allowed_engine_args: str = ""  # comma-separated vLLM flags ordinary keys may set besides the built-in ones

@@ -352,6 +352,7 @@ def test_a_project_holds_at_most_max_endpoints_and_others_are_unaffected(member)
         assert r.status_code == 403 and "ROTA_MAX_ENDPOINTS" in r.json()["error"]["message"], r.text
     assert counts(member) == before
     assert member.post("/api/v1/endpoints", json=endpoint("e1"), headers=member.other).status_code == 201
+    assert member.post("/api/v1/endpoints", json=endpoint("e3")).status_code == 201  # the admin's key: not limited
 
 
 def test_all_of_an_applications_env_is_bounded_on_create_and_patch(member):

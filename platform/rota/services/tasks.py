@@ -108,7 +108,7 @@ class TaskService:
         build = self.endpoints.builder.application(
             who, data.file_path, data.deployment_name, data.args, data.resources, data.name, None
         )
-        return self.endpoints.insert(s, who.project_id, build, data.name, data.name, data.env, now, owner=task)
+        return self.endpoints.insert(s, who, build, data.name, data.name, data.env, now, owner=task)
 
     @staticmethod
     def _names(s: Session, who: Principal, ref: str, ep: EndpointRow) -> bool:

@@ -82,7 +82,7 @@ class Runtime:
         self.endpoints = EndpointService(self.db, settings, builder, self.cipher, hooks, held=lambda: self.reconciler.held)
         self.tasks = TaskService(self.db, settings, self.endpoints, hooks)
         self.events = EventService(self.db)
-        self.cluster = ClusterService(self.db, self.cipher, ray=self.ray, held=lambda: self.reconciler.held)
+        self.cluster = ClusterService(self.db, self.cipher, ray=self.ray, not_rotas=self.reconciler.not_rotas)
         self.auth = AuthService(self.db)
         self.ray_start_error: str | None = None
 

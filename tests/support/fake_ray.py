@@ -28,6 +28,8 @@ class FakeRay:
         self.refuse: set[str] = set()
         self.unrouted: set[str] = set()  # apps whose HTTP route is not served yet
         self.deleting: set[str] = set()  # apps another client's PUT left out: Ray is deleting them
+        self.building: set[str] = set()  # apps Ray is still building (no deployments yet)
+        self.blank_once = False  # the next answer lists no application (Ray's controller did not answer in time)
         self.on_observe: Callable[[], None] | None = None  # runs inside observe (e.g. a fire racing the tick)
 
     def observe(self) -> Observation:
@@ -36,15 +38,24 @@ class FakeRay:
             hook()
         if not self.reachable:
             return Observation(False, {}, "connection refused")
+        if self.blank_once:
+            self.blank_once = False
+            return Observation(True, {}, routes={})
         out = {}
         for name, a in self.apps.items():
             failed = name in self.failing
             out[name] = ObservedApp(
                 name,
-                "DEPLOY_FAILED" if failed else "DELETING" if name in self.deleting else "RUNNING",
+                "DEPLOY_FAILED"
+                if failed
+                else "DELETING"
+                if name in self.deleting
+                else "DEPLOYING"
+                if name in self.building
+                else "RUNNING",
                 self.failing.get(name, ""),
                 None if a.get("source") == "imperative" else a["config"],
-                a["target"],
+                None if name in self.building else a["target"],
                 () if failed else tuple(a["replicas"]),
                 route_prefix=a["config"]["route_prefix"],
                 source=a.get("source", "declarative"),
@@ -64,10 +75,9 @@ class FakeRay:
         assert len(names) == len(set(names)), f"duplicate names in a PUT: {names}"
         routes = [c["route_prefix"] for c in configs]
         assert len(routes) == len(set(routes)), f"duplicate routes in a PUT: {routes}"
-        # Applications deployed with serve.run: a PUT neither removes nor may name them.
-        new = {n: a for n, a in self.apps.items() if a.get("source") == "imperative"}
-        if taken := set(new) & set(names):
-            raise RayRejected(f"Cannot overwrite imperatively deployed applications: {sorted(taken)}")
+        # Applications deployed with serve.run: a PUT does not remove them (one that names
+        # them takes them over as declarative ones, as Ray 2.60 does).
+        new = {n: a for n, a in self.apps.items() if a.get("source") == "imperative" and n not in names}
         self.puts += 1
         for cfg in configs:
             old = self.apps.get(cfg["name"])

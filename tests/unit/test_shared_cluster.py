@@ -35,7 +35,7 @@ def test_what_rota_did_not_deploy_runs_on_through_its_creates_rescales_deletes_a
     assert ep["status"] == "RUNNING" and ray.apps[f"ep-{ep['id']}"]["target"] == 2
     client.delete("/api/v1/endpoints/chat").raise_for_status()
     tick(client, 3)
-    client.rt.reconciler.held = {}  # a restarted control plane knows nothing of the last tick
+    client.rt.reconciler.sharing.held = {}  # a restarted control plane knows nothing of the last tick
     tick(client, 2)
     assert {k: ray.apps["team"][k] for k in ("config", "replicas")} == before  # same config, same replicas
     assert set(ray.apps) == {"team", "rota-gateway"}
@@ -90,7 +90,7 @@ def test_an_application_its_owner_is_deleting_is_not_brought_back(client, ray):
 
 
 def test_on_a_cluster_that_is_rotas_alone_the_rest_is_removed(client, ray):
-    client.rt.reconciler.own_cluster = True
+    client.rt.reconciler.sharing.own_cluster = True
     deploy_foreign(ray)
     tick(client)
     assert "team" not in ray.apps
@@ -135,3 +135,110 @@ def test_rota_cluster_apps_prints_the_owners(client, ray, monkeypatch):
     assert out.exit_code == 0, out.output
     assert [line.split()[0] for line in out.output.splitlines()[1:]] == ["rota-gateway", "team"]
     assert "foreign" in out.output.splitlines()[2]
+
+
+def test_what_ray_reports_of_other_applications_is_read_as_it_means():
+    import httpx
+
+    from rota.serve.client import ServeClient, parse_applications
+
+    body = {
+        "target_capacity": 50,
+        "applications": {
+            # Being built: no route reported yet, and its config leaves the route to the default "/".
+            "slow": {"status": "DEPLOYING", "deployments": {}, "deployed_app_config": {"import_path": "x:app"}},
+            "driver": {"status": "RUNNING", "route_prefix": "/driver", "source": "IMPERATIVE", "deployments": {}},
+        },
+    }
+    apps = parse_applications(body)
+    assert (apps["slow"].route_prefix, apps["driver"].route_prefix, apps["driver"].source) == ("/", "/driver", "imperative")
+
+    sent = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "PUT":
+            sent.append(request.read())
+            return httpx.Response(200, json={})
+        return httpx.Response(200, json=body) if "applications" in request.url.path else httpx.Response(404)
+
+    c = ServeClient("http://ray", None, "127.0.0.1", 8000)
+    c._http = httpx.Client(transport=httpx.MockTransport(handler))
+    c.observe()
+    c.apply([])
+    assert b'"target_capacity":50' in sent[0].replace(b" ", b"")  # carried on, not reset for everyone
+
+
+def test_an_application_rota_01_deployed_is_still_rotas_to_stop(client, ray):
+    client.post("/api/v1/endpoints", json=endpoint("chat", scaling={"replicas": 1})).raise_for_status()
+    tick(client)
+    for a in ray.apps.values():  # as 0.1 deployed them: no mark
+        a["config"].pop("runtime_env", None)
+    tick(client)
+    assert "ep-1" in ray.apps and "runtime_env" not in ray.apps["ep-1"]["config"]  # its replicas were not restarted
+    client.post("/api/v1/endpoints/chat/stop").raise_for_status()
+    tick(client, 2)
+    assert "ep-1" not in ray.apps and client.get("/api/v1/endpoints/chat").json()["status"] == "STOPPED"
+
+
+def test_no_put_while_a_foreign_application_is_being_built(client, ray):
+    deploy_foreign(ray)
+    ray.building.add("team")  # e.g. installing its runtime_env: a PUT would restart that
+    client.post("/api/v1/endpoints", json=endpoint("chat", scaling={"replicas": 1})).raise_for_status()
+    puts = ray.puts
+    tick(client, 2)
+    assert ray.puts == puts
+    ray.building.clear()
+    tick(client)
+    assert ray.puts == puts + 1 and client.get("/api/v1/endpoints/chat").json()["status"] != "INITIALIZING"
+
+
+def test_the_wait_for_a_foreign_build_is_bounded(client, ray):
+    deploy_foreign(ray)
+    ray.building.add("team")
+    client.rt.reconciler.sharing.max_wait_s = 0
+    client.post("/api/v1/endpoints", json=endpoint("chat", scaling={"replicas": 1})).raise_for_status()
+    puts = ray.puts
+    tick(client)
+    assert ray.puts == puts + 1
+
+
+def test_a_foreign_change_between_look_and_put_stops_that_put(client, ray):
+    deploy_foreign(ray)
+    tick(client)
+    client.post("/api/v1/endpoints", json=endpoint("chat", scaling={"replicas": 1})).raise_for_status()
+    looks = []
+
+    def look():
+        looks.append(1)
+        if len(looks) == 1:
+            ray.on_observe = look  # the tick's own look: nothing changes yet
+        else:
+            deploy_foreign(ray, {**TEAM, "name": "late", "route_prefix": "/late"})  # just before Rota's PUT
+
+    ray.on_observe, puts = look, ray.puts
+    tick(client)
+    assert ray.puts == puts and "late" in ray.apps
+    tick(client)
+    assert ray.puts == puts + 1 and {"team", "late"} <= set(ray.apps)
+
+
+def test_a_sudden_empty_answer_is_not_trusted_once(client, ray):
+    deploy_foreign(ray)
+    tick(client)
+    client.post("/api/v1/endpoints", json=endpoint("chat", scaling={"replicas": 1})).raise_for_status()
+    ray.blank_once = True
+    tick(client)
+    assert "team" in ray.apps
+    tick(client)
+    assert "team" in ray.apps and any(n.startswith("ep-") for n in ray.apps)
+
+
+def test_an_endpoint_created_before_rota_saw_a_foreign_name_moves_out_of_its_way(client, ray):
+    other = {**TEAM, "name": "ep-1", "route_prefix": "/ep/1", "runtime_env": {"env_vars": {OWNER_ENV: "another-rota"}}}
+    deploy_foreign(ray, other)  # and Rota has just restarted: it has not looked yet
+    ep = client.post("/api/v1/endpoints", json=endpoint("chat", scaling={"replicas": 1})).json()
+    assert ep["url"].endswith("/ep/1")
+    tick(client, 2)
+    got = client.get("/api/v1/endpoints/chat").json()
+    assert got["status"] == "RUNNING" and not got["url"].endswith("/ep/1"), got
+    assert ray.apps["ep-1"]["config"] == other

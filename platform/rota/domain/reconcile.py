@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -123,16 +124,26 @@ def marked(spec: AppSpec, owner: str | None, observed: ObservedApp | None) -> Ap
     return replace(spec, owner=owner)
 
 
-def foreign(observation: Observation, owner: str, mine: list[AppSpec]) -> dict[str, ObservedApp]:
+def foreign(observation: Observation, owner: str, known: Mapping[str, tuple[str | None, str | None]]) -> dict[str, ObservedApp]:
     """The applications on the cluster that are not this Rota's: not marked as its own,
-    and not one it deployed before it marked them (unmarked, with the exact name and
-    import path of one of ``mine``: Rota 0.1's). Rota never changes, scales or deletes them."""
-    legacy = {(s.name, s.import_path) for s in mine}
-    return {
-        n: a
-        for n, a in observation.apps.items()
-        if a.owner != owner and (a.owner is not None or (n, a.import_path) not in legacy)
-    }
+    and not one it deployed before it marked them (unmarked, named as one of its
+    applications in ``known``, name -> (route, import path), with that route or that
+    import path: Rota 0.1's). Rota never changes, scales or deletes them."""
+
+    def legacy(n: str, a: ObservedApp) -> bool:
+        return n in known and (a.route_prefix == known[n][0] or a.import_path == known[n][1])
+
+    return {n: a for n, a in observation.apps.items() if a.owner != owner and (a.owner is not None or not legacy(n, a))}
+
+
+def building(held: Mapping[str, ObservedApp]) -> list[str]:
+    """Held applications Ray is still building (no deployments yet): a PUT, even of their
+    unchanged config, would cancel that build and start it again."""
+    return sorted(n for n, a in held.items() if a.status == "DEPLOYING" and a.target_replicas is None)
+
+
+def clashes(spec: AppSpec, held: Mapping[str, ObservedApp]) -> bool:
+    return spec.name in held or spec.route_prefix in {a.route_prefix for a in held.values()}
 
 
 def screen(specs: list[AppSpec], held: dict[str, ObservedApp] | None = None) -> tuple[list[AppSpec], dict[str, str]]:

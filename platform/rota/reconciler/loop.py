@@ -14,9 +14,10 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import not_, or_, select
 from sqlalchemy.orm import Session
@@ -24,10 +25,11 @@ from sqlalchemy.orm import Session
 from rota.crypto import Cipher
 from rota.domain.endpoints import Desired, Scaling
 from rota.domain.errors import RayRejected, RayUnavailable
-from rota.domain.reconcile import Observation, ObservedApp, config_matches, decide, foreign, marked, refused, screen, why_refused
+from rota.domain.reconcile import Observation, ObservedApp, config_matches, decide, marked, refused, screen, why_refused
 from rota.domain.specs import AppSpec, EndpointState, endpoint_spec
 from rota.domain.status import EndpointStatus, Observed, Phase, Replicas, derive
 from rota.reconciler.applied import record_applied
+from rota.reconciler.sharing import Sharing
 from rota.serve.client import RayServe
 from rota.services import views
 from rota.services.events import set_endpoint_status
@@ -95,8 +97,8 @@ class Reconciler:
         application on the cluster is removed (else each is left as it is)."""
         self.db, self.ray, self.cipher, self.clock = db, ray, cipher, clock
         self.gateway, self.report_url, self.interval = gateway, report_url, interval
-        self.owner, self.own_cluster = owner, own_cluster
-        self.held: dict[str, ObservedApp] = {}  # applications on the cluster that are not Rota's (last tick)
+        self.owner = owner
+        self.sharing = Sharing(owner, own_cluster)
         self._nudge, self._stop = threading.Event(), threading.Event()
         self._thread: threading.Thread | None = None
         self.ticks = 0
@@ -151,13 +153,24 @@ class Reconciler:
                     unreadable.add(row.app_name)
         return states, unreadable
 
+    @property
+    def held(self) -> dict[str, ObservedApp]:
+        """The applications on the cluster that are not Rota's, as the last tick saw them."""
+        return self.sharing.held
+
+    def not_rotas(self, observation: Observation) -> dict[str, ObservedApp]:
+        return self.sharing.not_rotas(observation, self.sharing.known(self.db, self.gateway))
+
     def tick(self) -> None:
         states, unreadable = self.load()
         observation = self.ray.observe()
+        known = self.sharing.known(self.db, self.gateway) if self.sharing.active else {}
+        trusted = self.sharing.observe(observation, known)
         specs = {st.id: self._marked(endpoint_spec(st, self.report_url), observation) for st in states}
+        if self.held and self.sharing.move_unapplied(self.db, states, specs):
+            states, unreadable = self.load()
+            specs = {st.id: self._marked(endpoint_spec(st, self.report_url), observation) for st in states}
         wanted = [sp for sp in (self._marked(self.gateway, observation), *specs.values()) if sp is not None]
-        if observation.reachable:
-            self.held = {} if self.own_cluster or not self.owner else foreign(observation, self.owner, wanted)
         ok, rejected = screen(wanted, self.held)
         for name, why in rejected.items():
             if self.gateway and name == self.gateway.name:
@@ -166,9 +179,9 @@ class Reconciler:
         decision = decide(ok, self._own(observation), keep=frozenset(keep))
         put: set[str] = set()
         self.ray_error = observation.error
-        if decision.put and observation.reachable:
+        if decision.put and observation.reachable and trusted and self.sharing.may_put():
             log.info("applying %d application(s): %s", len(ok), "; ".join(decision.reasons))
-            put, observation = self._apply(ok, observation, rejected, keep)
+            put, observation = self._apply(ok, observation, rejected, keep, known)
         self.ray_reachable = observation.reachable
         self._record(states, specs, rejected, put, decision.missing, self._own(observation))
         self.ticks += 1
@@ -181,12 +194,20 @@ class Reconciler:
         return replace(observation, apps={n: a for n, a in observation.apps.items() if n not in self.held})
 
     def _apply(
-        self, specs: list[AppSpec], observation: Observation, rejected: dict[str, str], keep: set[str]
+        self, specs: list[AppSpec], observation: Observation, rejected: dict[str, str], keep: set[str], known: Mapping[str, Any]
     ) -> tuple[set[str], Observation]:
         """PUT the specs. An application Ray refuses is left out (keeping the config it
         runs, if any) and the others are PUT again: one bad application never stops the
-        rest. A refusal that names no application changes nothing: the next tick retries."""
+        rest. A refusal that names no application changes nothing: the next tick retries.
+        On a shared cluster Ray is asked again just before each PUT: if an application
+        that is not Rota's changed meanwhile, nothing is PUT this tick."""
         for _ in range(3):
+            if self.sharing.active:
+                fresh = self.ray.observe()
+                if not self.sharing.unchanged(fresh, known):
+                    log.info("not PUTting: an application Rota did not deploy changed since this tick looked")
+                    return set(), observation
+                observation = fresh
             sent = {s.name for s in specs}
             kept = [
                 a.deployed_config

@@ -30,6 +30,7 @@ class ServeClient:
         self.routes_url = f"http://{serve_host}:{serve_port}/-/routes"
         self.token = token
         self.http_options = {"host": serve_host, "port": serve_port}
+        self.target_capacity: float | None = None
         self._http = httpx.Client(timeout=timeout)
 
     def _request(self, method: str, **kw: Any) -> httpx.Response:
@@ -52,6 +53,7 @@ class ServeClient:
         except (RayUnavailable, RayRejected) as e:
             return Observation(False, {}, e.message)
         apps = parse_applications(body)
+        self.target_capacity = body.get("target_capacity")  # the cluster's: every PUT carries it on
         if not apps:
             return Observation(True, apps)
         try:
@@ -62,7 +64,10 @@ class ServeClient:
             return Observation(True, apps, routes_error=f"{self.routes_url}: {type(e).__name__}: {e}")
 
     def apply(self, apps: list[dict[str, Any]]) -> None:
-        self._request("PUT", json={"http_options": self.http_options, "applications": apps})
+        config: dict[str, Any] = {"http_options": self.http_options, "applications": apps}
+        if self.target_capacity is not None:  # left out, Ray would reset it for every application
+            config["target_capacity"] = self.target_capacity
+        self._request("PUT", json=config)
 
     def close(self) -> None:
         self._http.close()
@@ -98,7 +103,8 @@ def parse_applications(body: dict[str, Any]) -> dict[str, ObservedApp]:
             starting=placed,
             pending=len(coming) - placed + unlisted,
             stopping=sum(1 for r in listed if r.get("state") == "STOPPING"),
-            route_prefix=a.get("route_prefix") or (cfg or {}).get("route_prefix"),
+            # While Ray builds an application it reports no route: the config's (default "/").
+            route_prefix=a.get("route_prefix") or (cfg.get("route_prefix", "/") if cfg else None),
             source=str(a.get("source") or "declarative").lower(),
         )
     return apps

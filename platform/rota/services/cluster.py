@@ -14,7 +14,7 @@ from sqlalchemy import select
 from rota.crypto import Cipher, digest
 from rota.domain.endpoints import Desired, Engine
 from rota.domain.errors import Forbidden, RayUnavailable
-from rota.domain.reconcile import ObservedApp
+from rota.domain.reconcile import Observation, ObservedApp
 from rota.domain.specs import GATEWAY_APP, capacity
 from rota.domain.status import Derived, EndpointStatus, Phase
 from rota.serve.client import RayServe
@@ -31,7 +31,7 @@ class ClusterService:
     cipher: Cipher
     clock: Callable[[], datetime] = utcnow
     ray: RayServe | None = None
-    held: Callable[[], Mapping[str, ObservedApp]] = dict  # the applications that are not Rota's
+    not_rotas: Callable[[Observation], Mapping[str, ObservedApp]] = lambda o: {}
     gateway: str = GATEWAY_APP
 
     def apps(self, who: Principal) -> list[dict[str, Any]]:
@@ -41,9 +41,10 @@ class ClusterService:
         if not who.admin:
             raise Forbidden("the cluster's applications are listed to admin keys only")
         assert self.ray is not None
-        observation, held = self.ray.observe(), self.held()
+        observation = self.ray.observe()
         if not observation.reachable:
             raise RayUnavailable(observation.error or "Ray is unreachable")
+        held = self.not_rotas(observation)
         with self.db.session() as s:
             rows = s.execute(
                 select(EndpointRow.app_name, EndpointRow.id, EndpointRow.name, ProjectRow.name, TaskRow.name)

@@ -79,6 +79,7 @@ def test_a_foreign_application_on_the_base_urls_route_keeps_it_and_endpoints_sti
     tick(client, 2)
     assert "rota-gateway" not in ray.apps and ray.apps["team"]["config"]["route_prefix"] == "/"
     assert client.get("/api/v1/endpoints/chat").json()["status"] == "RUNNING"
+    assert "route / is already served" in client.get("/api/v1/status").json()["gateway_error"]  # admins are told
 
 
 def test_an_application_its_owner_is_deleting_is_not_brought_back(client, ray):

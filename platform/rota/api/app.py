@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
         if who.admin:  # these may name any project's applications
             out["ray"].update(dashboard=r.settings.dashboard_url, error=r.reconciler.ray_error, start_error=r.ray_start_error)
             out["reconciler"]["last_error"] = r.reconciler.last_error
+            out["gateway_error"] = r.reconciler.gateway_error
         return out
 
     return app

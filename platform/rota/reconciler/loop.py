@@ -106,6 +106,7 @@ class Reconciler:
         self.last_error: str | None = None
         self.ray_reachable: bool | None = None
         self.ray_error: str | None = None  # Ray's own words: operators only (they may name any application)
+        self.gateway_error: str | None = None  # why the base URL's application cannot be deployed, if so
 
     # ------------------------------------------------------------ loop
 
@@ -172,9 +173,6 @@ class Reconciler:
             specs = {st.id: self._marked(endpoint_spec(st, self.report_url), observation) for st in states}
         wanted = [sp for sp in (self._marked(self.gateway, observation), *specs.values()) if sp is not None]
         ok, rejected = screen(wanted, self.held)
-        for name, why in rejected.items():
-            if self.gateway and name == self.gateway.name:
-                log.warning("the base URL cannot be deployed: %s", why)
         keep = set(rejected) | unreadable | set(self.held)
         decision = decide(ok, self._own(observation), keep=frozenset(keep))
         put: set[str] = set()
@@ -183,6 +181,9 @@ class Reconciler:
             log.info("applying %d application(s): %s", len(ok), "; ".join(decision.reasons))
             put, observation = self._apply(ok, observation, rejected, keep, known)
         self.ray_reachable = observation.reachable
+        if (why := rejected.get(self.gateway.name) if self.gateway else None) and why != self.gateway_error:
+            log.warning("the base URL cannot be deployed: %s", why)
+        self.gateway_error = why
         self._record(states, specs, rejected, put, decision.missing, self._own(observation))
         self.ticks += 1
 

@@ -118,6 +118,35 @@ def test_the_shipped_catalog_loads_and_every_default_resolves():
         assert r.file_path == "serve" and r.deployment_name == "app" and r.flavor == t.defaults.flavor
 
 
+def test_converged_says_whether_the_status_describes_the_latest_settings(client, ray):
+    """A client waiting on a change must not take a status left by older settings (a
+    FAILED of the previous model) for the outcome of its change."""
+    ep = client.post("/api/v1/endpoints", json=body(scaling={"replicas": 1})).json()
+    assert ep["converged"] is False
+    ray.failing[f"ep-{ep['id']}"] = "OpenAIEcho: ValueError: bad engine flag"
+    tick(client)
+    got = client.get("/api/v1/endpoints/chat").json()
+    assert (got["status"], got["converged"]) == ("FAILED", True)
+
+    fixed = client.patch("/api/v1/endpoints/chat", json={"engine": {"max_input_length": 100}}).json()
+    assert (fixed["status"], fixed["converged"]) == ("FAILED", False)  # the old model's failure, not the new one's
+    del ray.failing[f"ep-{ep['id']}"]
+    tick(client)
+    got = client.get("/api/v1/endpoints/chat").json()
+    assert (got["status"], got["converged"]) == ("RUNNING", True)
+
+    assert client.patch("/api/v1/endpoints/chat", json={"scaling": {"replicas": 2}}).json()["converged"] is False
+    tick(client)
+    assert client.get("/api/v1/endpoints/chat").json()["converged"] is True
+    assert client.get("/api/v1/endpoints").json()["items"][0]["converged"] is True
+
+    assert client.post("/api/v1/endpoints/chat/stop").json()["converged"] is False
+    tick(client)
+    got = client.get("/api/v1/endpoints/chat").json()
+    assert (got["status"], got["converged"]) == ("STOPPED", True)
+    assert client.post("/api/v1/endpoints/chat/start").json()["converged"] is False  # a start deploys afresh
+
+
 @pytest.mark.parametrize(
     "over,field",
     [

@@ -232,6 +232,9 @@ class EndpointBrief(BaseModel):
     error_code: ErrorCode | None = None
     message: str | None = None
     replicas: ReplicasPublic
+    converged: bool = Field(
+        False, description="Ray Serve runs its latest settings: status and phase describe them, not older ones"
+    )
 
 
 class EndpointPublic(EndpointBrief):

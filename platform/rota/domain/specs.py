@@ -81,6 +81,15 @@ def bounds_of(scaling_bounds: tuple[int, int] | None, scheduled: tuple[int, int]
     return None
 
 
+def settings_mark(generation: int, bounds: Bounds | None, cooldown_s: float | None, target_ongoing: float | None) -> str:
+    """What an endpoint should run, in one string: its generation (model, engine, args,
+    env) and its scaling. The reconciler stores the mark Ray Serve was seen to have taken;
+    while the stored and the current marks differ, the status may still describe older
+    settings (the endpoint has not converged)."""
+    lo, hi = (bounds.min, bounds.max) if bounds else (None, None)
+    return f"{generation}/{lo}/{hi}/{cooldown_s}/{target_ongoing}"
+
+
 def capacity(per_replica: int, max_replicas: int, queued: int | None) -> int:
     """Requests the gateway admits at once for an endpoint: every replica's capacity, plus
     its queue (by default as much again)."""

@@ -26,7 +26,7 @@ from rota.crypto import Cipher
 from rota.domain.endpoints import Desired, Scaling
 from rota.domain.errors import RayRejected, RayUnavailable
 from rota.domain.reconcile import Observation, ObservedApp, config_matches, decide, marked, refused, screen, why_refused
-from rota.domain.specs import AppSpec, EndpointState, endpoint_spec
+from rota.domain.specs import AppSpec, EndpointState, endpoint_spec, settings_mark
 from rota.domain.status import EndpointStatus, Observed, Phase, Replicas, derive
 from rota.reconciler.applied import record_applied
 from rota.reconciler.sharing import Sharing
@@ -285,6 +285,8 @@ class Reconciler:
             ep.reported_phase = None  # the next start reports afresh
         if derived.status is EndpointStatus.RUNNING:
             ep.ready_generation = st.generation  # the generation this tick saw served, not a newer one
+        if observed.config_current:
+            ep.taken_mark = settings_mark(st.generation, st.bounds, st.cooldown_s, st.target_ongoing)
         if observation.reachable:
             target, ids = (obs.target_replicas, list(obs.running_replica_ids)) if obs else (None, [])
             if (target, ids) != (ep.target_replicas, list(ep.replica_ids or [])) or ep.observed_at is None:
@@ -292,4 +294,4 @@ class Reconciler:
         if derived.status is EndpointStatus.TERMINATED:
             s.delete(ep)  # its events stay
         elif derived.status in (EndpointStatus.STOPPED, EndpointStatus.PENDING):
-            ep.applied_min = ep.applied_max = None  # a start deploys afresh
+            ep.applied_min = ep.applied_max = ep.taken_mark = None  # a start deploys afresh

@@ -16,7 +16,7 @@ from rota.domain.endpoints import (
     Scaling,
 )
 from rota.domain.schedule import ScheduleSpec, TaskType, next_occurrences, to_local
-from rota.domain.specs import Bounds, bounds_of
+from rota.domain.specs import Bounds, bounds_of, settings_mark
 from rota.domain.status import EndpointStatus, ErrorCode, Phase
 from rota.domain.tasks import FireTime, RunPublic, ScheduleEntry, TaskPublic, TaskStatus
 from rota.store.tables import EndpointRow, RunRow, TaskRow
@@ -49,6 +49,20 @@ def brief(ep: EndpointRow) -> EndpointBrief:
         error_code=ErrorCode(ep.error_code) if ep.error_code else None,
         message=ep.message,
         replicas=replicas,
+        converged=converged(ep, b),
+    )
+
+
+def converged(ep: EndpointRow, b: Bounds | None) -> bool:
+    """Ray Serve runs what the endpoint says now, so its status describes its latest
+    settings (not a state left by older ones)."""
+    if ep.desired != Desired.RUNNING.value:
+        return ep.status == EndpointStatus.STOPPED.value and ep.desired == Desired.STOPPED.value
+    if b is None:
+        return ep.status == EndpointStatus.PENDING.value
+    sc = Scaling.model_validate(ep.scaling) if ep.scaling else None
+    return ep.taken_mark == settings_mark(
+        ep.generation, b, sc.cooldown_period_s if sc else None, sc.target_ongoing_requests if sc else None
     )
 
 

@@ -117,6 +117,9 @@ class EndpointRow(Base):
     # The bounds Ray Serve last took (for "scaled a -> b" events).
     applied_min: Mapped[int | None] = mapped_column(Integer, nullable=True)
     applied_max: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The settings Ray Serve was last seen running (domain.specs.settings_mark): the status
+    # describes the current settings only when it equals the current mark.
+    taken_mark: Mapped[str | None] = mapped_column(String(96), nullable=True)
 
     status: Mapped[str] = mapped_column(String(16), index=True)
     phase: Mapped[str | None] = mapped_column(String(32), nullable=True)

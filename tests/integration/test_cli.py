@@ -1,11 +1,14 @@
 """The `rota` CLI against a running server: apply -f (idempotent), tasks, endpoints, keys."""
 
+import json
 import os
 import subprocess
 import sys
 import textwrap
 
-from support.endpoints import TEST_TEMPLATES, wait_endpoint
+import yaml
+
+from support.endpoints import TEST_TEMPLATES
 from support.tasks import zone_near_noon
 
 
@@ -68,7 +71,8 @@ def test_apply_manifest_idempotent_and_errors_name_file_and_field(servers, tmp_p
 
     listing = rota(srv, "tasks", "list").stdout
     assert "cli-day" in listing and "cli-once" in listing and "NEXT FIRE (LOCAL)" in listing
-    assert '"name": "cli-once"' in rota(srv, "tasks", "get", "cli-once").stdout
+    assert json.loads(rota(srv, "tasks", "get", "cli-once", "-o", "json").stdout)["name"] == "cli-once"
+    assert yaml.safe_load(rota(srv, "tasks", "list", "-o", "yaml").stdout)["total"] == 2
     assert "active" in rota(srv, "tasks", "activate", "cli-once").stdout
     assert "idle" in rota(srv, "tasks", "deactivate", "cli-once").stdout
     events = rota(srv, "tasks", "events", "cli-day").stdout
@@ -90,6 +94,9 @@ def test_endpoints_keys_and_manifests_from_the_cli(servers, tmp_path):
             template: echo-chat
             routing_key: cli-ep
             scaling: {{min_replicas: 1, max_replicas: 2}}
+          - name: cli-ep2
+            template: echo-chat
+            scaling: {{replicas: 1}}
         tasks:
           - name: cli-drive
             endpoint: cli-ep
@@ -99,12 +106,37 @@ def test_endpoints_keys_and_manifests_from_the_cli(servers, tmp_path):
         """
         )
     )
-    out = rota(srv, "apply", "-f", str(manifest)).stdout
+    # Piped output: no waiting unless asked; --wait follows both endpoints at once.
+    out = rota(srv, "apply", "-f", str(manifest), "--wait").stdout
     assert "endpoint/cli-ep created" in out and "model 'cli-ep'" in out and "task/cli-drive created" in out
-    assert "endpoint/cli-ep unchanged" in rota(srv, "apply", "-f", str(manifest)).stdout
-    wait_endpoint(srv, "cli-ep", lambda e: e["status"] == "RUNNING", what="READY")
+    assert "endpoint/cli-ep READY" in out and "endpoint/cli-ep2 READY" in out, out
+    base_url = srv.api.get("/endpoints/cli-ep").json()["base_url"]
+    assert "model (routing key): cli-ep\n" in out and f"base URL:            {base_url}\n" in out
+    assert "from openai import OpenAI" in out
+    assert srv.api.get("/endpoints/cli-ep2").json()["status"] == "RUNNING"
+    out = rota(srv, "apply", "-f", str(manifest)).stdout
+    assert "endpoint/cli-ep unchanged" in out and "READY" not in out  # piped: no --wait by default
     listing = rota(srv, "endpoints", "list").stdout
     assert "cli-ep" in listing and "RUNNING" in listing and "READY" in listing
+    page = json.loads(rota(srv, "endpoints", "list", "-o", "json").stdout)
+    assert {e["name"] for e in page["items"]} == {"cli-ep", "cli-ep2"} and all(e["converged"] for e in page["items"])
+    assert yaml.safe_load(rota(srv, "endpoints", "get", "cli-ep", "-o", "yaml").stdout)["routing_key"] == "cli-ep"
+    assert "routing_key" in rota(srv, "endpoints", "get", "cli-ep").stdout  # a FIELD/VALUE table
+
+    # stop, start and delete follow the endpoint to where they lead.
+    out = rota(srv, "endpoints", "stop", "cli-ep2", "--wait", "--timeout", "60").stdout
+    assert "endpoint/cli-ep2 STOPPED" in out and srv.api.get("/endpoints/cli-ep2").json()["status"] == "STOPPED"
+    out = rota(srv, "endpoints", "start", "cli-ep2", "--wait", "--timeout", "60").stdout
+    assert "endpoint/cli-ep2 READY" in out and srv.api.get("/endpoints/cli-ep2").json()["status"] == "RUNNING"
+    out = rota(srv, "endpoints", "delete", "cli-ep2", "--wait", "--timeout", "60").stdout
+    assert out.rstrip().endswith("endpoint/cli-ep2 deleted") and srv.api.get("/endpoints/cli-ep2").status_code == 404
+
+    status = rota(srv, "status").stdout
+    assert "Ray (remote cluster): reachable" in status and "its scaling" in status and "no active task" in status
+    assert json.loads(rota(srv, "status", "-o", "json").stdout)["status"]["ray"]["reachable"] is True
+    rota(srv, "tasks", "activate", "cli-drive")
+    nxt = srv.api.get("/tasks/cli-drive").json()["next_fire_local"]
+    assert f"cli-drive    daily  cli-ep    {nxt}" in rota(srv, "status").stdout
     assert "cli-ep" in rota(srv, "tasks", "list").stdout
     rota(srv, "endpoints", "patch", "cli-ep", "--json", '{"scaling": {"replicas": 1}}')
     assert srv.api.get("/endpoints/cli-ep").json()["scaling"]["replicas"] == 1

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from rota.cli import cluster, endpoints, keys, tasks
-from rota.cli.client import api, table
+from rota.cli import cluster, endpoints, keys, output, status, tasks
+from rota.cli.client import api
 from rota.cli.manifest import apply_manifest, load_manifest
+from rota.cli.output import Output
+from rota.cli.wait import follow, timeout_option, wait_option, waiting
 from rota.config import ClientSettings
 
 app = typer.Typer(help="Rota: scheduled, dedicated LLM endpoints on Ray Serve.", no_args_is_help=True, add_completion=False)
@@ -20,6 +23,7 @@ app.add_typer(templates_app, name="templates")
 app.add_typer(keys.app, name="keys")
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(models_app, name="models")
+app.command("status")(status.status)
 
 
 @app.callback()
@@ -55,28 +59,35 @@ def server(
 
 
 @app.command()
-def apply(ctx: typer.Context, file: Path = typer.Option(..., "-f", "--file", help="YAML manifest: endpoints and tasks")) -> None:
+def apply(
+    ctx: typer.Context,
+    file: Path = typer.Option(..., "-f", "--file", help="YAML manifest: endpoints and tasks"),
+    wait: bool | None = wait_option(),
+    timeout: float = timeout_option(),
+) -> None:
     """Create or update (by name) the endpoints, then the tasks, of a manifest; a task's
-    `active: true|false` activates or deactivates it.
+    `active: true|false` activates or deactivates it. With --wait, follow every endpoint
+    until it serves (or sleeps, or waits for its task's first fire).
 
     ${VAR} and ${VAR:-default} in the file's values are replaced from the environment."""
-    apply_manifest(api(ctx), load_manifest(file))
+    client = api(ctx)
+    watches = apply_manifest(client, load_manifest(file))
+    if waiting(wait) and watches:
+        raise typer.Exit(follow(client, watches, timeout))
 
 
 @templates_app.command("list")
-def templates_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+def templates_list(ctx: typer.Context, fmt: Output = output.option()) -> None:
     """List model templates."""
-    from rota.cli.client import print_json
 
-    items = api(ctx).call("GET", "/templates")
-    if as_json:
-        return print_json(items)
-    rows = [("NAME", "MODEL", "FLAVORS", "GPU TYPES", "GPUS/REPLICA")]
-    rows += [
-        (t["name"], t["model"], ",".join(t["flavors"]), ",".join(t["gpu_types"]), ",".join(map(str, t["gpu_counts"])))
-        for t in items
-    ]
-    table(rows)
+    def rows(items: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+        out: list[tuple[str, ...]] = [("NAME", "MODEL", "FLAVORS", "GPU TYPES", "GPUS/REPLICA")]
+        for t in items:
+            counts = ",".join(map(str, t["gpu_counts"]))
+            out.append((t["name"], t["model"], ",".join(t["flavors"]), ",".join(t["gpu_types"]), counts))
+        return out
+
+    output.show(api(ctx).call("GET", "/templates"), fmt, rows)
 
 
 @models_app.command("make-tiny")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import httpx
 import typer
 
+from rota.cli import output
+from rota.cli.output import Output
 from rota.config import ClientSettings
 
 
@@ -45,16 +45,6 @@ def api(ctx: typer.Context) -> Api:
     return Api(s.url, s.key)
 
 
-def print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
-
-
-def table(rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-
-
 def follow_events(client: Api, path: str, follow: bool) -> None:
     import time
 
@@ -68,28 +58,22 @@ def follow_events(client: Api, path: str, follow: bool) -> None:
         time.sleep(1)
 
 
-def actions(app: typer.Typer, kind: str, specs: dict[str, tuple[str, str, str, str]]) -> None:
-    """The per-object commands of ``kind`` (tasks, endpoints): name -> (HTTP method, path
-    suffix, what to print (a format of the answer; empty: the answer as JSON), help)."""
-    for name, (method, suffix, done, doc) in specs.items():
-        app.command(name, help=doc)(_action(kind, method, suffix, done))
+def ref_argument(kind: str) -> Any:
+    return typer.Argument(..., metavar=kind[:-1].upper(), help="id or name")
+
+
+def object_commands(app: typer.Typer, kind: str, doc: str) -> None:
+    """``get`` and ``events`` of ``kind`` (tasks, endpoints)."""
+
+    @app.command("get", help=doc)
+    def get(ctx: typer.Context, ref: str = ref_argument(kind), fmt: Output = output.option()) -> None:
+        output.show(api(ctx).call("GET", f"/{kind}/{ref}"), fmt)
 
     @app.command("events")
     def events(
         ctx: typer.Context,
-        ref: str = typer.Argument(..., metavar=kind[:-1].upper(), help="id or name"),
+        ref: str = ref_argument(kind),
         follow: bool = typer.Option(False, "--follow", "-F", help="keep printing new events"),
     ) -> None:
         """Print its events in order."""
         follow_events(api(ctx), f"/{kind}/{ref}/events", follow)
-
-
-def _action(kind: str, method: str, suffix: str, done: str) -> Any:
-    def command(ctx: typer.Context, ref: str = typer.Argument(..., metavar=kind[:-1].upper(), help="id or name")) -> None:
-        out = api(ctx).call(method, f"/{kind}/{ref}{suffix}")
-        if done:
-            typer.echo(done.format(ref=ref, **(out or {})))
-        else:
-            print_json(out)
-
-    return command

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
-from rota.cli.client import api, print_json, table
+from rota.cli import output
+from rota.cli.client import api
+from rota.cli.output import Output
 
 app = typer.Typer(help="The Ray cluster Rota deploys to (admin keys).", no_args_is_help=True)
 
 
 @app.command("apps")
-def cluster_apps(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+def cluster_apps(ctx: typer.Context, fmt: Output = output.option()) -> None:
     """List every Ray Serve application on the cluster and whose it is: an endpoint's, a
     task's, Rota's base URL, or foreign (Rota never changes, scales or deletes those)."""
-    apps = api(ctx).call("GET", "/cluster/apps")
-    if as_json:
-        return print_json(apps)
-    rows = [("NAME", "ROUTE", "STATUS", "SOURCE", "OWNER")]
+    output.show(api(ctx).call("GET", "/cluster/apps"), fmt, _rows)
+
+
+def _rows(apps: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = [("NAME", "ROUTE", "STATUS", "SOURCE", "OWNER")]
     for a in apps:
         o = a["owner"]
         who = (
@@ -25,4 +30,4 @@ def cluster_apps(ctx: typer.Context, as_json: bool = typer.Option(False, "--json
             else f"{o['kind']} {o['endpoint']['project']}/{o['task'] or o['endpoint']['name']}"
         )
         rows.append((a["name"], a["route_prefix"] or "", a["status"], a["source"], who))
-    table(rows)
+    return rows

@@ -1,4 +1,4 @@
-"""``rota endpoints``: create, list, update, stop/start, delete."""
+"""``rota endpoints``: create, list, update, stop/start, delete, chat."""
 
 from __future__ import annotations
 
@@ -8,10 +8,27 @@ from typing import Any
 
 import typer
 
-from rota.cli.client import actions, api, fail, print_json, table
+from rota.cli import output
+from rota.cli.chat import chat
+from rota.cli.client import Api, api, fail, object_commands, ref_argument
+from rota.cli.follow import Goal
 from rota.cli.manifest import read_yaml
+from rota.cli.output import Output
+from rota.cli.wait import Watch, follow, timeout_option, wait_option, waiting
 
-app = typer.Typer(help="Endpoints: create, list, update, stop/start, delete.", no_args_is_help=True)
+app = typer.Typer(help="Endpoints: create, list, update, stop/start, delete, chat.", no_args_is_help=True)
+app.command("chat")(chat)
+object_commands(app, "endpoints", "Show an endpoint.")
+
+
+def _rows(page: dict[str, Any]) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = [("ID", "NAME", "MODEL (routing key)", "STATUS", "PHASE", "REPLICAS", "SOURCE")]
+    for e in page["items"]:
+        r = e["replicas"]
+        source = e["template"] or e["model"] or f"{e['file_path']}:{e['deployment_name']}"
+        replicas = f"{r['running']} ({r['min']}..{r['max']}, {r['source']})"
+        rows.append((str(e["id"]), e["name"], e["routing_key"], e["status"], e["phase"] or "-", replicas, source))
+    return rows
 
 
 @app.command("list")
@@ -19,41 +36,18 @@ def endpoints_list(
     ctx: typer.Context,
     search: str | None = typer.Option(None, help="substring of the name"),
     status: str | None = typer.Option(None, help="e.g. RUNNING, SLEEPING, FAILED"),
-    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    fmt: Output = output.option(),
 ) -> None:
     """List your project's endpoints."""
     params = {k: v for k, v in {"search": search, "status": status, "limit": 1000}.items() if v}
-    page = api(ctx).call("GET", "/endpoints", params=params)
-    if as_json:
-        return print_json(page)
-    rows = [("ID", "NAME", "MODEL (routing key)", "STATUS", "PHASE", "REPLICAS", "SOURCE")]
-    for e in page["items"]:
-        r = e["replicas"]
-        source = e["template"] or e["model"] or f"{e['file_path']}:{e['deployment_name']}"
-        rows.append(
-            (
-                str(e["id"]),
-                e["name"],
-                e["routing_key"],
-                e["status"],
-                e["phase"] or "-",
-                f"{r['running']} ({r['min']}..{r['max']}, {r['source']})",
-                source,
-            )
-        )
-    table(rows)
+    output.show(api(ctx).call("GET", "/endpoints", params=params), fmt, _rows)
 
 
-actions(
-    app,
-    "endpoints",
-    {
-        "get": ("GET", "", "", "Show an endpoint (JSON)."),
-        "stop": ("POST", "/stop", "endpoint/{name} stopping", "Stop: remove the application and release its replicas."),
-        "start": ("POST", "/start", "endpoint/{name} starting", "Start a stopped endpoint."),
-        "delete": ("DELETE", "", "endpoint/{ref} deleted", "Delete an endpoint permanently."),
-    },
-)
+def _done(client: Api, e: dict[str, Any], said: str, goal: Goal, wait: bool | None, timeout: float) -> None:
+    """Print what the command did; with ``--wait``, follow the endpoint to ``goal``."""
+    typer.echo(f"endpoint/{e['name']} {said}")
+    if waiting(wait):
+        raise typer.Exit(follow(client, [Watch(str(e["id"]), e["name"], goal)], timeout))
 
 
 def _body(file: Path | None, inline: str | None) -> dict[str, Any]:
@@ -69,26 +63,87 @@ def endpoints_create(
     name: str | None = typer.Option(None, help="endpoint name"),
     template: str | None = typer.Option(None, help="template name (rota templates list)"),
     flavor: str | None = typer.Option(None, help="template flavor"),
+    model_path: str | None = typer.Option(None, help="a custom model: a directory on the nodes"),
+    hf_model_repo: str | None = typer.Option(None, help="a custom model: a Hugging Face repo id"),
     min_replicas: int | None = typer.Option(None, help="autoscaling lower bound (0: scale to zero)"),
     max_replicas: int | None = typer.Option(None, help="autoscaling upper bound"),
     file: Path | None = typer.Option(None, "-f", "--file", help="YAML/JSON body (the flags override it)"),
+    wait: bool | None = wait_option(),
+    timeout: float = timeout_option(),
 ) -> None:
-    """Create an endpoint."""
+    """Create an endpoint (with --wait: follow it until it serves)."""
     body = _body(file, None)
-    body.update({k: v for k, v in {"name": name, "template": template, "flavor": flavor}.items() if v is not None})
+    flags = {"name": name, "template": template, "flavor": flavor, "model_path": model_path, "hf_model_repo": hf_model_repo}
+    body.update({k: v for k, v in flags.items() if v is not None})
     if min_replicas is not None or max_replicas is not None:
         body["scaling"] = {**body.get("scaling", {}), "min_replicas": min_replicas, "max_replicas": max_replicas}
-    e = api(ctx).call("POST", "/endpoints", json=body)
-    typer.echo(f"endpoint/{e['name']} created (id {e['id']}): send model={e['routing_key']!r} to {e['base_url']}")
+    client = api(ctx)
+    e = client.call("POST", "/endpoints", json=body)
+    said = f"created (id {e['id']}): send model={e['routing_key']!r} to {e['base_url']}"
+    _done(client, e, said, Goal.READY, wait, timeout)
 
 
 @app.command("patch")
 def endpoints_patch(
     ctx: typer.Context,
-    endpoint: str = typer.Argument(..., help="id or name"),
+    endpoint: str = ref_argument("endpoints"),
     body: str | None = typer.Option(None, "--json", help='partial body, e.g. \'{"scaling": {"replicas": 2}}\''),
     file: Path | None = typer.Option(None, "-f", "--file", help="YAML/JSON partial body"),
+    wait: bool | None = wait_option(),
+    timeout: float = timeout_option(),
 ) -> None:
     """Partially update an endpoint (scaling in place; model/engine changes roll the replicas)."""
-    e = api(ctx).call("PATCH", f"/endpoints/{endpoint}", json=_body(file, body))
-    typer.echo(f"endpoint/{e['name']} {e['status']}")
+    client = api(ctx)
+    e = client.call("PATCH", f"/endpoints/{endpoint}", json=_body(file, body))
+    _done(client, e, e["status"], Goal.READY, wait, timeout)
+
+
+@app.command("start")
+def endpoints_start(
+    ctx: typer.Context,
+    endpoint: str = ref_argument("endpoints"),
+    wait: bool | None = wait_option(),
+    timeout: float = timeout_option(),
+) -> None:
+    """Start a stopped endpoint."""
+    client = api(ctx)
+    _done(client, client.call("POST", f"/endpoints/{endpoint}/start"), "starting", Goal.READY, wait, timeout)
+
+
+@app.command("stop")
+def endpoints_stop(
+    ctx: typer.Context,
+    endpoint: str = ref_argument("endpoints"),
+    wait: bool | None = wait_option(),
+    timeout: float = timeout_option(),
+) -> None:
+    """Stop: remove the application and release its replicas."""
+    client = api(ctx)
+    _done(client, client.call("POST", f"/endpoints/{endpoint}/stop"), "stopping", Goal.STOPPED, wait, timeout)
+
+
+@app.command("delete")
+def endpoints_delete(
+    ctx: typer.Context,
+    endpoint: str = ref_argument("endpoints"),
+    wait: bool | None = wait_option(),
+    timeout: float = timeout_option(),
+) -> None:
+    """Delete an endpoint permanently."""
+    client = api(ctx)
+    e = client.call("GET", f"/endpoints/{endpoint}")
+    client.call("DELETE", f"/endpoints/{endpoint}")
+    _done(client, e, "deleted", Goal.GONE, wait, timeout)
+
+
+@app.command("wait")
+def endpoints_wait(
+    ctx: typer.Context,
+    endpoint: str = ref_argument("endpoints"),
+    goal: Goal = typer.Option(Goal.READY, "--for", help="ready (serving, asleep or pending its first fire), stopped, gone"),
+    timeout: float = timeout_option(),
+) -> None:
+    """Wait until an endpoint is ready, stopped or gone (exit 1 if it fails, 124 on --timeout)."""
+    client = api(ctx)
+    e = client.call("GET", f"/endpoints/{endpoint}")
+    raise typer.Exit(follow(client, [Watch(str(e["id"]), e["name"], goal)], timeout))

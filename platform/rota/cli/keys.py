@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
-from rota.cli.client import api, table
+from rota.cli import output
+from rota.cli.client import api
+from rota.cli.output import Output
 
 app = typer.Typer(help="API keys of your project.", no_args_is_help=True)
 
@@ -23,14 +27,21 @@ def keys_create(
 
 
 @app.command("list")
-def keys_list(ctx: typer.Context, project: str | None = typer.Option(None, help="admin only: another project")) -> None:
+def keys_list(
+    ctx: typer.Context,
+    project: str | None = typer.Option(None, help="admin only: another project"),
+    fmt: Output = output.option(),
+) -> None:
     """List keys (prefixes only)."""
-    rows = [("ID", "NAME", "PROJECT", "PREFIX", "ADMIN", "REVOKED")]
-    for k in api(ctx).call("GET", "/keys", params={"project": project} if project else {}):
-        rows.append(
-            (str(k["id"]), k["name"], k["project"], k["prefix"] + "...", "yes" if k["admin"] else "", k["revoked_at"] or "")
-        )
-    table(rows)
+    output.show(api(ctx).call("GET", "/keys", params={"project": project} if project else {}), fmt, _rows)
+
+
+def _rows(keys: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = [("ID", "NAME", "PROJECT", "PREFIX", "ADMIN", "REVOKED")]
+    for k in keys:
+        admin = "yes" if k["admin"] else ""
+        rows.append((str(k["id"]), k["name"], k["project"], k["prefix"] + "...", admin, k["revoked_at"] or ""))
+    return rows
 
 
 @app.command("revoke")

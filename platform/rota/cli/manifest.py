@@ -15,6 +15,8 @@ import yaml
 from pydantic import ValidationError
 
 from rota.cli.client import Api, fail
+from rota.cli.follow import Goal
+from rota.cli.wait import Watch
 from rota.domain.errors import from_validation
 from rota.domain.manifest import Manifest
 
@@ -60,7 +62,9 @@ def load_manifest(path: Path, env: Mapping[str, str] | None = None) -> Manifest:
         fail("\n".join(f"{path}: {from_validation([err]).message}" for err in e.errors()))
 
 
-def apply_manifest(api: Api, manifest: Manifest) -> None:
+def apply_manifest(api: Api, manifest: Manifest) -> list[Watch]:
+    """Apply ``manifest``; return its endpoints (its tasks' included) for ``--wait``."""
+    watches: dict[int, Watch] = {}
     for e in manifest.endpoints:
         body = e.model_dump(mode="json", exclude_none=True)
         existing = api.call("GET", f"/endpoints/{e.name}", ok404=True)
@@ -73,6 +77,7 @@ def apply_manifest(api: Api, manifest: Manifest) -> None:
             out = api.call("PATCH", f"/endpoints/{e.name}", json=patch)
             verb = "updated" if out["updated_at"] != existing["updated_at"] else "unchanged"
         typer.echo(f"endpoint/{e.name} {verb} (id {out['id']}, model {out['routing_key']!r}, {out['status']})")
+        watches[out["id"]] = Watch(str(out["id"]), out["name"], Goal.READY)
     for t in manifest.tasks:
         body = t.to_create().model_dump(mode="json")
         existing = api.call("GET", f"/tasks/{t.name}", ok404=True)
@@ -87,3 +92,6 @@ def apply_manifest(api: Api, manifest: Manifest) -> None:
             out = api.call("POST", f"/tasks/{t.name}/deactivate")
         nxt = f", next fire {out['next_fire_at']} UTC ({out['next_fire_local']})" if out.get("next_fire_at") else ""
         typer.echo(f"task/{t.name} {verb} (id {out['id']}, {out['status']}{nxt})")
+        if out["endpoint"] is not None:
+            watches.setdefault(out["endpoint"]["id"], Watch(str(out["endpoint"]["id"]), out["endpoint"]["name"], Goal.READY))
+    return list(watches.values())

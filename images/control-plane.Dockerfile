@@ -3,7 +3,11 @@
 # Build (from the repo root):  docker build -f images/control-plane.Dockerfile -t rota-control-plane .
 # Run:
 #   docker run -p 8080:8080 -e ROTA_HOST=0.0.0.0 -e ROTA_RAY_ADDRESS=http://ray-head:8265 \
-#     -e ROTA_RAY_AUTH_TOKEN=... -e ROTA_DATABASE_URL=postgresql+psycopg2://rota:...@db/rota rota-control-plane
+#     -e ROTA_RAY_AUTH_TOKEN=... -e ROTA_DATABASE_URL=postgresql+psycopg2://rota:...@db/rota \
+#     -e ROTA_SECRET_KEY=... -e ROTA_PUBLIC_URL=http://<this container as the cluster reaches it>:8080 \
+#     -v rota-home:/var/lib/rota rota-control-plane
+# What a restart must keep is in the store and ROTA_SECRET_KEY (the gateway's token is
+# derived from it); /var/lib/rota also holds the first admin key: keep it on a volume.
 FROM python:3.11-slim
 
 WORKDIR /opt/rota
@@ -17,5 +21,6 @@ RUN pip install --no-cache-dir ".[postgres]"
 
 ENV ROTA_HOME=/var/lib/rota \
     ROTA_SERVE_APPS_PATH=/opt/rota/serve_apps
+VOLUME ["/var/lib/rota"]
 EXPOSE 8080
 CMD ["rota", "server"]

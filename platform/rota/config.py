@@ -12,6 +12,7 @@ import os
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,9 +63,14 @@ class Settings(BaseSettings):
     # cluster); an address here makes it listen there so that workers can join.
     ray_node_ip: str | None = None
 
-    # Ray Serve HTTP ingress (where the applications' routes are served)
-    serve_host: str = "127.0.0.1"
+    # Ray Serve HTTP ingress (where the applications' routes are served). `serve_host` is
+    # where it listens (default: loopback for the embedded head, every interface on an
+    # existing cluster); `serve_address` is where the control plane reaches it and what
+    # callers are shown (default: the embedded head's loopback, else the host of
+    # `ray_address`, e.g. a KubeRay head service).
+    serve_host: str | None = None
     serve_port: int = 8000
+    serve_address: str | None = None  # e.g. http://rota-head-svc:8000
     # Embedded head only: "haproxy" serves HTTP with Ray Serve's HAProxy ingress, which
     # forwards to each replica's own HTTP server; "proxy" uses Ray Serve's Python proxy.
     serve_ingress: Literal["haproxy", "proxy"] = "haproxy"
@@ -139,8 +145,18 @@ class Settings(BaseSettings):
         return self.ray_temp_dir or Path(f"/tmp/rota-ray-{self.ray_dashboard_port}")
 
     @property
+    def serve_listen_host(self) -> str:
+        return self.serve_host or ("127.0.0.1" if self.embedded_ray else "0.0.0.0")
+
+    @property
     def serve_url(self) -> str:
-        return f"http://{self.serve_host}:{self.serve_port}"
+        """Where the control plane reaches Ray Serve's HTTP ingress (and callers, by default)."""
+        if self.serve_address:
+            return self.serve_address.rstrip("/")
+        host = self.serve_listen_host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1" if self.embedded_ray else (urlsplit(self.dashboard_url).hostname or "127.0.0.1")
+        return f"http://{_bracketed(host)}:{self.serve_port}"
 
     @property
     def api_url(self) -> str:
@@ -156,7 +172,7 @@ class Settings(BaseSettings):
 
     @property
     def internal_token_path(self) -> Path:
-        """The gateway's token: it reads the routing table with it."""
+        """Where older home directories keep the gateway's token (newer ones derive it from the secret key)."""
         return self.home / "internal_token"
 
     @property
@@ -170,6 +186,10 @@ class Settings(BaseSettings):
             extra_env=_names(self.allowed_env),
             extra_engine_args=_names(self.allowed_engine_args),
         )
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 class ClientSettings(BaseSettings):

@@ -8,6 +8,7 @@ deployment gives one, else ``ROTA_HOME/secret_key`` (mode 0600, created on first
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import secrets
 from collections.abc import Callable, Mapping
@@ -50,6 +51,12 @@ class Cipher:
         self._fernet = Fernet(key.encode())
         # Names this Rota (the mark on its applications) without revealing the key.
         self.owner_id = hashlib.sha256(b"rota-owner:" + key.encode()).hexdigest()[:16]
+        self._key = key.encode()
+
+    def derive(self, purpose: str) -> str:
+        """A secret for ``purpose`` that follows from the key alone: the same after a restart
+        on a fresh home directory (the key comes from ROTA_SECRET_KEY there), never the key."""
+        return hmac.new(self._key, b"rota:" + purpose.encode(), hashlib.sha256).hexdigest()
 
     @classmethod
     def load(cls, key: str | None, path: Path) -> Cipher:

@@ -17,7 +17,7 @@ from typing import Any
 
 from rota.catalog import load_catalog
 from rota.config import Settings
-from rota.crypto import Cipher, ensure_secret
+from rota.crypto import Cipher, read_secret
 from rota.domain.specs import gateway_spec
 from rota.reconciler.loop import Reconciler
 from rota.scheduler.service import Scheduler
@@ -49,12 +49,17 @@ class Runtime:
         if self.head:
             ensure_token(settings.token_path)
         self.client = (
-            ServeClient(settings.dashboard_url, settings.ray_token(), settings.serve_host, settings.serve_port)
+            ServeClient(
+                settings.dashboard_url, settings.ray_token(), settings.serve_listen_host, settings.serve_port, settings.serve_url
+            )
             if ray is None
             else None
         )
         self.ray: RayServe = ray or self.client  # type: ignore[assignment]
-        self.internal_token = ensure_secret(settings.internal_token_path)
+        # The gateway's token is part of its arguments: it must not change on a restart (a
+        # new one would roll the gateway). Derived from the secret key; a home directory
+        # from before keeps the token it has.
+        self.internal_token = read_secret(settings.internal_token_path) or self.cipher.derive("internal-token")
         gateway = gateway_spec(
             settings.control_url,
             self.internal_token,

@@ -68,7 +68,7 @@ def test_unknown_model_is_404_in_openai_format(client):
 
 def test_every_route_of_the_endpoints_own_prefix_needs_its_own_token(llm):
     # vLLM's --api-key guards only /v1; Rota's guard covers every route of the replica.
-    gateway_token = (llm.home / "internal_token").read_text().strip()
+    gateway_token = llm.gateway_token
     table = httpx.get(f"{llm.url}/internal/v1/routing", headers={"Authorization": f"Bearer {gateway_token}"}).json()
     own = next(e["token"] for e in table["endpoints"] if e["routing_key"] == "tiny")
     chat = {"model": "tiny", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2}

@@ -186,7 +186,7 @@ def test_keys_and_projects(srv, cluster):
     # Every path of the endpoint's own prefix needs the endpoint's own token: not a user key,
     # not the gateway's token, not another endpoint's.
     url = srv.api.get("/endpoints/mine").json()["url"]
-    tokens = {"none": None, "admin key": srv.admin_key, "gateway token": (srv.home / "internal_token").read_text().strip()}
+    tokens = {"none": None, "admin key": srv.admin_key, "gateway token": srv.gateway_token}
     for what, tok in tokens.items():
         headers = {"Authorization": f"Bearer {tok}"} if tok else {}
         for method, path in (

@@ -3,6 +3,10 @@
 import time
 from datetime import datetime, timezone
 
+from cryptography.fernet import Fernet
+
+from support.endpoints import TEST_TEMPLATES, wait_endpoint
+from support.procs import wait_until
 from support.tasks import hms, kinds, local_in, route_json, running_with, start_one_off, task_body, wait_task, zone_near_noon
 
 
@@ -81,3 +85,44 @@ def test_ray_outage_is_visible_and_converges(servers, cluster):
     events = srv.api.get("/endpoints/it-outage/events").json()
     assert [e for e in events if e["kind"] == "deploying" and e["data"].get("redeploy")], events  # Ray had lost it
     print(f"converged {(datetime.now(timezone.utc) - restarted).total_seconds():.1f}s after Ray was back")
+
+
+def test_a_restart_on_a_fresh_home_directory_restarts_no_replica(servers, cluster, tmp_path):
+    """A control plane in a container: what must survive a restart is in the store and in
+    ROTA_SECRET_KEY (a Secret); its home directory starts empty. No replica restarts,
+    the gateway's included, and nothing is redeployed."""
+    (tmp_path / "store").mkdir()
+    env = {
+        "ROTA_SECRET_KEY": Fernet.generate_key().decode(),
+        "ROTA_DATABASE_URL": f"sqlite:///{tmp_path / 'store' / 'rota.db'}",
+        "ROTA_TEMPLATES_PATH": str(TEST_TEMPLATES),
+    }
+    first = servers(tmp_path / "home-1", **env)
+    r = first.api.post("/endpoints", json={"name": "kept", "template": "echo-chat", "scaling": {"replicas": 1}})
+    assert r.status_code == 201, r.text
+    before = wait_endpoint(first, "kept", lambda e: e["status"] == "RUNNING" and e["converged"], what="RUNNING")
+
+    def replica_ids() -> dict[str, list[str]]:
+        apps = cluster.applications()
+        return {
+            name: sorted(r["replica_id"] for d in apps[name]["deployments"].values() for r in d["replicas"])
+            for name in (f"ep-{before['id']}", "rota-gateway")
+        }
+
+    ids = replica_ids()
+    assert all(ids.values()), ids
+    last_event = first.api.get("/events").json()[-1]["id"]
+    first.stop()
+
+    fresh = tmp_path / "home-2"
+    fresh.mkdir()
+    (fresh / "admin_key").write_text(first.admin_key)  # the operator's key (a Secret), not server state
+    second = servers(fresh, **env, ROTA_PORT=str(first.port))  # the same Service address
+    ticks = second.health()["reconciler"]["ticks"]
+    wait_until(lambda: second.health()["reconciler"]["ticks"] >= ticks + 5, 60, what="five reconciler ticks")
+    after = second.api.get("/endpoints/kept").json()
+    assert (after["status"], after["converged"], after["replicas"]["ids"]) == ("RUNNING", True, before["replicas"]["ids"])
+    assert replica_ids() == ids
+    since = [e["kind"] for e in second.api.get("/events", params={"after_id": last_event}).json()]
+    assert "deploying" not in since and "status" not in since, since
+    assert not (fresh / "internal_token").exists() and not (fresh / "secret_key").exists()

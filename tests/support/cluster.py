@@ -55,6 +55,7 @@ class Cluster:
             "ROTA_RAY_ADDRESS": self.dashboard_url,
             "ROTA_RAY_AUTH_TOKEN_PATH": str(self.settings.token_path),
             "ROTA_SERVE_PORT": str(self.settings.serve_port),
+            "ROTA_SERVE_HOST": "127.0.0.1",  # the session cluster listens on loopback only
             "ROTA_SERVE_APPS_PATH": self.settings.serve_apps_path,
             # The session's cluster is the tests' own: what an earlier test's server left is removed.
             "ROTA_RAY_OWN_CLUSTER": "true",

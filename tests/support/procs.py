@@ -41,7 +41,7 @@ class RotaServer:
 
     def __init__(self, home: Path, env: dict[str, str]):
         self.home = home
-        self.port = free_port()
+        self.port = int(env.get("ROTA_PORT") or free_port())  # a restart may keep its port
         self.env = {
             **os.environ,
             "ROTA_HOME": str(home),
@@ -74,6 +74,14 @@ class RotaServer:
     def admin_key(self) -> str:
         """The first admin key, written by the server at start (ROTA_HOME/admin_key)."""
         return (self.home / "admin_key").read_text().strip()
+
+    @property
+    def gateway_token(self) -> str:
+        """The gateway's token, as the server derives it from its secret key."""
+        from rota.crypto import Cipher
+
+        key = self.env.get("ROTA_SECRET_KEY")
+        return Cipher.load(key, self.home / "secret_key").derive("internal-token")
 
     def _healthy(self) -> bool:
         if self.proc.poll() is not None:

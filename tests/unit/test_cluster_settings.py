@@ -31,3 +31,23 @@ def test_command_pins_every_port(tmp_path):
         pairs["--dashboard-agent-listen-port"],
     ) == ("1", "2", "3", "4")
     assert pairs["--min-worker-port"] == "0" and pairs["--max-worker-port"] == "0" and pairs["--dashboard-host"] == "127.0.0.1"
+
+
+def test_where_serve_listens_is_not_where_the_control_plane_reaches_it(tmp_path, monkeypatch):
+    for name in ("ROTA_SERVE_HOST", "ROTA_SERVE_ADDRESS", "ROTA_RAY_ADDRESS"):
+        monkeypatch.delenv(name, raising=False)
+    embedded = Settings(home=tmp_path, serve_port=8000)
+    assert (embedded.serve_listen_host, embedded.serve_url) == ("127.0.0.1", "http://127.0.0.1:8000")
+    # An existing cluster (a KubeRay head service): Serve listens on every interface of the
+    # head, and the control plane reaches it at the head's address, not at its own loopback.
+    remote = Settings(home=tmp_path, ray_address="http://rota-head-svc.rota.svc:8265")
+    assert (remote.serve_listen_host, remote.serve_url) == ("0.0.0.0", "http://rota-head-svc.rota.svc:8000")
+    assert Settings(home=tmp_path, ray_address="http://[fd00::1]:8265").serve_url == "http://[fd00::1]:8000"
+    pinned = Settings(home=tmp_path, ray_address="http://head:8265", serve_host="10.0.0.5", serve_port=9000)
+    assert pinned.serve_url == "http://10.0.0.5:9000"
+    behind = Settings(home=tmp_path, ray_address="http://head:8265", serve_address="https://llm.example.com/")
+    assert (behind.serve_listen_host, behind.serve_url) == ("0.0.0.0", "https://llm.example.com")
+    from rota.serve.client import ServeClient
+
+    c = ServeClient(remote.dashboard_url, None, remote.serve_listen_host, remote.serve_port, remote.serve_url)
+    assert c.routes_url == "http://rota-head-svc.rota.svc:8000/-/routes" and c.http_options["host"] == "0.0.0.0"

@@ -162,7 +162,7 @@ def test_what_ray_reports_of_other_applications_is_read_as_it_means():
             return httpx.Response(200, json={})
         return httpx.Response(200, json=body) if "applications" in request.url.path else httpx.Response(404)
 
-    c = ServeClient("http://ray", None, "127.0.0.1", 8000)
+    c = ServeClient("http://ray", None, "127.0.0.1", 8000, "http://127.0.0.1:8000")
     c._http = httpx.Client(transport=httpx.MockTransport(handler))
     c.observe()
     c.apply([])

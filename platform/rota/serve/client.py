@@ -25,9 +25,13 @@ class ServeClient:
     """Observe and apply Ray Serve's declarative config. A PUT replaces the whole set of
     declarative applications, so ``apply`` always sends every application."""
 
-    def __init__(self, dashboard_url: str, token: str | None, serve_host: str, serve_port: int, timeout: float = 10.0):
+    def __init__(
+        self, dashboard_url: str, token: str | None, serve_host: str, serve_port: int, serve_url: str, timeout: float = 10.0
+    ):
+        """``serve_host``/``serve_port``: where Ray Serve listens (its HTTP options);
+        ``serve_url``: where this process reaches it (for ``/-/routes``)."""
         self.url = dashboard_url.rstrip("/") + "/api/serve/applications/"
-        self.routes_url = f"http://{serve_host}:{serve_port}/-/routes"
+        self.routes_url = f"{serve_url.rstrip('/')}/-/routes"
         self.token = token
         self.http_options = {"host": serve_host, "port": serve_port}
         self.target_capacity: float | None = None

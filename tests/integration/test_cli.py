@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -124,19 +125,35 @@ def test_endpoints_keys_and_manifests_from_the_cli(servers, tmp_path):
     assert "routing_key" in rota(srv, "endpoints", "get", "cli-ep").stdout  # a FIELD/VALUE table
 
     # stop, start and delete follow the endpoint to where they lead.
-    out = rota(srv, "endpoints", "stop", "cli-ep2", "--wait", "--timeout", "60").stdout
+    out = rota(srv, "endpoints", "stop", "cli-ep2", "--wait", "--timeout", "45").stdout
     assert "endpoint/cli-ep2 STOPPED" in out and srv.api.get("/endpoints/cli-ep2").json()["status"] == "STOPPED"
-    out = rota(srv, "endpoints", "start", "cli-ep2", "--wait", "--timeout", "60").stdout
+    out = rota(srv, "endpoints", "start", "cli-ep2", "--wait", "--timeout", "45").stdout
     assert "endpoint/cli-ep2 READY" in out and srv.api.get("/endpoints/cli-ep2").json()["status"] == "RUNNING"
-    out = rota(srv, "endpoints", "delete", "cli-ep2", "--wait", "--timeout", "60").stdout
+    out = rota(srv, "endpoints", "delete", "cli-ep2", "--wait", "--timeout", "45").stdout
     assert out.rstrip().endswith("endpoint/cli-ep2 deleted") and srv.api.get("/endpoints/cli-ep2").status_code == 404
+
+    # chat streams through the base URL with the CLI's key; the key goes only where the
+    # user can see it goes: the API's own host, or a --base-url they name.
+    said = rota(srv, "endpoints", "chat", "cli-ep", "-m", "hello there").stdout
+    assert "hello there" in said, said
+    elsewhere = srv.url.replace("127.0.0.1", "localhost")
+    p = subprocess.run(
+        [sys.executable, "-m", "rota", "--api-url", elsewhere, "endpoints", "chat", "cli-ep", "-m", "hi"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "ROTA_HOME": str(srv.home)},
+    )
+    assert p.returncode == 1 and "pass --base-url" in p.stderr, p.stderr
+    base = srv.api.get("/endpoints/cli-ep").json()["base_url"].replace("127.0.0.1", "localhost")
+    assert "hi" in rota(srv, "--api-url", elsewhere, "endpoints", "chat", "cli-ep", "-m", "hi", "--base-url", base).stdout
 
     status = rota(srv, "status").stdout
     assert "Ray (remote cluster): reachable" in status and "its scaling" in status and "no active task" in status
     assert json.loads(rota(srv, "status", "-o", "json").stdout)["status"]["ray"]["reachable"] is True
     rota(srv, "tasks", "activate", "cli-drive")
     nxt = srv.api.get("/tasks/cli-drive").json()["next_fire_local"]
-    assert f"cli-drive    daily  cli-ep    {nxt}" in rota(srv, "status").stdout
+    assert re.search(rf"^cli-drive +daily +cli-ep +{re.escape(nxt)} ", rota(srv, "status").stdout, re.M)
     assert "cli-ep" in rota(srv, "tasks", "list").stdout
     rota(srv, "endpoints", "patch", "cli-ep", "--json", '{"scaling": {"replicas": 1}}')
     assert srv.api.get("/endpoints/cli-ep").json()["scaling"]["replicas"] == 1

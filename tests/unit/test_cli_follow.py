@@ -5,8 +5,15 @@ import pytest
 from rota.cli.follow import Goal, phase_times, since_change, verdict
 
 
-def ep(status, converged=True, desired="running", error_code=None, message=None):
-    return {"status": status, "converged": converged, "desired": desired, "error_code": error_code, "message": message}
+def ep(status, converged=True, desired="running", error_code=None, message=None, running=1, low=1):
+    return {
+        "status": status,
+        "converged": converged,
+        "desired": desired,
+        "error_code": error_code,
+        "message": message,
+        "replicas": {"running": running, "min": low},
+    }
 
 
 @pytest.mark.parametrize(
@@ -18,6 +25,9 @@ def ep(status, converged=True, desired="running", error_code=None, message=None)
         (Goal.READY, ep("INITIALIZING"), None),
         (Goal.READY, ep("UPDATING"), None),
         (Goal.READY, ep("RUNNING", converged=False), None),  # older settings' status
+        (Goal.READY, ep("RUNNING", running=1, low=3), None),  # serving, but not yet at the size asked for
+        (Goal.READY, ep("SLEEPING", running=0, low=0), True),
+        (Goal.READY, ep("FAILED", error_code="CONFIG_REJECTED", message="route clash"), False),
         (Goal.READY, ep("FAILED", converged=False), None),  # a failure of the model it replaces
         (Goal.READY, ep("FAILED", error_code="MODEL_DOWNLOAD_FAILED", message="gone"), False),
         (Goal.READY, ep("RUNNING", error_code="INVALID_ARGUMENT", message="bad flag"), False),  # the roll failed
@@ -41,7 +51,7 @@ def test_a_failure_names_the_code_and_the_message():
 
 
 def status(at, to, phase=None, kind="status"):
-    return {"kind": kind, "at": f"2026-11-23T08:00:{at:02d}+00:00", "data": {"to": to, "phase": phase}, "message": ""}
+    return {"kind": kind, "at": f"2026-11-23T08:00:{at:02d}Z", "data": {"to": to, "phase": phase}, "message": ""}  # as the API writes it
 
 
 def test_phase_times_come_from_the_status_events_since_the_last_change():

@@ -146,6 +146,13 @@ def test_converged_says_whether_the_status_describes_the_latest_settings(client,
     assert (got["status"], got["converged"]) == ("STOPPED", True)
     assert client.post("/api/v1/endpoints/chat/start").json()["converged"] is False  # a start deploys afresh
 
+    # A configuration Ray Serve refuses is the outcome of these settings too: waiting ends.
+    ray.refuse.add(f"ep-{ep['id']}")
+    assert client.patch("/api/v1/endpoints/chat", json={"engine": {"max_input_length": 90}}).json()["converged"] is False
+    tick(client)
+    got = client.get("/api/v1/endpoints/chat").json()
+    assert (got["status"], got["error_code"], got["converged"]) == ("FAILED", "CONFIG_REJECTED", True)
+
 
 @pytest.mark.parametrize(
     "over,field",

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import sys
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import typer
 
-from rota.cli.client import api, fail, ref_argument
+from rota.cli.client import api, error_text, fail, ref_argument
 
 
 def chat(
@@ -20,6 +21,9 @@ def chat(
     system: str | None = typer.Option(None, "--system", help="a system prompt"),
     max_tokens: int = typer.Option(256, "--max-tokens", min=1, help="longest answer, in tokens"),
     temperature: float | None = typer.Option(None, "--temperature", min=0.0, help="sampling temperature"),
+    base_url: str | None = typer.Option(
+        None, "--base-url", help="the OpenAI base URL to send your key to (default: the one the server reports)"
+    ),
 ) -> None:
     """Chat with an endpoint through the base URL (streamed). Without -m: a conversation,
     one message per line; an empty line, `/exit` or Ctrl-D ends it."""
@@ -29,7 +33,7 @@ def chat(
     body: dict[str, Any] = {"model": e["routing_key"], "max_tokens": max_tokens, "stream": True}
     if temperature is not None:
         body["temperature"] = temperature
-    url = e["base_url"].rstrip("/") + "/chat/completions"
+    url = _base_url(client.url, e["base_url"], base_url) + "/chat/completions"
     interactive = message is None
     if interactive and sys.stdin.isatty():
         typer.secho(f"chatting with {e['name']} (model={e['routing_key']}); an empty line or /exit ends", err=True)
@@ -58,13 +62,16 @@ def _stream(http: httpx.Client, url: str, body: dict[str, Any]) -> str:
         with http.stream("POST", url, json=body, timeout=httpx.Timeout(30, read=600)) as r:
             if r.status_code >= 400:
                 r.read()
-                fail(f"{r.status_code} from {url}: {_error(r)}")
+                fail(f"{r.status_code} from {url}: {error_text(r)}")
             for line in r.iter_lines():
                 if not line.startswith("data: ") or line == "data: [DONE]":
                     continue
-                chunk = json.loads(line[6:])
-                if "error" in chunk:
-                    fail(f"\nthe endpoint failed mid-answer: {chunk['error'].get('message', chunk['error'])}")
+                try:
+                    chunk = json.loads(line[6:])
+                except ValueError:
+                    fail(f"\nnot an OpenAI stream event: {line[:200]}")
+                if not isinstance(chunk, dict) or "error" in chunk:
+                    fail(f"\nthe endpoint failed mid-answer: {chunk.get('error') if isinstance(chunk, dict) else chunk}")
                 for choice in chunk.get("choices", []):
                     piece = (choice.get("delta") or {}).get("content") or ""
                     parts.append(piece)
@@ -75,9 +82,15 @@ def _stream(http: httpx.Client, url: str, body: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def _error(r: httpx.Response) -> str:
-    try:
-        err = r.json().get("error", {})
-        return f"{err.get('code') or err.get('type') or ''}: {err.get('message', r.text)}"
-    except ValueError:
-        return r.text
+def _base_url(api_url: str, reported: str, given: str | None) -> str:
+    """Where the key goes. The server reports the Serve port as the cluster reaches it;
+    seen from elsewhere that may be another machine: the key goes there only when it is
+    on the API's own host, or when the user names it."""
+    if given:
+        return given.rstrip("/")
+    if urlsplit(reported).hostname != urlsplit(api_url).hostname:
+        fail(
+            f"the server reports the base URL {reported}, not on the API's host ({api_url}): "
+            "pass --base-url with the base URL you reach, to say where your key may go"
+        )
+    return reported.rstrip("/")

@@ -18,21 +18,42 @@ class Api:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.http = httpx.Client(base_url=self.url, timeout=30, headers=headers)
 
-    def call(self, method: str, path: str, ok404: bool = False, **kw: Any) -> Any:
+    def call(self, method: str, path: str, ok404: bool = False, soft: bool = False, **kw: Any) -> Any:
+        """The API's answer to ``method path``. Errors end the command with their message;
+        with ``soft``, an unreachable API or a 5xx raises ``Unavailable`` instead (a wait
+        rides through a restart of the control plane)."""
         try:
             r = self.http.request(method, "/api/v1" + path, **kw)
         except httpx.HTTPError as e:
-            fail(f"cannot reach the Rota API at {self.url}: {e} (is `rota server` running? set ROTA_API_URL)")
+            self._fail(f"cannot reach the Rota API at {self.url}: {e} (is `rota server` running? set ROTA_API_URL)", soft)
         if r.status_code == 404 and ok404:
             return None
         if r.status_code >= 400:
-            try:
-                err = r.json().get("error", {})
-            except ValueError:
-                fail(f"{r.status_code}: {r.text}")
-            field = f" [field: {err['field']}]" if err.get("field") else ""
-            fail(f"{r.status_code} {err.get('code', '')}: {err.get('message', r.text)}{field}")
+            self._fail(f"{r.status_code} {error_text(r)}", soft and r.status_code >= 500)
         return r.json() if r.content else None
+
+    @staticmethod
+    def _fail(message: str, soft: bool) -> NoReturn:
+        if soft:
+            raise Unavailable(message)
+        fail(message)
+
+
+class Unavailable(Exception):
+    """The API did not answer (or answered 5xx): worth asking again."""
+
+
+def error_text(r: httpx.Response) -> str:
+    """An error answer as ``CODE: message [field: f]``, whatever shape its body has."""
+    try:
+        body = r.json()
+    except ValueError:
+        return r.text.strip()[:500]
+    err = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(err, dict):
+        return str(err or body)[:500]
+    field = f" [field: {err['field']}]" if err.get("field") else ""
+    return f"{err.get('code') or err.get('type') or ''}: {err.get('message', r.text)}{field}"
 
 
 def fail(msg: str, code: int = 1) -> NoReturn:

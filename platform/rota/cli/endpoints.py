@@ -51,7 +51,10 @@ def _done(client: Api, e: dict[str, Any], said: str, goal: Goal, wait: bool | No
 
 
 def _body(file: Path | None, inline: str | None) -> dict[str, Any]:
-    raw = read_yaml(file) if file is not None else json.loads(inline) if inline is not None else {}
+    try:
+        raw = read_yaml(file) if file is not None else json.loads(inline) if inline is not None else {}
+    except ValueError as e:
+        fail(f"--json: not valid JSON: {e}")
     if not isinstance(raw, dict):
         fail("the body must be a mapping")
     return raw
@@ -75,8 +78,9 @@ def endpoints_create(
     body = _body(file, None)
     flags = {"name": name, "template": template, "flavor": flavor, "model_path": model_path, "hf_model_repo": hf_model_repo}
     body.update({k: v for k, v in flags.items() if v is not None})
-    if min_replicas is not None or max_replicas is not None:
-        body["scaling"] = {**body.get("scaling", {}), "min_replicas": min_replicas, "max_replicas": max_replicas}
+    bounds = {k: v for k, v in {"min_replicas": min_replicas, "max_replicas": max_replicas}.items() if v is not None}
+    if bounds:
+        body["scaling"] = {k: v for k, v in (body.get("scaling") or {}).items() if k != "replicas"} | bounds
     client = api(ctx)
     e = client.call("POST", "/endpoints", json=body)
     said = f"created (id {e['id']}): send model={e['routing_key']!r} to {e['base_url']}"
@@ -95,7 +99,7 @@ def endpoints_patch(
     """Partially update an endpoint (scaling in place; model/engine changes roll the replicas)."""
     client = api(ctx)
     e = client.call("PATCH", f"/endpoints/{endpoint}", json=_body(file, body))
-    _done(client, e, e["status"], Goal.READY, wait, timeout)
+    _done(client, e, "patched", Goal.READY, wait, timeout)
 
 
 @app.command("start")
@@ -133,7 +137,7 @@ def endpoints_delete(
     client = api(ctx)
     e = client.call("GET", f"/endpoints/{endpoint}")
     client.call("DELETE", f"/endpoints/{endpoint}")
-    _done(client, e, "deleted", Goal.GONE, wait, timeout)
+    _done(client, e, "deleting", Goal.GONE, wait, timeout)
 
 
 @app.command("wait")

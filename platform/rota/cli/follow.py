@@ -34,7 +34,7 @@ def verdict(goal: Goal, ep: dict[str, Any] | None) -> Verdict | None:
         return None
     wanted = "stopped" if goal is Goal.STOPPED else "running"
     if ep["desired"] != wanted:
-        return Verdict(False, f"{ep['desired']} meanwhile (another command changed it)")
+        return Verdict(False, f"is to be {ep['desired']}, not {wanted}: it will not get there")
     if not ep["converged"]:
         return None
     status, code = ep["status"], ep.get("error_code")
@@ -43,6 +43,8 @@ def verdict(goal: Goal, ep: dict[str, Any] | None) -> Verdict | None:
     if status == "FAILED" or (status == "RUNNING" and code):
         what = "FAILED" if status == "FAILED" else "the new settings failed (the previous replicas still serve)"
         return Verdict(False, f"{what}: {code}: {ep.get('message') or 'no message'}")
+    if status == "RUNNING" and ep["replicas"]["running"] < (ep["replicas"]["min"] or 0):
+        return None  # serving, but not yet at the size it was asked for
     return {
         "RUNNING": Verdict(True, "READY"),
         "SLEEPING": Verdict(True, "SLEEPING: deployed, scaled to zero; the first request wakes it"),
@@ -62,11 +64,17 @@ def phase_times(events: list[dict[str, Any]]) -> list[tuple[str, float]]:
     for e in events:
         if e["kind"] != "status":
             continue
-        at = datetime.fromisoformat(str(e["at"]))
+        at = parse_time(e["at"])
         if prev is not None:
             out.append((prev[0], (at - prev[1]).total_seconds()))
         prev = (label(e["data"].get("to", ""), e["data"].get("phase")), at)
     return out
+
+
+def parse_time(value: Any) -> datetime:
+    """An API timestamp (``...Z`` included: Python 3.10's parser does not take it)."""
+    text = str(value)
+    return datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
 
 
 def since_change(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

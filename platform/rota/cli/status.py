@@ -26,7 +26,9 @@ def status(ctx: typer.Context, fmt: Output = output.option()) -> None:
     st = data["status"]
     ray = st["ray"]
     where = "embedded head" if ray["embedded"] else "remote cluster"
-    reach = "reachable" if ray["reachable"] else "UNREACHABLE" + (f": {ray['error']}" if ray.get("error") else "")
+    reach = {True: "reachable", None: "not checked yet"}.get(
+        ray["reachable"], "UNREACHABLE" + (f": {ray['error']}" if ray.get("error") else "")
+    )
     typer.echo(f"Ray ({where}): {reach}\nOpenAI base URL: {st['openai_base_url']}\n")
     for rows, none in ((_endpoints(data["endpoints"], data["tasks"]), "no endpoints"), (_tasks(data["tasks"]), "no active task")):
         output.table(rows) if len(rows) > 1 else typer.echo(f"({none})")

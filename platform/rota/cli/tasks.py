@@ -10,7 +10,7 @@ import typer
 
 from rota.cli import output
 from rota.cli.client import Api, api, fail, object_commands, ref_argument
-from rota.cli.follow import Goal
+from rota.cli.follow import Goal, parse_time
 from rota.cli.output import Output
 from rota.cli.wait import TIMED_OUT, Watch, follow, timeout_option, wait_option, waiting
 
@@ -53,10 +53,11 @@ def tasks_activate(
     within --timeout: wait for it, then follow its endpoint until it serves."""
     client, deadline = api(ctx), time.monotonic() + timeout
     t = client.call("POST", f"/tasks/{task}/activate")
-    typer.echo(f"task/{t['name']} {t['status']}; next fire {t['next_fire_at']} UTC ({t['next_fire_local']})")
+    nxt = f"next fire {t['next_fire_at']} UTC ({t['next_fire_local']})" if t["next_fire_at"] else "no next fire"
+    typer.echo(f"task/{t['name']} {t['status']}; {nxt}")
     if not waiting(wait) or not t["next_fire_at"]:
         return
-    due = datetime.fromisoformat(t["next_fire_at"])
+    due = parse_time(t["next_fire_at"])
     left = (due - datetime.now(timezone.utc)).total_seconds()
     if left > timeout:
         typer.echo(f"task/{t['name']}: its next fire is in {left:.0f} s, beyond --timeout: not waiting for it")
@@ -78,7 +79,7 @@ def _fired(client: Api, t: dict[str, Any], due: datetime, deadline: float) -> di
     while time.monotonic() < deadline:
         t = client.call("GET", f"/tasks/{t['id']}")
         run = t["last_run"]
-        if run and datetime.fromisoformat(run["scheduled_at"]) >= due:
+        if run and parse_time(run["scheduled_at"]) >= due:
             return t
         if t["status"] not in ("active", "completed"):
             fail(f"task/{t['name']} is {t['status']} ({t['status_reason'] or 'no reason given'}): it will not fire")

@@ -12,10 +12,11 @@ from typing import Any
 
 import typer
 
-from rota.cli.client import Api
+from rota.cli.client import Api, Unavailable
 from rota.cli.follow import Goal, Verdict, durations, phase_times, since_change, snippet, verdict
 
 TIMED_OUT = 124
+INTERRUPTED = 130
 POLL_S = 0.5
 
 
@@ -46,10 +47,17 @@ class Watch:
     seen: str = ""  # the status/phase shown last
     seen_at: float = field(default_factory=time.monotonic)
     result: Verdict | None = None
+    trouble: str = ""
 
     def poll(self, api: Api) -> None:
-        self.ep = api.call("GET", f"/endpoints/{self.ref}", ok404=True)
-        new = api.call("GET", f"/endpoints/{self.ref}/events", ok404=True, params={"after_id": self.last_event}) or []
+        try:
+            self.ep = api.call("GET", f"/endpoints/{self.ref}", ok404=True, soft=True)
+            params = {"after_id": self.last_event}
+            new = api.call("GET", f"/endpoints/{self.ref}/events", ok404=True, soft=True, params=params) or []
+        except Unavailable as e:
+            self.trouble = f"asking again: {e}"  # a control plane restarting is not the endpoint failing
+            return
+        self.trouble = ""
         if new:
             self.events = since_change(self.events + new)
             self.last_event = new[-1]["id"]
@@ -60,7 +68,7 @@ class Watch:
 
     @property
     def latest(self) -> str:
-        return self.events[-1]["message"] if self.events else ""
+        return self.trouble or (self.events[-1]["message"] if self.events else "")
 
     def line(self) -> str:
         return f"endpoint/{self.name}  {self.seen}  ({time.monotonic() - self.seen_at:.0f} s)  {self.latest}".rstrip()
@@ -69,11 +77,11 @@ class Watch:
 def follow(api: Api, watches: list[Watch], timeout: float) -> int:
     """Follow ``watches`` to their goals; print the outcome; return the exit code."""
     deadline = time.monotonic() + timeout
-    live = sys.stdout.isatty()
-    if live:
-        _follow_live(api, watches, deadline)
-    else:
-        _follow_plain(api, watches, deadline)
+    try:
+        (_follow_live if sys.stdout.isatty() else _follow_plain)(api, watches, deadline)
+    except KeyboardInterrupt:
+        typer.secho("stopped waiting: everything is left as it is", err=True)
+        return INTERRUPTED
     return _report(watches, timeout)
 
 

@@ -285,7 +285,7 @@ class Reconciler:
             ep.reported_phase = None  # the next start reports afresh
         if derived.status is EndpointStatus.RUNNING:
             ep.ready_generation = st.generation  # the generation this tick saw served, not a newer one
-        if observed.config_current:
+        if observed.config_current or refused:  # Ray runs them, or they were refused: either is their outcome
             ep.taken_mark = settings_mark(st.generation, st.bounds, st.cooldown_s, st.target_ongoing)
         if observation.reachable:
             target, ids = (obs.target_replicas, list(obs.running_replica_ids)) if obs else (None, [])

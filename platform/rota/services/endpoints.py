@@ -266,7 +266,7 @@ class EndpointService:
         with self.db.session() as s:
             ep = self.find(s, who, ref)
             if ep.desired != desired.value:
-                ep.desired, ep.updated_at = desired.value, now
+                ep.desired, ep.updated_at, ep.taken_mark = desired.value, now, None
                 record(s, ep, kind, message, at=now)
             out = self.public(s, ep, who.project)
         self.hooks.desired_changed()
@@ -292,5 +292,5 @@ class EndpointService:
 
     @staticmethod
     def mark_deleted(s: Session, ep: EndpointRow, now: datetime) -> None:
-        ep.desired, ep.updated_at = Desired.DELETED.value, now
+        ep.desired, ep.updated_at, ep.taken_mark = Desired.DELETED.value, now, None
         record(s, ep, EventKind.DELETED, "deleted: the application is removed; the endpoint goes away once it is", at=now)

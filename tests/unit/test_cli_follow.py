@@ -51,7 +51,8 @@ def test_a_failure_names_the_code_and_the_message():
 
 
 def status(at, to, phase=None, kind="status"):
-    return {"kind": kind, "at": f"2026-11-23T08:00:{at:02d}Z", "data": {"to": to, "phase": phase}, "message": ""}  # as the API writes it
+    at = f"2026-11-23T08:00:{at:02d}Z"  # as the API writes it
+    return {"kind": kind, "at": at, "data": {"to": to, "phase": phase}, "message": ""}
 
 
 def test_phase_times_come_from_the_status_events_since_the_last_change():

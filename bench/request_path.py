@@ -216,7 +216,7 @@ def main() -> int:
     levels = [int(x) for x in a.levels.split(",")]
     model = os.environ.get("MODEL")
     if not model:
-        from rota.models.tiny import make_tiny
+        from rota.models import make_tiny
 
         model = str(make_tiny(Path(tempfile.mkdtemp(prefix="rota-bench-model-", dir="/tmp")) / "tiny"))
     print(f"model {model}; {a.requests} streamed chat requests x {a.max_tokens} tokens per level; levels {levels}", flush=True)

@@ -17,6 +17,7 @@ every route of the replica requires it, not only vLLM's ``/v1`` ones.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -32,6 +33,7 @@ _NAME = r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,199}$"  # a revision or a served name: 
 
 # Rota passes each endpoint its own token as this argument.
 ROTA_TOKEN_ARG = "api_key"
+TINY = "rota:tiny"  # the tiny generated model (_tiny_model.py)
 
 
 class LLMConfig(BaseModel):
@@ -40,8 +42,10 @@ class LLMConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     model: str = Field(description="Hugging Face model id, or a local directory")
-    model_source: Literal["auto", "hub", "local"] = Field(
-        "auto", description="where `model` is: the Hub or a directory (auto: a path-like string is a directory)"
+    model_source: Literal["auto", "hub", "local", "generated"] = Field(
+        "auto",
+        description="where `model` is: the Hub or a directory (auto: a path-like string is a directory);"
+        f" generated: `{TINY}`, made by the node that serves it",
     )
     revision: str | None = Field(None, pattern=_NAME, description="model revision (branch, tag or commit) on the Hub")
     served_model_name: str | None = Field(None, pattern=_NAME, description="the `model` name clients send; default: `model`")
@@ -69,6 +73,12 @@ class LLMConfig(BaseModel):
     api_key: str | None = Field(None, description="required as a Bearer token on every route (Rota's gateway sends it)")
     report_url: str | None = Field(None, description="where a starting replica reports its phase (Rota's control plane)")
     accelerator_type: str | None = Field(None, description="GPU type of the tensor-parallel workers, e.g. H100")
+
+    @model_validator(mode="after")
+    def _generated(self) -> LLMConfig:
+        if (self.model_source == "generated") != (self.model == TINY):
+            raise ValueError(f"model_source `generated` goes with model `{TINY}`, and only with it")
+        return self
 
     @model_validator(mode="after")
     def _lengths(self) -> LLMConfig:
@@ -132,6 +142,13 @@ class LLMServer:
 
     async def __init__(self, llm: dict[str, Any]):
         cfg = LLMConfig.model_validate(llm)
+        if cfg.model_source == "generated":
+            # Generated here, on this node's disk: workers share no folder with the control plane.
+            _report(cfg, "DOWNLOADING_MODEL")
+            from _tiny_model import ensure
+
+            path = await asyncio.to_thread(ensure)
+            cfg = cfg.model_copy(update={"model": str(path), "model_source": "local"})
         if _local(cfg):
             if not Path(cfg.model).expanduser().is_dir():
                 raise FileNotFoundError(f"model directory {cfg.model} does not exist on this node")

@@ -12,8 +12,6 @@ import logging
 import os
 import threading
 from datetime import timedelta
-from pathlib import Path
-from typing import Any
 
 from rota.catalog import load_catalog
 from rota.config import Settings
@@ -83,7 +81,7 @@ class Runtime:
         )
         hooks = Hooks(self.scheduler.sync, self.reconciler.nudge)
         self.catalog = load_catalog(settings.templates_path)
-        builder = Builder(settings, self.catalog, settings.policy(), make_tiny=_make_tiny)
+        builder = Builder(settings, self.catalog, settings.policy())
         self.endpoints = EndpointService(self.db, settings, builder, self.cipher, hooks, held=lambda: self.reconciler.held)
         self.tasks = TaskService(self.db, settings, self.endpoints, hooks)
         self.events = EventService(self.db)
@@ -119,10 +117,3 @@ class Runtime:
         if self.client:
             self.client.close()
         self.db.dispose()
-
-
-def _make_tiny(path: Path) -> Any:
-    # Imported on first use: transformers and tokenizers load in seconds.
-    from rota.models.tiny import make_tiny
-
-    return make_tiny(path)

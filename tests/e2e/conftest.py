@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rota.models.tiny import make_tiny
+from rota.models import make_tiny
 from support.endpoints import wait_endpoint
 from support.procs import RotaServer
 
@@ -24,7 +24,7 @@ def tiny_model():
 
 @pytest.fixture(scope="package")
 def llm(cluster):
-    """An endpoint from the tiny CPU template (the control plane generates the model),
+    """An endpoint from the tiny CPU template (the node serving it generates the model),
     called through the OpenAI base URL with the server's admin key."""
     home = Path(tempfile.mkdtemp(prefix="rota-e2e-", dir="/tmp"))
     srv = RotaServer(home, cluster.server_env()).start()

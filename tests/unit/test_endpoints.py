@@ -201,7 +201,7 @@ def test_gpu_templates_ask_ray_for_their_gpu_type():
     from rota.catalog import actor_options, serve_args
 
     assert actor_options(one) == {"num_cpus": 2, "num_gpus": 1, "accelerator_type": "A100"}
-    assert serve_args(one, one.model, False, "k")["enable_prefix_caching"] is True
+    assert serve_args(one, "hub", "k")["enable_prefix_caching"] is True
     tp = resolve(
         catalog,
         template="llama-3.1-70b-instruct",
@@ -215,7 +215,7 @@ def test_gpu_templates_ask_ray_for_their_gpu_type():
         engine=None,
         max_replicas_limit=10,
     )
-    args = serve_args(tp, tp.model, False, "k")
+    args = serve_args(tp, "hub", "k")
     assert args["tensor_parallel_size"] == 8 and args["accelerator_type"] == "H100" and "num_gpus" not in actor_options(tp)
 
 
@@ -491,3 +491,18 @@ def test_patching_a_required_part_to_null_is_a_422(client):
         r = client.patch("/api/v1/endpoints/chat", json={field: None})
         assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
     assert (counts(client), client.get("/api/v1/endpoints/chat").json()) == before
+
+
+def test_the_tiny_template_leaves_its_model_to_the_node_that_serves_it(tmp_path):
+    """Built as Ray Serve will build it (serve.py's own validation runs), with no model
+    made on the control plane: workers share no folder with it."""
+    from rota.config import Settings
+    from rota.services.auth import Principal
+    from rota.services.builds import Builder
+
+    settings = Settings(home=tmp_path)
+    builder = Builder(settings, load_catalog(DEFAULT_PATH), settings.policy())
+    who = Principal(key_id=1, project_id=1, project="default", admin=False)
+    build = builder.endpoint(who, EndpointCreate(name="t", template="tiny-llama-cpu"), "t")
+    assert (build.args["model"], build.args["model_source"]) == ("rota:tiny", "generated")
+    assert list(tmp_path.iterdir()) == []

@@ -148,6 +148,16 @@ def test_every_route_needs_the_endpoints_token(serve_mod):
     assert reached == ["/v1/chat/completions", "/invocations", "/tokenize", "/metrics", "/health", "/"]
 
 
+@pytest.mark.parametrize(
+    "args",
+    [{"model": "rota:tiny"}, {"model": "org/m", "model_source": "generated"}, {"model": "rota:tiny", "model_source": "hub"}],
+)
+def test_only_the_tiny_model_is_generated_and_it_always_is(serve_mod, args):
+    with pytest.raises(ValueError, match="generated"):
+        serve_mod.LLMConfig(**args)
+    assert serve_mod.LLMConfig(model="rota:tiny", model_source="generated").model == "rota:tiny"
+
+
 def test_where_the_model_is_is_said_not_guessed(serve_mod):
     assert serve_mod._local(serve_mod.LLMConfig(model="org/m", model_source="local")) is True
     assert serve_mod._local(serve_mod.LLMConfig(model="/models/m", model_source="hub")) is False

@@ -93,7 +93,7 @@ def templates_list(ctx: typer.Context, fmt: Output = output.option()) -> None:
 @models_app.command("make-tiny")
 def models_make_tiny(out_dir: Path = typer.Argument(..., help="directory to write the model to")) -> None:
     """Generate a tiny Llama with random weights and a trained tokenizer that vLLM can load."""
-    from rota.models.tiny import make_tiny
+    from rota.models import make_tiny
 
     typer.echo(f"tiny model written to {make_tiny(out_dir)}")
 

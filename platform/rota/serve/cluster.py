@@ -164,6 +164,8 @@ class LocalRayHead:
             "RAY_AUTH_TOKEN_PATH": str(self.s.token_path),
             "PYTHONPATH": os.pathsep.join(pythonpath),
             "RAY_USAGE_STATS_ENABLED": "0",
+            # Where its nodes generate the tiny model (serve_apps/_tiny_model.py).
+            "ROTA_MODELS_DIR": str(self.s.home / "models"),
             MARKER: cluster_id,
         }
         if not self.s.ray_node_ip:

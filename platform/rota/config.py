@@ -9,6 +9,7 @@ configurable so that tests, and several instances on one machine, never collide.
 from __future__ import annotations
 
 import os
+import socket
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -26,6 +27,18 @@ MIB = 1024 * 1024
 
 def _home() -> Path:
     return Path("~/.rota").expanduser()
+
+
+def address_toward(host: str) -> str:
+    """This host's own address on the route to ``host`` (a UDP socket is connected, which
+    sends nothing): what a peer there can reach us at. Loopback if it cannot be told."""
+    try:
+        family, _, _, _, peer = socket.getaddrinfo(host, 9, type=socket.SOCK_DGRAM)[0]
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.connect(peer)
+            return str(sock.getsockname()[0])
+    except OSError:
+        return "127.0.0.1"
 
 
 def _names(text: str) -> frozenset[str]:
@@ -164,7 +177,15 @@ class Settings(BaseSettings):
 
     @property
     def control_url(self) -> str:
-        return (self.public_url or self.api_url).rstrip("/")
+        """Where the cluster (the gateway, starting replicas) reaches the control plane:
+        ``public_url``, else the API's own address; listening on every interface, the
+        address of this host that faces the Ray head (loopback for an embedded one)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = self.host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1" if self.embedded_ray else address_toward(urlsplit(self.dashboard_url).hostname or "127.0.0.1")
+        return f"http://{_bracketed(host)}:{self.port}"
 
     @property
     def admin_key_path(self) -> Path:

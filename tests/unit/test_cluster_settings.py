@@ -51,3 +51,26 @@ def test_where_serve_listens_is_not_where_the_control_plane_reaches_it(tmp_path,
 
     c = ServeClient(remote.dashboard_url, None, remote.serve_listen_host, remote.serve_port, remote.serve_url)
     assert c.routes_url == "http://rota-head-svc.rota.svc:8000/-/routes" and c.http_options["host"] == "0.0.0.0"
+
+
+def test_without_a_public_url_the_cluster_is_told_an_address_it_can_reach(tmp_path, monkeypatch):
+    import socket
+
+    for name in ("ROTA_PUBLIC_URL", "ROTA_HOST", "ROTA_RAY_ADDRESS"):
+        monkeypatch.delenv(name, raising=False)
+    # This host's address on its default route: what a remote head would reach it at.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("203.0.113.1", 9))  # TEST-NET-3: routed, never sent to
+        own = probe.getsockname()[0]
+    assert own != "127.0.0.1"
+    remote = f"http://{own}:8265"
+    cases = [
+        ({}, "http://127.0.0.1:8080"),
+        ({"host": "0.0.0.0"}, "http://127.0.0.1:8080"),  # embedded head: loopback
+        ({"host": "0.0.0.0", "ray_address": "http://127.0.0.1:8265"}, "http://127.0.0.1:8080"),
+        ({"host": "0.0.0.0", "ray_address": remote}, f"http://{own}:8080"),  # never 0.0.0.0
+        ({"host": "0.0.0.0", "ray_address": remote, "public_url": "http://rota.rota.svc:8080/"}, "http://rota.rota.svc:8080"),
+        ({"host": "10.1.2.3", "ray_address": remote}, "http://10.1.2.3:8080"),
+    ]
+    for over, want in cases:
+        assert Settings(home=tmp_path, port=8080, **over).control_url == want, over

@@ -1,0 +1,112 @@
+"""Rota pointed at a Ray cluster it did not start: a head brought up with `ray start --head`
+by its operator, on this host's network address (not loopback), with its own auth token.
+
+Nothing is configured beyond what an operator must say (the dashboard address and the
+token): where Serve listens, where the control plane reaches it and where the cluster
+reaches the control plane all come from the defaults, as on a KubeRay head service.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+
+import httpx
+import pytest
+
+from rota.config import Settings
+from rota.serve.cluster import MARKER, LocalRayHead, dashboard_up
+from support.endpoints import TEST_TEMPLATES, chat, status_is, wait_endpoint
+from support.procs import REPO, TEST_APPS, RotaServer, free_port, wait_until
+
+APPS = os.pathsep.join([str(REPO / "serve_apps"), str(TEST_APPS)])
+
+
+def own_address() -> str:
+    """This host's address on its default route (a UDP connect sends nothing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("203.0.113.1", 9))
+        address = probe.getsockname()[0]
+    assert address != "127.0.0.1", "this test needs a network address besides loopback"
+    return address
+
+
+@pytest.fixture
+def remote_head(tmp_path):
+    """`ray start --head` as an operator runs it; stopped (every process of it) afterwards."""
+    ip, dashboard = own_address(), free_port()
+    token = tmp_path / "operator-token"
+    token.write_text(secrets.token_hex(32))
+    cluster_id = uuid.uuid4().hex
+    temp = tempfile.mkdtemp(prefix="rota-rh-", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ROTA_", "RAY_AUTH"))}
+    env.update(
+        RAY_AUTH_MODE="token",
+        RAY_AUTH_TOKEN_PATH=str(token),
+        RAY_USAGE_STATS_ENABLED="0",
+        PYTHONPATH=APPS,
+        **{MARKER: cluster_id},  # lets the cleanup find every process of this cluster
+    )
+    cmd = [
+        *(sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block"),
+        *("--node-ip-address", ip, "--dashboard-host", ip, "--dashboard-port", str(dashboard)),
+        *("--port", str(free_port()), "--ray-client-server-port", str(free_port())),
+        *("--dashboard-agent-listen-port", str(free_port()), "--min-worker-port", "0", "--max-worker-port", "0"),
+        *("--temp-dir", temp, "--num-cpus", "2", "--disable-usage-stats"),
+    ]
+    with open(tmp_path / "head.log", "ab") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    # Stopped the way Rota stops a head of its own: the process group, then anything
+    # still carrying the cluster's marker.
+    stopper = LocalRayHead(Settings(home=tmp_path / "stopper"))
+    stopper.pid_file.parent.mkdir(parents=True)
+    stopper.pid_file.write_text(json.dumps({"pid": proc.pid, "cluster_id": cluster_id}))
+    url = f"http://{ip}:{dashboard}"
+
+    def up() -> bool:
+        assert proc.poll() is None, (tmp_path / "head.log").read_text()[-3000:]
+        return dashboard_up(url, token.read_text())
+
+    try:
+        wait_until(up, 120, what="the operator's Ray head")
+        yield url, token
+    finally:
+        stopper.stop()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_a_cluster_started_by_its_operator_serves_an_endpoint_through_the_base_url(remote_head, tmp_path):
+    url, token = remote_head
+    assert not dashboard_up(url, "not-its-token")  # its API is closed without the token
+    serve_port = free_port()
+    srv = RotaServer(
+        tmp_path / "rota",
+        {
+            "ROTA_RAY_ADDRESS": url,
+            "ROTA_RAY_AUTH_TOKEN_PATH": str(token),
+            "ROTA_SERVE_PORT": str(serve_port),
+            "ROTA_HOST": "0.0.0.0",  # the cluster reaches the control plane at this host's address
+            "ROTA_TEMPLATES_PATH": str(TEST_TEMPLATES),
+            "ROTA_SERVE_APPS_PATH": APPS,  # the scripts the cluster's nodes have
+        },
+    )
+    try:
+        srv.start()
+        r = srv.api.post("/endpoints", json={"name": "far", "template": "echo-chat", "routing_key": "far"})
+        assert r.status_code == 201, r.text
+        ep = wait_endpoint(srv, "far", status_is("RUNNING"), timeout=180, what="RUNNING on the operator's cluster")
+        ip = url.split("//")[1].split(":")[0]
+        assert ep["base_url"] == f"http://{ip}:{serve_port}/v1"  # the head's address, not loopback
+        r = chat(ep["base_url"].removesuffix("/v1"), srv.admin_key, "far", "over there")
+        assert r.status_code == 200, r.text
+        assert "over there" in r.json()["choices"][0]["message"]["content"]
+        assert httpx.get(f"{ep['base_url']}/models", timeout=10).status_code == 401  # the base URL wants a key
+    finally:
+        srv.kill()

@@ -8,7 +8,7 @@ CPU := $(VENV)/.rota-cpu
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-cpu postgres lint test test-unit test-integration test-e2e demo server bench bench-request-path bench-triggers bench-api bench-fire-applied bench-overload chaos clean
+.PHONY: help install install-cpu postgres images images-push manifests lint test test-unit test-integration test-e2e demo server bench bench-request-path bench-triggers bench-api bench-fire-applied bench-overload chaos clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-17s %s\n", $$1, $$2}'
@@ -38,6 +38,22 @@ install-cpu: $(CPU) ## Install the control plane and vLLM for CPU nodes into .ve
 postgres: ## Install PostgreSQL's server if missing (its tests start a throwaway one)
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
+
+# Images and manifests: versions come from pyproject.toml (images/render.py), the tag
+# defaults to the project's version, REGISTRY (e.g. ghcr.io/acme) prefixes the names.
+REGISTRY ?=
+TAG ?= $(shell $(PYTHON) images/render.py version)
+IMAGE_PREFIX := $(if $(REGISTRY),$(patsubst %/,%,$(REGISTRY))/,)
+images: ## Build the control-plane, CPU and GPU worker images (REGISTRY=..., TAG=...; needs Docker)
+	for name in control-plane worker-cpu worker-gpu; do \
+	  docker build -f images/$$name.Dockerfile $$($(PYTHON) images/render.py build-args) -t $(IMAGE_PREFIX)rota-$$name:$(TAG) . || exit 1; \
+	done
+
+images-push: ## Push the three images to REGISTRY
+	for name in control-plane worker-cpu worker-gpu; do docker push $(IMAGE_PREFIX)rota-$$name:$(TAG) || exit 1; done
+
+manifests: $(BASE) ## Write the Kubernetes manifests for REGISTRY and TAG to build/k8s/ (then: kubectl apply -f build/k8s/)
+	$(BIN)/python images/render.py manifests --registry "$(REGISTRY)" --tag "$(TAG)" --out build/k8s
 
 lint: $(BASE) ## ruff (lint and format check) and mypy (strict on domain/)
 	$(BIN)/ruff check .

@@ -192,3 +192,15 @@ def test_help_everywhere():
     ):
         p = subprocess.run([sys.executable, "-m", "rota", *args, "--help"], capture_output=True, text=True, timeout=60)
         assert p.returncode == 0 and "Usage" in p.stdout, (args, p.stdout, p.stderr)
+
+
+def test_endpoints_create_takes_the_gpu_from_its_flags(servers):
+    srv = servers(ROTA_TEMPLATES_PATH=str(TEST_TEMPLATES))
+    p = rota(srv, "endpoints", "create", "--template", "echo-chat", "--name", "g", "--gpu-type", "L4", check=False)
+    assert p.returncode != 0 and "gpu_type" in p.stdout + p.stderr
+    assert srv.api.get("/endpoints").json()["total"] == 0  # refused: nothing made
+    rota(
+        srv, "endpoints", "create", "--template", "echo-chat", "--name", "g", "--gpu-type", "cpu", "--gpu-count", "0", "--no-wait"
+    )
+    e = srv.api.get("/endpoints/g").json()
+    assert (e["gpu_type"], e["gpu_count"]) == ("cpu", 0)

@@ -66,6 +66,8 @@ def endpoints_create(
     name: str | None = typer.Option(None, help="endpoint name"),
     template: str | None = typer.Option(None, help="template name (rota templates list)"),
     flavor: str | None = typer.Option(None, help="template flavor"),
+    gpu_type: str | None = typer.Option(None, help="one of the template's GPU types, e.g. L4 (default: the template's)"),
+    gpu_count: int | None = typer.Option(None, help="GPUs per replica (tensor parallel)"),
     model_path: str | None = typer.Option(None, help="a custom model: a directory on the nodes"),
     hf_model_repo: str | None = typer.Option(None, help="a custom model: a Hugging Face repo id"),
     min_replicas: int | None = typer.Option(None, help="autoscaling lower bound (0: scale to zero)"),
@@ -76,7 +78,15 @@ def endpoints_create(
 ) -> None:
     """Create an endpoint (with --wait: follow it until it serves)."""
     body = _body(file, None)
-    flags = {"name": name, "template": template, "flavor": flavor, "model_path": model_path, "hf_model_repo": hf_model_repo}
+    flags = {
+        "name": name,
+        "template": template,
+        "flavor": flavor,
+        "gpu_type": gpu_type,
+        "gpu_count": gpu_count,
+        "model_path": model_path,
+        "hf_model_repo": hf_model_repo,
+    }
     body.update({k: v for k, v in flags.items() if v is not None})
     bounds = {k: v for k, v in {"min_replicas": min_replicas, "max_replicas": max_replicas}.items() if v is not None}
     if bounds:

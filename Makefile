@@ -40,19 +40,23 @@ postgres: ## Install PostgreSQL's server if missing (its tests start a throwaway
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
 
 # Images and manifests: versions come from pyproject.toml (images/render.py), the tag
-# defaults to the project's version, REGISTRY (e.g. ghcr.io/acme) prefixes the names.
+# defaults to the commit (git describe: a rebuild gets a new tag, so nodes pull it),
+# REGISTRY (e.g. ghcr.io/acme) prefixes the names.
 REGISTRY ?=
-TAG ?= $(shell $(PYTHON) images/render.py version)
+TAG ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 IMAGE_PREFIX := $(if $(REGISTRY),$(patsubst %/,%,$(REGISTRY))/,)
-images: ## Build the control-plane, CPU and GPU worker images (REGISTRY=..., TAG=...; needs Docker)
+images: $(BASE) ## Build the control-plane, CPU and GPU worker images (REGISTRY=..., TAG=...; needs Docker)
+	@test -n "$(TAG)" || { echo "TAG is empty: give TAG=..."; exit 1; }
+	args="$$($(BIN)/python images/render.py build-args)" || exit 1; \
 	for name in control-plane worker-cpu worker-gpu; do \
-	  docker build -f images/$$name.Dockerfile $$($(PYTHON) images/render.py build-args) -t $(IMAGE_PREFIX)rota-$$name:$(TAG) . || exit 1; \
+	  docker build -f images/$$name.Dockerfile $$args -t $(IMAGE_PREFIX)rota-$$name:$(TAG) . || exit 1; \
 	done
 
 images-push: ## Push the three images to REGISTRY
 	for name in control-plane worker-cpu worker-gpu; do docker push $(IMAGE_PREFIX)rota-$$name:$(TAG) || exit 1; done
 
 manifests: $(BASE) ## Write the Kubernetes manifests for REGISTRY and TAG to build/k8s/ (then: kubectl apply -f build/k8s/)
+	@test -n "$(TAG)" || { echo "TAG is empty: give TAG=..."; exit 1; }
 	$(BIN)/python images/render.py manifests --registry "$(REGISTRY)" --tag "$(TAG)" --out build/k8s
 
 lint: $(BASE) ## ruff (lint and format check) and mypy (strict on domain/)

@@ -20,7 +20,8 @@ COPY pyproject.toml README.md ./
 # This repository's own package: its dependencies' bounds are in pyproject.toml.
 # hadolint ignore=DL3013
 RUN mkdir -p platform/rota && touch platform/rota/__init__.py \
-    && pip install --no-cache-dir ".[postgres]" && pip uninstall -y rota
+    && pip install --no-cache-dir ".[postgres]" && pip uninstall -y rota \
+    && rm -rf build platform/*.egg-info platform/rota
 COPY platform/ platform/
 COPY serve_apps/ serve_apps/
 COPY schedules/ schedules/

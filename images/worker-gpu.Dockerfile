@@ -10,12 +10,13 @@ FROM python:${PYTHON_VERSION}-slim
 ARG RAY_VERSION=2.60.0
 ARG VLLM_VERSION=0.32.0
 
-# gcc + libc headers: Triton compiles its small launcher stubs on first use.
-# Not pinned: Debian's versions move with the (pinned) base image, and old ones leave the mirror.
+# g++ + libc headers: Triton and torch.compile build small C/C++ stubs on first use.
+# wget: KubeRay's readiness probes. Not pinned: Debian's versions move with the (pinned) base image, and old ones leave the mirror.
 # hadolint ignore=DL3008
-RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev libnuma1 \
+RUN apt-get update && apt-get install -y --no-install-recommends wget g++ libc6-dev libnuma1 \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --create-home --uid 1000 ray
+    && useradd --create-home --uid 1000 ray \
+    && mkdir -p /home/ray/.cache/huggingface && chown -R 1000:1000 /home/ray/.cache
 # vLLM and Ray in one resolve: Ray's own dependencies (fastapi, starlette, pydantic) are
 # taken at the versions vLLM pins, not moved under it.
 RUN pip install --no-cache-dir "vllm==${VLLM_VERSION}" "ray[serve]==${RAY_VERSION}"

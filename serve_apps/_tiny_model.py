@@ -13,6 +13,7 @@ safetensors, vLLM's engine. head_dim is 64 (vLLM's CPU attention rejects head_di
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -169,27 +170,35 @@ def make_tiny(out_dir: str | Path, vocab_size: int = 1024, hidden_size: int = 12
 
 def node_models_dir() -> Path:
     """Where a node keeps generated models: ``ROTA_MODELS_DIR`` (the embedded head sets it
-    to ROTA_HOME/models), else a per-user folder in the node's temporary directory."""
+    to ROTA_HOME/models), else the user's own cache (never a shared temporary folder)."""
     configured = os.environ.get("ROTA_MODELS_DIR")
-    return Path(configured) if configured else Path(tempfile.gettempdir()) / f"rota-models-{os.getuid()}"
+    return Path(configured) if configured else Path.home() / ".cache" / "rota" / "models"
 
 
 def ensure(root: str | Path | None = None) -> Path:
     """The tiny model under ``root`` (default: ``node_models_dir()``), generated if missing.
 
     Generated in a scratch folder and renamed into place, so two replicas starting on one
-    node never see half a model: the one that loses the rename keeps the winner's."""
+    node never see half a model: the one that loses the rename keeps the winner's. A
+    folder left incomplete (no marker: a generation killed half way) is set aside first."""
     base = Path(root) if root is not None else node_models_dir()
     out = base / "tiny"
     if (out / MARKER).is_file():
         return out
     base.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".tiny-", dir=base))
-    make_tiny(scratch)
     try:
-        scratch.rename(out)
-    except OSError:
+        make_tiny(scratch)
+        if out.exists() and not (out / MARKER).is_file():
+            with contextlib.suppress(OSError):  # another replica may be setting it aside too
+                out.rename(base / f".tiny-incomplete-{os.getpid()}-{scratch.name}")
+        try:
+            scratch.rename(out)
+        except OSError:
+            if not (out / MARKER).is_file():
+                raise
+    finally:
         shutil.rmtree(scratch, ignore_errors=True)
-        if not (out / MARKER).is_file():
-            raise
+        for stale in base.glob(".tiny-incomplete-*"):
+            shutil.rmtree(stale, ignore_errors=True)
     return out

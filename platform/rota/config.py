@@ -29,16 +29,17 @@ def _home() -> Path:
     return Path("~/.rota").expanduser()
 
 
-def address_toward(host: str) -> str:
-    """This host's own address on the route to ``host`` (a UDP socket is connected, which
-    sends nothing): what a peer there can reach us at. Loopback if it cannot be told."""
+def address_toward(host: str) -> str | None:
+    """This host's own IPv4 address on the route to ``host`` (a UDP socket is connected,
+    which sends nothing): what a peer there can reach a server bound to 0.0.0.0 at. None if
+    it cannot be told (the name does not resolve)."""
     try:
-        family, _, _, _, peer = socket.getaddrinfo(host, 9, type=socket.SOCK_DGRAM)[0]
-        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        _, _, _, _, peer = socket.getaddrinfo(host, 9, family=socket.AF_INET, type=socket.SOCK_DGRAM)[0]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.connect(peer)
             return str(sock.getsockname()[0])
     except OSError:
-        return "127.0.0.1"
+        return None
 
 
 def _names(text: str) -> frozenset[str]:
@@ -184,7 +185,14 @@ class Settings(BaseSettings):
             return self.public_url.rstrip("/")
         host = self.host
         if host in ("0.0.0.0", "::", ""):
-            host = "127.0.0.1" if self.embedded_ray else address_toward(urlsplit(self.dashboard_url).hostname or "127.0.0.1")
+            if self.embedded_ray:
+                host = self.ray_node_ip or "127.0.0.1"  # workers that joined the head reach it there
+            else:
+                head = urlsplit(self.dashboard_url).hostname or "127.0.0.1"
+                found = address_toward(head)
+                if found is None:
+                    raise ValueError(f"cannot tell this host's address toward the Ray head {head!r}: set ROTA_PUBLIC_URL")
+                host = found
         return f"http://{_bracketed(host)}:{self.port}"
 
     @property

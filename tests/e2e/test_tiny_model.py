@@ -26,3 +26,11 @@ def test_replicas_starting_together_on_one_node_share_one_complete_model(tmp_pat
     marker = tmp_path / "tiny" / gen.MARKER
     before = marker.stat().st_mtime_ns
     assert gen.ensure(tmp_path) == tmp_path / "tiny" and marker.stat().st_mtime_ns == before  # not made twice
+
+
+def test_a_model_left_half_made_is_replaced_not_served(tmp_path):
+    (tmp_path / "tiny").mkdir()
+    (tmp_path / "tiny" / "config.json").write_text("{")  # a generation killed half way: no marker
+    gen = generator()
+    assert gen.ensure(tmp_path) == tmp_path / "tiny" and (tmp_path / "tiny" / gen.MARKER).is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny"]

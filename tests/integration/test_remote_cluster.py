@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from rota.config import Settings
+from rota.domain.specs import GATEWAY_APP
 from rota.serve.cluster import MARKER, LocalRayHead, dashboard_up
 from support.endpoints import TEST_TEMPLATES, chat, status_is, wait_endpoint
 from support.procs import REPO, TEST_APPS, RotaServer, free_port, wait_until
@@ -108,5 +109,10 @@ def test_a_cluster_started_by_its_operator_serves_an_endpoint_through_the_base_u
         assert r.status_code == 200, r.text
         assert "over there" in r.json()["choices"][0]["message"]["content"]
         assert httpx.get(f"{ep['base_url']}/models", timeout=10).status_code == 401  # the base URL wants a key
+        # The gateway was told this host's network address, not a loopback that only works
+        # because the head happens to run on the same machine here.
+        apps = httpx.get(f"{url}/api/serve/applications/", headers={"Authorization": f"Bearer {token.read_text()}"}, timeout=10)
+        args = apps.json()["applications"][GATEWAY_APP]["deployed_app_config"]["args"]
+        assert args["control_url"] == f"http://{ip}:{srv.port}"
     finally:
         srv.kill()

@@ -1,5 +1,7 @@
 """The embedded head's command line and environment (nothing is started here)."""
 
+import pytest
+
 from rota.config import Settings
 from rota.serve.cluster import LocalRayHead
 
@@ -71,6 +73,10 @@ def test_without_a_public_url_the_cluster_is_told_an_address_it_can_reach(tmp_pa
         ({"host": "0.0.0.0", "ray_address": remote}, f"http://{own}:8080"),  # never 0.0.0.0
         ({"host": "0.0.0.0", "ray_address": remote, "public_url": "http://rota.rota.svc:8080/"}, "http://rota.rota.svc:8080"),
         ({"host": "10.1.2.3", "ray_address": remote}, "http://10.1.2.3:8080"),
+        ({"host": "0.0.0.0", "ray_node_ip": "10.9.8.7"}, "http://10.9.8.7:8080"),  # embedded head that workers join
     ]
     for over, want in cases:
         assert Settings(home=tmp_path, port=8080, **over).control_url == want, over
+    unresolvable = Settings(home=tmp_path, host="0.0.0.0", ray_address="http://no-such-head.invalid:8265")
+    with pytest.raises(ValueError, match="ROTA_PUBLIC_URL"):
+        _ = unresolvable.control_url  # never a silent loopback the cluster cannot reach

@@ -18,7 +18,8 @@ GENERATOR = "_tiny_model"
 
 def generator(dirs: list[Path] | None = None) -> ModuleType:
     """The generator module, from the first serve_apps directory that has it."""
-    for d in dirs if dirs is not None else Settings().serve_apps_dirs:
+    searched = dirs if dirs is not None else Settings().serve_apps_dirs
+    for d in searched:
         path = d / f"{GENERATOR}.py"
         if path.is_file():
             spec = importlib.util.spec_from_file_location(GENERATOR, path)
@@ -26,7 +27,7 @@ def generator(dirs: list[Path] | None = None) -> ModuleType:
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
             return module
-    raise FileNotFoundError(f"no {GENERATOR}.py in serve_apps ({', '.join(map(str, dirs or []))})")
+    raise FileNotFoundError(f"no {GENERATOR}.py in serve_apps ({', '.join(map(str, searched)) or 'no folder'})")
 
 
 def make_tiny(out_dir: str | Path, dirs: list[Path] | None = None) -> Path:

@@ -15,7 +15,9 @@ Rota deploys this application at route prefix ``/`` of the Ray Serve HTTP port, 
    ``Retry-After``, never a 404;
 4. admits at most ``max_concurrency`` requests per endpoint (its replicas' capacity plus
    its queue); beyond that a 429 with ``Retry-After``. The counts are this replica's:
-   Rota deploys one gateway replica (``rota.domain.specs.gateway_spec``).
+   Rota deploys one gateway replica (``rota.domain.specs.gateway_spec``);
+5. records every call in the request log (``_request_log.py``): the caller gets its
+   ``x-request-id`` (its own, or a new one), and the control plane the record, in batches.
 
 The routing table is pulled from the control plane every ``refresh_s``, and at once on
 an unknown key or model, at most once per ``refresh_s`` (unknown keys are remembered as
@@ -45,13 +47,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from _request_log import Call, Recorder, Tap, request_id
+
 log = logging.getLogger("ray.serve")
 
 # Rota's endpoint statuses (rota.domain.status; a unit test keeps these in step).
 WAKEABLE = frozenset({"SLEEPING", "AWAKING", "INITIALIZING", "UPDATING"})  # a request waits for a replica
 DOWN = frozenset({"PENDING", "FAILED", "STOPPING", "STOPPED", "TERMINATING", "TERMINATED"})  # 503 at once
 OPENAI_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
-PASS_BACK = ("content-type", "x-request-id", "retry-after")  # headers passed back to the caller
+PASS_BACK = ("content-type", "retry-after")  # headers passed back to the caller (and x-request-id, the gateway's)
+REPLICA_HEADER = "x-rota-replica"  # which replica answered (serve.py), for the request log
 _NEGATIVE_MAX = 10_000  # unknown keys remembered until the next pull
 
 
@@ -65,6 +70,8 @@ class GatewayConfig(BaseModel):
     wake_timeout_s: float = Field(300.0, gt=0, description="how long a request waits for a sleeping endpoint")
     retry_after_s: int = Field(5, ge=1, description="Retry-After on 503s")
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="larger request bodies get a 413")
+    content_max_bytes: int = Field(16_384, ge=0, description="prompt/answer kept per call where content logging is on")
+    log_interval_s: float = Field(1.0, gt=0, description="request records are sent this often")
 
 
 def error(
@@ -75,9 +82,11 @@ def error(
     param: str | None = None,
     retry_after: int | None = None,
 ) -> JSONResponse:
-    """An OpenAI-format error."""
+    """An OpenAI-format error (its code kept on it for the request log)."""
     headers = {"Retry-After": str(retry_after)} if retry_after else None
-    return JSONResponse({"error": {"message": message, "type": type_, "param": param, "code": code}}, status, headers)
+    r = JSONResponse({"error": {"message": message, "type": type_, "param": param, "code": code}}, status, headers)
+    r.error_code = code  # type: ignore[attr-defined]
+    return r
 
 
 def key_hash(key: str) -> str:
@@ -89,7 +98,7 @@ class RoutingTable:
 
     def __init__(self, refresh_s: float, fetch: Callable[[], Awaitable[dict[str, Any]]]):
         self.refresh_s, self.fetch = refresh_s, fetch
-        self.keys: dict[str, int] = {}
+        self.keys: dict[str, dict[str, Any]] = {}  # key hash -> project_id, key id and prefix
         self.endpoints: dict[tuple[int, str], dict[str, Any]] = {}
         self.unknown: dict[str, float] = {}  # key hash -> when it was found unknown
         self.loaded_at: float | None = None
@@ -124,11 +133,11 @@ class RoutingTable:
             except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:
                 log.warning("routing table refresh failed (keeping the last one): %s", e)
                 return
-            self.keys = {k["hash"]: k["project_id"] for k in body.get("keys", [])}
+            self.keys = {k["hash"]: k for k in body.get("keys", [])}
             self.endpoints = {(e["project_id"], e["routing_key"]): e for e in body.get("endpoints", [])}
             self.loaded_at, self.unknown = time.monotonic(), {}
 
-    async def project(self, key: str, arrived: float) -> int | None:
+    async def key(self, key: str, arrived: float) -> dict[str, Any] | None:
         h = key_hash(key)
         if h not in self.keys and h not in self.unknown:
             await self.refresh(forced_after=arrived)  # a key created a moment ago
@@ -161,23 +170,33 @@ class Admission:
 
 
 class GatewayApp:
-    """The ASGI side. ``session`` (the upstream HTTP client) and ``wake`` are Ray Serve's
-    by default; unit tests hand in their own."""
+    """The ASGI side. ``session`` (the upstream HTTP client), ``wake`` and ``ship`` (where
+    request records go) are Ray Serve's and the control plane's by default; unit tests
+    hand in their own."""
 
     def __init__(
-        self, cfg: GatewayConfig, session: Callable[[], Any] | None = None, wake: Callable[[str], Awaitable[Any]] | None = None
+        self,
+        cfg: GatewayConfig,
+        session: Callable[[], Any] | None = None,
+        wake: Callable[[str], Awaitable[Any]] | None = None,
+        ship: Callable[[list[dict[str, Any]], int], Awaitable[None]] | None = None,
     ):
         self.cfg = cfg
         self._session = session or _Http().session
         self._wake_app = wake or _wake_through_handle
         self.table = RoutingTable(cfg.refresh_s, self._fetch)
         self.admission = Admission()
+        self.recorder = Recorder(ship or self._ship, cfg.log_interval_s)
         self.asgi = Starlette(
             routes=[
-                Route("/v1/models", self.models, methods=["GET"]),
-                *(Route(path, self.forward, methods=["POST"]) for path in OPENAI_ROUTES),
+                Route("/v1/models", self._logged(self.models), methods=["GET"]),
+                *(Route(path, self._logged(self.forward), methods=["POST"]) for path in OPENAI_ROUTES),
                 Route("/-/healthz", self.healthz, methods=["GET"]),
-                Route("/{path:path}", self.unknown, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]),
+                Route(
+                    "/{path:path}",
+                    self._logged(self.unknown),
+                    methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+                ),
             ]
         )
 
@@ -190,11 +209,38 @@ class GatewayApp:
             r.raise_for_status()
             return await r.json()  # type: ignore[no-any-return]
 
+    async def _ship(self, records: list[dict[str, Any]], dropped: int) -> None:
+        async with self._session().post(
+            self.cfg.control_url.rstrip("/") + "/internal/v1/requests",
+            json={"records": records, "dropped": dropped},
+            headers={"Authorization": f"Bearer {self.cfg.token}", "x-rota-gateway": _replica_name()},
+            timeout=aiohttp.ClientTimeout(total=10.0),
+        ) as r:
+            r.raise_for_status()
+
+    def _logged(self, handler: Callable[[Request, Call], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        """Every answer carries the call's ``x-request-id`` and leaves a record: at once, or
+        (a relayed answer) when its last byte is sent."""
+
+        async def endpoint(request: Request) -> Response:
+            given = request.headers.get("x-request-id")
+            call = Call(request_id(given), request.url.path)
+            response = await handler(request, call)
+            if given is None:  # Ray Serve's ingress gives every request one, and returns it itself
+                response.headers["x-request-id"] = call.request_id
+            if not isinstance(response, Relay):
+                self.recorder.add(call.record(response.status_code, getattr(response, "error_code", None)))
+            return response
+
+        return endpoint
+
     async def healthz(self, request: Request) -> Response:
         age = None if self.table.loaded_at is None else round(time.monotonic() - self.table.loaded_at, 3)
-        return JSONResponse({"routing_table_age_s": age})
+        return JSONResponse(
+            {"routing_table_age_s": age, "request_log": {"waiting": len(self.recorder.buffer), "dropped": self.recorder.dropped}}
+        )
 
-    async def unknown(self, request: Request) -> Response:
+    async def unknown(self, request: Request, call: Call) -> Response:
         return error(
             404,
             f"no route {request.method} {request.url.path[:200]}; the OpenAI routes are {', '.join(OPENAI_ROUTES)} "
@@ -202,18 +248,22 @@ class GatewayApp:
             "unknown_url",
         )
 
-    async def _project(self, request: Request, arrived: float) -> int | Response:
+    async def _key(self, request: Request, call: Call) -> Response | None:
+        """Who calls (noted on ``call``), or the 401 to answer."""
         self.table.start()
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             return error(401, "missing API key: send 'Authorization: Bearer <key>'", "invalid_api_key")
-        project = await self.table.project(key.strip(), arrived)
-        return error(401, "invalid or revoked API key", "invalid_api_key") if project is None else project
+        info = await self.table.key(key.strip(), call.t0)
+        if info is None:
+            return error(401, "invalid or revoked API key", "invalid_api_key")
+        call.project_id, call.key_id, call.key_prefix = info["project_id"], info.get("key_id"), info.get("prefix")
+        return None
 
-    async def models(self, request: Request) -> Response:
-        project = await self._project(request, time.monotonic())
-        if isinstance(project, Response):
-            return project
+    async def models(self, request: Request, call: Call) -> Response:
+        refused = await self._key(request, call)
+        if refused is not None:
+            return refused
         data = [
             {
                 "id": key,
@@ -223,13 +273,13 @@ class GatewayApp:
                 "status": e["status"],
             }
             for (p, key), e in sorted(self.table.endpoints.items())
-            if p == project
+            if p == call.project_id
         ]
         return JSONResponse({"object": "list", "data": data})
 
-    async def _read(self, request: Request) -> tuple[str, bytes] | Response:
-        """The body (at most ``max_body_bytes``, declared or streamed) and its ``model``: the
-        only thing routing needs to read."""
+    async def _read(self, request: Request) -> tuple[dict[str, Any], bytes] | Response:
+        """The body (at most ``max_body_bytes``, declared or streamed), parsed: routing
+        needs its ``model``, the request log whether it streams."""
         too_large = error(413, f"the request body is over the limit of {self.cfg.max_body_bytes} bytes", "request_too_large")
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.cfg.max_body_bytes):
@@ -242,27 +292,47 @@ class GatewayApp:
             chunks.append(chunk)
         body = b"".join(chunks)
         try:
-            model = json.loads(body).get("model")
-        except (ValueError, AttributeError, RecursionError):
+            parsed = json.loads(body)
+        except (ValueError, RecursionError):
+            parsed = None
+        if not isinstance(parsed, dict):
             return error(400, "the request body must be a JSON object", "invalid_json")
+        model = parsed.get("model")
         if not isinstance(model, str) or not model:
             return error(400, "'model' is required: the routing_key of one of your endpoints", "missing_model", param="model")
-        return model, body
+        return parsed, body
 
-    async def forward(self, request: Request) -> Response:
-        arrived = time.monotonic()
-        project = await self._project(request, arrived)
-        if isinstance(project, Response):
-            return project
+    def _usage_on_streams(self, call: Call, parsed: dict[str, Any], body: bytes) -> bytes:
+        """A stream is asked for its token usage (on its last chunk) even when the caller did
+        not ask: the request log needs it; the ``Tap`` strips it from what the caller gets."""
+        if parsed.get("stream") is not True or call.route not in ("/v1/chat/completions", "/v1/completions"):
+            return body
+        call.stream = True
+        options = parsed.get("stream_options")
+        if options is not None and not isinstance(options, dict):
+            return body  # the engine answers that one with a 400
+        call.usage_asked = bool(options and options.get("include_usage") is True)
+        if call.usage_asked:
+            return body
+        return json.dumps({**parsed, "stream_options": {**(options or {}), "include_usage": True}}).encode()
+
+    async def forward(self, request: Request, call: Call) -> Response:
+        refused = await self._key(request, call)
+        if refused is not None:
+            return refused
         read = await self._read(request)
         if isinstance(read, Response):
             return read
-        model, body = read
-        ep = await self.table.endpoint(project, model, arrived)
+        parsed, body = read
+        project, model = call.project_id, parsed["model"]
+        call.model = model
+        assert project is not None
+        ep = await self.table.endpoint(project, model, call.t0)
         if ep is None:
             return error(
                 404, f"the model {model!r} does not exist or you do not have access to it", "model_not_found", param="model"
             )
+        call.endpoint_id = ep.get("id")
         if ep["status"] in DOWN:
             detail = f": {ep['message']}" if ep.get("message") else ""
             return error(503, f"endpoint {model!r} is {ep['status']}{detail}", "endpoint_unavailable", "service_unavailable")
@@ -270,8 +340,13 @@ class GatewayApp:
         if not self.admission.enter(name, ep.get("max_concurrency")):
             message = f"endpoint {model!r} is at capacity ({ep['max_concurrency']} requests in flight); retry later"
             return error(429, message, "rate_limit_exceeded", "rate_limit_error", retry_after=1)
+        body = self._usage_on_streams(call, parsed, body)
+        if ep.get("content_logging") and self.cfg.content_max_bytes:
+            call.content_max = self.cfg.content_max_bytes
+            call.request_content = body[: call.content_max].decode("utf-8", "replace")
+        call.queue_ms = call.ms()
         try:
-            upstream = await self._reach(ep, request, body)
+            upstream = await self._reach(ep, request, body, call)
         except BaseException:
             self.admission.leave(name)
             raise
@@ -283,32 +358,43 @@ class GatewayApp:
             return error(
                 429, f"endpoint {model!r} is at capacity; retry later", "rate_limit_exceeded", "rate_limit_error", retry_after=1
             )
-        return Relay(upstream, lambda: self.admission.leave(name))
+        tap = Tap(call, upstream.status, upstream.headers.get("content-type", ""), upstream.headers.get(REPLICA_HEADER))
 
-    async def _reach(self, ep: dict[str, Any], request: Request, body: bytes) -> Any:
+        def done() -> None:
+            self.admission.leave(name)
+            self.recorder.add(call.record(upstream.status, None, tap))
+
+        return Relay(upstream, tap, done)
+
+    async def _reach(self, ep: dict[str, Any], request: Request, body: bytes, call: Call) -> Any:
         """Send to a replica of the endpoint, waking it first if it sleeps; retried until a
-        replica answers or ``wake_timeout_s`` passes (then a 503 with Retry-After)."""
+        replica answers or ``wake_timeout_s`` passes (then a 503 with Retry-After). The
+        time spent waiting for a replica to wake is noted on ``call``."""
         url = f"{self.cfg.upstream.rstrip('/')}{ep['route_prefix'].rstrip('/')}{request.url.path}"
-        headers = {"content-type": request.headers.get("content-type", "application/json")}
+        headers = {"content-type": request.headers.get("content-type", "application/json"), "x-request-id": call.request_id}
         if ep.get("token"):
             headers["authorization"] = f"Bearer {ep['token']}"
-        if "x-request-id" in request.headers:
-            headers["x-request-id"] = request.headers["x-request-id"]
-        deadline = time.monotonic() + self.cfg.wake_timeout_s
+        started = time.monotonic()
+        deadline = started + self.cfg.wake_timeout_s
         awake = ep["status"] not in WAKEABLE
         while time.monotonic() < deadline:
             if not awake:
+                call.wake_ms = 0.0  # it waits for a replica: timed below
                 awake = await self._wake(ep["app"], deadline)
                 continue
             try:
                 upstream = await self._session().post(url, headers=headers, data=body, timeout=_FORWARD_TIMEOUT)
                 if not _no_replica(upstream):
+                    if call.wake_ms is not None:
+                        call.wake_ms = round((time.monotonic() - started) * 1000, 3)
                     return upstream
                 upstream.release()
             except aiohttp.ClientConnectionError:
                 pass
             awake = False  # no replica answered: (re)wake, then retry
             await asyncio.sleep(0.2)
+        if call.wake_ms is not None:
+            call.wake_ms = round((time.monotonic() - started) * 1000, 3)
         return error(
             503,
             f"endpoint {ep['routing_key']!r} did not become ready within {self.cfg.wake_timeout_s:g}s; it is waking up, "
@@ -332,13 +418,14 @@ class GatewayApp:
 
 
 class Relay(StreamingResponse):
-    """The endpoint's answer, passed through as it comes. Its connection and admission
-    slot are given back whatever happens, the client going away before the first byte
-    included (a generator's own ``finally`` would never run then)."""
+    """The endpoint's answer, passed through as it comes (through the request log's
+    ``Tap``). Its connection and admission slot are given back, and its record made,
+    whatever happens, the client going away before the first byte included (a
+    generator's own ``finally`` would never run then)."""
 
-    def __init__(self, upstream: Any, done: Callable[[], None]):
+    def __init__(self, upstream: Any, tap: Tap, done: Callable[[], None]):
         headers = {k: v for k, v in upstream.headers.items() if k.lower() in PASS_BACK}
-        super().__init__(upstream.content.iter_any(), status_code=upstream.status, headers=headers)
+        super().__init__(tap.relay(upstream.content.iter_any()), status_code=upstream.status, headers=headers)
         self.upstream, self.done = upstream, done
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -347,6 +434,13 @@ class Relay(StreamingResponse):
         finally:
             self.upstream.release()
             self.done()
+
+
+def _replica_name() -> str:
+    try:
+        return str(serve.get_replica_context().replica_id.unique_id)
+    except Exception:  # outside a Serve replica (tests)
+        return "gateway"
 
 
 async def _wake_through_handle(app: str) -> Any:

@@ -192,6 +192,7 @@ class LLMServer:
             if v is not None
         }
         asgi = RequestDefaults(app, defaults) if defaults else app
+        asgi = ReplicaHeader(asgi, serve.get_replica_context().replica_id.unique_id)
         self._asgi = TokenGuard(asgi, cfg.api_key) if cfg.api_key else asgi
         self.config = cfg
         log.info("vLLM engine ready: %s (eager=%s, gpu=%s)", cfg.model, enforce_eager, gpu)
@@ -239,6 +240,25 @@ class TokenGuard:
                 await send({"type": "http.response.start", "status": 401, "headers": [(b"content-type", b"application/json")]})
                 return await send({"type": "http.response.body", "body": self.DENIED})
         return await self.app(scope, receive, send)
+
+
+class ReplicaHeader:
+    """ASGI middleware: every answer says which replica gave it (``x-rota-replica``), for
+    the gateway's request log."""
+
+    def __init__(self, app, replica: str):
+        self.app, self.header = app, (b"x-rota-replica", replica.encode())
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def tagged(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), self.header]}
+            await send(message)
+
+        return await self.app(scope, receive, tagged)
 
 
 class RequestDefaults:

@@ -27,8 +27,10 @@ from rota.services.builds import Builder
 from rota.services.cluster import ClusterService
 from rota.services.endpoints import EndpointService
 from rota.services.events import EventService
+from rota.services.requests import RequestLogService
 from rota.services.tasks import TaskService
 from rota.store.db import Database
+from rota.telemetry import StateCollector, Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ class Runtime:
             settings.gateway_refresh_s,
             settings.wake_timeout_s,
             settings.gateway_max_body_bytes,
+            settings.request_content_max_bytes,
         )
         self.reconciler = Reconciler(
             self.db,
@@ -85,6 +88,12 @@ class Runtime:
         self.endpoints = EndpointService(self.db, settings, builder, self.cipher, hooks, held=lambda: self.reconciler.held)
         self.tasks = TaskService(self.db, settings, self.endpoints, hooks)
         self.events = EventService(self.db)
+        self.telemetry = Telemetry()
+        self.requests = RequestLogService(self.db, settings.request_log_retention_days, telemetry=self.telemetry)
+        self.scheduler.observe = lambda r, now, trigger: self.telemetry.fired(
+            now if r.applied else None, r.applied.at if r.applied else None, trigger, r.missed
+        )
+        self.telemetry.watch(StateCollector(self.db, self.reconciler, lambda: dict(self.requests.gateway_dropped)))
         self.cluster = ClusterService(self.db, self.cipher, ray=self.ray, not_rotas=self.reconciler.not_rotas)
         self.auth = AuthService(self.db)
         self.ray_start_error: str | None = None
@@ -93,6 +102,7 @@ class Runtime:
         self.db.migrate(self.cipher)
         self.auth.bootstrap(self.settings.admin_key_path)
         self.scheduler.start()
+        self.scheduler.every("prune-request-logs", self.settings.request_log_prune_interval_s, self.requests.prune)
         if self.head:
             threading.Thread(target=self._start_head, name="ray-head", daemon=True).start()
         self.reconciler.start()

@@ -41,3 +41,14 @@ def new_key(server: RotaServer, name: str, project: str | None = None) -> dict:
     r = server.api.post("/keys", json={"name": name, "project": project})
     assert r.status_code == 201, r.text
     return r.json()
+
+
+def logged_request(server: RotaServer, request_id: str, timeout: float = 15, key: str | None = None) -> dict:
+    """A call's record in the request log, once the gateway has shipped it (every second)."""
+    headers = {"Authorization": f"Bearer {key}"} if key else None
+
+    def check():
+        r = server.api.get(f"/requests/{request_id}", headers=headers)
+        return r.json() if r.status_code == 200 else None
+
+    return wait_until(check, timeout, interval=0.3, what=f"request {request_id} in the request log")

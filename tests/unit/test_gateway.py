@@ -5,119 +5,17 @@ The two fakes stand where Ray is: the upstream (Ray Serve's HTTP port) and the w
 (a deployment handle). The routing table comes from a fake control plane."""
 
 import asyncio
-import hashlib
-import importlib.util
-import sys
 
 import pytest
-from starlette.testclient import TestClient
 
 from rota.domain.status import EndpointStatus
-from support.procs import REPO
-
-spec = importlib.util.spec_from_file_location("rota_gateway_under_test", REPO / "serve_apps" / "gateway.py")
-gateway = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = gateway
-spec.loader.exec_module(gateway)
-
-KEY_A, KEY_B = "rota_key-of-project-a", "rota_key-of-project-b"
-
-
-def h(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-class Upstream:
-    """Ray Serve's HTTP port: answers per route prefix, records what it was sent."""
-
-    def __init__(self):
-        self.sent: list[tuple[str, dict]] = []
-        self.replies: list = []  # (status, content-type, body) to give, in order; then 200 JSON
-
-    def __call__(self):
-        return self
-
-    async def post(self, url, headers, data, timeout):
-        self.sent.append((url, headers))
-        status, ctype, body = self.replies.pop(0) if self.replies else (200, "application/json", b'{"ok": true}')
-        return Reply(status, ctype, body)
-
-    def get(self, *a, **kw):  # the routing table is fetched with the fake below
-        raise AssertionError("unexpected GET upstream")
-
-
-class Reply:
-    def __init__(self, status, ctype, body):
-        self.status, self.headers, self.body, self.released = status, {"content-type": ctype} if ctype else {}, body, False
-        self.content = self
-
-    async def iter_any(self):
-        yield self.body
-
-    def release(self):
-        self.released = True
-
-
-class ControlPlane:
-    def __init__(self):
-        self.keys = {h(KEY_A): 1, h(KEY_B): 2}
-        self.endpoints = [
-            {
-                "routing_key": "chat",
-                "project_id": 1,
-                "project": "a",
-                "app": "ep-1",
-                "route_prefix": "/ep/1",
-                "status": "RUNNING",
-                "token": "tok-1",
-                "max_concurrency": 2,
-                "message": None,
-            },
-            {
-                "routing_key": "chat",
-                "project_id": 2,
-                "project": "b",
-                "app": "ep-2",
-                "route_prefix": "/ep/2",
-                "status": "RUNNING",
-                "token": "tok-2",
-                "max_concurrency": 2,
-                "message": None,
-            },
-        ]
-        self.pulls = 0
-
-    async def __call__(self):
-        self.pulls += 1
-        return {"keys": [{"hash": k, "project_id": p} for k, p in self.keys.items()], "endpoints": self.endpoints}
+from support.gateway import KEY_A, KEY_B, ControlPlane, Reply, chat, gateway, h, running_gateway
 
 
 @pytest.fixture
 def gw():
-    woken = []
-
-    async def wake(app):
-        woken.append(app)
-        return "replica-1"
-
-    cfg = gateway.GatewayConfig(control_url="http://cp", token="gw", refresh_s=30, wake_timeout_s=1.0, max_body_bytes=4096)
-    upstream, cp = Upstream(), ControlPlane()
-    app = gateway.GatewayApp(cfg, session=upstream, wake=wake)
-    app.table.fetch = cp
-    with TestClient(app.asgi) as client:
-        client.upstream, client.cp, client.woken, client.app = upstream, cp, woken, app
-        assert chat(client).status_code == 200  # the table is loaded
-        upstream.sent.clear()
+    with running_gateway() as client:
         yield client
-
-
-def chat(gw, key=KEY_A, model="chat", path="/v1/chat/completions", **kw):
-    return gw.post(
-        path,
-        json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
-        headers={"Authorization": f"Bearer {key}"} if key else {},
-        **kw,
-    )
 
 
 def test_a_key_reaches_its_projects_endpoint_with_that_endpoints_token(gw):
@@ -263,7 +161,8 @@ def test_a_streamed_body_over_the_limit_is_a_413_before_it_is_all_read(gw):
 def test_a_client_gone_before_the_first_byte_gives_its_slot_back():
     released = []
     reply = Reply(200, "text/event-stream", b"data: x\n\n")
-    relay = gateway.Relay(reply, lambda: released.append(True))
+    tap = gateway.Tap(gateway.Call("r1", "/v1/chat/completions"), 200, "text/event-stream", None)
+    relay = gateway.Relay(reply, tap, lambda: released.append(True))
 
     async def run():
         async def receive():  # the client is already gone: the body is never streamed

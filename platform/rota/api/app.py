@@ -6,13 +6,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from rota import __version__
-from rota.api import cluster, endpoints, errors, events, internal, keys, tasks
+from rota.api import cluster, endpoints, errors, events, internal, keys, requests, tasks
 from rota.api.deps import Who, runtime
 from rota.api.limits import BodyLimit
 from rota.config import Settings
+from rota.domain.errors import Forbidden
 from rota.runtime import Runtime
 
 
@@ -32,7 +34,7 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
         title="Rota", version=__version__, description="Scheduled, dedicated LLM endpoints on Ray Serve.", lifespan=lifespan
     )
     errors.install(app)
-    for module in (tasks, endpoints, events, keys, cluster, internal):
+    for module in (tasks, endpoints, events, requests, keys, cluster, internal):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
@@ -54,5 +56,11 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
             out["reconciler"]["last_error"] = r.reconciler.last_error
             out["gateway_error"] = r.reconciler.gateway_error
         return out
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics (admin keys: they name every project's endpoints)")
+    def metrics(request: Request, who: Who) -> Response:
+        if not who.admin:
+            raise Forbidden("the metrics name every project's endpoints: an admin key reads them", field="Authorization")
+        return Response(runtime(request).telemetry.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return app

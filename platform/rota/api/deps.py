@@ -11,6 +11,7 @@ from rota.domain.errors import Unauthorized
 from rota.services.auth import AuthService, Principal
 from rota.services.endpoints import EndpointService
 from rota.services.events import EventService
+from rota.services.requests import RequestLogService
 from rota.services.tasks import TaskService
 
 
@@ -57,3 +58,10 @@ Auth = Annotated[AuthService, Depends(_auth)]
 Tasks = Annotated[TaskService, Depends(_tasks)]
 Endpoints = Annotated[EndpointService, Depends(_endpoints)]
 Events = Annotated[EventService, Depends(_events)]
+
+
+def _requests(request: Request) -> RequestLogService:
+    return runtime(request).requests  # type: ignore[no-any-return]
+
+
+Requests = Annotated[RequestLogService, Depends(_requests)]

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from rota.api.deps import bearer, gateway, runtime
 from rota.domain.errors import Unauthorized
 from rota.domain.names import Strict
+from rota.domain.requests import GatewayBatch
 from rota.domain.status import Phase
 
 router = APIRouter(prefix="/internal/v1", tags=["internal"], include_in_schema=False)
@@ -28,8 +29,15 @@ def report_phase(body: PhaseReport, request: Request, token: Annotated[str, Depe
     return Response(status_code=204)
 
 
+@router.post("/requests", dependencies=[Depends(gateway)])
+def ingest_requests(body: GatewayBatch, request: Request) -> dict[str, int]:
+    """A gateway's batch of request records (stored once however often it is sent)."""
+    replica = request.headers.get("x-rota-gateway", "gateway")[:128]
+    return {"stored": runtime(request).requests.ingest(body, replica)}
+
+
 @router.get("/routing", dependencies=[Depends(gateway)])
 def routing(request: Request) -> dict[str, Any]:
     """Active key hashes -> project, and every endpoint's route, token and status."""
     rt = runtime(request)
-    return rt.cluster.routing_table(rt.auth.active_key_hashes())  # type: ignore[no-any-return]
+    return rt.cluster.routing_table(rt.auth.active_keys())  # type: ignore[no-any-return]

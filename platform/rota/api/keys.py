@@ -6,7 +6,7 @@ from fastapi import APIRouter, Path, Query
 
 from rota.api.deps import Auth, Who
 from rota.domain.names import MAX_ID, NAME_PATTERN
-from rota.services.auth import KeyCreate, KeyCreated, KeyPublic, ProjectCreate, ProjectPublic
+from rota.services.auth import KeyCreate, KeyCreated, KeyPublic, ProjectCreate, ProjectPublic, ProjectUpdate
 
 router = APIRouter(prefix="/api/v1", tags=["keys"])
 
@@ -34,6 +34,11 @@ def list_projects(who: Who, auth: Auth) -> list[ProjectPublic]:
 @router.post("/projects", status_code=201, response_model=ProjectPublic, summary="Create a project (admin)")
 def create_project(body: ProjectCreate, who: Who, auth: Auth) -> ProjectPublic:
     return auth.create_project(who, body)
+
+
+@router.patch("/projects/{name}", response_model=ProjectPublic, summary="Change a project's settings (admin)")
+def update_project(body: ProjectUpdate, who: Who, auth: Auth, name: str = Path(pattern=NAME_PATTERN)) -> ProjectPublic:
+    return auth.update_project(who, name, body)
 
 
 @router.get("/me", summary="The calling key's project and role")

@@ -87,6 +87,9 @@ class Engine(Strict):
     skip_special_tokens: bool | None = None
     add_special_tokens: bool | None = None
     max_queued_requests: int | None = Field(None, ge=0, le=1_000_000, description="requests held beyond capacity before 429s")
+    enable_content_logging: bool | None = Field(
+        None, description="keep prompts and answers in the request log (truncated; ROTA_REQUEST_CONTENT_MAX_BYTES). Default: off"
+    )
 
     @field_validator("max_input_length")
     @classmethod

@@ -159,7 +159,13 @@ def endpoint_spec(ep: EndpointState, report_url: str | None = None) -> AppSpec |
 
 
 def gateway_spec(
-    control_url: str, token: str, serve_port: int, refresh_s: float, wake_timeout_s: float, max_body: int
+    control_url: str,
+    token: str,
+    serve_port: int,
+    refresh_s: float,
+    wake_timeout_s: float,
+    max_body: int,
+    content_max_bytes: int = 16_384,
 ) -> AppSpec:
     """The OpenAI base URL: ``serve_apps/gateway.py`` at ``/`` of the Serve port.
 
@@ -179,5 +185,6 @@ def gateway_spec(
             "refresh_s": refresh_s,
             "wake_timeout_s": wake_timeout_s,
             "max_body_bytes": max_body,
+            "content_max_bytes": content_max_bytes,
         },
     )

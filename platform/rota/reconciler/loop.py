@@ -102,6 +102,7 @@ class Reconciler:
         self._nudge, self._stop = threading.Event(), threading.Event()
         self._thread: threading.Thread | None = None
         self.ticks = 0
+        self.puts = 0  # declarative PUTs sent (metrics)
         self.last_tick_s: float | None = None
         self.last_error: str | None = None
         self.ray_reachable: bool | None = None
@@ -180,6 +181,7 @@ class Reconciler:
         if decision.put and observation.reachable and trusted and self.sharing.may_put():
             log.info("applying %d application(s): %s", len(ok), "; ".join(decision.reasons))
             put, observation = self._apply(ok, observation, rejected, keep, known)
+            self.puts += 1
         self.ray_reachable = observation.reachable
         if (why := rejected.get(self.gateway.name) if self.gateway else None) and why != self.gateway_error:
             log.warning("the base URL cannot be deployed: %s", why)

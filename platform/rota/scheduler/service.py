@@ -22,7 +22,7 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select
 
-from rota.services.fires import SCHEDULABLE, process_due
+from rota.services.fires import SCHEDULABLE, FireResult, process_due
 from rota.store.db import Database
 from rota.store.tables import TaskRow, utcnow
 
@@ -47,6 +47,7 @@ class Scheduler:
         # delays the dispatch of the next one.
         self._aps = BackgroundScheduler(timezone="UTC", executors={"default": ThreadPoolExecutor(16)})
         self.last_catch_up_s: float | None = None
+        self.observe: Callable[[FireResult, datetime, str], None] = lambda result, now, trigger: None  # metrics
 
     def start(self) -> None:
         """Catch up on what fell due while Rota was down, then schedule every task."""
@@ -64,6 +65,17 @@ class Scheduler:
             misfire_grace_time=None,
         )
 
+    def every(self, name: str, seconds: float, job: Callable[[], object]) -> None:
+        """A housekeeping job (e.g. pruning request logs) every ``seconds``; it logs its failures."""
+
+        def run() -> None:
+            try:
+                job()
+            except Exception:
+                log.exception("%s failed; it runs again in %ss", name, seconds)
+
+        self._aps.add_job(run, IntervalTrigger(seconds=seconds), id=name, coalesce=True, max_instances=1, replace_existing=True)
+
     def shutdown(self) -> None:
         if self._aps.running:
             self._aps.shutdown(wait=False)
@@ -77,7 +89,7 @@ class Scheduler:
         for task_id, next_at in rows:
             try:
                 if next_at is None or next_at <= now - older_than:
-                    applied += process_due(self.db, task_id, now, trigger, self.grace).applied is not None
+                    applied += self._due(task_id, now, trigger).applied is not None
                 self.sync(task_id)
             except Exception:
                 log.exception("catch-up of task %s failed; the sweep will retry", task_id)
@@ -113,9 +125,14 @@ class Scheduler:
             coalesce=True,
         )
 
+    def _due(self, task_id: int, now: datetime, trigger: str) -> FireResult:
+        result = process_due(self.db, task_id, now, trigger, self.grace)
+        self.observe(result, now, trigger)
+        return result
+
     def _fire(self, task_id: int) -> None:
         try:
-            result = process_due(self.db, task_id, self.clock(), "schedule", self.grace)
+            result = self._due(task_id, self.clock(), "schedule")
             if result.applied is not None:
                 self.on_fire()
         except Exception:

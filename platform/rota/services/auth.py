@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -67,14 +68,27 @@ class KeyCreated(KeyPublic):
     key: str = Field(description="the secret: shown once, store it now")
 
 
+RETENTION = Field(None, ge=1, le=3650, description="days its request log is kept; unset: ROTA_REQUEST_LOG_RETENTION_DAYS")
+
+
 class ProjectCreate(Strict):
     name: str = Field(pattern=NAME_PATTERN)
+    request_log_retention_days: int | None = RETENTION
+
+
+class ProjectUpdate(Strict):
+    request_log_retention_days: int | None = RETENTION
 
 
 class ProjectPublic(BaseModel):
     id: int
     name: str
     created_at: datetime
+    request_log_retention_days: int | None = None
+
+    @classmethod
+    def of(cls, row: ProjectRow) -> ProjectPublic:
+        return cls(id=row.id, name=row.name, created_at=row.created_at, request_log_retention_days=row.request_log_retention_days)
 
 
 @dataclass
@@ -150,10 +164,12 @@ class AuthService:
             revoked_at=row.revoked_at,
         )
 
-    def active_key_hashes(self) -> list[tuple[str, int]]:
+    def active_keys(self) -> list[dict[str, Any]]:
+        """What the gateway knows of each working key: its hash, project, id and prefix."""
         with self.db.session() as s:
-            rows = s.execute(select(ApiKeyRow.key_hash, ApiKeyRow.project_id).where(ApiKeyRow.revoked_at.is_(None))).all()
-            return [(h, p) for h, p in rows]
+            cols = (ApiKeyRow.key_hash, ApiKeyRow.project_id, ApiKeyRow.id, ApiKeyRow.prefix)
+            rows = s.execute(select(*cols).where(ApiKeyRow.revoked_at.is_(None))).all()
+            return [{"hash": h, "project_id": p, "key_id": i, "prefix": x} for h, p, i, x in rows]
 
     # ------------------------------------------------------------ projects
 
@@ -174,14 +190,24 @@ class AuthService:
             if s.scalar(select(ProjectRow.id).where(ProjectRow.name == data.name)) is not None:
                 raise Conflict(f"a project named {data.name!r} already exists", field="name")
             row = self._project(s, data.name, create=True)
-            return ProjectPublic(id=row.id, name=row.name, created_at=row.created_at)
+            row.request_log_retention_days = data.request_log_retention_days
+            return ProjectPublic.of(row)
+
+    def update_project(self, who: Principal, name: str, data: ProjectUpdate) -> ProjectPublic:
+        if not who.admin:
+            raise Forbidden("only an admin key can change a project", field="name")
+        with self.db.session() as s:
+            row = self._project(s, name)
+            for field_name in data.model_fields_set:
+                setattr(row, field_name, getattr(data, field_name))
+            return ProjectPublic.of(row)
 
     def list_projects(self, who: Principal) -> list[ProjectPublic]:
         with self.db.session() as s:
             stmt = select(ProjectRow).order_by(ProjectRow.id)
             if not who.admin:
                 stmt = stmt.where(ProjectRow.id == who.project_id)
-            return [ProjectPublic(id=p.id, name=p.name, created_at=p.created_at) for p in s.scalars(stmt).all()]
+            return [ProjectPublic.of(p) for p in s.scalars(stmt).all()]
 
     def project_names(self) -> dict[int, str]:
         with self.db.session() as s:

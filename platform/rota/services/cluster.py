@@ -4,7 +4,7 @@ keys), and what an operator sees of the cluster (every application, and whose it
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -77,16 +77,17 @@ class ClusterService:
                 set_endpoint_status(s, ep, Derived(EndpointStatus(ep.status), phase), self.clock())
             return True
 
-    def routing_table(self, keys: Sequence[tuple[str, int]]) -> dict[str, Any]:
+    def routing_table(self, keys: list[dict[str, Any]]) -> dict[str, Any]:
         with self.db.session() as s:
             projects = {i: n for i, n in s.execute(select(ProjectRow.id, ProjectRow.name)).all()}
             rows = s.scalars(select(EndpointRow).where(EndpointRow.desired != Desired.DELETED.value)).all()
             endpoints = []
             for ep in rows:
                 b = views.bounds(ep)
-                queued = Engine.model_validate(ep.engine or {}).max_queued_requests
+                engine = Engine.model_validate(ep.engine or {})
                 endpoints.append(
                     {
+                        "id": ep.id,
                         "routing_key": ep.routing_key,
                         "project_id": ep.project_id,
                         "project": projects.get(ep.project_id),
@@ -96,7 +97,8 @@ class ClusterService:
                         "message": ep.message,
                         "token": self.cipher.decrypt(ep.token) if ep.token_arg else None,
                         "created": int(ep.created_at.timestamp()),
-                        "max_concurrency": capacity(ep.per_replica, b.max if b else 1, queued),
+                        "max_concurrency": capacity(ep.per_replica, b.max if b else 1, engine.max_queued_requests),
+                        "content_logging": bool(engine.enable_content_logging),
                     }
                 )
-        return {"keys": [{"hash": h, "project_id": p} for h, p in keys], "endpoints": endpoints}
+        return {"keys": keys, "endpoints": endpoints}

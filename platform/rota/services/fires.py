@@ -34,6 +34,7 @@ SCHEDULABLE = (TaskStatus.ACTIVE.value,)
 class FireResult:
     applied: Occurrence | None
     next_fire_at: datetime | None
+    missed: bool = False
 
 
 def _fmt(spec: ScheduleSpec, at: datetime) -> str:
@@ -76,7 +77,7 @@ def _process_due(s: Session, task_id: int, now: datetime, trigger: str, grace: t
         _apply(s, task, spec, plan.apply, now, trigger, plan.skipped)
     occ = next_occurrence(spec, max(now, since)) if task.status in SCHEDULABLE else None
     task.next_fire_at = occ.at if occ else None
-    return FireResult(plan.apply if plan.missed is None else None, task.next_fire_at)
+    return FireResult(plan.apply if plan.missed is None else None, task.next_fire_at, plan.missed is not None)
 
 
 def _apply(s: Session, task: TaskRow, spec: ScheduleSpec, occ: Occurrence, now: datetime, trigger: str, skipped: int) -> None:

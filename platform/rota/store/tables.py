@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Dialect, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Dialect, Float, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -46,6 +46,7 @@ class ProjectRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(63), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    request_log_retention_days: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None: the default
 
 
 class ApiKeyRow(Base):
@@ -190,3 +191,38 @@ class EventRow(Base):
     message: Mapped[str] = mapped_column(Text)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RequestLogRow(Base):
+    """A call through the base URL, as the gateway recorded it (``rota.domain.requests``).
+    ``seq`` is the order of arrival here; ``record_id`` makes a batch sent twice count once."""
+
+    __tablename__ = "request_logs"
+    __table_args__ = (
+        Index("ix_request_logs_endpoint_time", "endpoint_id", "started_at", "seq"),
+        Index("ix_request_logs_project_time", "project_id", "started_at", "seq"),
+    )
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    record_id: Mapped[str] = mapped_column(String(32), unique=True)
+    request_id: Mapped[str] = mapped_column(String(128), index=True)
+    started_at: Mapped[float] = mapped_column(Float)  # Unix time: ordered, compared, paged on
+    project_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    key_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    key_prefix: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    endpoint_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    model: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    route: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    stream: Mapped[bool] = mapped_column(Boolean, default=False)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    ttft_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    queue_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    wake_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    input_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    output_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    finish_reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    replica_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    request_content: Mapped[str | None] = mapped_column(Text, nullable=True)
+    response_content: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -1,0 +1,212 @@
+"""Request logs: stored as the gateway sends them, read by project, pruned by age."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import ColumnElement, Result, delete, func, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from rota.domain.errors import NotFound
+from rota.domain.requests import (
+    GatewayBatch,
+    GatewayRecord,
+    RequestPage,
+    RequestPublic,
+    decode_cursor,
+    encode_cursor,
+    like_pattern,
+    operation,
+    status_range,
+)
+from rota.services.auth import Principal
+from rota.store.db import Database
+from rota.store.tables import EndpointRow, ProjectRow, RequestLogRow
+from rota.telemetry import Telemetry
+
+DAY_S = 86_400.0
+
+
+def _count(result: Result[Any]) -> int:
+    """Rows an INSERT or DELETE touched."""
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+@dataclass(frozen=True)
+class RequestFilter:
+    since: datetime | None = None
+    until: datetime | None = None
+    status: str | None = None
+    key_prefix: str | None = None
+    search: str | None = None
+
+
+@dataclass
+class RequestLogService:
+    db: Database
+    retention_days: int = 30
+    clock: Callable[[], float] = time.time
+    stored: int = 0  # records stored since start
+    duplicates: int = 0  # records sent again (a retried batch) and stored once
+    gateway_dropped: dict[str, int] = field(default_factory=dict)  # per gateway: records it dropped (buffer full)
+    telemetry: Telemetry | None = None
+
+    def ingest(self, batch: GatewayBatch, gateway: str = "gateway") -> int:
+        """Store a batch; a record already stored (a batch sent again) is skipped."""
+        self.gateway_dropped[gateway] = batch.dropped
+        if not batch.records:
+            return 0
+        rows = [r.model_dump() for r in batch.records]
+        with self.db.session() as s:
+            insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
+            stmt = insert(RequestLogRow).values(rows).on_conflict_do_nothing(index_elements=["record_id"])
+            stored = _count(s.execute(stmt))
+            if self.telemetry is not None:
+                self.telemetry.requests_logged(batch.records, self._names(s, batch.records), stored)
+        self.stored += stored
+        self.duplicates += len(rows) - stored
+        return stored
+
+    @staticmethod
+    def _names(s: Session, records: list[GatewayRecord]) -> dict[int | None, tuple[str, str]]:
+        """Endpoint id -> (project name, endpoint name), for the metrics' labels."""
+        ids = {r.endpoint_id for r in records if r.endpoint_id is not None}
+        if not ids:
+            return {}
+        stmt = select(EndpointRow.id, ProjectRow.name, EndpointRow.name).join(ProjectRow, ProjectRow.id == EndpointRow.project_id)
+        return {i: (p, e) for i, p, e in s.execute(stmt.where(EndpointRow.id.in_(ids))).all()}
+
+    def page(
+        self,
+        who: Principal,
+        f: RequestFilter,
+        endpoint_id: int | None = None,
+        cursor: str | None = None,
+        after: int | None = None,
+        limit: int = 100,
+    ) -> RequestPage:
+        """Newest first, ``limit`` at a time (``cursor``: the next, older page); with
+        ``after``, the records stored since that one, oldest first (to follow)."""
+        cond = self._visible(who) & self._matching(f)
+        if endpoint_id is not None:
+            cond = cond & (RequestLogRow.endpoint_id == endpoint_id)
+        with self.db.session() as s:
+            last_seq = s.scalar(select(func.max(RequestLogRow.seq))) or 0
+            stmt = select(RequestLogRow).where(cond)
+            if after is not None:
+                rows = list(s.scalars(stmt.where(RequestLogRow.seq > after).order_by(RequestLogRow.seq).limit(limit)))
+                return RequestPage(data=self._public(s, rows), last_seq=max([after, *(r.seq for r in rows)]))
+            if cursor:
+                at, seq = decode_cursor(cursor)
+                stmt = stmt.where(
+                    (RequestLogRow.started_at < at) | ((RequestLogRow.started_at == at) & (RequestLogRow.seq < seq))
+                )
+            order = (RequestLogRow.started_at.desc(), RequestLogRow.seq.desc())
+            rows = list(s.scalars(stmt.order_by(*order).limit(limit + 1)))
+            more = len(rows) > limit
+            rows = rows[:limit]
+            nxt = encode_cursor(rows[-1].started_at, rows[-1].seq) if more else None
+            return RequestPage(data=self._public(s, rows), next_cursor=nxt, last_seq=last_seq)
+
+    def get(self, who: Principal, request_id: str) -> RequestPublic:
+        """The latest record with this id that the caller may see."""
+        with self.db.session() as s:
+            stmt = select(RequestLogRow).where(self._visible(who) & (RequestLogRow.request_id == request_id))
+            row = s.scalar(stmt.order_by(RequestLogRow.seq.desc()).limit(1))
+            if row is None:
+                raise NotFound(f"no request {request_id!r} in this project's request log", field="request_id")
+            return self._public(s, [row])[0]
+
+    def prune(self) -> int:
+        """Delete records older than their project's retention (the default for calls no
+        project was found for)."""
+        now = self.clock()
+        deleted = 0
+        with self.db.session() as s:
+            custom = {p: d for p, d in s.execute(select(ProjectRow.id, ProjectRow.request_log_retention_days)).all() if d}
+            for project_id, days in custom.items():
+                old = (RequestLogRow.project_id == project_id) & (RequestLogRow.started_at < now - days * DAY_S)
+                deleted += _count(s.execute(delete(RequestLogRow).where(old)))
+            rest = RequestLogRow.project_id.is_(None) | RequestLogRow.project_id.notin_(list(custom) or [-1])
+            old = rest & (RequestLogRow.started_at < now - self.retention_days * DAY_S)
+            deleted += _count(s.execute(delete(RequestLogRow).where(old)))
+        return deleted
+
+    @staticmethod
+    def _visible(who: Principal) -> ColumnElement[bool]:
+        """A key sees its project's records; an admin also sees calls no project was found
+        for (a wrong or revoked key)."""
+        mine = RequestLogRow.project_id == who.project_id
+        return or_(mine, RequestLogRow.project_id.is_(None)) if who.admin else mine
+
+    @staticmethod
+    def _matching(f: RequestFilter) -> ColumnElement[bool]:
+        cond: ColumnElement[bool] = RequestLogRow.seq > 0
+        if f.since is not None:
+            cond = cond & (RequestLogRow.started_at >= f.since.timestamp())
+        if f.until is not None:
+            cond = cond & (RequestLogRow.started_at < f.until.timestamp())
+        bounds = status_range(f.status)
+        if bounds:
+            cond = cond & RequestLogRow.status.between(*bounds)
+        if f.key_prefix:
+            cond = cond & (RequestLogRow.key_prefix == f.key_prefix)
+        if f.search:
+            pattern = like_pattern(f.search)
+            columns = (
+                RequestLogRow.request_id,
+                RequestLogRow.model,
+                RequestLogRow.error_code,
+                RequestLogRow.replica_id,
+                RequestLogRow.request_content,
+                RequestLogRow.response_content,
+            )
+            cond = cond & or_(*(c.like(pattern, escape="\\") for c in columns))
+        return cond
+
+    @staticmethod
+    def _public(s: Session, rows: list[RequestLogRow]) -> list[RequestPublic]:
+        endpoints = {r.endpoint_id for r in rows if r.endpoint_id is not None}
+        projects = {r.project_id for r in rows if r.project_id is not None}
+        names = (
+            dict(s.execute(select(EndpointRow.id, EndpointRow.name).where(EndpointRow.id.in_(endpoints))).all())
+            if endpoints
+            else {}
+        )
+        pnames = (
+            dict(s.execute(select(ProjectRow.id, ProjectRow.name).where(ProjectRow.id.in_(projects))).all()) if projects else {}
+        )
+        return [
+            RequestPublic(
+                request_id=r.request_id,
+                time=datetime.fromtimestamp(r.started_at, timezone.utc),
+                endpoint=names.get(r.endpoint_id) if r.endpoint_id is not None else None,
+                endpoint_id=r.endpoint_id,
+                project=pnames.get(r.project_id) if r.project_id is not None else None,
+                key_prefix=r.key_prefix,
+                model=r.model,
+                operation=operation(r.route),
+                route=r.route,
+                status=r.status,
+                error_code=r.error_code,
+                stream=r.stream,
+                duration_ms=r.duration_ms,
+                ttft_ms=r.ttft_ms,
+                queue_ms=r.queue_ms,
+                wake_ms=r.wake_ms,
+                woke=r.wake_ms is not None,
+                input_tokens=r.input_tokens,
+                output_tokens=r.output_tokens,
+                finish_reasons=list(r.finish_reasons or []),
+                replica_id=r.replica_id,
+                request_content=r.request_content,
+                response_content=r.response_content,
+            )
+            for r in rows
+        ]

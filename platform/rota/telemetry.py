@@ -1,0 +1,124 @@
+"""Prometheus metrics of the control plane and of the base URL, served at ``/metrics``.
+
+The gateway's own series (requests, latency, time to first token, wakes, tokens) are
+counted here from the request records it sends every second, so one scrape of the
+control plane covers both and the gateway needs no metrics port of its own. Counters
+start at zero with the process, as Prometheus expects of a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from rota.domain.endpoints import Desired
+from rota.domain.requests import GatewayRecord
+from rota.store.db import Database
+from rota.store.tables import EndpointRow, TaskRow
+
+LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+WAKE = (1, 5, 10, 30, 60, 120, 300, 600, 1200)
+
+
+class Telemetry:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.fires = Counter("rota_fires", "Schedule fires applied", ["trigger"], registry=r)
+        self.missed = Counter("rota_missed_fires", "One-off fires missed (the control plane was down past the grace)", registry=r)
+        self.lateness = Histogram(
+            "rota_fire_lateness_seconds", "How late a fire was applied", ["trigger"], registry=r, buckets=LATENCY
+        )
+        labels = ["project", "endpoint"]
+        self.requests = Counter("rota_gateway_requests", "Calls through the base URL", [*labels, "code", "error"], registry=r)
+        self.duration = Histogram(
+            "rota_gateway_request_duration_seconds", "Until the last byte", labels, registry=r, buckets=LATENCY
+        )
+        self.ttft = Histogram(
+            "rota_gateway_time_to_first_token_seconds", "Streams: until the first token", labels, registry=r, buckets=LATENCY
+        )
+        self.wake = Histogram(
+            "rota_gateway_wake_seconds", "Calls that waited for a sleeping endpoint: how long", labels, registry=r, buckets=WAKE
+        )
+        self.tokens = Counter("rota_gateway_tokens", "Tokens in and out", [*labels, "direction"], registry=r)
+        self.stored = Counter("rota_request_log_records", "Request records stored", registry=r)
+        self.duplicates = Counter("rota_request_log_duplicates", "Request records sent again and stored once", registry=r)
+
+    def fired(self, applied_at: datetime | None, scheduled_at: datetime | None, trigger: str, missed: bool) -> None:
+        if missed:
+            self.missed.inc()
+        if applied_at is not None and scheduled_at is not None:
+            self.fires.labels(trigger).inc()
+            self.lateness.labels(trigger).observe(max(0.0, (applied_at - scheduled_at).total_seconds()))
+
+    def requests_logged(self, records: Sequence[GatewayRecord], names: dict[int | None, tuple[str, str]], stored: int) -> None:
+        """Count a batch just stored (``stored`` of them new: a batch sent again counts once)."""
+        self.stored.inc(stored)
+        self.duplicates.inc(len(records) - stored)
+        if stored < len(records):
+            return  # a batch sent again: its calls were counted the first time
+        for rec in records:
+            project, endpoint = names.get(rec.endpoint_id, ("", ""))
+            if not project and rec.project_id is None:
+                project = "-"  # a call no project was found for (a wrong key)
+            self.requests.labels(project, endpoint, str(rec.status), rec.error_code or "").inc()
+            self.duration.labels(project, endpoint).observe(rec.duration_ms / 1000)
+            if rec.ttft_ms is not None:
+                self.ttft.labels(project, endpoint).observe(rec.ttft_ms / 1000)
+            if rec.wake_ms is not None:
+                self.wake.labels(project, endpoint).observe(rec.wake_ms / 1000)
+            if rec.input_tokens:
+                self.tokens.labels(project, endpoint, "input").inc(rec.input_tokens)
+            if rec.output_tokens:
+                self.tokens.labels(project, endpoint, "output").inc(rec.output_tokens)
+
+    def watch(self, collector: Collector) -> None:
+        self.registry.register(collector)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class StateCollector(Collector):
+    """What is read at each scrape: tasks and endpoints by status, the reconciler's loop,
+    Ray's reachability, and what gateways say they dropped."""
+
+    def __init__(self, db: Database, reconciler: Any, dropped: Callable[[], dict[str, int]]):
+        self.db, self.reconciler, self.dropped = db, reconciler, dropped
+
+    def collect(self) -> Iterable[Any]:
+        with self.db.session() as s:
+            tasks = s.execute(select(TaskRow.status, func.count()).group_by(TaskRow.status)).all()
+            endpoints = s.execute(
+                select(EndpointRow.status, func.count())
+                .where(EndpointRow.desired != Desired.DELETED.value)
+                .group_by(EndpointRow.status)
+            ).all()
+        yield _gauge("rota_tasks", "Tasks by status", "status", tasks)
+        yield _gauge("rota_endpoints", "Endpoints by status", "status", endpoints)
+        rc = self.reconciler
+        yield CounterMetricFamily("rota_reconcile_ticks", "Reconcile ticks done", value=rc.ticks)
+        yield CounterMetricFamily("rota_ray_puts", "Declarative PUTs sent to Ray Serve", value=rc.puts)
+        yield GaugeMetricFamily("rota_reconcile_last_tick_seconds", "Duration of the last tick", value=rc.last_tick_s or 0.0)
+        yield GaugeMetricFamily(
+            "rota_ray_reachable", "1 if Ray's dashboard answered the last tick", value=float(bool(rc.ray_reachable))
+        )
+        dropped = GaugeMetricFamily(
+            "rota_gateway_request_log_dropped", "Request records a gateway dropped (its buffer was full)", labels=["gateway"]
+        )
+        for gateway, n in self.dropped().items():
+            dropped.add_metric([gateway], n)
+        yield dropped
+
+
+def _gauge(name: str, doc: str, label: str, rows: Iterable[Any]) -> GaugeMetricFamily:
+    g = GaugeMetricFamily(name, doc, labels=[label])
+    for value, n in rows:
+        g.add_metric([str(value)], n)
+    return g

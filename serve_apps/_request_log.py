@@ -1,0 +1,244 @@
+"""The gateway's request log: one record per call through the base URL, shipped to the
+control plane in batches, off the request path (a helper of ``gateway.py``).
+
+- ``Call`` is what one call was: who, which endpoint, how long each part took.
+- ``Tap`` sits on the answer as it is relayed: it times the first token, reads the token
+  usage and finish reasons, and, for a stream whose caller did not ask for usage, drops
+  the usage chunk the gateway asked vLLM for. Events pass on as soon as they are whole.
+- ``Recorder`` buffers records and sends them every ``interval_s`` (a crash of the
+  gateway loses at most that much); when the control plane is away it keeps up to
+  ``capacity`` records, then drops the oldest and counts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("ray.serve")
+
+_REQUEST_ID = re.compile(r"^[\x20-\x7e]{1,128}$")  # printable ASCII: what a header may carry, kept whole
+_TOKEN = re.compile(rb'"(?:content|text)":\s?"[^"]')  # a chunk that carries generated text
+_FINISH = re.compile(rb'"finish_reason":\s?"([A-Za-z_]{1,32})"')
+_USAGE = re.compile(rb'"usage":\s?(\{[^{}]*\})')
+
+
+def request_id(given: str | None) -> str:
+    """The request's ``x-request-id`` (the caller's, or the one Ray Serve's ingress gave it)
+    when it is printable and at most 128 characters, else a new one."""
+    return given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+@dataclass
+class Call:
+    request_id: str
+    route: str
+    started_at: float = field(default_factory=time.time)
+    t0: float = field(default_factory=time.monotonic)
+    project_id: int | None = None
+    key_id: int | None = None
+    key_prefix: str | None = None
+    endpoint_id: int | None = None
+    model: str | None = None
+    stream: bool = False
+    usage_asked: bool = True  # the caller asked for usage on its stream (else it is stripped)
+    content_max: int = 0  # >0: prompt and answer are kept, truncated at this many bytes
+    queue_ms: float | None = None
+    wake_ms: float | None = None
+    request_content: str | None = None
+
+    def ms(self) -> float:
+        return round((time.monotonic() - self.t0) * 1000, 3)
+
+    def record(self, status: int, error_code: str | None = None, tap: Tap | None = None) -> dict[str, Any]:
+        out = {
+            "record_id": uuid.uuid4().hex,
+            "request_id": self.request_id,
+            "started_at": self.started_at,
+            "project_id": self.project_id,
+            "key_id": self.key_id,
+            "key_prefix": self.key_prefix,
+            "endpoint_id": self.endpoint_id,
+            "model": self.model[:200] if self.model else None,
+            "route": self.route[:64],
+            "status": status,
+            "error_code": error_code,
+            "stream": self.stream,
+            "duration_ms": self.ms(),
+            "queue_ms": self.queue_ms,
+            "wake_ms": self.wake_ms,
+            "request_content": self.request_content,
+        }
+        if tap is not None:
+            out.update(tap.summary())
+        return out
+
+
+class Tap:
+    """Watches (and for streams, edits) an answer on its way to the caller."""
+
+    def __init__(self, call: Call, status: int, content_type: str, replica: str | None):
+        self.call, self.status, self.replica = call, status, replica
+        self.sse = "text/event-stream" in content_type
+        self.ttft_ms: float | None = None
+        self.usage: dict[str, Any] | None = None
+        self.finish: list[str] = []
+        self.error_code: str | None = None
+        self._pending = b""
+        self._kept: list[bytes] = []  # the body (JSON answers, errors, or content logging)
+        self._kept_size = 0
+        self._tail = b""  # the last bytes of a JSON answer: its usage, when the answer is too long to keep
+        self._limit = max(call.content_max, 0 if self.sse and status < 400 else 1 << 20)
+
+    async def relay(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for chunk in chunks:
+            out = self._events(chunk) if self.sse else chunk
+            if not self.sse:
+                self._tail = (self._tail + chunk)[-4096:]
+            if out:
+                self._keep(out)
+                yield out
+        if self._pending:  # an unterminated last event: passed on as it is
+            self._keep(self._pending)
+            yield self._pending
+        self._finish()
+
+    def _events(self, chunk: bytes) -> bytes:
+        data = self._pending + chunk
+        end = data.rfind(b"\n\n")
+        if end < 0:
+            self._pending = data
+            return b""
+        whole, self._pending = data[: end + 2], data[end + 2 :]
+        if self.ttft_ms is None and _TOKEN.search(whole):
+            self.ttft_ms = self.call.ms()
+        self.finish.extend(m.decode() for m in _FINISH.findall(whole))
+        if b'"usage"' not in whole:
+            return whole
+        events = whole.split(b"\n\n")[:-1]
+        kept = [e for e in events if not self._usage_event(e)]
+        return b"".join(e + b"\n\n" for e in kept)
+
+    def _usage_event(self, event: bytes) -> bool:
+        """Takes the usage from a usage-only chunk; True if the caller should not see it."""
+        if b'"choices":[]' not in event.replace(b" ", b""):
+            return False
+        try:
+            body = json.loads(event.partition(b"data:")[2])
+        except ValueError:
+            return False
+        if isinstance(body, dict) and isinstance(body.get("usage"), dict):
+            self.usage = body["usage"]
+            return not self.call.usage_asked
+        return False
+
+    def _keep(self, data: bytes) -> None:
+        if self._kept_size < self._limit:
+            self._kept.append(data[: self._limit - self._kept_size])
+            self._kept_size += len(self._kept[-1])
+
+    def _finish(self) -> None:
+        if self.sse:
+            return
+        try:
+            body = json.loads(b"".join(self._kept))
+        except ValueError:  # longer than kept (e.g. many embeddings): vLLM puts usage last
+            m = _USAGE.search(self._tail)
+            self.usage = json.loads(m.group(1)) if m else None
+            return
+        if not isinstance(body, dict):
+            return
+        if isinstance(body.get("usage"), dict):
+            self.usage = body["usage"]
+        for choice in body.get("choices") or []:
+            if isinstance(choice, dict) and isinstance(choice.get("finish_reason"), str):
+                self.finish.append(choice["finish_reason"])
+        err = body.get("error") if isinstance(body.get("error"), dict) else body if body.get("object") == "error" else None
+        if err is not None:
+            code = err.get("code") if isinstance(err.get("code"), str) else err.get("type")
+            self.error_code = str(code)[:64] if code else None
+
+    def summary(self) -> dict[str, Any]:
+        usage = self.usage or {}
+        content = None
+        if self.call.content_max:
+            content = b"".join(self._kept)[: self.call.content_max].decode("utf-8", "replace")
+        return {
+            "ttft_ms": self.ttft_ms,
+            "input_tokens": usage.get("prompt_tokens") if isinstance(usage.get("prompt_tokens"), int) else None,
+            "output_tokens": usage.get("completion_tokens") if isinstance(usage.get("completion_tokens"), int) else None,
+            "finish_reasons": self.finish[:128],
+            "replica_id": self.replica[:128] if self.replica else None,
+            "error_code": self.error_code,
+            "response_content": content,
+        }
+
+
+class Recorder:
+    """Records waiting to be sent; sent every ``interval_s``, at most ``batch`` at a time."""
+
+    def __init__(
+        self,
+        send: Callable[[list[dict[str, Any]], int], Awaitable[None]],
+        interval_s: float = 1.0,
+        capacity: int = 50_000,
+        batch: int = 2_000,
+        batch_bytes: int = 512 * 1024,
+    ):
+        self.send, self.interval_s, self.capacity = send, interval_s, capacity
+        self.batch, self.batch_bytes = batch, batch_bytes
+        self.buffer: deque[dict[str, Any]] = deque()
+        self.dropped = 0  # records lost because the buffer was full (the control plane away too long)
+        self.sent = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, record: dict[str, Any]) -> None:
+        if len(self.buffer) >= self.capacity:
+            self.buffer.popleft()
+            self.dropped += 1
+        self.buffer.append(record)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            while self.buffer and await self.flush():
+                pass
+
+    async def flush(self) -> bool:
+        """Send one batch; on failure it goes back to the front. True if one was sent."""
+        taken: list[dict[str, Any]] = []
+        size = 0
+        while self.buffer and len(taken) < self.batch:
+            record = self.buffer[0]
+            record_size = _size(record)
+            if taken and size + record_size > self.batch_bytes:
+                break
+            taken.append(self.buffer.popleft())
+            size += record_size
+        if not taken:
+            return False
+        try:
+            await self.send(taken, self.dropped)
+        except Exception as e:  # the control plane is away: keep them (bounded) and try again later
+            log.warning("request log: %d records not sent (%s); %d waiting", len(taken), e, len(self.buffer) + len(taken))
+            room = max(0, self.capacity - len(self.buffer))
+            keep = taken[len(taken) - room :] if room < len(taken) else taken  # the oldest go first
+            self.dropped += len(taken) - len(keep)
+            self.buffer.extendleft(reversed(keep))
+            return False
+        self.sent += len(taken)
+        return True
+
+
+def _size(record: dict[str, Any]) -> int:
+    return 600 + len(record.get("request_content") or "") + len(record.get("response_content") or "")

@@ -1,0 +1,77 @@
+"""The control plane is SIGKILLed while calls flow through the base URL: the gateway keeps
+serving and keeps their records; after the restart every answered call is in the request
+log, and none twice."""
+
+import threading
+import time
+import uuid
+from collections import Counter
+
+import httpx
+import pytest
+
+from support.endpoints import TEST_TEMPLATES, chat, wait_endpoint
+from support.procs import free_port, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def logged_ids(srv) -> Counter:
+    ids: Counter = Counter()
+    cursor = None
+    while True:
+        params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
+        page = srv.api.get("/requests", params=params).json()
+        ids.update(r["request_id"] for r in page["data"])
+        cursor = page["next_cursor"]
+        if not cursor:
+            return ids
+
+
+def test_records_of_calls_answered_while_the_control_plane_was_down_arrive_once(servers, cluster, tmp_path, full):
+    env = {"ROTA_TEMPLATES_PATH": str(TEST_TEMPLATES), "ROTA_PORT": str(free_port())}  # the gateway's address stays
+    home = tmp_path / "rota"
+    srv = servers(home, **env)
+    r = srv.api.post("/endpoints", json={"name": "busy", "template": "echo-chat", "routing_key": "busy"})
+    assert r.status_code == 201, r.text
+    wait_endpoint(srv, "busy", lambda e: e["status"] == "RUNNING", what="RUNNING")
+    key = srv.admin_key
+    wait_until(lambda: chat(cluster.serve_url, key, "busy").status_code == 200, 30, what="routed")
+
+    answered: list[str] = []
+    stop = threading.Event()
+
+    def load():
+        with httpx.Client(timeout=30) as http:
+            while not stop.is_set():
+                rid = f"outage-{uuid.uuid4().hex}"
+                try:
+                    resp = http.post(
+                        f"{cluster.serve_url}/v1/chat/completions",
+                        json={"model": "busy", "messages": [{"role": "user", "content": "x"}]},
+                        headers={"Authorization": f"Bearer {key}", "x-request-id": rid},
+                    )
+                    if resp.status_code == 200:
+                        answered.append(rid)
+                except httpx.HTTPError:
+                    pass
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for th in threads:
+        th.start()
+    time.sleep(2)
+    srv.kill()
+    down_from = len(answered)
+    time.sleep(15 if full else 4)
+    during = len(answered) - down_from
+    srv = servers(home, **env)
+    time.sleep(2)
+    stop.set()
+    for th in threads:
+        th.join(60)
+
+    assert during > 0, "the base URL kept serving while the control plane was down"
+    wait_until(lambda: set(answered) <= set(logged_ids(srv)), 60, what="every answered call in the request log")
+    counts = logged_ids(srv)
+    assert [rid for rid in answered if counts[rid] != 1] == []
+    print(f"{len(answered)} calls answered ({during} while the control plane was down), each logged once")

@@ -1,0 +1,166 @@
+"""The gateway's request log (serve_apps/_request_log.py): what a call leaves behind, what
+the caller gets back, and how records reach the control plane (or wait for it)."""
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from support.gateway import KEY_A, KEY_B, chat, gateway, running_gateway
+
+SSE = "text/event-stream"
+USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+
+
+def events(*bodies) -> list[bytes]:
+    return [f"data: {json.dumps(b) if isinstance(b, dict) else b}\n\n".encode() for b in bodies]
+
+
+def stream_reply(split: bool = False):
+    chunks = events(
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]},
+        {"choices": [{"index": 0, "delta": {"content": "Hel"}, "finish_reason": None}]},
+        {"choices": [{"index": 0, "delta": {"content": "lo"}, "finish_reason": "length"}]},
+        {"choices": [], "usage": USAGE},
+        "[DONE]",
+    )
+    if split:  # TCP may cut events anywhere and join them
+        raw = b"".join(chunks)
+        chunks = [raw[i : i + 7] for i in range(0, len(raw), 7)]
+    return (200, SSE, chunks, {"x-rota-replica": "replica-abc"})
+
+
+@pytest.fixture
+def gw():
+    with running_gateway() as client:
+        yield client
+
+
+def records(gw) -> list[dict]:
+    return list(gw.app.recorder.buffer)
+
+
+def test_a_call_is_recorded_with_who_what_and_how_long_and_the_caller_gets_its_id(gw):
+    gw.upstream.replies = [
+        (
+            200,
+            "application/json",
+            json.dumps({"choices": [{"finish_reason": "stop"}], "usage": USAGE}).encode(),
+            {"x-rota-replica": "r-1"},
+        )
+    ]
+    r = chat(gw)
+    (rec,) = records(gw)
+    assert r.headers["x-request-id"] == rec["request_id"] and rec["request_id"]  # one Ray Serve gave it
+    assert gw.upstream.sent[0][1]["x-request-id"] == rec["request_id"]  # the engine logs the same id
+    assert "x-rota-replica" not in r.headers  # the replica's name stays inside
+    assert rec["status"] == 200 and rec["error_code"] is None and rec["route"] == "/v1/chat/completions"
+    assert (rec["project_id"], rec["key_id"], rec["key_prefix"], rec["endpoint_id"], rec["model"]) == (1, 11, "rota_1", 1, "chat")
+    assert (rec["input_tokens"], rec["output_tokens"], rec["finish_reasons"], rec["replica_id"]) == (7, 3, ["stop"], "r-1")
+    assert rec["duration_ms"] >= rec["queue_ms"] >= 0 and rec["wake_ms"] is None and rec["stream"] is False
+    assert rec["request_content"] is None and rec["response_content"] is None  # content logging is off by default
+
+
+def test_the_callers_own_request_id_is_kept_and_an_unusable_one_replaced(gw):
+    r = chat(gw, headers={"x-request-id": "trace 42"})
+    assert r.headers["x-request-id"] == "trace 42"  # one value: Ray Serve's ingress returns it, the gateway adds none
+    chat(gw, headers={"x-request-id": "x" * 200})
+    kept, replaced = (r["request_id"] for r in records(gw))
+    assert kept == "trace 42" and len(replaced) == 32 and replaced != "x" * 200
+
+
+def test_refused_calls_are_recorded_with_their_openai_error_code(gw):
+    assert chat(gw, "rota_wrong").status_code == 401
+    assert chat(gw, model="nope").status_code == 404
+    assert gw.get("/v1/nothing-here", headers={"Authorization": f"Bearer {KEY_A}"}).status_code == 404
+    gw.app.admission.enter("1/chat", 2), gw.app.admission.enter("1/chat", 2)
+    assert chat(gw).status_code == 429
+    gw.upstream.replies = [
+        (400, "application/json", b'{"object":"error","message":"too long","type":"BadRequestError","code":400}')
+    ]
+    gw.app.admission.leave("1/chat")
+    assert chat(gw).status_code == 400
+    got = [(r["status"], r["error_code"], r["project_id"], r["model"]) for r in records(gw)]
+    assert got == [
+        (401, "invalid_api_key", None, None),  # no project is known for a wrong key
+        (404, "model_not_found", 1, "nope"),
+        (404, "unknown_url", None, None),  # an unknown route is refused before any key is read
+        (429, "rate_limit_exceeded", 1, "chat"),
+        (400, "BadRequestError", 1, "chat"),  # the engine's own error, by its type
+    ]
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_a_stream_gets_its_usage_asked_for_and_stripped_when_the_caller_did_not_ask(gw, split):
+    gw.upstream.replies = [stream_reply(split)]
+    r = chat(gw, json={"model": "chat", "messages": [], "stream": True})
+    sent = json.loads(gw.upstream.bodies[0])
+    assert sent["stream_options"] == {"include_usage": True} and sent["stream"] is True
+    assert b'"usage"' not in r.content and r.content.endswith(b"data: [DONE]\n\n")
+    assert r.content.count(b"data: ") == 4  # every other event passed, whole and in order
+    (rec,) = records(gw)
+    assert rec["stream"] is True and (rec["input_tokens"], rec["output_tokens"]) == (7, 3)
+    assert rec["finish_reasons"] == ["length"] and rec["replica_id"] == "replica-abc"
+    assert 0 <= rec["ttft_ms"] <= rec["duration_ms"]
+
+
+def test_a_stream_whose_caller_asked_for_usage_keeps_it(gw):
+    gw.upstream.replies = [stream_reply()]
+    body = {"model": "chat", "messages": [], "stream": True, "stream_options": {"include_usage": True}}
+    r = chat(gw, json=body)
+    assert json.loads(gw.upstream.bodies[0]) == body  # sent as it came
+    assert b'"usage"' in r.content and records(gw)[0]["output_tokens"] == 3
+
+
+def test_content_is_logged_only_where_the_endpoint_turned_it_on_and_truncated():
+    with running_gateway(content_max_bytes=40) as gw:
+        gw.app.table.endpoints[(1, "chat")]["content_logging"] = True
+        gw.upstream.replies = [(200, "application/json", b'{"choices": [{"message": {"content": "' + b"x" * 100 + b'"}}]}')]
+        chat(gw)
+        chat(gw, KEY_B)  # project b's endpoint: off
+        on, off = records(gw)
+        assert on["request_content"].startswith('{"model":"chat"') and len(on["request_content"]) == 40
+        assert on["response_content"].startswith('{"choices"') and len(on["response_content"]) == 40
+        assert off["request_content"] is None and off["response_content"] is None
+
+
+def test_a_call_that_woke_its_endpoint_says_how_long_it_waited(gw):
+    gw.app.table.endpoints[(1, "chat")]["status"] = "SLEEPING"
+    gw.upstream.replies = [(503, None, b"no server")]
+    assert chat(gw).status_code == 200
+    assert records(gw)[0]["wake_ms"] >= 200  # one retry after a wake: at least the 0.2 s pause
+
+
+def test_records_wait_for_a_control_plane_that_is_away_within_a_bound_and_go_once_it_is_back():
+    async def run():
+        sent, up = [], {"ok": False}
+
+        async def ship(records, dropped):
+            if not up["ok"]:
+                raise ConnectionError("control plane down")
+            sent.append((len(records), dropped))
+
+        rec = gateway.Recorder(ship, interval_s=3600, capacity=5, batch=2)
+        rec._task = asyncio.get_running_loop().create_future()  # no background loop: flushed by hand
+        for i in range(4):
+            rec.buffer.append({"record_id": str(i)})
+        assert await rec.flush() is False and [r["record_id"] for r in rec.buffer] == ["0", "1", "2", "3"]
+        for i in range(4, 8):
+            rec.add({"record_id": str(i)})
+        assert rec.dropped == 3 and [r["record_id"] for r in rec.buffer] == ["3", "4", "5", "6", "7"]  # the oldest went
+        up["ok"] = True
+        while await rec.flush():
+            pass
+        assert sent == [(2, 3), (2, 3), (1, 3)] and rec.sent == 5 and not rec.buffer
+
+    asyncio.run(run())
+
+
+def test_the_gateway_ships_its_records_to_the_control_plane_in_the_background():
+    with running_gateway(log_interval_s=0.05) as gw:
+        chat(gw)
+        deadline = time.monotonic() + 5
+        while not gw.shipped and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert [r["status"] for r in gw.shipped] == [200] and not gw.app.recorder.buffer

@@ -21,12 +21,14 @@ from rota.reconciler.loop import Reconciler
 from rota.scheduler.service import Scheduler
 from rota.serve.client import RayServe, ServeClient
 from rota.serve.cluster import LocalRayHead, ensure_token
+from rota.serve.logs import DashboardLogs, RayLogs
 from rota.services import Hooks
 from rota.services.auth import AuthService
 from rota.services.builds import Builder
 from rota.services.cluster import ClusterService
 from rota.services.endpoints import EndpointService
 from rota.services.events import EventService
+from rota.services.logs import LogService
 from rota.services.requests import RequestLogService
 from rota.services.tasks import TaskService
 from rota.store.db import Database
@@ -36,8 +38,8 @@ log = logging.getLogger(__name__)
 
 
 class Runtime:
-    def __init__(self, settings: Settings, ray: RayServe | None = None):
-        """``ray`` replaces the Ray Serve client (tests use an in-memory one; no head is started)."""
+    def __init__(self, settings: Settings, ray: RayServe | None = None, ray_logs: RayLogs | None = None):
+        """``ray`` and ``ray_logs`` replace the Ray clients (tests use in-memory ones; no head is started)."""
         self.settings = settings
         settings.home.mkdir(parents=True, exist_ok=True)
         os.chmod(settings.home, 0o700)  # keys, tokens and the store live here
@@ -96,6 +98,8 @@ class Runtime:
         self.telemetry.watch(StateCollector(self.db, self.reconciler, lambda: dict(self.requests.gateway_dropped)))
         self.cluster = ClusterService(self.db, self.cipher, ray=self.ray, not_rotas=self.reconciler.not_rotas)
         self.auth = AuthService(self.db)
+        self.ray_logs = ray_logs or DashboardLogs(settings.dashboard_url, settings.ray_token())
+        self.logs = LogService(self.db, self.cipher, self.endpoints, self.ray_logs)
         self.ray_start_error: str | None = None
 
     def start(self) -> None:
@@ -113,6 +117,8 @@ class Runtime:
             self.head.start()
             if self.client:
                 self.client.token = self.settings.ray_token()
+            if isinstance(self.ray_logs, DashboardLogs):
+                self.ray_logs.token = self.settings.ray_token()
             self.reconciler.nudge()
         except Exception as e:
             self.ray_start_error = f"{type(e).__name__}: {e}"
@@ -126,4 +132,6 @@ class Runtime:
             self.head.stop()
         if self.client:
             self.client.close()
+        if isinstance(self.ray_logs, DashboardLogs):
+            self.ray_logs.close()
         self.db.dispose()

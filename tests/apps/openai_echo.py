@@ -71,6 +71,8 @@ class OpenAIEcho:
         await asyncio.sleep(float(body.get("delay_s", self.args.get("delay_s", 0))))
         messages = body.get("messages") or [{"content": body.get("prompt", "")}]
         text = f"{self.replica}: {messages[-1].get('content')}"
+        if body.get("print"):  # what a replica prints shows in its endpoint's logs
+            print(f"echo replica {self.replica} printed: {body['print']}", flush=True)
         base = {"id": f"chatcmpl-{time.time_ns()}", "created": int(time.time()), "model": self.model}
         if not body.get("stream"):
             return JSONResponse(

@@ -86,3 +86,22 @@ def test_the_cli_shows_an_endpoints_requests(client, llm):
     header, line = p.stdout.strip().splitlines()
     assert header.startswith("TIME") and "e2e-cli" in line and " 200 " in line
     assert httpx.get(llm.url + "/api/v1/endpoints/tiny/requests").status_code == 401  # no key, no log
+
+
+def test_the_metrics_count_what_the_request_log_holds(llm):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    logged, cursor = 0, None
+    while True:
+        page = llm.api.get("/endpoints/tiny/requests", params={"limit": 1000, **({"cursor": cursor} if cursor else {})}).json()
+        logged += len(page["data"])
+        if not (cursor := page["next_cursor"]):
+            break
+    text = httpx.get(llm.url + "/metrics", headers={"Authorization": f"Bearer {llm.admin_key}"}, timeout=10).text
+    counted = sum(
+        s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "rota_gateway_requests_total" and s.labels["endpoint"] == "tiny"
+    )
+    assert logged >= 5 and counted == logged

@@ -103,3 +103,45 @@ class FakeRay:
         while len(a["replicas"]) < replicas:
             a["replicas"].append(next(_ids))
         del a["replicas"][replicas:]
+
+
+class FakeLogs:
+    """Ray's state and log APIs in memory: replica actors per application, and the text
+    of their ``out``/``err`` files (``follow`` gives what is appended after it starts)."""
+
+    def __init__(self):
+        from rota.serve.logs import ReplicaActor
+
+        self._actor = ReplicaActor
+        self.actors: dict[str, list] = {}  # app -> ReplicaActors
+        self.files: dict[tuple[str, str], str] = {}  # (actor_id, stream) -> text
+
+    def add(self, app: str, replica_id: str, alive: bool = True, out: str = "", err: str = "") -> str:
+        actor_id = f"actor-{replica_id}"
+        self.actors.setdefault(app, []).append(self._actor(replica_id, actor_id, "Echo", alive))
+        self.files[(actor_id, "out")], self.files[(actor_id, "err")] = out, err
+        return actor_id
+
+    def write(self, actor_id: str, stream: str, text: str) -> None:
+        self.files[(actor_id, stream)] += text
+
+    def replicas(self, app: str) -> list:
+        return sorted(self.actors.get(app, []), key=lambda r: not r.alive)
+
+    def read(self, actor_id: str, stream: str, lines: int) -> str:
+        return "\n".join(self.files.get((actor_id, stream), "").splitlines()[-lines:])
+
+    async def follow(self, actor_id: str, stream: str, lines: int):
+        import asyncio
+
+        text = self.files.get((actor_id, stream), "")
+        tail = text.splitlines(keepends=True)[-lines:]
+        if tail:
+            yield "".join(tail)
+        seen = len(text)
+        while True:
+            text = self.files.get((actor_id, stream), "")
+            if len(text) > seen:
+                yield text[seen:]
+                seen = len(text)
+            await asyncio.sleep(0.02)

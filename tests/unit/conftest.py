@@ -10,7 +10,7 @@ from rota.api.app import create_app
 from rota.config import Settings
 from rota.runtime import Runtime
 from support.endpoints import TEST_TEMPLATES
-from support.fake_ray import FakeRay
+from support.fake_ray import FakeLogs, FakeRay
 from support.procs import REPO, TEST_APPS
 
 
@@ -43,10 +43,15 @@ def ray():
 
 
 @pytest.fixture
-def rt(settings, ray, clock):
+def ray_logs():
+    return FakeLogs()
+
+
+@pytest.fixture
+def rt(settings, ray, clock, ray_logs):
     """The control plane's parts on real SQLite and the in-memory Ray, with the clock
     injected; no loop runs (tests tick the reconciler and fire tasks themselves)."""
-    r = Runtime(settings, ray=ray)
+    r = Runtime(settings, ray=ray, ray_logs=ray_logs)
     for part in (r.tasks, r.endpoints, r.auth, r.reconciler, r.scheduler, r.cluster):
         part.clock = clock
     r.db.migrate(r.cipher)

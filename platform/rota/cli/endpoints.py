@@ -1,4 +1,4 @@
-"""``rota endpoints``: create, list, update, stop/start, delete, chat, request logs."""
+"""``rota endpoints``: create, list, update, stop/start, delete, chat, request logs, replica logs."""
 
 from __future__ import annotations
 
@@ -12,14 +12,18 @@ from rota.cli import output
 from rota.cli.chat import chat
 from rota.cli.client import Api, api, fail, object_commands, ref_argument
 from rota.cli.follow import Goal
+from rota.cli.logs import logs
 from rota.cli.manifest import read_yaml
 from rota.cli.output import Output
 from rota.cli.requests import requests
 from rota.cli.wait import Watch, follow, timeout_option, wait_option, waiting
 
-app = typer.Typer(help="Endpoints: create, list, update, stop/start, delete, chat, request logs.", no_args_is_help=True)
+app = typer.Typer(
+    help="Endpoints: create, list, update, stop/start, delete, chat, request logs, replica logs.", no_args_is_help=True
+)
 app.command("chat")(chat)
 app.command("requests")(requests)
+app.command("logs")(logs)
 object_commands(app, "endpoints", "Show an endpoint.")
 
 

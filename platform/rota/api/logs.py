@@ -1,0 +1,60 @@
+"""``/api/v1/endpoints/{ref}/logs``: what an endpoint's replicas print."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from rota.api.deps import Who, runtime
+from rota.domain.logs import LogLine
+from rota.services.logs import LogQuery
+
+router = APIRouter(prefix="/api/v1", tags=["logs"])
+KEEPALIVE_S = 15
+
+
+class LogPage(BaseModel):
+    lines: list[LogLine]
+
+
+@router.get(
+    "/endpoints/{ref}/logs",
+    response_model=LogPage,
+    summary="The replicas' own output (vLLM's, Ray Serve's), merged in time order; follow=true streams (SSE)",
+)
+async def endpoint_logs(
+    ref: str,
+    request: Request,
+    who: Who,
+    since: datetime | None = Query(None, description="from this time (ISO 8601; UTC unless it says)"),
+    search: str | None = Query(None, min_length=1, max_length=200, description="lines that contain this"),
+    replica: str | None = Query(None, max_length=64, description="one replica's id"),
+    limit: int = Query(1000, ge=1, le=10_000, description="the last this many lines"),
+    follow: bool = Query(False, description="then keep sending new lines (text/event-stream)"),
+) -> LogPage | StreamingResponse:
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=timezone.utc)
+    q = LogQuery(since, search, replica, limit)
+    service = runtime(request).logs
+    if not follow:
+        return LogPage(lines=await run_in_threadpool(service.lines, who, ref, q))
+    await run_in_threadpool(service.target, who, ref)  # a 404 before the stream starts
+
+    async def events() -> AsyncIterator[str]:
+        idle = 0
+        async for ln in service.follow(who, ref, q):
+            if await request.is_disconnected():
+                return
+            if ln is None:
+                idle += 1
+                if idle % KEEPALIVE_S == 0:
+                    yield ": keep-alive\n\n"
+                continue
+            yield f"data: {ln.model_dump_json()}\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

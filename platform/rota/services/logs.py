@@ -1,0 +1,113 @@
+"""An endpoint's replica logs: the replicas' own output, merged, filtered, followed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from rota.crypto import Cipher
+from rota.domain.logs import LogLine, Source, merge, parse, redact, select
+from rota.serve.logs import RayLogs, ReplicaActor
+from rota.services.auth import Principal
+from rota.services.endpoints import EndpointService
+from rota.store.db import Database
+from rota.store.tables import EndpointRow
+
+STREAMS = ("out", "err")
+MAX_REPLICAS = 20  # the latest replicas read (the living first)
+
+
+@dataclass(frozen=True)
+class LogQuery:
+    since: datetime | None = None
+    search: str | None = None
+    replica: str | None = None
+    limit: int = 1000
+
+
+@dataclass
+class LogService:
+    db: Database
+    cipher: Cipher
+    endpoints: EndpointService
+    ray: RayLogs
+    relist_s: float = 5.0  # while following: how often new replicas are looked for
+    settle_s: float = 1.0  # while following: how long the files' tails are gathered before they are sent
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
+
+    def target(self, who: Principal, ref: str) -> tuple[str, list[str]]:
+        """The endpoint's application and the secrets its lines must not show."""
+        with self.db.session() as s:
+            ep: EndpointRow = self.endpoints.find(s, who, ref, live=False)
+            secrets = [self.cipher.decrypt(ep.token), *(self.cipher.decrypt(v) for v in (ep.env or {}).values())]
+            return ep.app_name, secrets
+
+    def _replicas(self, app: str, q: LogQuery) -> list[ReplicaActor]:
+        found = [r for r in self.ray.replicas(app) if q.replica is None or r.replica_id == q.replica]
+        return found[:MAX_REPLICAS]
+
+    def lines(self, who: Principal, ref: str, q: LogQuery) -> list[LogLine]:
+        app, secrets = self.target(who, ref)
+        year = self.clock().year
+        files = []
+        for r in self._replicas(app, q):
+            for stream in STREAMS:
+                text = self.ray.read(r.actor_id, stream, min(q.limit, 5000))
+                files.append(parse(text, Source(r.replica_id, stream), year))  # type: ignore[arg-type]
+        picked = select(merge(files), q.since, q.search, q.limit)
+        return [ln.model_copy(update={"line": redact(ln.line, secrets)}) for ln in picked]
+
+    async def follow(self, who: Principal, ref: str, q: LogQuery) -> AsyncIterator[LogLine | None]:
+        """The last ``q.limit`` lines, merged, then new lines of every replica (and of
+        replicas that start meanwhile) as they come; None after each second without one
+        (a caller may send a keep-alive)."""
+        app, secrets = await asyncio.to_thread(self.target, who, ref)
+        queue: asyncio.Queue[LogLine] = asyncio.Queue(maxsize=10_000)
+        tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
+        year = self.clock().year
+
+        def wanted(ln: LogLine) -> bool:
+            return (q.search is None or q.search in ln.line) and (q.since is None or (ln.time is not None and ln.time >= q.since))
+
+        async def pump(r: ReplicaActor, stream: str, tail: int) -> None:
+            source, pending, last = Source(r.replica_id, stream), "", None  # type: ignore[arg-type]
+            async for text in self.ray.follow(r.actor_id, stream, tail):
+                whole, _, pending = (pending + text).rpartition("\n")
+                for ln in parse(whole, source, year) if whole else []:
+                    last = ln.time or last
+                    ln = ln.model_copy(update={"time": last, "line": redact(ln.line, secrets)})
+                    if wanted(ln):
+                        await queue.put(ln)
+
+        async def look(tail: int) -> None:
+            for r in await asyncio.to_thread(self._replicas, app, q):
+                for stream in STREAMS:
+                    if r.alive and (r.actor_id, stream) not in tasks:
+                        tasks[(r.actor_id, stream)] = asyncio.create_task(pump(r, stream, tail))
+
+        try:
+            await look(min(q.limit, 5000))
+            await asyncio.sleep(self.settle_s)  # each file's tail arrives first: merged, then sent
+            first: list[LogLine] = []
+            while not queue.empty():
+                first.append(queue.get_nowait())
+            by_file: dict[tuple[str, str], list[LogLine]] = {}
+            for ln in first:
+                by_file.setdefault((ln.replica, ln.stream), []).append(ln)
+            for ln in select(merge(list(by_file.values())), None, None, q.limit):
+                yield ln
+            next_look = time.monotonic() + self.relist_s
+            while True:
+                if time.monotonic() >= next_look:
+                    await look(1)  # a replica that started since: from its latest line
+                    next_look = time.monotonic() + self.relist_s
+                try:
+                    yield await asyncio.wait_for(queue.get(), timeout=1.0)
+                except asyncio.TimeoutError:
+                    yield None
+        finally:
+            for t in tasks.values():
+                t.cancel()

@@ -8,7 +8,7 @@ CPU := $(VENV)/.rota-cpu
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-cpu postgres images images-push manifests lint test test-unit test-integration test-e2e demo server bench bench-request-path bench-triggers bench-api bench-fire-applied bench-overload chaos clean
+.PHONY: help install install-cpu postgres images images-push manifests lint test test-unit test-integration test-e2e demo server bench bench-request-path bench-triggers bench-api bench-fire-applied bench-overload bench-request-log chaos clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-17s %s\n", $$1, $$2}'
@@ -79,7 +79,7 @@ test-e2e: $(CPU) ## Run the end-to-end tests (real vLLM on the CPU)
 demo: $(CPU) ## Start Rota with a scheduled vLLM endpoint and call it (MODEL=<HF id or dir>; default: a tiny generated model)
 	$(BIN)/rota demo $(if $(MODEL),--model $(MODEL),) $(if $(DEMO_EXIT),--exit,)
 
-bench: bench-triggers bench-api bench-fire-applied bench-overload bench-request-path ## Run every benchmark (JSON in bench/results/, a table each)
+bench: bench-triggers bench-api bench-fire-applied bench-overload bench-request-log bench-request-path ## Run every benchmark (JSON in bench/results/, a table each)
 
 bench-request-path: $(CPU) ## Bare vLLM vs an endpoint's own prefix vs the OpenAI base URL (TTFT, ITL, tokens/s)
 	$(BIN)/python bench/request_path.py
@@ -92,6 +92,9 @@ bench-api: $(BASE) ## Control-plane API with 10,000 tasks: list/get latency, cre
 
 bench-fire-applied: $(BASE) ## Fire -> Ray Serve reports the new target replicas (in-place rescale)
 	$(BIN)/python bench/fire_applied.py
+
+bench-request-log: $(BASE) ## The request log with 1,000,000 records in SQLite: ingest per second, filtered pages p50/p99
+	$(BIN)/python bench/request_log.py
 
 bench-overload: $(BASE) ## An endpoint at 2x capacity: 429s with Retry-After, admitted p99 vs unloaded
 	$(BIN)/python bench/overload.py

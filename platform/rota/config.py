@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     # The control plane's URL as the cluster reaches it (the gateway pulls its routing table there).
     public_url: str | None = None
 
+    # The price book (USD per GPU- or vCPU-hour); unset: platform/rota/catalog/prices.yaml.
+    prices_path: Path | None = None
+
     # Request logs: kept this many days unless a project says otherwise; pruned this often.
     request_log_retention_days: int = Field(30, ge=1, le=3650)
     request_log_prune_interval_s: float = Field(3600.0, gt=0)

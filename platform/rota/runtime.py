@@ -31,6 +31,7 @@ from rota.services.events import EventService
 from rota.services.logs import LogService
 from rota.services.requests import RequestLogService
 from rota.services.tasks import TaskService
+from rota.services.usage import UsageMeter, UsageService, load_prices
 from rota.store.db import Database
 from rota.telemetry import StateCollector, Telemetry
 
@@ -100,6 +101,9 @@ class Runtime:
         self.auth = AuthService(self.db)
         self.ray_logs = ray_logs or DashboardLogs(settings.dashboard_url, settings.ray_token())
         self.logs = LogService(self.db, self.cipher, self.endpoints, self.ray_logs)
+        self.usage = UsageService(self.db, load_prices(settings.prices_path))
+        self.meter = UsageMeter(self.db)
+        self.reconciler.metered = self.meter.observe
         self.ray_start_error: str | None = None
 
     def start(self) -> None:

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from rota import __version__
-from rota.api import cluster, endpoints, errors, events, internal, keys, logs, requests, tasks
+from rota.api import cluster, endpoints, errors, events, internal, keys, logs, requests, tasks, usage
 from rota.api.deps import Who, runtime
 from rota.api.limits import BodyLimit
 from rota.config import Settings
@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
         title="Rota", version=__version__, description="Scheduled, dedicated LLM endpoints on Ray Serve.", lifespan=lifespan
     )
     errors.install(app)
-    for module in (tasks, endpoints, events, requests, logs, keys, cluster, internal):
+    for module in (tasks, endpoints, events, requests, logs, usage, keys, cluster, internal):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 

@@ -1,11 +1,10 @@
 """Converge Ray Serve to the desired applications of all endpoints, forever.
 
-Each tick: load one snapshot of the endpoints (database) -> build every spec once ->
-observe (Ray) -> decide (pure) -> apply (PUT the whole declarative config: Rota's
-applications, and unchanged every one it did not deploy, unless the cluster is Rota's
-alone) -> record what was observed and exactly what was PUT (statuses, events). Ticks run every ``interval``
-seconds and at once when nudged (after a fire or an edit). A tick never raises out of
-the loop; Ray being down is an observation, not an error.
+Each tick: load one snapshot of the endpoints (database) -> build every spec once -> observe (Ray) -> decide (pure) ->
+apply (PUT the whole declarative config: Rota's applications, and unchanged every one it did not deploy, unless the
+cluster is Rota's alone) -> record what was observed and exactly what was PUT (statuses, events), and meter the
+replicas that ran (usage). Ticks run every ``interval`` seconds and at once when nudged (after a fire or an edit). A
+tick never raises out of the loop; Ray being down is an observation, not an error.
 """
 
 from __future__ import annotations
@@ -103,6 +102,7 @@ class Reconciler:
         self._thread: threading.Thread | None = None
         self.ticks = 0
         self.puts = 0  # declarative PUTs sent (metrics)
+        self.metered: Callable[[dict[int, int]], None] = lambda running: None  # usage: replicas running per endpoint
         self.last_tick_s: float | None = None
         self.last_error: str | None = None
         self.ray_reachable: bool | None = None
@@ -110,7 +110,6 @@ class Reconciler:
         self.gateway_error: str | None = None  # why the base URL's application cannot be deployed, if so
 
     # ------------------------------------------------------------ loop
-
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="reconciler", daemon=True)
         self._thread.start()
@@ -187,6 +186,8 @@ class Reconciler:
             log.warning("the base URL cannot be deployed: %s", why)
         self.gateway_error = why
         self._record(states, specs, rejected, put, decision.missing, self._own(observation))
+        if observation.reachable:
+            self.metered({st.id: len(a.running_replica_ids) if (a := observation.apps.get(st.app_name)) else 0 for st in states})
         self.ticks += 1
 
     def _marked(self, spec: AppSpec | None, observation: Observation) -> AppSpec | None:

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -76,8 +76,14 @@ class ProjectCreate(Strict):
     request_log_retention_days: int | None = RETENTION
 
 
+PriceName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")]
+
+
 class ProjectUpdate(Strict):
     request_log_retention_days: int | None = RETENTION
+    prices: dict[PriceName, Annotated[float, Field(ge=0, le=1_000_000)]] | None = Field(
+        None, max_length=64, description="USD per unit-hour by GPU type (or cpu), over the price book; null: the book's"
+    )
 
 
 class ProjectPublic(BaseModel):
@@ -85,10 +91,17 @@ class ProjectPublic(BaseModel):
     name: str
     created_at: datetime
     request_log_retention_days: int | None = None
+    prices: dict[str, float] | None = None
 
     @classmethod
     def of(cls, row: ProjectRow) -> ProjectPublic:
-        return cls(id=row.id, name=row.name, created_at=row.created_at, request_log_retention_days=row.request_log_retention_days)
+        return cls(
+            id=row.id,
+            name=row.name,
+            created_at=row.created_at,
+            request_log_retention_days=row.request_log_retention_days,
+            prices=row.prices,
+        )
 
 
 @dataclass

@@ -47,6 +47,7 @@ class ProjectRow(Base):
     name: Mapped[str] = mapped_column(String(63), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     request_log_retention_days: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None: the default
+    prices: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)  # over the price book
 
 
 class ApiKeyRow(Base):
@@ -226,3 +227,19 @@ class RequestLogRow(Base):
     replica_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     request_content: Mapped[str | None] = mapped_column(Text, nullable=True)
     response_content: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class UsageRow(Base):
+    """Replica-seconds of an endpoint in one hour (UTC), as the reconciler saw replicas run;
+    ``unit`` is what a replica's price is counted in (a GPU type, or ``cpu``)."""
+
+    __tablename__ = "usage_hours"
+    __table_args__ = (UniqueConstraint("endpoint_id", "hour"), Index("ix_usage_hours_project_hour", "project_id", "hour"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    endpoint_id: Mapped[int] = mapped_column(Integer)
+    project_id: Mapped[int] = mapped_column(Integer)
+    hour: Mapped[float] = mapped_column(Float)  # Unix time of the hour's start
+    unit: Mapped[str] = mapped_column(String(32))
+    units_per_replica: Mapped[float] = mapped_column(Float)
+    replica_seconds: Mapped[float] = mapped_column(Float, default=0.0)

@@ -1,0 +1,49 @@
+"""``/api/v1/usage`` and ``/api/v1/tasks/{ref}/projection``: what endpoints used and cost,
+and what a task's schedule commits to."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Literal
+
+from fastapi import APIRouter, Query, Request
+
+from rota.api.deps import Tasks, Who, runtime
+from rota.domain.schedule import to_local
+from rota.services.usage import Projection, UsageLine
+from rota.services.views import spec_of
+
+router = APIRouter(prefix="/api/v1", tags=["usage"])
+
+
+def _utc(value: datetime | None, default: datetime) -> datetime:
+    if value is None:
+        return default
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+@router.get("/usage", response_model=list[UsageLine], summary="GPU-hours, tokens, requests and cost of the project")
+def usage(
+    request: Request,
+    who: Who,
+    since: datetime | None = Query(None, description="default: 7 days ago (ISO 8601; UTC unless it says)"),
+    until: datetime | None = Query(None, description="default: now"),
+    group_by: Literal["endpoint", "project", "day"] = Query(
+        "endpoint", description="one line per endpoint, the project, or UTC day"
+    ),
+) -> list[UsageLine]:
+    now = datetime.now(timezone.utc)
+    rt = runtime(request)
+    return rt.usage.report(who, _utc(since, now - timedelta(days=7)), _utc(until, now), group_by)  # type: ignore[no-any-return]
+
+
+@router.get("/tasks/{ref}/projection", response_model=Projection, summary="What a task's schedule commits to and allows, per day")
+def projection(
+    ref: str, request: Request, who: Who, tasks: Tasks, days: int = Query(30, ge=1, le=366, description="local days from today")
+) -> Projection:
+    rt = runtime(request)
+    with rt.db.session() as s:
+        task = tasks.find(s, who, ref)
+        s.expunge(task)
+    today = to_local(spec_of(task).tz, datetime.now(timezone.utc)).date()
+    return rt.usage.projection(who, task, today, days)  # type: ignore[no-any-return]

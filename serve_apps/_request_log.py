@@ -13,6 +13,7 @@ control plane in batches, off the request path (a helper of ``gateway.py``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -26,7 +27,10 @@ from typing import Any
 log = logging.getLogger("ray.serve")
 
 _REQUEST_ID = re.compile(r"^[\x20-\x7e]{1,128}$")  # printable ASCII: what a header may carry, kept whole
-_TOKEN = re.compile(rb'"(?:content|text)":\s?"[^"]')  # a chunk that carries generated text
+# A chunk that carries something generated: text, reasoning, a tool call.
+_TOKEN = re.compile(rb'"(?:content|text|reasoning_content)":\s?"[^"]|"tool_calls":\s?\[\{')
+_EVENT = re.compile(rb"(.*?)(\r?\n\r?\n)", re.S)  # one server-sent event and the blank line that ends it
+MAX_INT = 2**31 - 1
 _FINISH = re.compile(rb'"finish_reason":\s?"([A-Za-z_]{1,32})"')
 _USAGE = re.compile(rb'"usage":\s?(\{[^{}]*\})')
 
@@ -35,6 +39,11 @@ def request_id(given: str | None) -> str:
     """The request's ``x-request-id`` (the caller's, or the one Ray Serve's ingress gave it)
     when it is printable and at most 128 characters, else a new one."""
     return given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def _count(value: Any) -> int | None:
+    """A token count as the store keeps it (the engine's, or a custom application's, may be anything)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_INT else None
 
 
 @dataclass
@@ -96,36 +105,42 @@ class Tap:
         self._kept: list[bytes] = []  # the body (JSON answers, errors, or content logging)
         self._kept_size = 0
         self._tail = b""  # the last bytes of a JSON answer: its usage, when the answer is too long to keep
+        self.finished = False  # the whole answer went through
+        self.broken = False  # the endpoint's answer broke off
         self._limit = max(call.content_max, 0 if self.sse and status < 400 else 1 << 20)
 
     async def relay(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        async for chunk in chunks:
-            out = self._events(chunk) if self.sse else chunk
-            if not self.sse:
-                self._tail = (self._tail + chunk)[-4096:]
-            if out:
-                self._keep(out)
-                yield out
+        try:
+            async for chunk in chunks:
+                out = self._events(chunk) if self.sse else chunk
+                if not self.sse:
+                    self._tail = (self._tail + chunk)[-4096:]
+                if out:
+                    self._keep(out)
+                    yield out
+        except Exception:
+            self.broken = True
+            raise
         if self._pending:  # an unterminated last event: passed on as it is
             self._keep(self._pending)
             yield self._pending
         self._finish()
+        self.finished = True
 
     def _events(self, chunk: bytes) -> bytes:
+        """The whole events received so far (``\n\n`` or ``\r\n\r\n`` ends one); the rest waits."""
         data = self._pending + chunk
-        end = data.rfind(b"\n\n")
-        if end < 0:
-            self._pending = data
+        lf, crlf = data.rfind(b"\n\n"), data.rfind(b"\r\n\r\n")
+        end = max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)
+        whole, self._pending = data[:end], data[end:]
+        if not whole:
             return b""
-        whole, self._pending = data[: end + 2], data[end + 2 :]
         if self.ttft_ms is None and _TOKEN.search(whole):
             self.ttft_ms = self.call.ms()
         self.finish.extend(m.decode() for m in _FINISH.findall(whole))
         if b'"usage"' not in whole:
             return whole
-        events = whole.split(b"\n\n")[:-1]
-        kept = [e for e in events if not self._usage_event(e)]
-        return b"".join(e + b"\n\n" for e in kept)
+        return b"".join(m.group(0) for m in _EVENT.finditer(whole) if not self._usage_event(m.group(1)))
 
     def _usage_event(self, event: bytes) -> bool:
         """Takes the usage from a usage-only chunk; True if the caller should not see it."""
@@ -133,7 +148,7 @@ class Tap:
             return False
         try:
             body = json.loads(event.partition(b"data:")[2])
-        except ValueError:
+        except (ValueError, RecursionError):
             return False
         if isinstance(body, dict) and isinstance(body.get("usage"), dict):
             self.usage = body["usage"]
@@ -150,9 +165,10 @@ class Tap:
             return
         try:
             body = json.loads(b"".join(self._kept))
-        except ValueError:  # longer than kept (e.g. many embeddings): vLLM puts usage last
+        except (ValueError, RecursionError):  # longer than kept (e.g. many embeddings): vLLM puts usage last
             m = _USAGE.search(self._tail)
-            self.usage = json.loads(m.group(1)) if m else None
+            with contextlib.suppress(ValueError, RecursionError):
+                self.usage = json.loads(m.group(1)) if m else None
             return
         if not isinstance(body, dict):
             return
@@ -167,14 +183,14 @@ class Tap:
             self.error_code = str(code)[:64] if code else None
 
     def summary(self) -> dict[str, Any]:
-        usage = self.usage or {}
+        usage = self.usage if isinstance(self.usage, dict) else {}
         content = None
         if self.call.content_max:
             content = b"".join(self._kept)[: self.call.content_max].decode("utf-8", "replace")
         return {
             "ttft_ms": self.ttft_ms,
-            "input_tokens": usage.get("prompt_tokens") if isinstance(usage.get("prompt_tokens"), int) else None,
-            "output_tokens": usage.get("completion_tokens") if isinstance(usage.get("completion_tokens"), int) else None,
+            "input_tokens": _count(usage.get("prompt_tokens")),
+            "output_tokens": _count(usage.get("completion_tokens")),
             "finish_reasons": self.finish[:128],
             "replica_id": self.replica[:128] if self.replica else None,
             "error_code": self.error_code,
@@ -196,7 +212,8 @@ class Recorder:
         self.send, self.interval_s, self.capacity = send, interval_s, capacity
         self.batch, self.batch_bytes = batch, batch_bytes
         self.buffer: deque[dict[str, Any]] = deque()
-        self.dropped = 0  # records lost because the buffer was full (the control plane away too long)
+        self.dropped = 0  # records lost: the buffer was full (the control plane away too long), or a batch refused
+        self.sampled_out = 0  # records of calls no project was found for, beyond the gateway's rate for them
         self.sent = 0
         self._task: asyncio.Task[None] | None = None
 
@@ -229,7 +246,17 @@ class Recorder:
             return False
         try:
             await self.send(taken, self.dropped)
-        except Exception as e:  # the control plane is away: keep them (bounded) and try again later
+        except Exception as e:
+            status = getattr(e, "status", None)
+            if status == 413 and len(taken) > 1:  # too large at once: half as many at a time
+                self.batch = max(1, len(taken) // 2)
+                self.buffer.extendleft(reversed(taken))
+                return True
+            if isinstance(status, int) and 400 <= status < 500:  # refused as it is: sending it again would not help
+                log.warning("request log: a batch of %d records was refused (%s): dropped", len(taken), status)
+                self.dropped += len(taken)
+                return True
+            # The control plane is away: keep them (bounded) and try again later.
             log.warning("request log: %d records not sent (%s); %d waiting", len(taken), e, len(self.buffer) + len(taken))
             room = max(0, self.capacity - len(self.buffer))
             keep = taken[len(taken) - room :] if room < len(taken) else taken  # the oldest go first
@@ -241,4 +268,5 @@ class Recorder:
 
 
 def _size(record: dict[str, Any]) -> int:
-    return 600 + len(record.get("request_content") or "") + len(record.get("response_content") or "")
+    """Bytes it takes in a batch (sent as ASCII JSON: a CJK character takes six)."""
+    return len(json.dumps(record)) + 2

@@ -58,6 +58,7 @@ OPENAI_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 PASS_BACK = ("content-type", "retry-after")  # headers passed back to the caller (and x-request-id, the gateway's)
 REPLICA_HEADER = "x-rota-replica"  # which replica answered (serve.py), for the request log
 _NEGATIVE_MAX = 10_000  # unknown keys remembered until the next pull
+UNATTRIBUTED_PER_S = 20  # request records kept per second for calls no project was found for
 
 
 class GatewayConfig(BaseModel):
@@ -187,6 +188,7 @@ class GatewayApp:
         self.table = RoutingTable(cfg.refresh_s, self._fetch)
         self.admission = Admission()
         self.recorder = Recorder(ship or self._ship, cfg.log_interval_s)
+        self._unattributed: list[float] = [0.0, 0]  # second it began, records kept in it
         self.asgi = Starlette(
             routes=[
                 Route("/v1/models", self._logged(self.models), methods=["GET"]),
@@ -225,20 +227,37 @@ class GatewayApp:
         async def endpoint(request: Request) -> Response:
             given = request.headers.get("x-request-id")
             call = Call(request_id(given), request.url.path)
-            response = await handler(request, call)
+            try:
+                response = await handler(request, call)
+            except BaseException:  # e.g. the caller left while its endpoint woke up
+                self._record(call.record(499, "client_closed_request"))
+                raise
             if given is None:  # Ray Serve's ingress gives every request one, and returns it itself
                 response.headers["x-request-id"] = call.request_id
             if not isinstance(response, Relay):
-                self.recorder.add(call.record(response.status_code, getattr(response, "error_code", None)))
+                self._record(call.record(response.status_code, getattr(response, "error_code", None)))
             return response
 
         return endpoint
 
+    def _record(self, record: dict[str, Any]) -> None:
+        """Keep a record; calls no project was found for (a wrong key) at most
+        ``UNATTRIBUTED_PER_S`` a second, so a flood of them cannot push out everyone's."""
+        if record["project_id"] is None:
+            now = time.monotonic()
+            if now - self._unattributed[0] >= 1.0:
+                self._unattributed = [now, 0]
+            self._unattributed[1] += 1
+            if self._unattributed[1] > UNATTRIBUTED_PER_S:
+                self.recorder.sampled_out += 1
+                return
+        self.recorder.add(record)
+
     async def healthz(self, request: Request) -> Response:
         age = None if self.table.loaded_at is None else round(time.monotonic() - self.table.loaded_at, 3)
-        return JSONResponse(
-            {"routing_table_age_s": age, "request_log": {"waiting": len(self.recorder.buffer), "dropped": self.recorder.dropped}}
-        )
+        rec = self.recorder
+        log_state = {"waiting": len(rec.buffer), "dropped": rec.dropped, "sampled_out": rec.sampled_out}
+        return JSONResponse({"routing_table_age_s": age, "request_log": log_state})
 
     async def unknown(self, request: Request, call: Call) -> Response:
         return error(
@@ -302,12 +321,15 @@ class GatewayApp:
             return error(400, "'model' is required: the routing_key of one of your endpoints", "missing_model", param="model")
         return parsed, body
 
-    def _usage_on_streams(self, call: Call, parsed: dict[str, Any], body: bytes) -> bytes:
-        """A stream is asked for its token usage (on its last chunk) even when the caller did
-        not ask: the request log needs it; the ``Tap`` strips it from what the caller gets."""
+    def _usage_on_streams(self, call: Call, ep: dict[str, Any], parsed: dict[str, Any], body: bytes) -> bytes:
+        """A stream of Rota's vLLM application is asked for its token usage (on its last
+        chunk) even when the caller did not ask: the request log needs it; the ``Tap``
+        strips it from what the caller gets. A custom application's body is left as sent."""
         if parsed.get("stream") is not True or call.route not in ("/v1/chat/completions", "/v1/completions"):
             return body
         call.stream = True
+        if not ep.get("stream_usage"):
+            return body
         options = parsed.get("stream_options")
         if options is not None and not isinstance(options, dict):
             return body  # the engine answers that one with a 400
@@ -340,7 +362,7 @@ class GatewayApp:
         if not self.admission.enter(name, ep.get("max_concurrency")):
             message = f"endpoint {model!r} is at capacity ({ep['max_concurrency']} requests in flight); retry later"
             return error(429, message, "rate_limit_exceeded", "rate_limit_error", retry_after=1)
-        body = self._usage_on_streams(call, parsed, body)
+        body = self._usage_on_streams(call, ep, parsed, body)
         if ep.get("content_logging") and self.cfg.content_max_bytes:
             call.content_max = self.cfg.content_max_bytes
             call.request_content = body[: call.content_max].decode("utf-8", "replace")
@@ -362,7 +384,12 @@ class GatewayApp:
 
         def done() -> None:
             self.admission.leave(name)
-            self.recorder.add(call.record(upstream.status, None, tap))
+            record = call.record(upstream.status, None, tap)
+            if tap.broken:  # the endpoint's answer broke off half way
+                record.update(status=502, error_code="upstream_error")
+            elif not tap.finished:  # the caller left before the end
+                record.update(status=499, error_code="client_closed_request")
+            self._record(record)
 
         return Relay(upstream, tap, done)
 

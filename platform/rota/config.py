@@ -112,7 +112,7 @@ class Settings(BaseSettings):
     # Request logs: kept this many days unless a project says otherwise; pruned this often.
     request_log_retention_days: int = Field(30, ge=1, le=3650)
     request_log_prune_interval_s: float = Field(3600.0, gt=0)
-    request_content_max_bytes: int = Field(16_384, ge=0, le=1_000_000)  # per prompt or answer, with content logging on
+    request_content_max_bytes: int = Field(16_384, ge=0, le=65_536)  # per prompt or answer, with content logging on
 
     # Loops
     reconcile_interval_s: float = 2.0

@@ -24,6 +24,25 @@ from rota.store.tables import EndpointRow, TaskRow
 
 LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 WAKE = (1, 5, 10, 30, 60, 120, 300, 600, 1200)
+# Error codes kept as a label (others are "other": a label's values must stay few).
+KNOWN_ERRORS = frozenset(
+    {
+        "invalid_api_key",
+        "model_not_found",
+        "unknown_url",
+        "invalid_json",
+        "missing_model",
+        "request_too_large",
+        "rate_limit_exceeded",
+        "endpoint_unavailable",
+        "endpoint_waking",
+        "client_closed_request",
+        "upstream_error",
+        "BadRequestError",
+        "NotFoundError",
+        "InternalServerError",
+    }
+)
 
 
 class Telemetry:
@@ -57,17 +76,16 @@ class Telemetry:
             self.fires.labels(trigger).inc()
             self.lateness.labels(trigger).observe(max(0.0, (applied_at - scheduled_at).total_seconds()))
 
-    def requests_logged(self, records: Sequence[GatewayRecord], names: dict[int | None, tuple[str, str]], stored: int) -> None:
-        """Count a batch just stored (``stored`` of them new: a batch sent again counts once)."""
-        self.stored.inc(stored)
-        self.duplicates.inc(len(records) - stored)
-        if stored < len(records):
-            return  # a batch sent again: its calls were counted the first time
-        for rec in records:
+    def requests_logged(self, stored: Sequence[GatewayRecord], names: dict[int | None, tuple[str, str]], duplicates: int) -> None:
+        """Count the records just stored (those sent again were counted the first time)."""
+        self.stored.inc(len(stored))
+        self.duplicates.inc(duplicates)
+        for rec in stored:
             project, endpoint = names.get(rec.endpoint_id, ("", ""))
-            if not project and rec.project_id is None:
-                project = "-"  # a call no project was found for (a wrong key)
-            self.requests.labels(project, endpoint, str(rec.status), rec.error_code or "").inc()
+            if not project:
+                project = names.get(-(rec.project_id or 0), ("-", ""))[0]  # no endpoint: the caller's project, if any
+            code = rec.error_code if rec.error_code in KNOWN_ERRORS else ("other" if rec.error_code else "")
+            self.requests.labels(project, endpoint, str(rec.status), code).inc()
             self.duration.labels(project, endpoint).observe(rec.duration_ms / 1000)
             if rec.ttft_ms is not None:
                 self.ttft.labels(project, endpoint).observe(rec.ttft_ms / 1000)

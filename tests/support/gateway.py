@@ -68,6 +68,7 @@ class ControlPlane:
         self.endpoints = [
             {
                 "id": 1,
+                "stream_usage": True,  # Rota's vLLM application
                 "routing_key": "chat",
                 "project_id": 1,
                 "project": "a",

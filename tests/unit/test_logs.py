@@ -117,3 +117,32 @@ def test_follow_sends_the_tail_then_each_new_line_as_server_sent_events(client, 
                 break
     assert [g["line"].split("] ")[-1] for g in got] == ["engine ready", "printed after"]
     assert got[1]["time"] == "2026-11-23T10:00:09Z" or got[1]["time"].startswith("2026-11-23T10:00:09")
+
+
+def test_a_replica_whose_files_cannot_be_read_is_noted_and_the_others_still_read(client, ep, ray_logs):
+    from rota.domain.errors import RayUnavailable
+
+    app = f"ep-{ep['id']}"
+    ray_logs.add(app, "aaa", out=VLLM_A)
+    pending = ray_logs.add(app, "ppp")  # e.g. waiting for a GPU: Ray has no file for it yet
+    read = ray_logs.read
+
+    def flaky(actor_id, stream, lines):
+        if actor_id == pending:
+            raise RayUnavailable("Ray's log API answered 500")
+        return read(actor_id, stream, lines)
+
+    ray_logs.read = flaky
+    lines = client.get("/api/v1/endpoints/chat/logs").json()["lines"]
+    assert {ln["replica"] for ln in lines if "engine ready" in ln["line"]} == {"aaa"}
+    notes = [ln for ln in lines if ln["replica"] == "ppp"]
+    assert len(notes) == 2 and all("cannot be read" in ln["line"] and ln["level"] == "WARNING" for ln in notes)
+
+
+def test_following_is_bounded_per_key(client, ep, ray_logs, monkeypatch):
+    import rota.services.logs as logs_service
+
+    monkeypatch.setattr(logs_service, "MAX_FOLLOWERS_PER_KEY", 0)
+    r = client.get("/api/v1/endpoints/chat/logs", params={"follow": "true"})
+    assert r.status_code == 429 and r.json()["error"]["field"] == "follow"
+    assert client.get("/api/v1/endpoints/chat/logs").status_code == 200  # reading without follow is not limited

@@ -35,6 +35,7 @@ def test_the_base_urls_calls_are_counted_from_the_request_log_once(client):
         record(endpoint_id=ep["id"], duration_ms=80.0, wake_ms=45_000.0),
         record(endpoint_id=ep["id"], status=429, error_code="rate_limit_exceeded", duration_ms=1.0),
         record(project_id=None, status=401, error_code="invalid_api_key", duration_ms=1.0),
+        record(status=404, error_code="model_not_found", duration_ms=1.0),  # no endpoint: the caller's project
     ]
     ingest(client, batch)
     ingest(client, batch)  # sent again: stored once, counted once
@@ -43,13 +44,19 @@ def test_the_base_urls_calls_are_counted_from_the_request_log_once(client):
     assert value(m, "rota_gateway_requests_total", **mine, code="200", error="") == 2
     assert value(m, "rota_gateway_requests_total", **mine, code="429", error="rate_limit_exceeded") == 1
     assert value(m, "rota_gateway_requests_total", project="-", endpoint="", code="401", error="invalid_api_key") == 1
+    assert value(m, "rota_gateway_requests_total", project="default", endpoint="", code="404", error="model_not_found") == 1
     assert value(m, "rota_gateway_request_duration_seconds_count", **mine) == 3
     assert value(m, "rota_gateway_request_duration_seconds_bucket", **mine, le="0.1") == 2  # 80 ms and 1 ms
     assert value(m, "rota_gateway_time_to_first_token_seconds_count", **mine) == 1
     assert value(m, "rota_gateway_wake_seconds_bucket", **mine, le="30.0") == 0
     assert value(m, "rota_gateway_wake_seconds_bucket", **mine, le="60.0") == 1
     assert value(m, "rota_gateway_tokens_total", **mine, direction="output") == 3
-    assert value(m, "rota_request_log_records_total") == 4 and value(m, "rota_request_log_duplicates_total") == 4
+    assert value(m, "rota_request_log_records_total") == 5 and value(m, "rota_request_log_duplicates_total") == 5
+    # A batch sent again after a failure, with new records behind it: the new ones are counted, the old once.
+    ingest(client, [*batch, record(endpoint_id=ep["id"], duration_ms=5.0)])
+    m = scrape(client)
+    assert value(m, "rota_gateway_requests_total", **mine, code="200", error="") == 3
+    assert value(m, "rota_request_log_records_total") == 6
 
 
 def test_fires_their_lateness_and_the_state_of_tasks_and_endpoints(client, clock):

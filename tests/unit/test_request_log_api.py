@@ -62,12 +62,18 @@ def count(client) -> int:
 
 def test_only_the_gateway_may_send_records_and_a_batch_sent_twice_counts_once(client, ep):
     batch = [record(endpoint_id=ep["id"]), record(endpoint_id=ep["id"], status=429, error_code="rate_limit_exceeded")]
-    assert ingest(client, batch).json() == {"stored": 2}
-    assert ingest(client, batch).json() == {"stored": 0}  # retried after a lost answer: nothing twice
+    assert ingest(client, batch).json() == {"stored": 2, "rejected": 0}
+    assert ingest(client, batch).json() == {"stored": 0, "rejected": 0}  # retried after a lost answer: nothing twice
     assert count(client) == 2 and client.rt.requests.duplicates == 2
     assert client.post("/internal/v1/requests", json={"records": batch}).status_code == 401  # an admin key is not the gateway
-    bad = ingest(client, [record(status=99)])
-    assert bad.status_code == 422 and "status" in bad.text and count(client) == 2
+
+
+def test_a_bad_record_is_left_out_and_never_blocks_the_others(client, ep):
+    good = record(endpoint_id=ep["id"], request_id="good", model="ch\x00at", route="/\x00")
+    bad = [record(status=99), record(input_tokens=3_000_000_000), record(output_tokens=-1), {"nonsense": True}]
+    assert ingest(client, [*bad, good]).json() == {"stored": 1, "rejected": 4}
+    stored = client.get("/api/v1/requests/good").json()
+    assert stored["gen_ai.request.model"] == "chat" and stored["http.route"] == "/"  # NUL cannot be stored in PostgreSQL
 
 
 def test_an_endpoints_requests_read_with_opentelemetry_names(client, ep):
@@ -185,3 +191,28 @@ def test_records_are_pruned_after_their_projects_retention(client, ep, other):
     assert rt.requests.prune() == 3  # a-40d and none-40d (default 30 days), b-20d (7 days)
     with rt.db.session() as s:
         assert sorted(s.scalars(select(RequestLogRow.request_id))) == ["a-20d", "b-5d"]
+
+
+def test_following_goes_on_past_what_does_not_match_and_never_counts_another_project(client, ep, other):
+    ingest(client, [record(endpoint_id=ep["id"], request_id="a1")])
+    h = other["headers"]
+    theirs = client.get("/api/v1/requests", headers=h).json()
+    assert theirs["data"] == [] and theirs["last_seq"] == 0  # project a's traffic is not b's to count
+    mark = client.get("/api/v1/endpoints/chat/requests", params={"limit": 1}).json()["last_seq"]
+    ingest(client, [record(endpoint_id=ep["id"], request_id=f"ok{i}") for i in range(3)])
+    quiet = client.get("/api/v1/endpoints/chat/requests", params={"after": mark, "status": "error"}).json()
+    assert quiet["data"] == [] and quiet["last_seq"] == mark + 3  # nothing matched, and the follower moves on
+    ingest(client, [record(endpoint_id=ep["id"], request_id="bad", status=500)])
+    got = client.get("/api/v1/endpoints/chat/requests", params={"after": quiet["last_seq"], "status": "error"}).json()
+    assert [r["request_id"] for r in got["data"]] == ["bad"]
+
+
+def test_a_seq_is_never_given_twice_even_after_a_prune_empties_the_log(client, ep):
+    rt = client.rt
+    ingest(client, [record(endpoint_id=ep["id"], started_at=NOW - 40 * 86_400) for _ in range(3)])
+    mark = client.get("/api/v1/endpoints/chat/requests").json()["last_seq"]
+    rt.requests.clock = lambda: NOW
+    assert rt.requests.prune() == 3 and count(client) == 0
+    ingest(client, [record(endpoint_id=ep["id"], request_id="after-prune")])
+    follow = client.get("/api/v1/endpoints/chat/requests", params={"after": mark}).json()
+    assert [r["request_id"] for r in follow["data"]] == ["after-prune"]

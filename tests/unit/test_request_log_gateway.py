@@ -164,3 +164,70 @@ def test_the_gateway_ships_its_records_to_the_control_plane_in_the_background():
         while not gw.shipped and time.monotonic() < deadline:
             time.sleep(0.02)
         assert [r["status"] for r in gw.shipped] == [200] and not gw.app.recorder.buffer
+
+
+def test_a_custom_applications_stream_is_sent_as_it_came_and_crlf_events_are_split(gw):
+    gw.app.table.endpoints[(1, "chat")]["stream_usage"] = False  # not Rota's vLLM application
+    events_crlf = [b'data: {"choices":[{"delta":{"content":"Hi"}}]}\r\n\r\n', b"data: [DONE]\r\n\r\n"]
+    gw.upstream.replies = [(200, SSE, events_crlf)]
+    body = {"model": "chat", "messages": [], "stream": True}
+    r = chat(gw, json=body)
+    assert json.loads(gw.upstream.bodies[0]) == body and r.content == b"".join(events_crlf)
+    (rec,) = records(gw)
+    assert rec["ttft_ms"] is not None and rec["stream"] is True and rec["input_tokens"] is None
+
+
+def test_a_broken_answer_and_a_caller_gone_are_not_logged_as_successes():
+    async def run():
+        for broken in (True, False):
+            call = gateway.Call("r", "/v1/chat/completions")
+            tap = gateway.Tap(call, 200, SSE, None)
+
+            async def chunks(broken=broken):
+                yield b"data: {}\n\n"
+                if broken:
+                    raise ConnectionResetError("the replica died")
+
+            out = []
+            try:
+                async for c in tap.relay(chunks()):
+                    out.append(c)
+                    if not broken:
+                        break  # the caller went away after the first chunk
+            except ConnectionResetError:
+                pass
+            assert (tap.broken, tap.finished) == (broken, False)
+
+    asyncio.run(run())
+
+
+def test_a_refused_batch_is_dropped_and_counted_and_a_too_large_one_is_halved():
+    class Refused(Exception):
+        def __init__(self, status):
+            self.status = status
+
+    async def run():
+        sent, answers = [], [Refused(413), Refused(422), None, None, None]
+
+        async def ship(records, dropped):
+            answer = answers.pop(0)
+            if answer is not None:
+                raise answer
+            sent.append(len(records))
+
+        rec = gateway.Recorder(ship, interval_s=3600, batch=4)
+        rec._task = asyncio.get_running_loop().create_future()
+        rec.buffer.extend({"record_id": str(i)} for i in range(6))
+        while rec.buffer and await rec.flush():
+            pass
+        assert rec.batch == 2  # 413: half as many at a time
+        assert rec.dropped == 2 and sent == [2, 2]  # 422: that batch is dropped, the rest go
+
+    asyncio.run(run())
+
+
+def test_a_flood_of_wrong_keys_keeps_only_a_few_records_a_second(gw):
+    for _ in range(gateway.UNATTRIBUTED_PER_S + 15):
+        assert chat(gw, "rota_wrong").status_code == 401
+    assert len(records(gw)) == gateway.UNATTRIBUTED_PER_S and gw.app.recorder.sampled_out == 15
+    assert chat(gw).status_code == 200 and len(records(gw)) == gateway.UNATTRIBUTED_PER_S + 1  # a project's call is kept

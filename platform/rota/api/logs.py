@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from datetime import datetime, timezone
 
 from fastapi import APIRouter, Query, Request
@@ -44,17 +45,22 @@ async def endpoint_logs(
     if not follow:
         return LogPage(lines=await run_in_threadpool(service.lines, who, ref, q))
     await run_in_threadpool(service.target, who, ref)  # a 404 before the stream starts
+    service.admit(who)  # a 429 when too many are followed
 
     async def events() -> AsyncIterator[str]:
         idle = 0
-        async for ln in service.follow(who, ref, q):
-            if await request.is_disconnected():
-                return
-            if ln is None:
-                idle += 1
-                if idle % KEEPALIVE_S == 0:
-                    yield ": keep-alive\n\n"
-                continue
-            yield f"data: {ln.model_dump_json()}\n\n"
+        try:
+            async with aclosing(service.follow(who, ref, q)) as lines:
+                async for ln in lines:
+                    if await request.is_disconnected():
+                        return
+                    if ln is None:
+                        idle += 1
+                        if idle % KEEPALIVE_S == 0:
+                            yield ": keep-alive\n\n"
+                        continue
+                    yield f"data: {ln.model_dump_json()}\n\n"
+        finally:
+            service.release(who)
 
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

@@ -59,6 +59,12 @@ class TooLarge(RotaError):
     status_code = 413
 
 
+class Busy(RotaError):
+    """Too much of something at once: try again later."""
+
+    status_code = 429
+
+
 class RayUnavailable(RotaError):
     """Ray (its dashboard REST API) could not be reached, or failed on its side."""
 

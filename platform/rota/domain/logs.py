@@ -52,7 +52,8 @@ def parse(text: str, source: Source, year: int) -> list[LogLine]:
             continue
         level = None
         if m := _SERVE.match(raw):
-            level, last = m.group(1), _stamp(m.group(2), m.group(3))
+            with contextlib.suppress(ValueError):  # a replica may print anything, 2026-13-45 included
+                level, last = m.group(1), _stamp(m.group(2), m.group(3))
         elif m := _VLLM.match(raw):
             with contextlib.suppress(ValueError):  # e.g. 02-29 of a year that has none
                 level, last = m.group(1), _stamp(f"{year}-{m.group(2)}", m.group(3))

@@ -10,13 +10,15 @@ from __future__ import annotations
 import base64
 import re
 from datetime import datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from rota.domain.errors import InvalidInput
 from rota.domain.names import Strict
 
 MAX_CONTENT = 1_000_000  # characters of prompt or answer a record may carry (content logging)
+MAX_INT = 2**31 - 1  # what every store's INTEGER holds
 
 
 class GatewayRecord(Strict):
@@ -26,29 +28,42 @@ class GatewayRecord(Strict):
     record_id: str = Field(pattern=r"^[0-9a-f]{32}$")
     request_id: str = Field(min_length=1, max_length=128)
     started_at: float = Field(ge=0, description="Unix time the call arrived")
-    project_id: int | None = None
-    key_id: int | None = None
+    project_id: int | None = Field(None, ge=0, le=MAX_INT)
+    key_id: int | None = Field(None, ge=0, le=MAX_INT)
     key_prefix: str | None = Field(None, max_length=16)
-    endpoint_id: int | None = None
+    endpoint_id: int | None = Field(None, ge=0, le=MAX_INT)
     model: str | None = Field(None, max_length=200)
     route: str = Field(max_length=64)
     status: int = Field(ge=100, le=599)
     error_code: str | None = Field(None, max_length=64)
     stream: bool = False
-    duration_ms: float = Field(ge=0)
-    ttft_ms: float | None = Field(None, ge=0)
-    queue_ms: float | None = Field(None, ge=0)
-    wake_ms: float | None = Field(None, ge=0)
-    input_tokens: int | None = Field(None, ge=0)
-    output_tokens: int | None = Field(None, ge=0)
-    finish_reasons: list[str] = Field(default_factory=list, max_length=128)
+    duration_ms: float = Field(ge=0, le=1e10)
+    ttft_ms: float | None = Field(None, ge=0, le=1e10)
+    queue_ms: float | None = Field(None, ge=0, le=1e10)
+    wake_ms: float | None = Field(None, ge=0, le=1e10)
+    input_tokens: int | None = Field(None, ge=0, le=MAX_INT)
+    output_tokens: int | None = Field(None, ge=0, le=MAX_INT)
+    finish_reasons: list[Annotated[str, StringConstraints(max_length=64)]] = Field(default_factory=list, max_length=128)
     replica_id: str | None = Field(None, max_length=128)
     request_content: str | None = Field(None, max_length=MAX_CONTENT)
     response_content: str | None = Field(None, max_length=MAX_CONTENT)
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, v: Any) -> Any:
+        """NUL cannot be stored in PostgreSQL text: what a caller sent (a path, a model) loses it."""
+        if isinstance(v, str):
+            return v.replace("\x00", "")
+        if isinstance(v, list):
+            return [x.replace("\x00", "") if isinstance(x, str) else x for x in v]
+        return v
+
 
 class GatewayBatch(Strict):
-    records: list[GatewayRecord] = Field(max_length=10_000)
+    """Records are checked one by one (``GatewayRecord``): a bad one is left out and counted,
+    never the reason a whole batch is refused and sent again forever."""
+
+    records: list[dict[str, Any]] = Field(max_length=10_000)
     dropped: int = Field(0, ge=0, description="records this gateway dropped since it started (buffer full)")
 
 

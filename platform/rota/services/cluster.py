@@ -20,6 +20,7 @@ from rota.domain.status import Derived, EndpointStatus, Phase
 from rota.serve.client import RayServe
 from rota.services import views
 from rota.services.auth import Principal
+from rota.services.builds import LLM_SCRIPT
 from rota.services.events import set_endpoint_status
 from rota.store.db import Database
 from rota.store.tables import EndpointRow, ProjectRow, TaskRow, utcnow
@@ -99,6 +100,7 @@ class ClusterService:
                         "created": int(ep.created_at.timestamp()),
                         "max_concurrency": capacity(ep.per_replica, b.max if b else 1, engine.max_queued_requests),
                         "content_logging": bool(engine.enable_content_logging),
+                        "stream_usage": ep.file_path == LLM_SCRIPT,  # vLLM reports usage on a stream's last chunk
                     }
                 )
         return {"keys": keys, "endpoints": endpoints}

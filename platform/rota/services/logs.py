@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from rota.crypto import Cipher
+from rota.domain.errors import Busy, RayUnavailable
 from rota.domain.logs import LogLine, Source, merge, parse, redact, select
 from rota.serve.logs import RayLogs, ReplicaActor
 from rota.services.auth import Principal
@@ -16,8 +19,11 @@ from rota.services.endpoints import EndpointService
 from rota.store.db import Database
 from rota.store.tables import EndpointRow
 
+log = logging.getLogger(__name__)
 STREAMS = ("out", "err")
 MAX_REPLICAS = 20  # the latest replicas read (the living first)
+MAX_READ = 5000  # lines read from each file
+MAX_FOLLOWERS, MAX_FOLLOWERS_PER_KEY = 16, 4  # each holds a stream per replica file on Ray's dashboard
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,8 @@ class LogService:
     endpoints: EndpointService
     ray: RayLogs
     relist_s: float = 5.0  # while following: how often new replicas are looked for
+    _followers: dict[int, int] = field(default_factory=dict)  # key id -> logs it follows now
+    _lock: threading.Lock = field(default_factory=threading.Lock)
     settle_s: float = 1.0  # while following: how long the files' tails are gathered before they are sent
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
 
@@ -53,12 +61,32 @@ class LogService:
         app, secrets = self.target(who, ref)
         year = self.clock().year
         files = []
+        # Filtering reads deeper: the lines asked for may be further back than the last ``limit``.
+        depth = MAX_READ if q.search or q.since else min(q.limit, MAX_READ)
         for r in self._replicas(app, q):
             for stream in STREAMS:
-                text = self.ray.read(r.actor_id, stream, min(q.limit, 5000))
-                files.append(parse(text, Source(r.replica_id, stream), year))  # type: ignore[arg-type]
+                source = Source(r.replica_id, stream)  # type: ignore[arg-type]
+                try:
+                    text = self.ray.read(r.actor_id, stream, depth)
+                except RayUnavailable:  # e.g. not placed yet, or its node is gone: the others are still read
+                    note = f"(rota: this replica's {stream} cannot be read now: not started yet, or its node is gone)"
+                    files.append([LogLine(time=None, replica=r.replica_id, stream=source.stream, level="WARNING", line=note)])
+                    continue
+                files.append(parse(text, source, year))
         picked = select(merge(files), q.since, q.search, q.limit)
         return [ln.model_copy(update={"line": redact(ln.line, secrets)}) for ln in picked]
+
+    def admit(self, who: Principal) -> None:
+        """A follower may start: Ray's dashboard serves a bounded number of calls at once,
+        shared by everyone (429 beyond, as the base URL does)."""
+        with self._lock:
+            if sum(self._followers.values()) >= MAX_FOLLOWERS or self._followers.get(who.key_id, 0) >= MAX_FOLLOWERS_PER_KEY:
+                raise Busy("too many logs are followed at once; try again later, or read without follow", field="follow")
+            self._followers[who.key_id] = self._followers.get(who.key_id, 0) + 1
+
+    def release(self, who: Principal) -> None:
+        with self._lock:
+            self._followers[who.key_id] -= 1
 
     async def follow(self, who: Principal, ref: str, q: LogQuery) -> AsyncIterator[LogLine | None]:
         """The last ``q.limit`` lines, merged, then new lines of every replica (and of
@@ -74,16 +102,26 @@ class LogService:
 
         async def pump(r: ReplicaActor, stream: str, tail: int) -> None:
             source, pending, last = Source(r.replica_id, stream), "", None  # type: ignore[arg-type]
-            async for text in self.ray.follow(r.actor_id, stream, tail):
-                whole, _, pending = (pending + text).rpartition("\n")
-                for ln in parse(whole, source, year) if whole else []:
-                    last = ln.time or last
-                    ln = ln.model_copy(update={"time": last, "line": redact(ln.line, secrets)})
-                    if wanted(ln):
-                        await queue.put(ln)
+            try:
+                async for text in self.ray.follow(r.actor_id, stream, tail):
+                    whole, _, pending = (pending + text).rpartition("\n")
+                    for ln in parse(whole, source, year) if whole else []:
+                        last = ln.time or last
+                        ln = ln.model_copy(update={"time": last, "line": redact(ln.line, secrets)})
+                        if wanted(ln):
+                            await queue.put(ln)
+            except Exception as e:  # this file's stream ended (replica gone, Ray busy): the next look retries
+                log.info("log stream of replica %s (%s) ended: %s", r.replica_id, stream, e)
 
         async def look(tail: int) -> None:
-            for r in await asyncio.to_thread(self._replicas, app, q):
+            for key in [k for k, t in tasks.items() if t.done()]:
+                del tasks[key]  # picked up again below if the replica still lives
+            try:
+                found = await asyncio.to_thread(self._replicas, app, q)
+            except RayUnavailable as e:
+                log.info("looking for replicas to follow: %s", e)
+                return
+            for r in found:
                 for stream in STREAMS:
                     if r.alive and (r.actor_id, stream) not in tasks:
                         tasks[(r.actor_id, stream)] = asyncio.create_task(pump(r, stream, tail))
@@ -111,3 +149,4 @@ class LogService:
         finally:
             for t in tasks.values():
                 t.cancel()
+            await asyncio.gather(*tasks.values(), return_exceptions=True)

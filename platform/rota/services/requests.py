@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Result, delete, func, or_, select
+from pydantic import ValidationError
+from sqlalchemy import ColumnElement, Result, Table, delete, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -31,6 +33,8 @@ from rota.store.tables import EndpointRow, ProjectRow, RequestLogRow
 from rota.telemetry import Telemetry
 
 DAY_S = 86_400.0
+PRUNE_SLICE = 5_000
+log = logging.getLogger(__name__)
 
 
 def _count(result: Result[Any]) -> int:
@@ -55,32 +59,52 @@ class RequestLogService:
     stored: int = 0  # records stored since start
     duplicates: int = 0  # records sent again (a retried batch) and stored once
     gateway_dropped: dict[str, int] = field(default_factory=dict)  # per gateway: records it dropped (buffer full)
+    rejected: int = 0  # records left out: not valid
     telemetry: Telemetry | None = None
 
-    def ingest(self, batch: GatewayBatch, gateway: str = "gateway") -> int:
-        """Store a batch; a record already stored (a batch sent again) is skipped."""
+    def ingest(self, batch: GatewayBatch, gateway: str = "gateway") -> dict[str, int]:
+        """Store a batch: each record once (one sent again is skipped), a record that is not
+        valid left out and counted. Metrics count exactly the records stored."""
         self.gateway_dropped[gateway] = batch.dropped
-        if not batch.records:
-            return 0
-        rows = [r.model_dump() for r in batch.records]
+        valid: list[GatewayRecord] = []
+        for raw in batch.records:
+            try:
+                valid.append(GatewayRecord.model_validate(raw))
+            except ValidationError as e:
+                log.warning("request record left out: %s", str(e).splitlines()[0][:200])
+        self.rejected += len(batch.records) - len(valid)
+        if not valid:
+            return {"stored": 0, "rejected": len(batch.records)}
+        rows = [r.model_dump() for r in valid]
         with self.db.session() as s:
             insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
-            stmt = insert(RequestLogRow).values(rows).on_conflict_do_nothing(index_elements=["record_id"])
-            stored = _count(s.execute(stmt))
-            if self.telemetry is not None:
-                self.telemetry.requests_logged(batch.records, self._names(s, batch.records), stored)
-        self.stored += stored
-        self.duplicates += len(rows) - stored
-        return stored
+            table = cast(Table, RequestLogRow.__table__)
+            # One statement for every batch (compiled once); RETURNING says which rows are new.
+            stmt = insert(table).on_conflict_do_nothing(index_elements=["record_id"]).returning(table.c.record_id)
+            new = set(s.connection().execute(stmt, rows).scalars().all())
+            stored = [r for r in valid if r.record_id in new]
+            names = self._names(s, stored) if self.telemetry is not None else {}
+        if self.telemetry is not None:  # after the commit: a batch that failed to commit is counted when it is stored
+            self.telemetry.requests_logged(stored, names, len(valid) - len(stored))
+        self.stored += len(stored)
+        self.duplicates += len(valid) - len(stored)
+        return {"stored": len(stored), "rejected": len(batch.records) - len(valid)}
 
     @staticmethod
     def _names(s: Session, records: list[GatewayRecord]) -> dict[int | None, tuple[str, str]]:
-        """Endpoint id -> (project name, endpoint name), for the metrics' labels."""
+        """Endpoint id -> (project name, endpoint name), and -project id -> (project name, ""),
+        for the metrics' labels."""
         ids = {r.endpoint_id for r in records if r.endpoint_id is not None}
-        if not ids:
-            return {}
-        stmt = select(EndpointRow.id, ProjectRow.name, EndpointRow.name).join(ProjectRow, ProjectRow.id == EndpointRow.project_id)
-        return {i: (p, e) for i, p, e in s.execute(stmt.where(EndpointRow.id.in_(ids))).all()}
+        projects = {r.project_id for r in records if r.project_id is not None}
+        out: dict[int | None, tuple[str, str]] = {}
+        if ids:
+            stmt = select(EndpointRow.id, ProjectRow.name, EndpointRow.name).join(
+                ProjectRow, ProjectRow.id == EndpointRow.project_id
+            )
+            out |= {i: (p, e) for i, p, e in s.execute(stmt.where(EndpointRow.id.in_(ids))).all()}
+        if projects:
+            out |= {-i: (n, "") for i, n in s.execute(select(ProjectRow.id, ProjectRow.name).where(ProjectRow.id.in_(projects)))}
+        return out
 
     def page(
         self,
@@ -97,11 +121,15 @@ class RequestLogService:
         if endpoint_id is not None:
             cond = cond & (RequestLogRow.endpoint_id == endpoint_id)
         with self.db.session() as s:
-            last_seq = s.scalar(select(func.max(RequestLogRow.seq))) or 0
+            # The newest record the caller may see: where a follower goes on from (never
+            # another project's count), even when none of the records since match its filter.
+            last_seq = s.scalar(select(func.max(RequestLogRow.seq)).where(self._visible(who))) or 0
             stmt = select(RequestLogRow).where(cond)
             if after is not None:
-                rows = list(s.scalars(stmt.where(RequestLogRow.seq > after).order_by(RequestLogRow.seq).limit(limit)))
-                return RequestPage(data=self._public(s, rows), last_seq=max([after, *(r.seq for r in rows)]))
+                upto = RequestLogRow.seq.between(after + 1, max(after, last_seq))
+                rows = list(s.scalars(stmt.where(upto).order_by(RequestLogRow.seq).limit(limit)))
+                reached = rows[-1].seq if len(rows) == limit else max(after, last_seq)
+                return RequestPage(data=self._public(s, rows), last_seq=reached)
             if cursor:
                 at, seq = decode_cursor(cursor)
                 stmt = stmt.where(
@@ -130,12 +158,19 @@ class RequestLogService:
         deleted = 0
         with self.db.session() as s:
             custom = {p: d for p, d in s.execute(select(ProjectRow.id, ProjectRow.request_log_retention_days)).all() if d}
-            for project_id, days in custom.items():
-                old = (RequestLogRow.project_id == project_id) & (RequestLogRow.started_at < now - days * DAY_S)
-                deleted += _count(s.execute(delete(RequestLogRow).where(old)))
-            rest = RequestLogRow.project_id.is_(None) | RequestLogRow.project_id.notin_(list(custom) or [-1])
-            old = rest & (RequestLogRow.started_at < now - self.retention_days * DAY_S)
-            deleted += _count(s.execute(delete(RequestLogRow).where(old)))
+        rest = RequestLogRow.project_id.is_(None) | RequestLogRow.project_id.notin_(list(custom) or [-1])
+        conditions = [
+            *((RequestLogRow.project_id == p) & (RequestLogRow.started_at < now - d * DAY_S) for p, d in custom.items()),
+            rest & (RequestLogRow.started_at < now - self.retention_days * DAY_S),
+        ]
+        for old in conditions:
+            while True:  # in slices, each its own short transaction: fires never wait long on the store
+                with self.db.session() as s:
+                    batch = select(RequestLogRow.seq).where(old).limit(PRUNE_SLICE).scalar_subquery()
+                    n = _count(s.execute(delete(RequestLogRow).where(RequestLogRow.seq.in_(batch))))
+                deleted += n
+                if n < PRUNE_SLICE:
+                    break
         return deleted
 
     @staticmethod

@@ -202,6 +202,9 @@ class RequestLogRow(Base):
     __table_args__ = (
         Index("ix_request_logs_endpoint_time", "endpoint_id", "started_at", "seq"),
         Index("ix_request_logs_project_time", "project_id", "started_at", "seq"),
+        Index("ix_request_logs_project_seq", "project_id", "seq"),
+        Index("ix_request_logs_started_at", "started_at"),
+        {"sqlite_autoincrement": True},  # a seq is never given twice, even after a prune empties the table
     )
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

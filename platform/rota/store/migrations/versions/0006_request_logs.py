@@ -40,6 +40,7 @@ def upgrade() -> None:
         sa.Column("replica_id", sa.String(128), nullable=True),
         sa.Column("request_content", sa.Text, nullable=True),
         sa.Column("response_content", sa.Text, nullable=True),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_request_logs_endpoint_time", "request_logs", ["endpoint_id", "started_at", "seq"])
     op.create_index("ix_request_logs_project_time", "request_logs", ["project_id", "started_at", "seq"])

@@ -1,4 +1,5 @@
-"""Usage: replica-seconds per endpoint and hour; a project's prices over the price book.
+"""Usage: replica-seconds per endpoint and hour; a project's prices over the price book;
+request log indexes for following and pruning.
 
 Revision ID: 0007
 Revises: 0006
@@ -27,8 +28,12 @@ def upgrade() -> None:
     )
     op.create_index("ix_usage_hours_project_hour", "usage_hours", ["project_id", "hour"])
     op.add_column("projects", sa.Column("prices", sa.JSON, nullable=True))
+    op.create_index("ix_request_logs_project_seq", "request_logs", ["project_id", "seq"])
+    op.create_index("ix_request_logs_started_at", "request_logs", ["started_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_request_logs_started_at", "request_logs")
+    op.drop_index("ix_request_logs_project_seq", "request_logs")
     op.drop_column("projects", "prices")
     op.drop_table("usage_hours")

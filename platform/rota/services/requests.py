@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, Result, Table, delete, func, or_, select
+from sqlalchemy import ColumnElement, Result, Table, delete, func, or_, select, true
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -145,8 +145,10 @@ class RequestLogService:
     def get(self, who: Principal, request_id: str) -> RequestPublic:
         """The latest record with this id that the caller may see."""
         with self.db.session() as s:
-            stmt = select(RequestLogRow).where(self._visible(who) & (RequestLogRow.request_id == request_id))
-            row = s.scalar(stmt.order_by(RequestLogRow.seq.desc()).limit(1))
+            # By its id alone (its own index), then the first the caller may see.
+            stmt = select(RequestLogRow).where(RequestLogRow.request_id == request_id).order_by(RequestLogRow.started_at.desc())
+            rows = s.scalars(stmt.limit(100))
+            row = next((r for r in rows if r.project_id == who.project_id or (who.admin and r.project_id is None)), None)
             if row is None:
                 raise NotFound(f"no request {request_id!r} in this project's request log", field="request_id")
             return self._public(s, [row])[0]
@@ -182,7 +184,7 @@ class RequestLogService:
 
     @staticmethod
     def _matching(f: RequestFilter) -> ColumnElement[bool]:
-        cond: ColumnElement[bool] = RequestLogRow.seq > 0
+        cond: ColumnElement[bool] = true()  # (a condition on seq here would lead SQLite to the wrong index)
         if f.since is not None:
             cond = cond & (RequestLogRow.started_at >= f.since.timestamp())
         if f.until is not None:

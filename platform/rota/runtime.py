@@ -16,7 +16,8 @@ from datetime import timedelta
 from rota.catalog import load_catalog
 from rota.config import Settings
 from rota.crypto import Cipher, read_secret
-from rota.domain.specs import gateway_spec
+from rota.domain.reconcile import Observation
+from rota.domain.specs import EndpointState, gateway_spec
 from rota.reconciler.loop import Reconciler
 from rota.scheduler.service import Scheduler
 from rota.serve.client import RayServe, ServeClient
@@ -29,6 +30,7 @@ from rota.services.cluster import ClusterService
 from rota.services.endpoints import EndpointService
 from rota.services.events import EventService
 from rota.services.logs import LogService
+from rota.services.monitoring import MonitoringService, ReplicaSampler, counts
 from rota.services.requests import RequestLogService
 from rota.services.tasks import TaskService
 from rota.services.usage import UsageMeter, UsageService, load_prices
@@ -103,8 +105,15 @@ class Runtime:
         self.logs = LogService(self.db, self.cipher, self.endpoints, self.ray_logs)
         self.usage = UsageService(self.db, load_prices(settings.prices_path))
         self.meter = UsageMeter(self.db)
-        self.reconciler.metered = self.meter.observe
+        self.sampler = ReplicaSampler(self.db)
+        self.monitoring = MonitoringService(self.db, self.endpoints)
+        self.reconciler.metered = self._metered
         self.ray_start_error: str | None = None
+
+    def _metered(self, states: list[EndpointState], observation: Observation) -> None:
+        seen = counts(states, observation)
+        self.meter.observe({ep: c.running for ep, c in seen.items()})
+        self.sampler.observe(seen)
 
     def start(self) -> None:
         self.db.migrate(self.cipher)

@@ -105,3 +105,8 @@ def test_the_metrics_count_what_the_request_log_holds(llm):
         if s.name == "rota_gateway_requests_total" and s.labels["endpoint"] == "tiny"
     )
     assert logged >= 5 and counted == logged
+    # The monitoring series of the last hour (the whole session) count the same calls,
+    # and show the replica that served them.
+    series = llm.api.get("/endpoints/tiny/metrics", params={"step": 60}).json()
+    assert sum(p["requests"] for p in series["points"]) == logged
+    assert any(p["replicas_running"] for p in series["points"])

@@ -1,5 +1,5 @@
-"""``/api/v1/usage`` and ``/api/v1/tasks/{ref}/projection``: what endpoints used and cost,
-and what a task's schedule commits to."""
+"""``/api/v1/usage``, ``/api/v1/endpoints/{ref}/metrics`` and ``/api/v1/tasks/{ref}/projection``:
+what endpoints used and cost, how they served over time, what a task's schedule commits to."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 
 from rota.api.deps import Tasks, Who, runtime
 from rota.domain.schedule import to_local
+from rota.services.monitoring import Series
 from rota.services.usage import Projection, UsageLine
 from rota.services.views import spec_of
 
@@ -35,6 +36,24 @@ def usage(
     now = datetime.now(timezone.utc)
     rt = runtime(request)
     return rt.usage.report(who, _utc(since, now - timedelta(days=7)), _utc(until, now), group_by)  # type: ignore[no-any-return]
+
+
+@router.get(
+    "/endpoints/{ref}/metrics",
+    response_model=Series,
+    summary="An endpoint's monitoring series: calls, latency, tokens, replicas, and its events",
+)
+def endpoint_metrics(
+    ref: str,
+    request: Request,
+    who: Who,
+    since: datetime | None = Query(None, description="default: an hour ago (ISO 8601; UTC unless it says)"),
+    until: datetime | None = Query(None, description="default: now"),
+    step: float | None = Query(None, ge=1, le=86_400, description="seconds per point; default: about 240 points"),
+) -> Series:
+    now = datetime.now(timezone.utc)
+    rt = runtime(request)
+    return rt.monitoring.series(who, ref, _utc(since, now - timedelta(hours=1)), _utc(until, now), step)  # type: ignore[no-any-return]
 
 
 @router.get("/tasks/{ref}/projection", response_model=Projection, summary="What a task's schedule commits to and allows, per day")

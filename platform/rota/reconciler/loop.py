@@ -102,7 +102,7 @@ class Reconciler:
         self._thread: threading.Thread | None = None
         self.ticks = 0
         self.puts = 0  # declarative PUTs sent (metrics)
-        self.metered: Callable[[dict[int, int]], None] = lambda running: None  # usage: replicas running per endpoint
+        self.metered: Callable[[list[EndpointState], Observation], None] = lambda states, seen: None  # usage, monitoring
         self.last_tick_s: float | None = None
         self.last_error: str | None = None
         self.ray_reachable: bool | None = None
@@ -187,7 +187,7 @@ class Reconciler:
         self.gateway_error = why
         self._record(states, specs, rejected, put, decision.missing, self._own(observation))
         if observation.reachable:
-            self.metered({st.id: len(a.running_replica_ids) if (a := observation.apps.get(st.app_name)) else 0 for st in states})
+            self.metered(states, observation)
         self.ticks += 1
 
     def _marked(self, spec: AppSpec | None, observation: Observation) -> AppSpec | None:

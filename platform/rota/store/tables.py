@@ -246,3 +246,19 @@ class UsageRow(Base):
     unit: Mapped[str] = mapped_column(String(32))
     units_per_replica: Mapped[float] = mapped_column(Float)
     replica_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class ReplicaSampleRow(Base):
+    """An endpoint's replicas as Ray Serve reported them, every ten seconds, kept a day
+    (its monitoring series)."""
+
+    __tablename__ = "replica_samples"
+    __table_args__ = (Index("ix_replica_samples_endpoint_at", "endpoint_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    endpoint_id: Mapped[int] = mapped_column(Integer)
+    at: Mapped[float] = mapped_column(Float)  # Unix time
+    running: Mapped[int] = mapped_column(Integer)
+    target: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    min: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -1,0 +1,58 @@
+"""An endpoint's monitoring series: calls from the request log, replicas from the samples
+the reconciler takes, events on the same timeline."""
+
+from datetime import datetime, timezone
+
+from unit.test_request_log_api import ingest, record
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc).timestamp()
+
+
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).isoformat()
+
+
+def test_the_series_of_an_endpoint_agree_with_its_request_log_and_replicas(client, ray):
+    ep = client.post("/api/v1/endpoints", json={"name": "chat", "template": "echo-chat", "scaling": {"replicas": 2}}).json()
+    clock = {"t": T0 + 5}
+    client.rt.sampler.clock = lambda: clock["t"]
+    client.rt.reconciler.tick()  # deploys: Ray reports 2 running from the next look on
+    clock["t"] = T0 + 65
+    client.rt.reconciler.tick()
+    ingest(
+        client,
+        [
+            record(endpoint_id=ep["id"], started_at=T0 + 10, duration_ms=100.0, ttft_ms=20.0, input_tokens=30, output_tokens=60),
+            record(endpoint_id=ep["id"], started_at=T0 + 20, duration_ms=300.0, ttft_ms=40.0, input_tokens=30, output_tokens=0),
+            record(endpoint_id=ep["id"], started_at=T0 + 30, status=429, error_code="rate_limit_exceeded", duration_ms=1.0),
+            record(endpoint_id=ep["id"], started_at=T0 + 70, status=503, duration_ms=2.0),
+            record(endpoint_id=None, started_at=T0 + 15, status=401),  # not this endpoint's
+        ],
+    )
+    r = client.get("/api/v1/endpoints/chat/metrics", params={"since": iso(T0), "until": iso(T0 + 120), "step": 60})
+    assert r.status_code == 200, r.text
+    s = r.json()
+    first, second = s["points"]
+    assert (first["requests"], first["ok"], first["client_errors"], first["server_errors"]) == (3, 2, 1, 0)
+    assert first["error_rate"] == round(1 / 3, 6) and first["requests_per_s"] == 0.05
+    assert first["latency_ms"] == {"p50": 100.0, "p95": 300.0, "p99": 300.0} and first["ttft_ms"]["p50"] == 20.0
+    assert first["input_tokens_per_s"] == 1.0 and first["output_tokens_per_s"] == 1.0
+    assert (second["requests"], second["server_errors"], second["error_rate"]) == (1, 1, 1.0)
+    assert sum(p["requests"] for p in s["points"]) == 4  # what the request log holds for it in the window
+    assert (second["replicas_running"], second["min_replicas"], second["max_replicas"]) == (2, 2, 2)
+    hour = client.get("/api/v1/endpoints/chat/metrics", params={"since": iso(T0 - 3600), "until": iso(T0), "step": 600}).json()
+    assert "created" in [e["kind"] for e in hour["events"]]  # the endpoint's events, on the series' own timeline
+    assert all(p["requests"] == 0 for p in hour["points"])
+
+
+def test_the_series_are_the_projects_own_and_their_window_is_checked(client):
+    client.post("/api/v1/endpoints", json={"name": "chat", "template": "echo-chat"})
+    other = client.post("/api/v1/keys", json={"name": "b", "project": "team-b"}).json()["key"]
+    assert client.get("/api/v1/endpoints/chat/metrics", headers={"Authorization": f"Bearer {other}"}).status_code == 404
+    assert client.get("/api/v1/endpoints/chat/metrics", headers={"Authorization": ""}).status_code == 401
+    too_fine = client.get("/api/v1/endpoints/chat/metrics", params={"since": iso(T0), "until": iso(T0 + 86_400), "step": 1})
+    assert too_fine.status_code == 422 and too_fine.json()["error"]["field"] == "step"
+    backwards = client.get("/api/v1/endpoints/chat/metrics", params={"since": iso(T0 + 60), "until": iso(T0)})
+    assert backwards.status_code == 422 and backwards.json()["error"]["field"] == "until"
+    default = client.get("/api/v1/endpoints/chat/metrics").json()
+    assert default["step_s"] == 30.0 and len(default["points"]) == 120  # the last hour, about 240 points or fewer

@@ -231,6 +231,19 @@ class Recorder:
             while self.buffer and await self.flush():
                 pass
 
+    async def drain(self, timeout_s: float = 10.0) -> None:
+        """Send what is waiting (the replica is going away), for at most ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while self.buffer and time.monotonic() < deadline:
+            try:
+                sent = await asyncio.wait_for(self.flush(), timeout=max(0.1, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                break
+            if not sent:
+                break
+        if self.buffer:
+            log.warning("request log: %d records not sent before the gateway stopped", len(self.buffer))
+
     async def flush(self) -> bool:
         """Send one batch; on failure it goes back to the front. True if one was sent."""
         taken: list[dict[str, Any]] = []

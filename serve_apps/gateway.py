@@ -240,6 +240,10 @@ class GatewayApp:
 
         return endpoint
 
+    async def close(self) -> None:
+        """The replica is going away (after its last request): send the records it holds."""
+        await self.recorder.drain()
+
     def _record(self, record: dict[str, Any]) -> None:
         """Keep a record; calls no project was found for (a wrong key) at most
         ``UNATTRIBUTED_PER_S`` a second, so a flood of them cannot push out everyone's."""
@@ -514,6 +518,10 @@ class Gateway:
 
     def __serve_build_asgi_app__(self) -> Any:
         return self._app.asgi
+
+    async def __del__(self) -> None:
+        # Ray Serve calls this once the replica's requests are done (a redeploy, a scale down).
+        await self._app.close()
 
 
 def app(args: dict[str, Any]) -> Any:

@@ -231,3 +231,12 @@ def test_a_flood_of_wrong_keys_keeps_only_a_few_records_a_second(gw):
         assert chat(gw, "rota_wrong").status_code == 401
     assert len(records(gw)) == gateway.UNATTRIBUTED_PER_S and gw.app.recorder.sampled_out == 15
     assert chat(gw).status_code == 200 and len(records(gw)) == gateway.UNATTRIBUTED_PER_S + 1  # a project's call is kept
+
+
+def test_a_gateway_going_away_sends_what_it_holds_first():
+    with running_gateway(log_interval_s=3600) as gw:  # no background send during the test
+        chat(gw)
+        chat(gw, KEY_B)
+        assert len(records(gw)) == 2 and gw.shipped == []
+        gw.portal.call(gw.app.close)  # what the deployment's __del__ awaits when Ray Serve stops the replica
+        assert [r["project_id"] for r in gw.shipped] == [1, 2] and not gw.app.recorder.buffer

@@ -216,6 +216,7 @@ class Recorder:
         self.sampled_out = 0  # records of calls no project was found for, beyond the gateway's rate for them
         self.sent = 0
         self._task: asyncio.Task[None] | None = None
+        self._sending = asyncio.Lock()  # one batch in flight: a drain waits for the background send
 
     def add(self, record: dict[str, Any]) -> None:
         if len(self.buffer) >= self.capacity:
@@ -246,6 +247,10 @@ class Recorder:
 
     async def flush(self) -> bool:
         """Send one batch; on failure it goes back to the front. True if one was sent."""
+        async with self._sending:
+            return await self._flush()
+
+    async def _flush(self) -> bool:
         taken: list[dict[str, Any]] = []
         size = 0
         while self.buffer and len(taken) < self.batch:
@@ -259,6 +264,9 @@ class Recorder:
             return False
         try:
             await self.send(taken, self.dropped)
+        except asyncio.CancelledError:  # cut short (a drain's deadline): kept for whoever sends next
+            self.buffer.extendleft(reversed(taken))
+            raise
         except Exception as e:
             status = getattr(e, "status", None)
             if status == 413 and len(taken) > 1:  # too large at once: half as many at a time

@@ -507,6 +507,8 @@ class _Http:
 
 @serve.deployment(
     ray_actor_options={"num_cpus": 0},
+    # Streams in flight finish first, then __del__ sends the request records it holds.
+    graceful_shutdown_timeout_s=120,
     # The gateway holds requests while endpoints wake and streams their tokens: its own
     # concurrency is bounded per endpoint, not here.
     max_ongoing_requests=100_000,

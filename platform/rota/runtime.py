@@ -111,9 +111,14 @@ class Runtime:
         self.ray_start_error: str | None = None
 
     def _metered(self, states: list[EndpointState], observation: Observation) -> None:
-        seen = counts(states, observation)
-        self.meter.observe({ep: c.running for ep, c in seen.items()})
-        self.sampler.observe(seen)
+        """Usage (replicas that hold resources) and monitoring samples; a failure here (a
+        busy store) is logged and never holds the reconciler back."""
+        try:
+            seen = counts(states, observation)
+            self.meter.observe({ep: c.holding for ep, c in seen.items()})
+            self.sampler.observe(seen)
+        except Exception:
+            log.exception("metering replicas failed; the next look counts on")
 
     def start(self) -> None:
         self.db.migrate(self.cipher)

@@ -240,3 +240,31 @@ def test_a_gateway_going_away_sends_what_it_holds_first():
         assert len(records(gw)) == 2 and gw.shipped == []
         gw.portal.call(gw.app.close)  # what the deployment's __del__ awaits when Ray Serve stops the replica
         assert [r["project_id"] for r in gw.shipped] == [1, 2] and not gw.app.recorder.buffer
+
+
+def test_a_drain_waits_for_the_batch_in_flight_and_keeps_what_it_could_not_send():
+    async def run():
+        release, shipped = asyncio.Event(), []
+
+        async def ship(records, dropped):
+            await release.wait()
+            shipped.extend(records)
+
+        rec = gateway.Recorder(ship, interval_s=3600, batch=2)
+        rec._task = asyncio.get_running_loop().create_future()
+        rec.buffer.extend({"record_id": str(i)} for i in range(4))
+        background = asyncio.create_task(rec.flush())  # the background send has taken a batch
+        await asyncio.sleep(0.01)
+        draining = asyncio.create_task(rec.drain(timeout_s=5))
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.gather(background, draining)
+        assert [r["record_id"] for r in shipped] == ["0", "1", "2", "3"] and not rec.buffer
+
+        stuck = gateway.Recorder(lambda records, dropped: asyncio.sleep(3600), interval_s=3600)
+        stuck._task = asyncio.get_running_loop().create_future()
+        stuck.buffer.extend({"record_id": str(i)} for i in range(3))
+        await stuck.drain(timeout_s=0.1)  # the control plane does not answer in time
+        assert len(stuck.buffer) == 3  # kept (and counted as waiting), not silently lost
+
+    asyncio.run(run())

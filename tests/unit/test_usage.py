@@ -109,3 +109,20 @@ def test_a_tasks_projection_is_its_schedule_priced(client):
     other = client.post("/api/v1/keys", json={"name": "b", "project": "team-b"}).json()["key"]
     assert client.get("/api/v1/tasks/office/projection", headers={"Authorization": f"Bearer {other}"}).status_code == 404
     assert client.get("/api/v1/tasks/office/projection", params={"days": 0}).status_code == 422
+
+
+def test_a_one_off_that_fired_long_ago_still_holds_its_bounds():
+    spec = ScheduleSpec.build("one_off", "UTC", [{"time": "2026-11-01T12:00", "min_replicas": 1, "max_replicas": 3}])
+    (day,) = commitments(spec, date(2026, 11, 20), 1, before=(0, 1))
+    assert (day.floor_replica_hours, day.ceiling_replica_hours) == (24.0, 72.0)
+
+
+def test_replicas_that_hold_resources_are_metered_not_only_running_ones():
+    from rota.domain.reconcile import Observation, ObservedApp
+    from rota.domain.specs import EndpointState
+    from rota.services.monitoring import counts
+
+    app = ObservedApp("ep-1", "DEPLOYING", "", None, 3, ("r1",), starting=1, pending=1, stopping=1)
+    state = EndpointState(1, "ep-1", "/ep/1", "echo:app", "Echo", "running", None, {}, {}, {}, 5)
+    (c,) = counts([state], Observation(True, {"ep-1": app})).values()
+    assert (c.running, c.holding, c.target) == (1, 3, 3)  # loading and draining replicas hold their GPUs; pending ones do not

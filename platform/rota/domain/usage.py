@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 
-from rota.domain.schedule import ScheduleSpec, occurrences, to_utc
+from rota.domain.schedule import ScheduleSpec, TaskType, occurrences, to_utc
 
 HOUR_S = 3600.0
 
@@ -35,7 +35,9 @@ class DayCommitment:
 def _bounds_at(spec: ScheduleSpec, at: datetime, before: tuple[int, int]) -> tuple[int, int]:
     """The bounds in force at ``at``: the last fire at or before it, else ``before``."""
     last = None
-    for occ in occurrences(spec, at - timedelta(days=3), at):
+    # A daily schedule fired within the last days; a one-off may have fired at any time.
+    since = at - timedelta(days=3) if spec.type is TaskType.DAILY else datetime.min.replace(tzinfo=timezone.utc)
+    for occ in occurrences(spec, since, at):
         last = occ
     if last is None:
         return before

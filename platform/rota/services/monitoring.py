@@ -22,7 +22,7 @@ from rota.store.db import Database
 from rota.store.tables import EventRow, ReplicaSampleRow, RequestLogRow
 
 MAX_POINTS = 2000
-MAX_ROWS = 500_000  # request records read for one series
+MAX_ROWS = 100_000  # request records read for one series (the first of a busier window)
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class Counts:
     target: int | None
     min: int | None
     max: int | None
+    holding: int = 0  # replicas that hold their resources: running, starting (placed, loading) or stopping
 
 
 def counts(states: Sequence[EndpointState], observation: Observation) -> dict[int, Counts]:
@@ -40,7 +41,8 @@ def counts(states: Sequence[EndpointState], observation: Observation) -> dict[in
         app = observation.apps.get(st.app_name)
         bounds = (st.bounds.min, st.bounds.max) if st.bounds else (None, None)
         running = len(app.running_replica_ids) if app else 0
-        out[st.id] = Counts(running, app.target_replicas if app else None, *bounds)
+        holding = running + (app.starting + app.stopping if app else 0)
+        out[st.id] = Counts(running, app.target_replicas if app else None, bounds[0], bounds[1], holding)
     return out
 
 
@@ -175,6 +177,7 @@ class MonitoringService:
             b["out"].append(tokens_out or 0)
         points = []
         for i, b in enumerate(buckets):
+            width = min(step, hi - (lo + i * step))  # the last step may be shorter
             total = len(b["status"])
             client = sum(1 for x in b["status"] if 400 <= x < 500)
             server = sum(1 for x in b["status"] if x >= 500)
@@ -182,15 +185,15 @@ class MonitoringService:
                 Point(
                     time=datetime.fromtimestamp(lo + i * step, timezone.utc),
                     requests=total,
-                    requests_per_s=round(total / step, 6),
+                    requests_per_s=round(total / width, 6),
                     ok=total - client - server,
                     client_errors=client,
                     server_errors=server,
                     error_rate=round((client + server) / total, 6) if total else None,
                     latency_ms=Percentiles(p50=_pct(b["ms"], 0.5), p95=_pct(b["ms"], 0.95), p99=_pct(b["ms"], 0.99)),
                     ttft_ms=Percentiles(p50=_pct(b["ttft"], 0.5), p95=_pct(b["ttft"], 0.95)),
-                    input_tokens_per_s=round(sum(b["in"]) / step, 6),
-                    output_tokens_per_s=round(sum(b["out"]) / step, 6),
+                    input_tokens_per_s=round(sum(b["in"]) / width, 6),
+                    output_tokens_per_s=round(sum(b["out"]) / width, 6),
                 )
             )
         for at, running, target, lo_b, hi_b in sorted(sampled):

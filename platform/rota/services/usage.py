@@ -13,18 +13,20 @@ from typing import Literal
 
 import yaml
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import Integer, cast, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from rota.domain.errors import InvalidInput
 from rota.domain.usage import HOUR_S, commitments, hours_split
+from rota.services import views
 from rota.services.auth import Principal
 from rota.services.views import spec_of
 from rota.store.db import Database
 from rota.store.tables import EndpointRow, ProjectRow, RequestLogRow, TaskRow, UsageRow
 
 DEFAULT_PRICES = Path(__file__).resolve().parent.parent / "catalog" / "prices.yaml"
+DAY_S = 86_400.0
 MAX_GAP_S = 120.0  # a longer pause between observations (the control plane was down) is not counted
 GroupBy = Literal["endpoint", "project", "day"]
 
@@ -54,8 +56,8 @@ class UsageMeter:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def observe(self, running: Mapping[int, int]) -> None:
-        now = self.clock()
         with self._lock:
+            now = self.clock()
             last, self._last = self._last, (now, dict(running))
         if last is None or not 0 < now - last[0] <= MAX_GAP_S:
             return
@@ -139,10 +141,18 @@ class UsageService:
                     UsageRow.endpoint_id, UsageRow.hour, UsageRow.unit, UsageRow.units_per_replica, UsageRow.replica_seconds
                 ).where(UsageRow.project_id == who.project_id, UsageRow.hour >= lo_hour, UsageRow.hour < hi)
             ).all()
+            # Counted by the store, per endpoint and UTC day: never every record of the window in memory.
+            day = cast(RequestLogRow.started_at / DAY_S, Integer)
             calls = s.execute(
                 select(
-                    RequestLogRow.endpoint_id, RequestLogRow.started_at, RequestLogRow.input_tokens, RequestLogRow.output_tokens
-                ).where(RequestLogRow.project_id == who.project_id, RequestLogRow.started_at >= lo, RequestLogRow.started_at < hi)
+                    RequestLogRow.endpoint_id,
+                    day,
+                    func.count(),
+                    func.coalesce(func.sum(RequestLogRow.input_tokens), 0),
+                    func.coalesce(func.sum(RequestLogRow.output_tokens), 0),
+                )
+                .where(RequestLogRow.project_id == who.project_id, RequestLogRow.started_at >= lo, RequestLogRow.started_at < hi)
+                .group_by(RequestLogRow.endpoint_id, day)
             ).all()
             project = s.scalar(select(ProjectRow.name).where(ProjectRow.id == who.project_id)) or ""
 
@@ -160,11 +170,11 @@ class UsageService:
             line["replica_hours"] += replica_hours
             line["unit_hours"] += replica_hours * per
             line["cost"] += replica_hours * per * prices.get(unit, 0.0)
-        for called, at, tokens_in, tokens_out in calls:
-            line = lines.setdefault(key(called, at), _empty())
-            line["requests"] += 1
-            line["input_tokens"] += tokens_in or 0
-            line["output_tokens"] += tokens_out or 0
+        for called, on_day, n, tokens_in, tokens_out in calls:
+            line = lines.setdefault(key(called, on_day * DAY_S), _empty())
+            line["requests"] += n
+            line["input_tokens"] += int(tokens_in or 0)
+            line["output_tokens"] += int(tokens_out or 0)
         return [
             UsageLine(
                 key=k,
@@ -184,12 +194,8 @@ class UsageService:
             if ep is None:
                 raise InvalidInput("the task's endpoint is gone", field="task")
             unit, per = unit_of(ep)
-            own = ep.scaling  # the endpoint's own bounds until the first fire; a task's own application has none
-            before = (
-                (0, 0)
-                if own is None
-                else (int(own.get("min_replicas", own.get("replicas", 0))), int(own.get("max_replicas", own.get("replicas", 0))))
-            )
+            now = views.bounds(ep)  # the bounds in force until the schedule's next fire
+            before = (now.min, now.max) if now else (0, 0)
         price = self.price_book(who.project_id).get(unit, 0.0)
         spec = spec_of(task)
         out = []

@@ -253,7 +253,7 @@ class ReplicaSampleRow(Base):
     (its monitoring series)."""
 
     __tablename__ = "replica_samples"
-    __table_args__ = (Index("ix_replica_samples_endpoint_at", "endpoint_id", "at"),)
+    __table_args__ = (Index("ix_replica_samples_endpoint_at", "endpoint_id", "at"), Index("ix_replica_samples_at", "at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     endpoint_id: Mapped[int] = mapped_column(Integer)

@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("max", sa.Integer, nullable=True),
     )
     op.create_index("ix_replica_samples_endpoint_at", "replica_samples", ["endpoint_id", "at"])
+    op.create_index("ix_replica_samples_at", "replica_samples", ["at"])  # pruning
 
 
 def downgrade() -> None:

@@ -27,9 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from common import pct, table, write_result  # noqa: E402
-from support.endpoints import TEST_TEMPLATES  # noqa: E402
-from support.procs import TEST_APPS, RotaServer, free_port, wait_until  # noqa: E402
+from common import embedded_env, pct, table, write_result  # noqa: E402
+from support.procs import RotaServer, wait_until  # noqa: E402
 
 
 def run(url: str, key: str, clients: int, seconds: float, hold: float) -> list[tuple[int, float, bool]]:
@@ -63,22 +62,9 @@ def main() -> int:
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "overload.json"))
     a = ap.parse_args()
     home = Path(tempfile.mkdtemp(prefix="rota-bench-overload-", dir="/tmp"))
-    serve = free_port()
-    srv = RotaServer(
-        home,
-        {
-            "ROTA_RAY_ADDRESS": "",
-            "ROTA_SERVE_PORT": str(serve),
-            "ROTA_RAY_DASHBOARD_PORT": str(free_port()),
-            "ROTA_RAY_GCS_PORT": str(free_port()),
-            "ROTA_RAY_CLIENT_SERVER_PORT": str(free_port()),
-            "ROTA_RAY_DASHBOARD_AGENT_PORT": str(free_port()),
-            "ROTA_RAY_TEMP_DIR": str(home / "ray"),
-            "ROTA_SERVE_APPS_PATH": os.pathsep.join([str(REPO / "serve_apps"), str(TEST_APPS)]),
-            "ROTA_TEMPLATES_PATH": str(TEST_TEMPLATES),
-            "ROTA_LOG_LEVEL": "WARNING",
-        },
-    )
+    env = embedded_env(home, test_apps=True)
+    serve = int(env["ROTA_SERVE_PORT"])
+    srv = RotaServer(home, env)
     try:
         srv.start()
         wait_until(lambda: srv.health()["ray"]["reachable"], 300, 1, "embedded Ray")

@@ -1,16 +1,23 @@
-"""Request-path benchmark: bare vLLM's OpenAI server vs the same model as a Rota endpoint,
-called on its own prefix (/ep/<id>, straight to the replica) and through the
-one OpenAI base URL (/v1, the gateway routing by `model`).
+"""Request-path benchmark, A/B/C: bare vLLM vs a Rota endpoint's own prefix vs the base URL.
 
-Same machine, same run, same model and engine settings, one after the other (never at
-once: they would share the cores). Streaming chat completions with a fixed output
-length (`ignore_eos`), at concurrency 1 and 8. Reports time to first token (p50/p95),
-inter-token latency (p50) and output tokens/s for each path, and their ratio/delta to
-bare vLLM, against the targets: TTFT p50 within +5 ms at concurrency 1, throughput
->= 0.95x at 8. Also cold start: bare vLLM launch -> first token vs Rota endpoint create
--> first token through the base URL (Ray already up), target ratio <= 1.2.
+Bare vLLM's OpenAI server and a Rota endpoint serving the same model with the same engine
+flags (float32, context 256, eager) are up side by side; the load is vLLM's own serving
+benchmark (``vllm.benchmarks.serve``: random 64-token prompts, 32 output tokens with
+``ignore_eos``, streamed chat completions), so the figures compare with anyone's. The
+three paths run **interleaved**, round after round, the order rotated each round (A/B/C,
+B/C/A, C/A/B, ...), so drift of the machine and ordering cannot favour one of them:
 
-    .venv/bin/python bench/request_path.py [--requests 40] [--max-tokens 32] [--out bench/results/request_path.json]
+- ``bare``: vLLM's own server;
+- ``prefix``: the endpoint's own prefix ``/ep/<key>/v1`` (HAProxy -> the replica);
+- ``base_url``: the one OpenAI base URL ``/v1`` (HAProxy -> the gateway -> HAProxy -> the replica).
+
+Each round's figures are kept; a path's ratio to bare is computed within each round and
+the median over rounds is what is compared with the targets: output tokens/s at
+concurrency 8 >= 0.95x (base URL) and >= 0.98x (prefix), at 32 >= 0.9x (base URL); TTFT
+p50 at concurrency 1 at most +3 ms. Cold start (bare vLLM launch -> first token vs Rota
+endpoint create -> first token through the base URL) is alternated as well, ratio <= 1.2.
+
+    .venv/bin/python bench/request_path.py [--rounds 3] [--levels 1,8,32] [--requests 256]
 
 MODEL=<dir or HF id> benchmarks that model instead of a generated tiny one.
 """
@@ -18,17 +25,20 @@ MODEL=<dir or HF id> benchmarks that model instead of a generated tiny one.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
+import contextlib
+import io
 import os
 import platform
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -36,78 +46,62 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # free-port and process helpers shared with the tests
 sys.path.insert(0, str(REPO / "bench"))
 
-from common import pct, table, write_result  # noqa: E402
+from common import embedded_env, table, write_result  # noqa: E402
 from support.procs import RotaServer, free_port, wait_until  # noqa: E402
 
 MAX_MODEL_LEN = 256
-PROMPT = [{"role": "user", "content": "Tell me about schedules and replicas in a few words."}]
+INPUT_LEN, OUTPUT_LEN = 64, 32
+PATHS = ("bare", "prefix", "base_url")
+TARGETS = {  # (path, concurrency, figure) -> bound
+    ("base_url", 8, "throughput_ratio"): 0.95,
+    ("base_url", 32, "throughput_ratio"): 0.90,
+    ("prefix", 8, "throughput_ratio"): 0.98,
+    ("base_url", 1, "ttft_p50_delta_ms"): 3.0,
+    ("prefix", 1, "ttft_p50_delta_ms"): 3.0,
+}
+COLD_TARGET = 1.2
+KEPT = (  # from vLLM's result, per run
+    "completed",
+    "failed",
+    "duration",
+    "output_throughput",
+    "request_throughput",
+    "median_ttft_ms",
+    "p99_ttft_ms",
+    "median_itl_ms",
+    "median_tpot_ms",
+)
 
 
-async def one_request(client: httpx.AsyncClient, url: str, model: str, max_tokens: int) -> dict:
-    body = {
-        "model": model,
-        "messages": PROMPT,
-        "max_tokens": max_tokens,
-        "stream": True,
-        "ignore_eos": True,
-        "stream_options": {"include_usage": True},
-    }
-    t0 = time.perf_counter()
-    stamps: list[float] = []
-    tokens = 0
-    async with client.stream("POST", url, json=body) as r:
-        r.raise_for_status()
-        async for line in r.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if chunk.get("usage"):
-                tokens = chunk["usage"]["completion_tokens"]
-            if chunk.get("choices") and chunk["choices"][0]["delta"].get("content"):
-                stamps.append(time.perf_counter())
-    return {
-        "ttft": stamps[0] - t0 if stamps else float("nan"),
-        "itl": [b - a for a, b in zip(stamps, stamps[1:], strict=False)],
-        "tokens": tokens,
-        "latency": time.perf_counter() - t0,
-    }
+def vllm_bench(base_url: str, model: str, concurrency: int, requests: int, key: str | None) -> dict[str, Any]:
+    """One run of vLLM's serving benchmark (in this process: its console script does not
+    work with the CPU build); its printout is kept out of ours."""
+    from vllm.benchmarks.serve import add_cli_args, main
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    parser = FlexibleArgumentParser()
+    add_cli_args(parser)
+    argv = [
+        *("--backend", "openai-chat", "--endpoint", "/v1/chat/completions", "--base-url", base_url),
+        *("--model", model, "--served-model-name", "tiny", "--dataset-name", "random"),
+        *("--random-input-len", str(INPUT_LEN), "--random-output-len", str(OUTPUT_LEN), "--ignore-eos"),
+        *("--num-prompts", str(requests), "--max-concurrency", str(concurrency), "--num-warmups", str(concurrency)),
+        *("--percentile-metrics", "ttft,tpot,itl", "--disable-tqdm", "--seed", str(time.time_ns() % 2**31)),
+    ]
+    if key:
+        argv += ["--header", f"Authorization=Bearer {key}"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        result = main(parser.parse_args(argv))
+    if result.get("failed"):
+        raise RuntimeError(f"{result['failed']} of {requests} requests failed on {base_url}: {result.get('errors', [])[:3]}")
+    return {k: result.get(k) for k in KEPT}
 
 
-async def load(url: str, model: str, concurrency: int, requests: int, max_tokens: int, key: str | None = None) -> dict:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    headers = {"Authorization": f"Bearer {key}"} if key else None
-    async with httpx.AsyncClient(timeout=120, limits=limits, headers=headers) as client:
-        for _ in range(3):  # warm up: connections, caches, the engine's first steps
-            await one_request(client, url, model, max_tokens)
-        queue = list(range(requests))
-        results: list[dict] = []
-
-        async def worker():
-            while queue:
-                queue.pop()
-                results.append(await one_request(client, url, model, max_tokens))
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - t0
-    ttft = [r["ttft"] * 1000 for r in results]
-    itl = [x * 1000 for r in results for x in r["itl"]]
-    return {
-        "concurrency": concurrency,
-        "requests": len(results),
-        "ttft_p50_ms": pct(ttft, 0.5),
-        "ttft_p95_ms": pct(ttft, 0.95),
-        "itl_p50_ms": pct(itl, 0.5),
-        "output_tokens_per_s": sum(r["tokens"] for r in results) / wall,
-        "wall_s": wall,
-    }
-
-
-def first_token_at(url: str, key: str | None, timeout: float = 900) -> float:
+def first_token_at(url: str, model: str, key: str | None, timeout: float = 900) -> float:
     """Send one streamed chat until it answers; the perf_counter instant of its first token."""
     deadline = time.perf_counter() + timeout
     headers = {"Authorization": f"Bearer {key}"} if key else None
-    body = {"model": "tiny", "messages": PROMPT, "max_tokens": 4, "stream": True}
+    body = {"model": model, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 4, "stream": True}
     while time.perf_counter() < deadline:
         try:
             with httpx.stream("POST", url, json=body, headers=headers, timeout=600) as r:
@@ -121,33 +115,22 @@ def first_token_at(url: str, key: str | None, timeout: float = 900) -> float:
     raise TimeoutError(f"no token from {url} in {timeout}s")
 
 
-def run_bare(model_dir: str, max_tokens: int, requests: int, levels: list[int]) -> tuple[list[dict], dict]:
+@contextlib.contextmanager
+def bare_vllm(model: str) -> Iterator[tuple[str, float]]:
+    """vLLM's OpenAI server on a free port: (its base URL, seconds from launch to first token)."""
     port = free_port()
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
     cmd = [
-        sys.executable,
-        "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
-        model_dir,
-        "--dtype",
-        "float32",
-        "--max-model-len",
-        str(MAX_MODEL_LEN),
-        "--enforce-eager",
-        "--served-model-name",
-        "tiny",
-        "--port",
-        str(port),
-        "--disable-uvicorn-access-log",
+        *(sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--dtype", "float32"),
+        *("--max-model-len", str(MAX_MODEL_LEN), "--enforce-eager", "--served-model-name", "tiny"),
+        *("--port", str(port), "--disable-uvicorn-access-log"),
     ]
     t0 = time.perf_counter()
-    with open(Path(tempfile.gettempdir()) / "rota-bench-bare-vllm.log", "wb") as log:  # the child keeps its own handle
+    with open(Path(tempfile.gettempdir()) / f"rota-bench-bare-vllm-{port}.log", "wb") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        url = f"http://127.0.0.1:{port}/v1/chat/completions"
-        started = {"to_first_token": first_token_at(url, None) - t0}  # cold start: launch -> first token
-        return [asyncio.run(load(url, "tiny", c, requests, max_tokens)) for c in levels], started
+        url = f"http://127.0.0.1:{port}"
+        yield url, first_token_at(f"{url}/v1/chat/completions", "tiny", None) - t0
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -156,61 +139,87 @@ def run_bare(model_dir: str, max_tokens: int, requests: int, levels: list[int]) 
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def run_rota(model_dir: str, max_tokens: int, requests: int, levels: list[int]) -> tuple[list[dict], list[dict], dict]:
-    """Both Rota paths against one endpoint: its own prefix, then the base URL."""
-    home = Path(tempfile.mkdtemp(prefix="rota-bench-", dir="/tmp"))
-    serve_port = free_port()
-    env = {
-        "ROTA_RAY_ADDRESS": "",
-        "ROTA_SERVE_PORT": str(serve_port),
-        "ROTA_RAY_DASHBOARD_PORT": str(free_port()),
-        "ROTA_RAY_GCS_PORT": str(free_port()),
-        "ROTA_RAY_CLIENT_SERVER_PORT": str(free_port()),
-        "ROTA_RAY_DASHBOARD_AGENT_PORT": str(free_port()),
-        "ROTA_RAY_TEMP_DIR": str(home / "ray"),
-        "ROTA_LOG_LEVEL": "WARNING",
+def endpoint_body(name: str, model: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "routing_key": name,
+        "model_path": model,
+        "scaling": {"replicas": 1},
+        "engine": {"max_token_count": MAX_MODEL_LEN},
     }
+
+
+@contextlib.contextmanager
+def rota(model: str, extra_env: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
+    """``rota server`` on its embedded Ray with one endpoint ``tiny``: its URLs and keys."""
+    home = Path(tempfile.mkdtemp(prefix="rota-bench-", dir="/tmp"))
+    env = embedded_env(home, **(extra_env or {}))
+    serve_port = int(env["ROTA_SERVE_PORT"])
     srv = RotaServer(home, env)
     try:
         srv.start()
         wait_until(lambda: srv.health()["ray"]["reachable"], 300, 1, "embedded Ray")
-        body = {
-            "name": "bench",
-            "routing_key": "tiny",
-            "model_path": model_dir,
-            "scaling": {"replicas": 1},
-            "engine": {"max_token_count": MAX_MODEL_LEN},
-        }
         base = f"http://127.0.0.1:{serve_port}"
         wait_until(lambda: "/" in httpx.get(f"{base}/-/routes", timeout=2).json(), 120, 0.5, "the gateway")
-        t0 = time.perf_counter()
-        srv.api.post("/endpoints", json=body).raise_for_status()
-        # Cold start as a user sees it: create -> first token through the base URL (the
-        # gateway holds the request while the endpoint initializes).
-        started = {"to_first_token": first_token_at(f"{base}/v1/chat/completions", srv.admin_key) - t0}
-        wait_until(lambda: srv.api.get("/endpoints/bench").json()["status"] == "RUNNING", 900, 0.5, "Rota endpoint")
+        srv.api.post("/endpoints", json=endpoint_body("tiny", model)).raise_for_status()
+        wait_until(lambda: srv.api.get("/endpoints/tiny").json()["status"] == "RUNNING", 900, 0.5, "Rota endpoint")
         # The endpoint's own prefix takes its own token (read here as the gateway reads it).
-        gateway = {"Authorization": f"Bearer {(home / 'internal_token').read_text().strip()}"}
-        table = httpx.get(f"{srv.url}/internal/v1/routing", headers=gateway).json()
-        own = next(e["token"] for e in table["endpoints"] if e["routing_key"] == "tiny")
-        url = srv.api.get("/endpoints/bench").json()["url"]
-        wait_until(
-            lambda: httpx.get(f"{base}/v1/models", headers={"Authorization": f"Bearer {srv.admin_key}"}).json()["data"], 60
-        )
-        prefix = [asyncio.run(load(f"{url}/v1/chat/completions", "tiny", c, requests, max_tokens, own)) for c in levels]
-        routed = [
-            asyncio.run(load(f"{base}/v1/chat/completions", "tiny", c, requests, max_tokens, srv.admin_key)) for c in levels
-        ]
-        return prefix, routed, started
+        gateway = {"Authorization": f"Bearer {srv.gateway_token}"}
+        routing = httpx.get(f"{srv.url}/internal/v1/routing", headers=gateway).json()
+        own = next(e["token"] for e in routing["endpoints"] if e["routing_key"] == "tiny")
+        first_token_at(f"{base}/v1/chat/completions", "tiny", srv.admin_key, 120)
+        yield {"server": srv, "base": base, "prefix": srv.api.get("/endpoints/tiny").json()["url"], "own_token": own}
     finally:
         srv.stop(120)
 
 
+def cold_rota(up: dict[str, Any], model: str, i: int) -> float:
+    """Rota endpoint create -> first token through the base URL (the gateway holds the
+    request while it initializes); the endpoint is deleted afterwards."""
+    srv, name = up["server"], f"cold-{i}"
+    t0 = time.perf_counter()
+    srv.api.post("/endpoints", json=endpoint_body(name, model)).raise_for_status()
+    took = first_token_at(f"{up['base']}/v1/chat/completions", name, srv.admin_key) - t0
+    srv.api.delete(f"/endpoints/{name}").raise_for_status()
+    wait_until(lambda: srv.api.get(f"/endpoints/{name}").status_code == 404, 300, 0.5, f"{name} deleted")
+    return took
+
+
+def summarize(runs: list[dict[str, Any]], levels: list[int]) -> list[dict[str, Any]]:
+    """Per path and concurrency: each round's ratio to bare (same round), and the medians."""
+    rows = []
+    for c in levels:
+        bare = {r["round"]: r for r in runs if r["path"] == "bare" and r["concurrency"] == c}
+        for path in PATHS[1:]:
+            mine = [r for r in runs if r["path"] == path and r["concurrency"] == c]
+            ratios = [r["output_throughput"] / bare[r["round"]]["output_throughput"] for r in mine]
+            deltas = [r["median_ttft_ms"] - bare[r["round"]]["median_ttft_ms"] for r in mine]
+            row = {
+                "path": path,
+                "concurrency": c,
+                "throughput_ratio_per_round": ratios,
+                "throughput_ratio": statistics.median(ratios),
+                "throughput_ratio_of_sums": sum(r["output_throughput"] for r in mine)
+                / sum(b["output_throughput"] for b in bare.values()),
+                "ttft_p50_delta_ms_per_round": deltas,
+                "ttft_p50_delta_ms": statistics.median(deltas),
+            }
+            for (p, level, figure), bound in TARGETS.items():
+                if (p, level) == (path, c):
+                    ok = row[figure] >= bound if figure == "throughput_ratio" else row[figure] <= bound
+                    row.setdefault("targets", {})[figure] = {"bound": bound, "met": bool(ok)}
+            rows.append(row)
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--requests", type=int, default=40, help="measured requests per concurrency level")
-    ap.add_argument("--max-tokens", type=int, default=32)
-    ap.add_argument("--levels", default="1,8")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--levels", default="1,8,32")
+    ap.add_argument("--requests", type=int, default=256, help="requests per run at concurrency > 1")
+    ap.add_argument("--requests-c1", type=int, default=64, help="requests per run at concurrency 1 (TTFT)")
+    ap.add_argument("--cold", type=int, default=3, help="cold starts of each kind, alternated (0: none)")
+    ap.add_argument("--label", default="", help="a name for this run, kept in the JSON (e.g. the commit)")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "request_path.json"))
     a = ap.parse_args()
     levels = [int(x) for x in a.levels.split(",")]
@@ -219,93 +228,87 @@ def main() -> int:
         from rota.models import make_tiny
 
         model = str(make_tiny(Path(tempfile.mkdtemp(prefix="rota-bench-model-", dir="/tmp")) / "tiny"))
-    print(f"model {model}; {a.requests} streamed chat requests x {a.max_tokens} tokens per level; levels {levels}", flush=True)
-    bare, bare_start = run_bare(model, a.max_tokens, a.requests, levels)
-    prefix, routed, rota_start = run_rota(model, a.max_tokens, a.requests, levels)
-    cold_ratio = rota_start["to_first_token"] / bare_start["to_first_token"]
+    print(f"model {model}; {a.rounds} interleaved rounds; levels {levels}; {a.requests} requests per run", flush=True)
 
-    paths = {"endpoint_prefix": prefix, "base_url": routed}
-    comparison = []
-    for path, runs in paths.items():
-        for b, r in zip(bare, runs, strict=False):
-            comparison.append(
-                {
-                    "path": path,
-                    "concurrency": b["concurrency"],
-                    "ttft_p50_delta_ms": r["ttft_p50_ms"] - b["ttft_p50_ms"],
-                    "ttft_p95_delta_ms": r["ttft_p95_ms"] - b["ttft_p95_ms"],
-                    "itl_p50_delta_ms": r["itl_p50_ms"] - b["itl_p50_ms"],
-                    "throughput_ratio": r["output_tokens_per_s"] / b["output_tokens_per_s"],
-                }
-            )
-    targets = {"ttft_p50_delta_ms_at_c1": 5.0, "throughput_ratio_at_c8": 0.95}
-    met = {
-        path: {
-            "ttft_p50_delta_ms_at_c1": next(
-                (c["ttft_p50_delta_ms"] <= 5.0 for c in comparison if c["path"] == path and c["concurrency"] == 1), None
-            ),
-            "throughput_ratio_at_c8": next(
-                (c["throughput_ratio"] >= 0.95 for c in comparison if c["path"] == path and c["concurrency"] == 8), None
-            ),
+    runs: list[dict[str, Any]] = []
+    cold: list[dict[str, Any]] = []
+    with bare_vllm(model) as (bare_url, _), rota(model) as up:
+        urls = {
+            "bare": (bare_url, None),
+            "prefix": (up["prefix"], up["own_token"]),
+            "base_url": (up["base"], up["server"].admin_key),
         }
-        for path in paths
-    }
+        for rnd in range(a.rounds):
+            for c in levels:
+                shift = (rnd + levels.index(c)) % len(PATHS)
+                for path in PATHS[shift:] + PATHS[:shift]:
+                    url, key = urls[path]
+                    n = a.requests_c1 if c == 1 else a.requests
+                    run = {"round": rnd, "path": path, "concurrency": c, **vllm_bench(url, model, c, n, key)}
+                    runs.append(run)
+                    print(
+                        f"round {rnd} c={c:<3} {path:<9} {run['output_throughput']:8.1f} tok/s "
+                        f"TTFT p50 {run['median_ttft_ms']:7.2f} ms",
+                        flush=True,
+                    )
+        for i in range(a.cold):
+            for kind in ("bare", "rota") if i % 2 == 0 else ("rota", "bare"):
+                if kind == "bare":
+                    with bare_vllm(model) as (_, took):
+                        pass
+                else:
+                    took = cold_rota(up, model, i)
+                cold.append({"i": i, "kind": kind, "to_first_token_s": took})
+                print(f"cold start {i} {kind}: {took:.1f} s", flush=True)
+
+    summary = summarize(runs, levels)
+    cold_summary: dict[str, Any] = {}
+    if cold:
+        med = {k: statistics.median(x["to_first_token_s"] for x in cold if x["kind"] == k) for k in ("bare", "rota")}
+        cold_summary = {"median_s": med, "ratio": med["rota"] / med["bare"], "target_ratio": COLD_TARGET}
+        cold_summary["met"] = bool(cold_summary["ratio"] <= COLD_TARGET)
     result = {
         "benchmark": "request_path",
+        "label": a.label,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "client": "vllm.benchmarks.serve (openai-chat, random dataset, ignore_eos)",
         "model": model,
-        "max_tokens": a.max_tokens,
-        "requests_per_level": a.requests,
-        "bare_vllm": bare,
-        "rota_endpoint_prefix": prefix,
-        "rota_base_url": routed,
-        "comparison": comparison,
-        "targets": targets,
-        "met": met,
-        "cold_start_s": {
-            "bare_vllm_launch_to_first_token": bare_start["to_first_token"],
-            "rota_create_to_first_token": rota_start["to_first_token"],
-            "ratio": cold_ratio,
-            "target_ratio": 1.2,
-            "met": cold_ratio <= 1.2,
-        },
+        "input_len": INPUT_LEN,
+        "output_len": OUTPUT_LEN,
+        "rounds": a.rounds,
+        "runs": runs,
+        "summary": summary,
+        "cold_starts": cold,
+        "cold_start": cold_summary,
     }
     out = write_result(a.out, result)
 
-    rows = [["path", "conc", "TTFT p50 ms", "TTFT p95 ms", "ITL p50 ms", "out tok/s"]]
-    for name, runs in (("bare vLLM", bare), ("Rota /ep/<id>", prefix), ("Rota base URL", routed)):
-        for x in runs:
+    rows = [["path", "conc", "tok/s per round", "ratio per round", "median ratio", "TTFT p50 Δ ms (median)", "target"]]
+    for c in levels:
+        bare = [f"{r['output_throughput']:.0f}" for r in runs if r["path"] == "bare" and r["concurrency"] == c]
+        rows.append(["bare vLLM", str(c), " / ".join(bare), "", "", "", ""])
+        for s in (s for s in summary if s["concurrency"] == c):
+            tps = [f"{r['output_throughput']:.0f}" for r in runs if r["path"] == s["path"] and r["concurrency"] == c]
+            verdict = ", ".join(f"{f} {'met' if t['met'] else 'NOT met'} ({t['bound']})" for f, t in s.get("targets", {}).items())
             rows.append(
                 [
-                    name,
-                    str(x["concurrency"]),
-                    f"{x['ttft_p50_ms']:.1f}",
-                    f"{x['ttft_p95_ms']:.1f}",
-                    f"{x['itl_p50_ms']:.2f}",
-                    f"{x['output_tokens_per_s']:.0f}",
+                    s["path"],
+                    str(c),
+                    " / ".join(tps),
+                    " / ".join(f"{x:.2f}" for x in s["throughput_ratio_per_round"]),
+                    f"x{s['throughput_ratio']:.3f}",
+                    f"{s['ttft_p50_delta_ms']:+.2f}",
+                    verdict,
                 ]
             )
-    for c in comparison:
-        rows.append(
-            [
-                f"{c['path']} - bare",
-                str(c["concurrency"]),
-                f"{c['ttft_p50_delta_ms']:+.1f}",
-                f"{c['ttft_p95_delta_ms']:+.1f}",
-                f"{c['itl_p50_delta_ms']:+.2f}",
-                f"x{c['throughput_ratio']:.3f}",
-            ]
-        )
     print(table(rows))
-    for path, m in met.items():
+    if cold_summary:
+        m = cold_summary["median_s"]
         print(
-            f"targets ({path}): TTFT p50 +<=5 ms at c=1: {m['ttft_p50_delta_ms_at_c1']}; throughput >=0.95x at c=8: {m['throughput_ratio_at_c8']}"
+            f"cold start to first token (median of {a.cold} each, alternated): bare vLLM {m['bare']:.1f} s, "
+            f"Rota {m['rota']:.1f} s -> ratio {cold_summary['ratio']:.2f} (target <= {COLD_TARGET}: {cold_summary['met']})"
         )
-    print(
-        f"cold start to first token: bare vLLM {bare_start['to_first_token']:.1f}s; Rota endpoint create "
-        f"{rota_start['to_first_token']:.1f}s -> ratio {cold_ratio:.2f} (target <= 1.2: {cold_ratio <= 1.2})"
-    )
     print(f"wrote {out}")
     return 0
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rota.domain.policy import Policy
@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     # PUT. Default: true for the embedded head (Rota's alone), false for ray_address.
     ray_own_cluster: bool | None = None
     ray_num_cpus: int | None = None
+    # Embedded head: the niceness of Ray's worker processes (replicas, their engines, the
+    # gateway). Ray's own default, 15, puts every request below any other process on a
+    # small machine; 0 serves them at the priority of everything else.
+    ray_worker_niceness: int = Field(0, ge=0, le=19)
     ray_temp_dir: Path | None = None  # default: /tmp/rota-ray-<dashboard port>
     # Embedded head: unset, every Ray port listens on loopback only (a single-node
     # cluster); an address here makes it listen there so that workers can join.
@@ -103,6 +107,11 @@ class Settings(BaseSettings):
     wake_timeout_s: float = Field(300.0, gt=0)  # a request to a sleeping endpoint waits this long, then 503
     gateway_refresh_s: float = Field(1.0, gt=0)  # routing table refresh (key revocation takes effect within it)
     gateway_max_body_bytes: int = Field(16 * MIB, ge=1024)  # OpenAI request bodies (long prompts)
+    # The gateway's replicas (autoscaled between the two on requests in flight per replica);
+    # an endpoint's concurrency limit holds across all of them.
+    gateway_min_replicas: int = Field(1, ge=1, le=100)
+    gateway_max_replicas: int = Field(1, ge=1, le=100)
+    gateway_target_ongoing: int = Field(64, ge=1)  # requests in flight per gateway replica before one is added
     # The control plane's URL as the cluster reaches it (the gateway pulls its routing table there).
     public_url: str | None = None
 
@@ -119,6 +128,15 @@ class Settings(BaseSettings):
     sweep_interval_s: float = 15.0
     one_off_grace_s: float = 3600.0
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _gateway_bounds(self) -> Settings:
+        if self.gateway_min_replicas > self.gateway_max_replicas:
+            raise ValueError(
+                f"ROTA_GATEWAY_MIN_REPLICAS ({self.gateway_min_replicas}) is above "
+                f"ROTA_GATEWAY_MAX_REPLICAS ({self.gateway_max_replicas})"
+            )
+        return self
 
     @cached_property
     def serve_apps_dirs(self) -> list[Path]:

@@ -73,6 +73,8 @@ class Runtime:
             settings.wake_timeout_s,
             settings.gateway_max_body_bytes,
             settings.request_content_max_bytes,
+            (settings.gateway_min_replicas, settings.gateway_max_replicas),
+            settings.gateway_target_ongoing,
         )
         self.reconciler = Reconciler(
             self.db,

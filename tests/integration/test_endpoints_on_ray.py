@@ -4,6 +4,9 @@ The endpoint application is tests/apps/openai_echo.py (OpenAI-shaped, no engine)
 the test template catalog; the end-to-end tier does the same with vLLM.
 """
 
+import json
+import subprocess
+import sys
 import threading
 import time
 
@@ -161,6 +164,66 @@ def test_beyond_the_queue_limit_is_a_429(srv, cluster):
     held.join(30)
     assert r.status_code == 429 and r.headers["Retry-After"] == "1" and r.json()["error"]["code"] == "rate_limit_exceeded"
     assert chat(cluster.serve_url, srv.admin_key, "narrow").status_code == 200  # capacity is back
+
+
+POOL_SNAPSHOT = """
+import json, sys, ray
+ray.init(address=sys.argv[1], log_to_driver=False)
+pool = ray.get_actor("rota-admission-rota-gateway", namespace="rota")
+print(json.dumps(ray.get(pool.snapshot.remote())))
+"""
+
+
+def pool_snapshot(cluster) -> dict:
+    """The gateway's admission pool, read by a Ray driver: slots held, the most ever held, asks per replica."""
+    out = subprocess.run(
+        [sys.executable, "-c", POOL_SNAPSHOT, cluster.gcs_address],
+        env=cluster.ray_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_two_gateway_replicas_never_admit_more_than_an_endpoints_limit_together(servers, cluster):
+    srv = servers(
+        ROTA_TEMPLATES_PATH=str(TEST_TEMPLATES),
+        ROTA_GATEWAY_REFRESH_S="0.5",
+        ROTA_GATEWAY_MIN_REPLICAS="2",
+        ROTA_GATEWAY_MAX_REPLICAS="2",
+    )
+    # One replica taking 2 at once, a queue of 1: the gateway admits 3 at once.
+    create(srv, name="shared", routing_key="shared", engine={"max_batch_size": 2, "max_queued_requests": 1})
+    wait_endpoint(srv, "shared", status_is("RUNNING"), what="READY")
+
+    def gateways() -> int:
+        deployment = cluster.applications()["rota-gateway"]["deployments"]["Gateway"]
+        return sum(r["state"] == "RUNNING" for r in deployment["replicas"])
+
+    wait_until(lambda: gateways() == 2, 120, 0.5, what="two gateway replicas")
+    wait_until(lambda: chat(cluster.serve_url, srv.admin_key, "shared").status_code == 200, 30, what="routed")
+    time.sleep(1.5)  # the slots of that call go back to the pool (two sync periods)
+    before = pool_snapshot(cluster)["asks"]
+
+    statuses: list[int] = []
+    calls = [
+        threading.Thread(target=lambda: statuses.append(chat(cluster.serve_url, srv.admin_key, "shared", delay_s=3).status_code))
+        for _ in range(16)
+    ]
+    for t in calls:
+        t.start()
+    for t in calls:
+        t.join(60)
+    # Every admitted call was held 3 s and all were sent at once: they overlapped.
+    assert 1 <= statuses.count(200) <= 3 and statuses.count(429) == 16 - statuses.count(200), statuses
+
+    pool = pool_snapshot(cluster)
+    name = next(n for n in pool["peak"] if n.endswith("/shared"))
+    assert pool["peak"][name] <= 3  # never more slots held at once, by both replicas together
+    asked = [r for r, n in pool["asks"].items() if n > before.get(r, 0)]
+    assert len(asked) == 2  # both replicas took calls and asked the pool
 
 
 def test_keys_and_projects(srv, cluster):

@@ -117,7 +117,7 @@ def behind_serve(asgi):
 
 
 @contextmanager
-def running_gateway(**config):
+def running_gateway(pool=None, **config):
     woken = []
 
     async def wake(app):
@@ -132,7 +132,7 @@ def running_gateway(**config):
     defaults = {"control_url": "http://cp", "token": "gw", "refresh_s": 30, "wake_timeout_s": 1.0, "max_body_bytes": 4096}
     cfg = gateway.GatewayConfig(**{**defaults, **config})
     upstream, cp = Upstream(), ControlPlane()
-    app = gateway.GatewayApp(cfg, session=upstream, wake=wake, ship=ship)
+    app = gateway.GatewayApp(cfg, session=upstream, wake=wake, ship=ship, pool=pool)
     app.table.fetch = cp
     # Behind Ray Serve's own request-id middleware, as in a Serve replica: it gives every
     # request an x-request-id (the caller's or a new one) and returns it on the answer.

@@ -117,7 +117,7 @@ def test_down_endpoints_are_503_and_a_full_replica_queue_is_a_429(gw):
 
 def test_admission_beyond_capacity_is_a_429(gw):
     adm = gw.app.admission
-    assert adm.enter("1/chat", 2) and adm.enter("1/chat", 2)
+    assert gw.portal.call(adm.enter, "1/chat", 2) and gw.portal.call(adm.enter, "1/chat", 2)
     r = chat(gw)
     assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limit_exceeded"
     adm.leave("1/chat")

@@ -1,5 +1,7 @@
 """The reconciler's pure steps: screen the specs, decide whether to PUT; and the specs."""
 
+import pytest
+
 from rota.domain.reconcile import Observation, ObservedApp, decide, screen
 from rota.domain.specs import AppSpec, Bounds, EndpointState, endpoint_spec, gateway_spec
 
@@ -132,6 +134,19 @@ def test_an_endpoint_spec_carries_its_own_token_and_policy():
     assert endpoint_spec(state(bounds=None)) is None and endpoint_spec(state(desired="stopped")) is None
 
 
-def test_one_gateway_replica_holds_its_admission_counts():
+def test_the_gateway_is_one_replica_by_default_and_autoscales_between_its_bounds():
     gw = gateway_spec("http://cp", "t", 8000, 1.0, 300.0, 1 << 20).to_serve_config()
     assert gw["route_prefix"] == "/" and gw["deployments"][0]["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 1}
+    scaled = gateway_spec("http://cp", "t", 8000, 1.0, 300.0, 1 << 20, replicas=(2, 4), target_ongoing=32).to_serve_config()
+    assert scaled["deployments"][0]["autoscaling_config"] == {"min_replicas": 2, "max_replicas": 4, "target_ongoing_requests": 32}
+    with pytest.raises(ValueError, match="min 3 > max 2"):
+        gateway_spec("http://cp", "t", 8000, 1.0, 300.0, 1 << 20, replicas=(3, 2))
+
+
+def test_gateway_replica_bounds_out_of_order_are_refused_naming_both_settings(monkeypatch):
+    from rota.config import Settings
+
+    monkeypatch.setenv("ROTA_GATEWAY_MIN_REPLICAS", "3")
+    monkeypatch.setenv("ROTA_GATEWAY_MAX_REPLICAS", "2")
+    with pytest.raises(ValueError, match="ROTA_GATEWAY_MIN_REPLICAS .3. is above ROTA_GATEWAY_MAX_REPLICAS .2."):
+        Settings()

@@ -74,7 +74,7 @@ def test_refused_calls_are_recorded_with_their_openai_error_code(gw):
     assert chat(gw, "rota_wrong").status_code == 401
     assert chat(gw, model="nope").status_code == 404
     assert gw.get("/v1/nothing-here", headers={"Authorization": f"Bearer {KEY_A}"}).status_code == 404
-    gw.app.admission.enter("1/chat", 2), gw.app.admission.enter("1/chat", 2)
+    gw.portal.call(gw.app.admission.enter, "1/chat", 2), gw.portal.call(gw.app.admission.enter, "1/chat", 2)
     assert chat(gw).status_code == 429
     gw.upstream.replies = [
         (400, "application/json", b'{"object":"error","message":"too long","type":"BadRequestError","code":400}')

@@ -166,18 +166,23 @@ def gateway_spec(
     wake_timeout_s: float,
     max_body: int,
     content_max_bytes: int = 16_384,
+    replicas: tuple[int, int] = (1, 1),
+    target_ongoing: int = 64,
 ) -> AppSpec:
-    """The OpenAI base URL: ``serve_apps/gateway.py`` at ``/`` of the Serve port.
-
-    One replica: its admission counts are local to it (``max_replicas=1`` here is where
-    that assumption is enforced, and a unit test holds it)."""
+    """The OpenAI base URL: ``serve_apps/gateway.py`` at ``/`` of the Serve port, on
+    ``replicas`` (min, max) autoscaled by requests in flight; its replicas share each
+    endpoint's admission limit (``serve_apps/_admission.py``)."""
+    lo, hi = replicas
+    if lo > hi:
+        raise ValueError(f"gateway replicas: min {lo} > max {hi}")
     return AppSpec(
         name=GATEWAY_APP,
         route_prefix=GATEWAY_ROUTE,
         import_path="gateway:app",
         ingress="Gateway",
-        min_replicas=1,
-        max_replicas=1,
+        min_replicas=lo,
+        max_replicas=hi,
+        autoscaling={} if lo == hi else {"target_ongoing_requests": target_ongoing},
         args={
             "control_url": control_url,
             "token": token,

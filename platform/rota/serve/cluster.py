@@ -164,6 +164,7 @@ class LocalRayHead:
             "RAY_AUTH_TOKEN_PATH": str(self.s.token_path),
             "PYTHONPATH": os.pathsep.join(pythonpath),
             "RAY_USAGE_STATS_ENABLED": "0",
+            "RAY_worker_niceness": str(self.s.ray_worker_niceness),
             # Where its nodes generate the tiny model (serve_apps/_tiny_model.py).
             "ROTA_MODELS_DIR": str(self.s.home / "models"),
             MARKER: cluster_id,

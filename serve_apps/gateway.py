@@ -59,6 +59,7 @@ DOWN = frozenset({"PENDING", "FAILED", "STOPPING", "STOPPED", "TERMINATING", "TE
 OPENAI_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 PASS_BACK = ("content-type", "retry-after")  # headers passed back to the caller (and x-request-id, the gateway's)
 REPLICA_HEADER = "x-rota-replica"  # which replica answered (serve.py), for the request log
+_WITH_USAGE = b'{"stream_options":{"include_usage":true},'  # opens a body that asks for usage
 _NEGATIVE_MAX = 10_000  # unknown keys remembered until the next pull
 UNATTRIBUTED_PER_S = 20  # request records kept per second for calls no project was found for
 
@@ -176,10 +177,11 @@ class GatewayApp:
         self.admission = Slots(pool or _shared_pool(), _replica_name())
         self.recorder = Recorder(ship or self._ship, cfg.log_interval_s)
         self._unattributed: list[float] = [0.0, 0]  # second it began, records kept in it
-        self.asgi = Starlette(
+        self._forward = self._logged(self.forward)
+        self._routes = Starlette(
             routes=[
                 Route("/v1/models", self._logged(self.models), methods=["GET"]),
-                *(Route(path, self._logged(self.forward), methods=["POST"]) for path in OPENAI_ROUTES),
+                *(Route(path, self._forward, methods=["POST"]) for path in OPENAI_ROUTES),
                 Route("/-/healthz", self.healthz, methods=["GET"]),
                 Route(
                     "/{path:path}",
@@ -188,6 +190,24 @@ class GatewayApp:
                 ),
             ]
         )
+
+    @property
+    def asgi(self) -> GatewayApp:
+        """The ASGI application: this object (servers tell ASGI 3 by an async ``__call__``)."""
+        return self
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """The hot path (a POST to an OpenAI route) goes straight to its handler, and its
+        answer straight to the server: no router, no middleware wrapping every chunk."""
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path, root = scope["path"], scope.get("root_path", "")
+            if root and path.startswith(root):
+                path = path[len(root) :]
+            if path in OPENAI_ROUTES:
+                response = await self._forward(Request(scope, receive))
+                await response(scope, receive, send)
+                return
+        await self._routes(scope, receive, send)
 
     async def _fetch(self) -> dict[str, Any]:
         async with self._session().get(
@@ -328,7 +348,9 @@ class GatewayApp:
         call.usage_asked = bool(options and options.get("include_usage") is True)
         if call.usage_asked:
             return body
-        return json.dumps({**parsed, "stream_options": {**(options or {}), "include_usage": True}}).encode()
+        if options is None:  # the usual case: the option goes in front, the body is not encoded again
+            return _WITH_USAGE + body.lstrip()[1:]
+        return json.dumps({**parsed, "stream_options": {**options, "include_usage": True}}).encode()
 
     async def forward(self, request: Request, call: Call) -> Response:
         refused = await self._key(request, call)

@@ -105,6 +105,16 @@ def test_a_stream_gets_its_usage_asked_for_and_stripped_when_the_caller_did_not_
     assert 0 <= rec["ttft_ms"] <= rec["duration_ms"]
 
 
+def test_usage_is_asked_for_without_losing_what_the_body_said(gw):
+    raw = b'  \n {"model": "chat", "messages": [{"role": "user", "content": "{x}"}], "stream": true}'
+    gw.post("/v1/chat/completions", content=raw, headers={"Authorization": f"Bearer {KEY_A}"})
+    options = {"continuous_usage_stats": False}
+    chat(gw, json={"model": "chat", "messages": [], "stream": True, "stream_options": options})
+    first, second = (json.loads(b) for b in gw.upstream.bodies)
+    assert first == {**json.loads(raw), "stream_options": {"include_usage": True}}
+    assert second["stream_options"] == {"continuous_usage_stats": False, "include_usage": True}
+
+
 def test_a_stream_whose_caller_asked_for_usage_keeps_it(gw):
     gw.upstream.replies = [stream_reply()]
     body = {"model": "chat", "messages": [], "stream": True, "stream_options": {"include_usage": True}}

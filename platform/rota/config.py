@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     # gateway). Ray's own default, 15, puts every request below any other process on a
     # small machine; 0 serves them at the priority of everything else.
     ray_worker_niceness: int = Field(0, ge=0, le=19)
+    # Embedded head: leave out what Rota does not use and what costs every core a share
+    # when idle: Ray's metrics export from every process (Rota has its own /metrics) and
+    # the log monitor that streams logs to Ray drivers (Rota reads logs through the
+    # dashboard's log API). Measured by bench/ray_idle.py.
+    ray_quiet: bool = True
     ray_temp_dir: Path | None = None  # default: /tmp/rota-ray-<dashboard port>
     # Embedded head: unset, every Ray port listens on loopback only (a single-node
     # cluster); an address here makes it listen there so that workers can join.

@@ -101,9 +101,38 @@ class LocalRayHead:
         ]
         if s.ray_num_cpus is not None:
             cmd += ["--num-cpus", str(s.ray_num_cpus)]
+        if s.ray_quiet:
+            cmd += ["--include-log-monitor", "false"]
         if s.ray_node_ip:
             cmd += ["--node-ip-address", s.ray_node_ip]
         return cmd
+
+    def environment(self, cluster_id: str) -> dict[str, str]:
+        """What every process of the head's cluster runs with."""
+        pythonpath = [str(d) for d in (*self.s.serve_apps_dirs, *self.extra_pythonpath)]
+        if os.environ.get("PYTHONPATH"):
+            pythonpath.append(os.environ["PYTHONPATH"])
+        env = {
+            # Every Ray process inherits this: nothing of the control plane's own (its
+            # secret key, database URL, API key) goes to the replicas.
+            **{k: v for k, v in os.environ.items() if not k.startswith("ROTA_")},
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN_PATH": str(self.s.token_path),
+            "PYTHONPATH": os.pathsep.join(pythonpath),
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "RAY_worker_niceness": str(self.s.ray_worker_niceness),
+            **({"RAY_enable_metrics_collection": "0"} if self.s.ray_quiet else {}),
+            # Where its nodes generate the tiny model (serve_apps/_tiny_model.py).
+            "ROTA_MODELS_DIR": str(self.s.home / "models"),
+            MARKER: cluster_id,
+        }
+        if not self.s.ray_node_ip:
+            # Ray's single-node mode: its node address is loopback, and every server
+            # binds there (measured with `ss -ltnp`: nothing beyond 127.0.0.1).
+            env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+        env.pop("RAY_AUTH_TOKEN", None)
+        env.update(self.ingress_env())
+        return env
 
     def ingress_env(self) -> dict[str, str]:
         """Ray Serve ingress settings for the head (read by the Serve controller and replicas)."""
@@ -153,28 +182,7 @@ class LocalRayHead:
                 )
             return
         cluster_id = uuid.uuid4().hex
-        pythonpath = [str(d) for d in (*self.s.serve_apps_dirs, *self.extra_pythonpath)]
-        if os.environ.get("PYTHONPATH"):
-            pythonpath.append(os.environ["PYTHONPATH"])
-        env = {
-            # Every Ray process inherits this: nothing of the control plane's own (its
-            # secret key, database URL, API key) goes to the replicas.
-            **{k: v for k, v in os.environ.items() if not k.startswith("ROTA_")},
-            "RAY_AUTH_MODE": "token",
-            "RAY_AUTH_TOKEN_PATH": str(self.s.token_path),
-            "PYTHONPATH": os.pathsep.join(pythonpath),
-            "RAY_USAGE_STATS_ENABLED": "0",
-            "RAY_worker_niceness": str(self.s.ray_worker_niceness),
-            # Where its nodes generate the tiny model (serve_apps/_tiny_model.py).
-            "ROTA_MODELS_DIR": str(self.s.home / "models"),
-            MARKER: cluster_id,
-        }
-        if not self.s.ray_node_ip:
-            # Ray's single-node mode: its node address is loopback, and every server
-            # binds there (measured with `ss -ltnp`: nothing beyond 127.0.0.1).
-            env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-        env.pop("RAY_AUTH_TOKEN", None)
-        env.update(self.ingress_env())
+        env = self.environment(cluster_id)
         log.info("starting a local Ray head: dashboard %s, Serve on %s", self.url, self.s.serve_url)
         with open(self.log_file, "ab") as out:
             proc = subprocess.Popen(

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -35,22 +35,22 @@ def write_result(path: str | Path, result: dict[str, Any]) -> Path:
     return out
 
 
-def embedded_env(home: Path, test_apps: bool = False, **extra: str) -> dict[str, str]:
-    """``rota server`` on its own embedded Ray head, every port free and every path under
-    ``home``; ``test_apps``: with the engine-less echo application and its templates."""
-    from support.procs import TEST_APPS, free_port
+@contextlib.contextmanager
+def embedded_rota(prefix: str, test_apps: bool = False, **extra: str) -> Iterator[tuple[Any, str]]:
+    """``rota server`` on its own embedded Ray head, up with its gateway: (the server, the
+    Serve base URL); stopped, with its head, afterwards."""
+    import httpx
 
-    env = {
-        "ROTA_RAY_ADDRESS": "",
-        "ROTA_SERVE_PORT": str(free_port()),
-        "ROTA_RAY_DASHBOARD_PORT": str(free_port()),
-        "ROTA_RAY_GCS_PORT": str(free_port()),
-        "ROTA_RAY_CLIENT_SERVER_PORT": str(free_port()),
-        "ROTA_RAY_DASHBOARD_AGENT_PORT": str(free_port()),
-        "ROTA_RAY_TEMP_DIR": str(home / "ray"),
-        "ROTA_LOG_LEVEL": "WARNING",
-    }
-    if test_apps:
-        env["ROTA_SERVE_APPS_PATH"] = os.pathsep.join([str(REPO / "serve_apps"), str(TEST_APPS)])
-        env["ROTA_TEMPLATES_PATH"] = str(TEST_APPS / "templates.yaml")
-    return {**env, **extra}
+    from support.procs import RotaServer, embedded_env, wait_until
+
+    home = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    env = embedded_env(home, test_apps, **{"ROTA_LOG_LEVEL": "WARNING", **extra})
+    base = f"http://127.0.0.1:{env['ROTA_SERVE_PORT']}"
+    srv = RotaServer(home, env)
+    try:
+        srv.start()
+        wait_until(lambda: srv.health()["ray"]["reachable"], 300, 1, "embedded Ray")
+        wait_until(lambda: "/" in httpx.get(f"{base}/-/routes", timeout=2).json(), 120, 0.5, "the gateway")
+        yield srv, base
+    finally:
+        srv.stop(120)

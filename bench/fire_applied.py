@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
 
 from common import pct, table, write_result  # noqa: E402
-from support.procs import TEST_APPS, RotaServer, free_port, wait_until  # noqa: E402
+from support.procs import RotaServer, embedded_env, wait_until  # noqa: E402
 
 
 def main() -> int:
@@ -39,22 +39,9 @@ def main() -> int:
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "fire_applied.json"))
     a = ap.parse_args()
     home = Path(tempfile.mkdtemp(prefix="rota-bench-fire-", dir="/tmp"))
-    dash = free_port()
-    srv = RotaServer(
-        home,
-        {
-            "ROTA_RAY_ADDRESS": "",
-            "ROTA_SERVE_PORT": str(free_port()),
-            "ROTA_RAY_DASHBOARD_PORT": str(dash),
-            "ROTA_RAY_GCS_PORT": str(free_port()),
-            "ROTA_RAY_CLIENT_SERVER_PORT": str(free_port()),
-            "ROTA_RAY_DASHBOARD_AGENT_PORT": str(free_port()),
-            "ROTA_RAY_TEMP_DIR": str(home / "ray"),
-            "ROTA_SERVE_APPS_PATH": os.pathsep.join([str(REPO / "serve_apps"), str(TEST_APPS)]),
-            "ROTA_LOG_LEVEL": "WARNING",
-            "ROTA_RECONCILE_INTERVAL_S": "2",
-        },
-    )
+    env = embedded_env(home, test_apps=True, ROTA_LOG_LEVEL="WARNING", ROTA_RECONCILE_INTERVAL_S="2")
+    dash = int(env["ROTA_RAY_DASHBOARD_PORT"])
+    srv = RotaServer(home, env)
     samples: list[tuple[float, int | None]] = []  # (unix time, target replicas)
     stop = threading.Event()
     try:

@@ -25,7 +25,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,8 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from common import embedded_env, table, write_result  # noqa: E402
-from support.procs import RotaServer, wait_until  # noqa: E402
+from common import embedded_rota, table, write_result  # noqa: E402
+from support.procs import wait_until  # noqa: E402
 
 TARGET = 1.7
 
@@ -91,14 +90,9 @@ def top_frames(svg: Path, n: int = 25) -> list[dict[str, Any]]:
 
 
 def measure(gateways: int, a: argparse.Namespace, out_dir: Path) -> list[dict[str, Any]]:
-    home = Path(tempfile.mkdtemp(prefix="rota-bench-scaleout-", dir="/tmp"))
-    env = embedded_env(home, test_apps=True, ROTA_GATEWAY_MIN_REPLICAS=str(gateways), ROTA_GATEWAY_MAX_REPLICAS=str(gateways))
-    base = f"http://127.0.0.1:{env['ROTA_SERVE_PORT']}"
-    srv = RotaServer(home, env)
     runs: list[dict[str, Any]] = []
-    try:
-        srv.start()
-        wait_until(lambda: srv.health()["ray"]["reachable"], 300, 1, "embedded Ray")
+    replicas = {"ROTA_GATEWAY_MIN_REPLICAS": str(gateways), "ROTA_GATEWAY_MAX_REPLICAS": str(gateways)}
+    with embedded_rota("rota-bench-scaleout-", test_apps=True, **replicas) as (srv, base):
         body = {
             "name": "echo",
             "template": "echo-chat",
@@ -148,8 +142,6 @@ def measure(gateways: int, a: argparse.Namespace, out_dir: Path) -> list[dict[st
                     f"gateways={gateways} round {rnd} {path:<9} {run['chunks_per_s']:9.0f} chunks/s ({run['failed']} failed)",
                     flush=True,
                 )
-    finally:
-        srv.stop(120)
     return runs
 
 

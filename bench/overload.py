@@ -15,7 +15,6 @@ import argparse
 import os
 import platform
 import sys
-import tempfile
 import threading
 import time
 from datetime import datetime, timezone
@@ -27,8 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from common import embedded_env, pct, table, write_result  # noqa: E402
-from support.procs import RotaServer, wait_until  # noqa: E402
+from common import embedded_rota, pct, table, write_result  # noqa: E402
+from support.procs import wait_until  # noqa: E402
 
 
 def run(url: str, key: str, clients: int, seconds: float, hold: float) -> list[tuple[int, float, bool]]:
@@ -61,13 +60,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "overload.json"))
     a = ap.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="rota-bench-overload-", dir="/tmp"))
-    env = embedded_env(home, test_apps=True)
-    serve = int(env["ROTA_SERVE_PORT"])
-    srv = RotaServer(home, env)
-    try:
-        srv.start()
-        wait_until(lambda: srv.health()["ray"]["reachable"], 300, 1, "embedded Ray")
+    with embedded_rota("rota-bench-overload-", test_apps=True) as (srv, serve_url):
         srv.api.post(
             "/endpoints",
             json={
@@ -79,7 +72,7 @@ def main() -> int:
             },
         ).raise_for_status()
         wait_until(lambda: srv.api.get("/endpoints/echo").json()["status"] == "RUNNING", 300, 0.5, "endpoint")
-        url = f"http://127.0.0.1:{serve}/v1/chat/completions"
+        url = f"{serve_url}/v1/chat/completions"
         key = srv.admin_key
         wait_until(
             lambda: (
@@ -90,8 +83,6 @@ def main() -> int:
         )
         unloaded = run(url, key, a.capacity, a.seconds, a.hold)
         loaded = run(url, key, 2 * a.capacity, a.seconds, a.hold)
-    finally:
-        srv.stop(120)
 
     def ok(rs):
         return [ms for code, ms, _ in rs if code == 200]

@@ -18,20 +18,16 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from common import embedded_env, table, write_result  # noqa: E402
-from support.procs import RotaServer, wait_until  # noqa: E402
+from common import embedded_rota, table, write_result  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 KINDS = (  # (what the command line says, the name shown)
@@ -72,17 +68,9 @@ def cpu_s(pid: int) -> float:
 
 
 def measure(quiet: bool, seconds: float) -> dict[str, float]:
-    home = Path(tempfile.mkdtemp(prefix="rota-bench-idle-", dir="/tmp"))
-    env = embedded_env(home, ROTA_RAY_QUIET=str(quiet).lower())
-    srv = RotaServer(home, env)
-    try:
-        srv.start()
-        wait_until(lambda: srv.health()["ray"]["reachable"], 300, 1, "embedded Ray")
-        serve = f"http://127.0.0.1:{env['ROTA_SERVE_PORT']}"
-        wait_until(lambda: "/" in httpx.get(f"{serve}/-/routes", timeout=2).json(), 120, 0.5, "the gateway")
+    with embedded_rota("rota-bench-idle-", ROTA_RAY_QUIET=str(quiet).lower()) as (srv, _):
         time.sleep(20)  # past the start-up work
-
-        marker = json.loads((home / "ray_head.json").read_text())["cluster_id"]
+        marker = json.loads((srv.home / "ray_head.json").read_text())["cluster_id"]
         procs = cluster_processes(marker, srv.proc.pid)  # type: ignore[union-attr]
         before = {pid: cpu_s(pid) for pid in procs}
         time.sleep(seconds)
@@ -93,8 +81,6 @@ def measure(quiet: bool, seconds: float) -> dict[str, float]:
             except OSError:
                 continue
         return used
-    finally:
-        srv.stop(120)
 
 
 def main() -> int:

@@ -46,8 +46,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # free-port and process helpers shared with the tests
 sys.path.insert(0, str(REPO / "bench"))
 
-from common import embedded_env, table, write_result  # noqa: E402
-from support.procs import RotaServer, free_port, wait_until  # noqa: E402
+from common import embedded_rota, table, write_result  # noqa: E402
+from support.procs import free_port, wait_until  # noqa: E402
 
 MAX_MODEL_LEN = 256
 INPUT_LEN, OUTPUT_LEN = 64, 32
@@ -150,17 +150,9 @@ def endpoint_body(name: str, model: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def rota(model: str, extra_env: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
+def rota(model: str) -> Iterator[dict[str, Any]]:
     """``rota server`` on its embedded Ray with one endpoint ``tiny``: its URLs and keys."""
-    home = Path(tempfile.mkdtemp(prefix="rota-bench-", dir="/tmp"))
-    env = embedded_env(home, **(extra_env or {}))
-    serve_port = int(env["ROTA_SERVE_PORT"])
-    srv = RotaServer(home, env)
-    try:
-        srv.start()
-        wait_until(lambda: srv.health()["ray"]["reachable"], 300, 1, "embedded Ray")
-        base = f"http://127.0.0.1:{serve_port}"
-        wait_until(lambda: "/" in httpx.get(f"{base}/-/routes", timeout=2).json(), 120, 0.5, "the gateway")
+    with embedded_rota("rota-bench-") as (srv, base):
         srv.api.post("/endpoints", json=endpoint_body("tiny", model)).raise_for_status()
         wait_until(lambda: srv.api.get("/endpoints/tiny").json()["status"] == "RUNNING", 900, 0.5, "Rota endpoint")
         # The endpoint's own prefix takes its own token (read here as the gateway reads it).
@@ -169,8 +161,6 @@ def rota(model: str, extra_env: dict[str, str] | None = None) -> Iterator[dict[s
         own = next(e["token"] for e in routing["endpoints"] if e["routing_key"] == "tiny")
         first_token_at(f"{base}/v1/chat/completions", "tiny", srv.admin_key, 120)
         yield {"server": srv, "base": base, "prefix": srv.api.get("/endpoints/tiny").json()["url"], "own_token": own}
-    finally:
-        srv.stop(120)
 
 
 def cold_rota(up: dict[str, Any], model: str, i: int) -> float:

@@ -6,23 +6,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from support.procs import free_port
+from support.procs import embedded_env, free_port
 
 
 def test_demo_end_to_end(tiny_model):
     home = Path(tempfile.mkdtemp(prefix="rota-demo-", dir="/tmp"))
-    env = {
-        **os.environ,
-        "ROTA_HOME": str(home),
-        "ROTA_PORT": str(free_port()),
-        "ROTA_SERVE_PORT": str(free_port()),
-        "ROTA_RAY_DASHBOARD_PORT": str(free_port()),
-        "ROTA_RAY_GCS_PORT": str(free_port()),
-        "ROTA_RAY_CLIENT_SERVER_PORT": str(free_port()),
-        "ROTA_RAY_DASHBOARD_AGENT_PORT": str(free_port()),
-        "ROTA_RAY_TEMP_DIR": str(home / "ray"),
-    }
-    env.pop("ROTA_RAY_ADDRESS", None)
+    env = {**os.environ, "ROTA_HOME": str(home), "ROTA_PORT": str(free_port()), **embedded_env(home)}
     cmd = [sys.executable, "-m", "rota", "demo", "--exit", "--model", str(tiny_model)]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     out = p.stdout + p.stderr

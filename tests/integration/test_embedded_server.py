@@ -2,7 +2,6 @@
 own crash (applications keep serving), adopts it on restart and stops it on shutdown."""
 
 import json
-import os
 import tempfile
 from pathlib import Path
 
@@ -10,25 +9,16 @@ import httpx
 
 from rota.config import Settings
 from rota.serve.cluster import LocalRayHead, _cluster_pids, dashboard_up
-from support.procs import REPO, TEST_APPS, RotaServer, free_port, wait_until
+from support.procs import RotaServer, embedded_env, wait_until
 from support.sockets import listening
 from support.tasks import route_json, start_one_off, wait_task
 
 
 def test_embedded_ray_lifecycle(tmp_path):
     root = Path(tempfile.mkdtemp(prefix="rota-emb-", dir="/tmp"))
-    env = {
-        "ROTA_RAY_DASHBOARD_PORT": str(free_port()),
-        "ROTA_RAY_GCS_PORT": str(free_port()),
-        "ROTA_RAY_CLIENT_SERVER_PORT": str(free_port()),
-        "ROTA_RAY_DASHBOARD_AGENT_PORT": str(free_port()),
-        "ROTA_RAY_TEMP_DIR": str(root / "ray"),
-        "ROTA_SERVE_PORT": str(free_port()),
-        "ROTA_SERVE_APPS_PATH": os.pathsep.join([str(REPO / "serve_apps"), str(TEST_APPS)]),
-    }
-    env.pop("ROTA_RAY_ADDRESS", None)
+    env = embedded_env(root, test_apps=True)
     home = tmp_path / "home"
-    srv = RotaServer(home, {**env, "ROTA_RAY_ADDRESS": ""})
+    srv = RotaServer(home, env)
     settings = Settings(home=home, ray_dashboard_port=int(env["ROTA_RAY_DASHBOARD_PORT"]), serve_port=int(env["ROTA_SERVE_PORT"]))
     try:
         srv.start()

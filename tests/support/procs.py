@@ -22,6 +22,24 @@ def free_port() -> int:
     return _free_port()
 
 
+def embedded_env(home: Path, test_apps: bool = False, **extra: str) -> dict[str, str]:
+    """``rota server`` on an embedded Ray head of its own: every port free, every path under
+    ``home``; ``test_apps``: with the engine-less test applications and their templates."""
+    env = {
+        "ROTA_RAY_ADDRESS": "",
+        "ROTA_SERVE_PORT": str(free_port()),
+        "ROTA_RAY_DASHBOARD_PORT": str(free_port()),
+        "ROTA_RAY_GCS_PORT": str(free_port()),
+        "ROTA_RAY_CLIENT_SERVER_PORT": str(free_port()),
+        "ROTA_RAY_DASHBOARD_AGENT_PORT": str(free_port()),
+        "ROTA_RAY_TEMP_DIR": str(home / "ray"),
+    }
+    if test_apps:
+        env["ROTA_SERVE_APPS_PATH"] = os.pathsep.join([str(REPO / "serve_apps"), str(TEST_APPS)])
+        env["ROTA_TEMPLATES_PATH"] = str(TEST_APPS / "templates.yaml")
+    return {**env, **extra}
+
+
 def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):
     deadline = time.monotonic() + timeout
     last = None

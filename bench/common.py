@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,27 @@ def table(rows: list[list[str]]) -> str:
     return "\n".join(
         "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=False))) for r in rows
     )
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds a process has used so far (user + system, from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cluster_processes(marker: str) -> dict[int, str]:
+    """The processes of one embedded Ray cluster (each carries ``ROTA_RAY_CLUSTER=<marker>``
+    in its environment): pid -> command line. Processes that end meanwhile are left out."""
+    found = {}
+    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if f"ROTA_RAY_CLUSTER={marker}".encode() in environ.split(b"\0"):
+            found[pid] = cmd
+    return found
 
 
 def write_result(path: str | Path, result: dict[str, Any]) -> Path:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import re
@@ -37,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from common import embedded_rota, table, write_result  # noqa: E402
+from common import cluster_processes, cpu_s, embedded_rota, table, write_result  # noqa: E402
 from support.procs import wait_until  # noqa: E402
 
 TARGET = 1.7
@@ -59,8 +60,10 @@ async def drive(url: str, key: str, clients: int, words: int, seconds: float) ->
                         failed += 1
                         await r.read()
                         continue
+                    last = b""
                     async for chunk in r.content.iter_any():
-                        events += chunk.count(b"\n\n")
+                        events += (last + chunk).count(b"\n\n")  # an event's end split across two reads counts too
+                        last = chunk[-1:]
                 requests += 1
 
         t0 = time.monotonic()
@@ -69,9 +72,17 @@ async def drive(url: str, key: str, clients: int, words: int, seconds: float) ->
     return {"chunks_per_s": events / wall, "requests": requests, "failed": failed, "wall_s": wall}
 
 
-def gateway_pids() -> list[int]:
-    out = subprocess.run(["pgrep", "-f", "ServeReplica:rota-gateway"], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
+def machine_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of every core so far (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def gateway_pids(srv: Any) -> list[int]:
+    """The gateway replicas of this server's own embedded cluster (not of another Rota on the machine)."""
+    marker = json.loads((srv.home / "ray_head.json").read_text())["cluster_id"]
+    return [pid for pid, cmd in cluster_processes(marker).items() if "ServeReplica:rota-gateway" in cmd]
 
 
 def profile(pid: int, svg: Path, seconds: float) -> subprocess.Popen[bytes]:
@@ -89,8 +100,10 @@ def top_frames(svg: Path, n: int = 25) -> list[dict[str, Any]]:
     return [{"frame": k, "percent": v} for k, v in sorted(share.items(), key=lambda x: -x[1])[:n]]
 
 
-def measure(gateways: int, a: argparse.Namespace, out_dir: Path) -> list[dict[str, Any]]:
+def measure(gateways: int, a: argparse.Namespace, out_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The rounds with ``gateways`` gateway replicas, and the profile of one of them."""
     runs: list[dict[str, Any]] = []
+    profiled = None
     replicas = {"ROTA_GATEWAY_MIN_REPLICAS": str(gateways), "ROTA_GATEWAY_MAX_REPLICAS": str(gateways)}
     with embedded_rota("rota-bench-scaleout-", test_apps=True, **replicas) as (srv, base):
         body = {
@@ -102,7 +115,7 @@ def measure(gateways: int, a: argparse.Namespace, out_dir: Path) -> list[dict[st
         }
         srv.api.post("/endpoints", json=body).raise_for_status()
         wait_until(lambda: srv.api.get("/endpoints/echo").json()["status"] == "RUNNING", 300, 0.5, "endpoint")
-        wait_until(lambda: len(gateway_pids()) == gateways, 120, 0.5, f"{gateways} gateway replicas")
+        wait_until(lambda: len(gateway_pids(srv)) == gateways, 120, 0.5, f"{gateways} gateway replicas")
         routing = httpx.get(f"{srv.url}/internal/v1/routing", headers={"Authorization": f"Bearer {srv.gateway_token}"}).json()
         own = next(e["token"] for e in routing["endpoints"] if e["routing_key"] == "echo")
         prefix = srv.api.get("/endpoints/echo").json()["url"]
@@ -120,29 +133,37 @@ def measure(gateways: int, a: argparse.Namespace, out_dir: Path) -> list[dict[st
             0.5,
             "routed",
         )
+        if a.profile:  # a run of its own (py-spy takes CPU): not among the measured rounds
+            svg = out_dir / f"gateway-flame-{gateways}.svg"
+            profiler = profile(gateway_pids(srv)[0], svg, a.seconds - 2)
+            asyncio.run(drive(*paths["base_url"], a.clients, a.words, a.seconds))
+            if profiler.wait(60):
+                print(f"py-spy failed: {profiler.stderr.read().decode()[-500:]}", flush=True)  # type: ignore[union-attr]
+            else:
+                profiled = {"gateways": gateways, "svg": str(svg), "top": top_frames(svg)}
         for rnd in range(a.rounds):
             for path in ("prefix", "base_url") if rnd % 2 == 0 else ("base_url", "prefix"):
                 url, key = paths[path]
-                profiler = None
-                if a.profile and path == "base_url" and rnd == 0:
-                    profiler = profile(gateway_pids()[0], out_dir / f"gateway-flame-{gateways}.svg", a.seconds - 2)
+                pids = gateway_pids(srv)
+                before = machine_busy(), {pid: cpu_s(pid) for pid in pids}
+                t0 = time.monotonic()
                 run = {
                     "gateways": gateways,
                     "round": rnd,
                     "path": path,
                     **asyncio.run(drive(url, key, a.clients, a.words, a.seconds)),
                 }
-                if profiler:
-                    if profiler.wait(60):
-                        print(f"py-spy failed: {profiler.stderr.read().decode()[-500:]}", flush=True)  # type: ignore[union-attr]
-                    else:
-                        run["profile"] = top_frames(out_dir / f"gateway-flame-{gateways}.svg")
+                took, (busy, total) = time.monotonic() - t0, machine_busy()
+                # Where the cores went: the machine's busy share, each gateway replica's share of a core.
+                run["machine_busy_percent"] = 100 * (busy - before[0][0]) / max(1, total - before[0][1])
+                run["gateway_cpu_percent"] = [round(100 * (cpu_s(p) - before[1][p]) / took, 1) for p in pids]
                 runs.append(run)
                 print(
-                    f"gateways={gateways} round {rnd} {path:<9} {run['chunks_per_s']:9.0f} chunks/s ({run['failed']} failed)",
+                    f"gateways={gateways} round {rnd} {path:<9} {run['chunks_per_s']:9.0f} chunks/s ({run['failed']} failed); "
+                    f"machine busy {run['machine_busy_percent']:.0f} %, gateway replicas {run['gateway_cpu_percent']} % of a core",
                     flush=True,
                 )
-    return runs
+    return runs, profiled
 
 
 def main() -> int:
@@ -159,7 +180,9 @@ def main() -> int:
     out_dir = Path(a.out).parent
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = [int(g) for g in a.gateways.split(",")]
-    runs = [run for g in counts for run in measure(g, a, out_dir)]
+    measured = [measure(g, a, out_dir) for g in counts]
+    runs = [run for rs, _ in measured for run in rs]
+    profiles = [p for _, p in measured if p]
 
     def med(g: int, path: str) -> float:
         return statistics.median(r["chunks_per_s"] for r in runs if r["gateways"] == g and r["path"] == path)
@@ -175,6 +198,7 @@ def main() -> int:
         "words": a.words,
         "seconds": a.seconds,
         "runs": runs,
+        "profiles": profiles,
         "median_chunks_per_s": summary,
         "two_over_one": scale,
         "target": TARGET,

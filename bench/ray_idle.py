@@ -27,9 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from common import embedded_rota, table, write_result  # noqa: E402
+from common import cluster_processes, cpu_s, embedded_rota, table, write_result  # noqa: E402
 
-TICKS = os.sysconf("SC_CLK_TCK")
 KINDS = (  # (what the command line says, the name shown)
     ("gcs_server", "GCS"),
     ("raylet", "raylet"),
@@ -49,33 +48,23 @@ def kind(cmdline: str) -> str:
     return next((name for needle, name in KINDS if needle in cmdline), "other Ray process")
 
 
-def cluster_processes(marker: str, server_pid: int) -> dict[int, str]:
-    found = {}
-    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
-        try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes()
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if pid == server_pid or f"ROTA_RAY_CLUSTER={marker}".encode() in environ:
-            found[pid] = kind(cmd)
-    return found
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
-
-
 def measure(quiet: bool, seconds: float) -> dict[str, float]:
     with embedded_rota("rota-bench-idle-", ROTA_RAY_QUIET=str(quiet).lower()) as (srv, _):
         time.sleep(20)  # past the start-up work
         marker = json.loads((srv.home / "ray_head.json").read_text())["cluster_id"]
-        procs = cluster_processes(marker, srv.proc.pid)  # type: ignore[union-attr]
-        before = {pid: cpu_s(pid) for pid in procs}
+        procs = {pid: kind(cmd) for pid, cmd in cluster_processes(marker).items()}
+        procs[srv.proc.pid] = kind("-m rota server")
+        before = {}
+        for pid in procs:
+            try:
+                before[pid] = cpu_s(pid)
+            except OSError:  # it ended meanwhile
+                continue
         time.sleep(seconds)
         used: dict[str, float] = {}
         for pid, name in procs.items():
+            if pid not in before:
+                continue
             try:
                 used[name] = used.get(name, 0.0) + (cpu_s(pid) - before[pid]) / seconds * 100
             except OSError:

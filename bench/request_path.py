@@ -4,8 +4,8 @@ Bare vLLM's OpenAI server and a Rota endpoint serving the same model with the sa
 flags (float32, context 256, eager) are up side by side; the load is vLLM's own serving
 benchmark (``vllm.benchmarks.serve``: random 64-token prompts, 32 output tokens with
 ``ignore_eos``, streamed chat completions), so the figures compare with anyone's. The
-three paths run **interleaved**, round after round, the order rotated each round (A/B/C,
-B/C/A, C/A/B, ...), so drift of the machine and ordering cannot favour one of them:
+three paths run **interleaved**, round after round, in every order in turn (A/B/C,
+A/C/B, B/A/C, ...), so drift of the machine and ordering cannot favour one of them:
 
 - ``bare``: vLLM's own server;
 - ``prefix``: the endpoint's own prefix ``/ep/<key>/v1`` (HAProxy -> the replica);
@@ -17,7 +17,7 @@ concurrency 8 >= 0.95x (base URL) and >= 0.98x (prefix), at 32 >= 0.9x (base URL
 p50 at concurrency 1 at most +3 ms. Cold start (bare vLLM launch -> first token vs Rota
 endpoint create -> first token through the base URL) is alternated as well, ratio <= 1.2.
 
-    .venv/bin/python bench/request_path.py [--rounds 3] [--levels 1,8,32] [--requests 256]
+    .venv/bin/python bench/request_path.py [--rounds 6] [--levels 1,8,32] [--requests 256]
 
 MODEL=<dir or HF id> benchmarks that model instead of a generated tiny one.
 """
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import itertools
 import os
 import platform
 import signal
@@ -52,6 +53,7 @@ from support.procs import free_port, wait_until  # noqa: E402
 MAX_MODEL_LEN = 256
 INPUT_LEN, OUTPUT_LEN = 64, 32
 PATHS = ("bare", "prefix", "base_url")
+ORDERS = list(itertools.permutations(PATHS))
 TARGETS = {  # (path, concurrency, figure) -> bound
     ("base_url", 8, "throughput_ratio"): 0.95,
     ("base_url", 32, "throughput_ratio"): 0.90,
@@ -204,7 +206,7 @@ def summarize(runs: list[dict[str, Any]], levels: list[int]) -> list[dict[str, A
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=6, help="rounds (6: every order of the three paths once)")
     ap.add_argument("--levels", default="1,8,32")
     ap.add_argument("--requests", type=int, default=256, help="requests per run at concurrency > 1")
     ap.add_argument("--requests-c1", type=int, default=64, help="requests per run at concurrency 1 (TTFT)")
@@ -230,8 +232,8 @@ def main() -> int:
         }
         for rnd in range(a.rounds):
             for c in levels:
-                shift = (rnd + levels.index(c)) % len(PATHS)
-                for path in PATHS[shift:] + PATHS[:shift]:
+                # Every order of the three in turn (A/B/C, A/C/B, B/A/C, ...): none always follows another.
+                for path in ORDERS[(rnd + levels.index(c)) % len(ORDERS)]:
                     url, key = urls[path]
                     n = a.requests_c1 if c == 1 else a.requests
                     run = {"round": rnd, "path": path, "concurrency": c, **vllm_bench(url, model, c, n, key)}

@@ -7,18 +7,22 @@ replica shares (a named Ray actor); a replica admits a request on a slot it hold
 hot path is a local count, and asks the pool only when it holds no free slot:
 
 - ``Slots.enter`` takes a free local slot, else asks the pool for one (one call at a time
-  per replica); no slot: the caller gets a 429.
+  per replica, at most ``CALL_TIMEOUT_S``); no slot: the caller gets a 429, and the pool
+  is not asked again for that endpoint until the next sync.
 - every ``sync_s`` a replica tells the pool what it keeps: the most it used since the last
   sync (or what it uses now), so idle slots go back and another replica can take them.
-- a replica not heard from for ``ttl_s`` (it died) loses its slots.
-- a pool that Ray restarted knows nothing: it grants nothing for ``warmup_s`` (four sync
-  periods), time enough for every live replica to tell it what it holds.
-- a pool that cannot be reached: each replica admits up to the whole limit by itself
-  (so N replicas admit at most N times the limit), logged, until the pool answers again.
+- a replica not heard from for ``ttl_s`` (it died) loses its slots; a replica that has not
+  heard from the pool for half that stops using the slots it holds (the pool may have
+  given them away).
+- a new pool (the first, or one Ray restarted) grants nothing for ``WARMUP_S``, time
+  enough for every live replica to tell it what it holds; replicas find it at start, so
+  it is warm before the first request.
+- a pool that does not answer: each replica admits up to the whole limit by itself (so N
+  replicas admit at most N times the limit), logged, until the pool answers again.
 
-The sum of slots held never exceeds the limit (``Pool.peak`` records the most ever held,
-for tests); the price is that a replica may refuse while another one holds idle slots,
-for at most ``sync_s``.
+While the pool answers, the slots held never add up to more than the limit (``Pool.peak``
+records the most ever held, for tests); the price is that a replica may refuse while
+another holds idle slots, for at most two sync periods.
 """
 
 from __future__ import annotations
@@ -33,7 +37,10 @@ log = logging.getLogger("ray.serve")
 
 SYNC_S = 0.5
 TTL_S = 5.0
-NAMESPACE = "rota"  # the pool actor's Ray namespace; its name is rota-admission-<gateway application>
+CALL_TIMEOUT_S = 0.5  # a pool slower than this counts as away
+NAMESPACE = "rota"  # the pool actor's Ray namespace
+WARMUP_S = 4 * SYNC_S  # a new pool grants nothing this long
+VERSION = 1  # in the actor's name: a gateway of another protocol never talks to this pool
 
 
 class Pool:
@@ -87,12 +94,14 @@ class PoolClient(Protocol):
 class Slots:
     """One gateway replica's side: the slots it holds and the requests in flight on them."""
 
-    def __init__(self, pool: PoolClient, replica: str, sync_s: float = SYNC_S):
-        self.pool, self.replica, self.sync_s = pool, replica, sync_s
+    def __init__(self, pool: PoolClient, replica: str, sync_s: float = SYNC_S, ttl_s: float = TTL_S):
+        self.pool, self.replica, self.sync_s, self.ttl_s = pool, replica, sync_s, ttl_s
         self.held: dict[str, int] = {}
         self.inflight: dict[str, int] = {}
         self.used: dict[str, int] = {}  # the most in flight since the last sync
+        self.refused: dict[str, float] = {}  # the pool had no slot for it at this time
         self.alone = False  # the pool did not answer: the whole limit is this replica's
+        self.heard = time.monotonic()  # the pool's last answer
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
@@ -104,17 +113,20 @@ class Slots:
         if not limit:
             self._take(name)
             return True
-        if self.inflight.get(name, 0) < min(self.held.get(name, 0), limit):
+        if self.inflight.get(name, 0) < min(self.held.get(name, 0), limit) and self._lease_holds():
             self._take(name)
             return True
+        if time.monotonic() - self.refused.get(name, float("-inf")) < self.sync_s:
+            return False  # the pool just said no: not asked again before the next sync
         async with self._lock:  # one question to the pool at a time: what it is told stays true
             if self.inflight.get(name, 0) >= limit:
                 return False
-            if self.inflight.get(name, 0) < self.held.get(name, 0):
+            if self.inflight.get(name, 0) < self.held.get(name, 0) and self._lease_holds():
                 self._take(name)
                 return True
             granted = await self._ask(name, limit)
             if not granted:
+                self.refused[name] = time.monotonic()
                 return False
             self.held[name] = self.held.get(name, 0) + granted
             self._take(name)
@@ -128,33 +140,49 @@ class Slots:
         self.inflight[name] = n
         self.used[name] = max(self.used.get(name, 0), n)
 
-    async def _ask(self, name: str, limit: int) -> int:
-        try:
-            granted = await self.pool.acquire(self.replica, name, limit, 1)
-        except Exception as e:  # the pool is away: this replica counts alone
-            if not self.alone:
-                log.warning("admission pool unreachable (%s: %s): admitting up to each limit locally", type(e).__name__, e)
-            self.alone = True
-            return 1
+    def _lease_holds(self) -> bool:
+        """Slots held are this replica's while the pool has heard from it within half its
+        TTL (it forgets a replica after the TTL); past that only ``alone`` admits."""
+        return self.alone or time.monotonic() - self.heard < self.ttl_s / 2
+
+    def _answered(self) -> None:
+        self.heard = time.monotonic()
         if self.alone:
             log.info("admission pool reachable again")
             self.alone = False
+
+    def _unreachable(self, e: BaseException) -> None:
+        if not self.alone:
+            log.warning("admission pool unreachable (%s: %s): admitting up to each limit locally", type(e).__name__, e)
+        self.alone = True
+
+    async def _ask(self, name: str, limit: int) -> int:
+        try:
+            granted = await asyncio.wait_for(self.pool.acquire(self.replica, name, limit, 1), CALL_TIMEOUT_S)
+        except Exception as e:  # the pool is away (or slow): this replica counts alone
+            self._unreachable(e)
+            return 1
+        self._answered()
         return granted
 
-    async def sync(self) -> None:
-        """Give back what was not used since the last sync; tell the pool what is kept."""
+    async def sync(self, release_all: bool = False) -> None:
+        """Give back what was not used since the last sync (everything: ``release_all``);
+        tell the pool what is kept."""
         async with self._lock:
             keep = {n: min(self.held.get(n, 0), max(self.inflight.get(n, 0), u)) for n, u in self.used.items()}
             keep.update({n: self.inflight.get(n, 0) for n in self.held if n not in keep})
-            had, self.held = self.held, {n: k for n, k in keep.items() if k > 0}
+            had, self.held = self.held, {} if release_all else {n: k for n, k in keep.items() if k > 0}
             self.used = {n: i for n, i in self.inflight.items() if i > 0}
+            self.refused.clear()
             if not had and not self.held and not self.alone:
-                return  # held nothing and holds nothing: the pool knows, no call
+                self.heard = time.monotonic()  # nothing held: nothing the pool could forget
+                return
             try:
-                await self.pool.sync(self.replica, self.held)
-                self.alone = False
+                await asyncio.wait_for(self.pool.sync(self.replica, self.held), CALL_TIMEOUT_S)
             except Exception as e:
-                log.warning("admission pool sync failed: %s: %s", type(e).__name__, e)
+                self._unreachable(e)
+                return
+            self._answered()
 
     async def _loop(self) -> None:
         while True:
@@ -177,25 +205,42 @@ class LocalPool:
 
 class RayPool:
     """The pool as a named, detached Ray actor shared by the gateway's replicas (0 CPUs;
-    restarted by Ray if its node dies, then it waits ``warmup_s`` before granting)."""
+    restarted by Ray if its node dies). Looked up (or created) off the event loop at the
+    replica's start, and again at most every ``TTL_S`` after a failure."""
 
     def __init__(self, name: str):
         self.name = name
         self._actor: Any = None
+        self._looked_up = float("-inf")
 
-    def _handle(self) -> Any:
+    async def _handle(self) -> Any:
         if self._actor is None:
-            import ray
-
-            actor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)(_PoolActor)
-            self._actor = actor.options(name=self.name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True).remote()
+            if time.monotonic() - self._looked_up < TTL_S:
+                raise ConnectionError(f"admission pool {self.name} not found a moment ago")
+            self._looked_up = time.monotonic()
+            self._actor = await asyncio.get_running_loop().run_in_executor(None, self._get_or_create)
         return self._actor
+
+    def _get_or_create(self) -> Any:
+        import ray
+
+        actor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)(_PoolActor)
+        return actor.options(name=self.name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True).remote()
+
+    async def connect(self) -> None:
+        """Find (or create) the pool now, so that it is warm before the first request."""
+        try:
+            await self._handle()
+        except Exception as e:
+            log.warning("admission pool %s: %s: %s", self.name, type(e).__name__, e)
 
     async def _call(self, method: str, *args: Any) -> Any:
         try:
-            return await getattr(self._handle(), method).remote(*args)
+            return await getattr(await self._handle(), method).remote(*args)
+        except ConnectionError:
+            raise
         except Exception:
-            self._actor = None  # looked up (or created) again next time
+            self._actor = None  # looked up (or created) again, at most every TTL_S
             raise
 
     async def acquire(self, replica: str, name: str, limit: int, want: int) -> int:
@@ -207,7 +252,6 @@ class RayPool:
 
 class _PoolActor(Pool):
     def __init__(self) -> None:
-        import ray
-
-        restarted = ray.get_runtime_context().was_current_actor_reconstructed
-        super().__init__(warmup_s=4 * SYNC_S if restarted else 0.0)
+        # A new pool (first start, or after Ray restarted or someone killed it) knows
+        # nothing of slots already held: it grants none until live replicas have synced.
+        super().__init__(warmup_s=WARMUP_S)

@@ -48,6 +48,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from _admission import VERSION as ADMISSION_VERSION
 from _admission import LocalPool, PoolClient, RayPool, Slots
 from _request_log import Call, Recorder, Tap, request_id
 
@@ -248,8 +249,10 @@ class GatewayApp:
         return endpoint
 
     async def close(self) -> None:
-        """The replica is going away (after its last request): send the records it holds."""
+        """The replica is going away (after its last request): send the records it holds,
+        give its admission slots back."""
         await self.recorder.drain()
+        await self.admission.sync(release_all=True)
 
     def _record(self, record: dict[str, Any]) -> None:
         """Keep a record; calls no project was found for (a wrong key) at most
@@ -348,9 +351,10 @@ class GatewayApp:
         call.usage_asked = bool(options and options.get("include_usage") is True)
         if call.usage_asked:
             return body
-        if options is None:  # the usual case: the option goes in front, the body is not encoded again
-            return _WITH_USAGE + body.lstrip()[1:]
-        return json.dumps({**parsed, "stream_options": {**options, "include_usage": True}}).encode()
+        opening = body.lstrip()
+        if "stream_options" not in parsed and opening[:1] == b"{":
+            return _WITH_USAGE + opening[1:]  # the usual case: the option in front, the body not encoded again
+        return json.dumps({**parsed, "stream_options": {**(options or {}), "include_usage": True}}).encode()
 
     async def forward(self, request: Request, call: Call) -> Response:
         refused = await self._key(request, call)
@@ -489,8 +493,9 @@ def _shared_pool() -> PoolClient:
     try:
         app = serve.get_replica_context().app_name
     except Exception:
+        log.info("not in a Ray Serve replica: admission counts are this process's own")
         return LocalPool()
-    return RayPool(f"rota-admission-{app}")
+    return RayPool(f"rota-admission-v{ADMISSION_VERSION}-{app}")
 
 
 async def _wake_through_handle(app: str) -> Any:
@@ -537,8 +542,11 @@ class _Http:
 )
 @serve.ingress()
 class Gateway:
-    def __init__(self, config: dict[str, Any]):
+    async def __init__(self, config: dict[str, Any]):
         self._app = GatewayApp(GatewayConfig.model_validate(config))
+        pool = self._app.admission.pool
+        if isinstance(pool, RayPool):
+            await pool.connect()  # a new pool's warm-up runs now, not on the first request
 
     def __serve_build_asgi_app__(self) -> Any:
         return self._app.asgi

@@ -73,9 +73,10 @@ class Settings(BaseSettings):
     ray_own_cluster: bool | None = None
     ray_num_cpus: int | None = None
     # Embedded head: the niceness of Ray's worker processes (replicas, their engines, the
-    # gateway). Ray's own default, 15, puts every request below any other process on a
-    # small machine; 0 serves them at the priority of everything else.
-    ray_worker_niceness: int = Field(0, ge=0, le=19)
+    # gateway); Ray's own default. Measured on 2 cores (docs/performance.md): at 0 the
+    # replicas compete with the client and Ray's daemons, TTFT p50 at concurrency 1 went
+    # from +3 ms to +30 ms over bare vLLM and tokens/s at 8 from 0.92x to 0.67x.
+    ray_worker_niceness: int = Field(15, ge=0, le=19)
     # Embedded head: leave out what Rota does not use and what costs every core a share
     # when idle: Ray's metrics export from every process (Rota has its own /metrics) and
     # the log monitor that streams logs to Ray drivers (Rota reads logs through the

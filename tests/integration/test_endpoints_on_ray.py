@@ -169,7 +169,7 @@ def test_beyond_the_queue_limit_is_a_429(srv, cluster):
 POOL_SNAPSHOT = """
 import json, sys, ray
 ray.init(address=sys.argv[1], log_to_driver=False)
-pool = ray.get_actor("rota-admission-rota-gateway", namespace="rota")
+pool = ray.get_actor("rota-admission-v1-rota-gateway", namespace="rota")
 print(json.dumps(ray.get(pool.snapshot.remote())))
 """
 
@@ -207,17 +207,21 @@ def test_two_gateway_replicas_never_admit_more_than_an_endpoints_limit_together(
     time.sleep(1.5)  # the slots of that call go back to the pool (two sync periods)
     before = pool_snapshot(cluster)["asks"]
 
-    statuses: list[int] = []
+    answers: list[httpx.Response] = []
     calls = [
-        threading.Thread(target=lambda: statuses.append(chat(cluster.serve_url, srv.admin_key, "shared", delay_s=3).status_code))
+        threading.Thread(target=lambda: answers.append(chat(cluster.serve_url, srv.admin_key, "shared", delay_s=3)))
         for _ in range(16)
     ]
     for t in calls:
         t.start()
     for t in calls:
         t.join(60)
-    # Every admitted call was held 3 s and all were sent at once: they overlapped.
+    # Every admitted call was held 3 s and all were sent at once: they overlapped. Every
+    # refusal is the gateways' own ("requests in flight"): none got as far as the replica's
+    # queue, which would refuse what the gateways let through beyond the limit.
+    statuses = [r.status_code for r in answers]
     assert 1 <= statuses.count(200) <= 3 and statuses.count(429) == 16 - statuses.count(200), statuses
+    assert all("requests in flight" in r.json()["error"]["message"] for r in answers if r.status_code == 429)
 
     pool = pool_snapshot(cluster)
     name = next(n for n in pool["peak"] if n.endswith("/shared"))

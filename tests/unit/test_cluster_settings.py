@@ -82,18 +82,18 @@ def test_without_a_public_url_the_cluster_is_told_an_address_it_can_reach(tmp_pa
         _ = unresolvable.control_url  # never a silent loopback the cluster cannot reach
 
 
-def test_embedded_workers_run_at_niceness_0_and_ray_keeps_quiet_unless_told_otherwise(tmp_path, monkeypatch):
+def test_embedded_workers_run_at_rays_niceness_and_ray_keeps_quiet_unless_told_otherwise(tmp_path, monkeypatch):
     for name in ("ROTA_RAY_QUIET", "ROTA_RAY_WORKER_NICENESS"):
         monkeypatch.delenv(name, raising=False)
     quiet = LocalRayHead(Settings(home=tmp_path, serve_ingress="proxy"))
     env, cmd = quiet.environment("c1"), quiet.command()
-    assert env["RAY_worker_niceness"] == "0" and env["RAY_enable_metrics_collection"] == "0"
+    assert env["RAY_worker_niceness"] == "15" and env["RAY_enable_metrics_collection"] == "0"
     assert dict(zip(cmd, cmd[1:], strict=False))["--include-log-monitor"] == "false"
     assert env["ROTA_RAY_CLUSTER"] == "c1" and not any(
         k.startswith("ROTA_") and k != "ROTA_RAY_CLUSTER" and k != "ROTA_MODELS_DIR" for k in env
     )
-    ray_defaults = LocalRayHead(Settings(home=tmp_path, serve_ingress="proxy", ray_quiet=False, ray_worker_niceness=15))
-    assert ray_defaults.environment("c2")["RAY_worker_niceness"] == "15"
+    ray_defaults = LocalRayHead(Settings(home=tmp_path, serve_ingress="proxy", ray_quiet=False, ray_worker_niceness=0))
+    assert ray_defaults.environment("c2")["RAY_worker_niceness"] == "0"
     assert "RAY_enable_metrics_collection" not in ray_defaults.environment("c2")
     assert "--include-log-monitor" not in ray_defaults.command()
     with pytest.raises(ValueError, match="ray_worker_niceness"):

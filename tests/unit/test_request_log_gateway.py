@@ -110,9 +110,14 @@ def test_usage_is_asked_for_without_losing_what_the_body_said(gw):
     gw.post("/v1/chat/completions", content=raw, headers={"Authorization": f"Bearer {KEY_A}"})
     options = {"continuous_usage_stats": False}
     chat(gw, json={"model": "chat", "messages": [], "stream": True, "stream_options": options})
-    first, second = (json.loads(b) for b in gw.upstream.bodies)
+    # An explicit null, and a body that starts with a byte-order mark: re-encoded, not spliced.
+    chat(gw, json={"model": "chat", "messages": [], "stream": True, "stream_options": None})
+    bom = b"\xef\xbb\xbf" + json.dumps({"model": "chat", "messages": [], "stream": True}).encode()
+    gw.post("/v1/chat/completions", content=bom, headers={"Authorization": f"Bearer {KEY_A}"})
+    first, second, null, marked = (json.loads(b) for b in gw.upstream.bodies)
     assert first == {**json.loads(raw), "stream_options": {"include_usage": True}}
     assert second["stream_options"] == {"continuous_usage_stats": False, "include_usage": True}
+    assert null["stream_options"] == marked["stream_options"] == {"include_usage": True}
 
 
 def test_a_stream_whose_caller_asked_for_usage_keeps_it(gw):

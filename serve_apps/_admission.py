@@ -14,11 +14,12 @@ hot path is a local count, and asks the pool only when it holds no free slot:
 - a replica not heard from for ``ttl_s`` (it died) loses its slots; a replica that has not
   heard from the pool for half that stops using the slots it holds (the pool may have
   given them away).
-- a new pool (the first, or one Ray restarted) grants nothing for ``WARMUP_S``, time
-  enough for every live replica to tell it what it holds; replicas find it at start, so
-  it is warm before the first request.
-- a pool that does not answer: each replica admits up to the whole limit by itself (so N
-  replicas admit at most N times the limit), logged, until the pool answers again.
+- a new pool (the first, or one Ray restarted) answers ``WARMING`` for ``WARMUP_S``, time
+  enough for every live replica to tell it what it holds; replicas find it when they
+  start, so this mostly passes before the first request.
+- a pool that does not answer, or is warming up: each replica admits up to the whole
+  limit by itself (so N replicas admit at most N times the limit), logged, until the pool
+  answers again.
 
 While the pool answers, the slots held never add up to more than the limit (``Pool.peak``
 records the most ever held, for tests); the price is that a replica may refuse while
@@ -39,7 +40,8 @@ SYNC_S = 0.5
 TTL_S = 5.0
 CALL_TIMEOUT_S = 0.5  # a pool slower than this counts as away
 NAMESPACE = "rota"  # the pool actor's Ray namespace
-WARMUP_S = 4 * SYNC_S  # a new pool grants nothing this long
+WARMUP_S = 4 * SYNC_S  # a new pool answers WARMING this long
+WARMING = -1  # the pool's answer while it cannot vouch for slots held: admit alone
 VERSION = 1  # in the actor's name: a gateway of another protocol never talks to this pool
 
 
@@ -55,13 +57,14 @@ class Pool:
         self.asks: dict[str, int] = {}  # replica -> acquire calls (who took part)
 
     def acquire(self, replica: str, name: str, limit: int, want: int = 1) -> int:
-        """Up to ``want`` more slots of ``name`` for ``replica``: as many as the limit leaves."""
+        """Up to ``want`` more slots of ``name`` for ``replica``: as many as the limit leaves;
+        ``WARMING`` while a new pool cannot yet vouch for what live replicas hold."""
         now = self.clock()
         self._expire(now)
         self.seen[replica] = now
         self.asks[replica] = self.asks.get(replica, 0) + 1
         if now < self.ready_at:
-            return 0
+            return WARMING
         used = sum(h.get(name, 0) for h in self.held.values())
         grant = max(0, min(want, limit - used))
         if grant:
@@ -161,6 +164,11 @@ class Slots:
             granted = await asyncio.wait_for(self.pool.acquire(self.replica, name, limit, 1), CALL_TIMEOUT_S)
         except Exception as e:  # the pool is away (or slow): this replica counts alone
             self._unreachable(e)
+            return 1
+        if granted == WARMING:  # a new pool: alone until it has heard what everyone holds
+            if not self.alone:
+                log.info("admission pool warming up: admitting up to each limit locally")
+            self.alone = True
             return 1
         self._answered()
         return granted

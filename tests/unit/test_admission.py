@@ -153,16 +153,21 @@ def test_the_slots_of_a_replica_that_died_are_freed_after_the_ttl():
     asyncio.run(run())
 
 
-def test_a_restarted_pool_grants_nothing_until_replicas_have_told_it_what_they_hold():
+def test_a_new_pool_lets_replicas_admit_alone_until_they_have_told_it_what_they_hold():
     async def run():
         clock = Clock()
         pool = Pool(warmup_s=2, clock=clock)
         _, (a, b) = replicas(2, pool)
         a.held, a.inflight, a.used = {"1/chat": 2}, {"1/chat": 2}, {"1/chat": 2}  # before the restart
-        assert not await b.enter("1/chat", 2)
+        assert await b.enter("1/chat", 2) and b.alone  # the pool cannot vouch yet: b counts alone
+        assert await b.enter("1/chat", 2) and not await b.enter("1/chat", 2)  # up to the limit, not past it
+        b.leave("1/chat")
+        b.leave("1/chat")
         await a.sync()
         clock.t += 3
         await b.sync()
+        await b.sync()
+        assert not b.alone and pool.held["gw-0"] == {"1/chat": 2}
         assert not await b.enter("1/chat", 2)  # a's two are known now
         a.leave("1/chat")
         await a.sync()

@@ -8,8 +8,7 @@ import time
 
 import pytest
 
-from support.endpoints import TEST_TEMPLATES, chat, wait_endpoint
-from support.procs import wait_until
+from support.endpoints import TEST_TEMPLATES, chat, wait_endpoint, wait_routed
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +28,7 @@ def test_killing_a_replica_fails_only_its_in_flight_requests(servers, cluster, f
     assert r.status_code == 201, r.text
     ep = wait_endpoint(srv, "steady", lambda e: e["status"] == "RUNNING" and e["replicas"]["running"] == 2, what="2 replicas")
     key = srv.admin_key
-    wait_until(lambda: chat(cluster.serve_url, key, "steady").status_code == 200, 30, what="routed")
+    wait_routed(cluster.serve_url, key, "steady")
 
     workers, per_request_s = 4, 0.3
     results: list[tuple[float, float, int, str]] = []  # (start, end, status, replica)

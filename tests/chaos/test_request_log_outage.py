@@ -10,7 +10,7 @@ from collections import Counter
 import httpx
 import pytest
 
-from support.endpoints import TEST_TEMPLATES, chat, wait_endpoint
+from support.endpoints import TEST_TEMPLATES, wait_endpoint, wait_routed
 from support.procs import free_port, wait_until
 
 pytestmark = pytest.mark.integration
@@ -36,7 +36,7 @@ def test_records_of_calls_answered_while_the_control_plane_was_down_arrive_once(
     assert r.status_code == 201, r.text
     wait_endpoint(srv, "busy", lambda e: e["status"] == "RUNNING", what="RUNNING")
     key = srv.admin_key
-    wait_until(lambda: chat(cluster.serve_url, key, "busy").status_code == 200, 30, what="routed")
+    wait_routed(cluster.serve_url, key, "busy")
 
     answered: list[str] = []
     stop = threading.Event()

@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from support.endpoints import TEST_TEMPLATES, chat, new_key, status_is, wait_endpoint
+from support.endpoints import TEST_TEMPLATES, chat, new_key, status_is, wait_endpoint, wait_routed
 from support.procs import wait_until
 
 
@@ -143,7 +143,7 @@ def test_wake_timeout_is_a_503_with_retry_after(servers, cluster):
 def test_in_flight_request_survives_a_rescale(srv, cluster):
     create(srv, name="steady", routing_key="steady")
     wait_endpoint(srv, "steady", status_is("RUNNING"), what="READY")
-    wait_until(lambda: chat(cluster.serve_url, srv.admin_key, "steady").status_code == 200, 30, what="routed")
+    wait_routed(cluster.serve_url, srv.admin_key, "steady")
     result = {}
     t = threading.Thread(target=lambda: result.update(r=chat(cluster.serve_url, srv.admin_key, "steady", "slow", delay_s=4)))
     t.start()
@@ -156,7 +156,7 @@ def test_in_flight_request_survives_a_rescale(srv, cluster):
 def test_beyond_the_queue_limit_is_a_429(srv, cluster):
     create(srv, name="narrow", routing_key="narrow", engine={"max_batch_size": 1, "max_queued_requests": 0})
     wait_endpoint(srv, "narrow", status_is("RUNNING"), what="READY")
-    wait_until(lambda: chat(cluster.serve_url, srv.admin_key, "narrow").status_code == 200, 30, what="routed")
+    wait_routed(cluster.serve_url, srv.admin_key, "narrow")
     held = threading.Thread(target=lambda: chat(cluster.serve_url, srv.admin_key, "narrow", delay_s=3))
     held.start()
     time.sleep(0.5)
@@ -203,7 +203,7 @@ def test_two_gateway_replicas_never_admit_more_than_an_endpoints_limit_together(
         return sum(r["state"] == "RUNNING" for r in deployment["replicas"])
 
     wait_until(lambda: gateways() == 2, 120, 0.5, what="two gateway replicas")
-    wait_until(lambda: chat(cluster.serve_url, srv.admin_key, "shared").status_code == 200, 30, what="routed")
+    wait_routed(cluster.serve_url, srv.admin_key, "shared")
     time.sleep(1.5)  # the slots of that call go back to the pool (two sync periods)
     before = pool_snapshot(cluster)["asks"]
 
@@ -233,7 +233,7 @@ def test_two_gateway_replicas_never_admit_more_than_an_endpoints_limit_together(
 def test_keys_and_projects(srv, cluster):
     create(srv, name="mine", routing_key="mine")
     wait_endpoint(srv, "mine", status_is("RUNNING"), what="READY")
-    assert wait_until(lambda: chat(cluster.serve_url, srv.admin_key, "mine").status_code == 200, 30, what="routed")
+    wait_routed(cluster.serve_url, srv.admin_key, "mine")
 
     # No key, a wrong key: 401 on the control plane and at the base URL.
     assert httpx.get(f"{srv.url}/api/v1/endpoints").status_code == 401
@@ -317,7 +317,7 @@ def test_the_base_url_keeps_serving_while_the_control_plane_is_down(servers, clu
     create(srv, name="durable", routing_key="durable")
     wait_endpoint(srv, "durable", status_is("RUNNING"), what="READY")
     key = srv.admin_key
-    assert wait_until(lambda: chat(cluster.serve_url, key, "durable").status_code == 200, 30, what="routed")
+    wait_routed(cluster.serve_url, key, "durable")
     srv.kill()  # SIGKILL: the gateway keeps its last routing table
     for _ in range(3):
         assert chat(cluster.serve_url, key, "durable").status_code == 200

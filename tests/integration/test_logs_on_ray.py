@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from support.endpoints import TEST_TEMPLATES, chat, status_is, wait_endpoint
+from support.endpoints import TEST_TEMPLATES, chat, status_is, wait_endpoint, wait_routed
 from support.procs import wait_until
 
 pytestmark = pytest.mark.integration
@@ -22,7 +22,7 @@ def test_what_a_replica_prints_is_in_its_endpoints_logs_and_followed(servers, cl
     ep = wait_endpoint(srv, "talky", status_is("RUNNING"), what="RUNNING")
     replica = ep["replicas"]["ids"][0]
     first = f"first-{uuid.uuid4().hex[:8]}"
-    wait_until(lambda: chat(cluster.serve_url, srv.admin_key, "talky", print=first).status_code == 200, 30, what="routed")
+    wait_routed(cluster.serve_url, srv.admin_key, "talky", print=first)
 
     def printed(marker):
         lines = srv.api.get("/endpoints/talky/logs", params={"search": marker}).json()["lines"]

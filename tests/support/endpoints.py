@@ -37,6 +37,22 @@ def chat(serve_url: str, key: str, model: str, content: str = "hi", timeout: flo
     )
 
 
+def wait_routed(serve_url: str, key: str, model: str, timeout: float = 60, **extra) -> httpx.Response:
+    """Chat until the base URL answers 200 for ``model`` (a new endpoint, or a gateway that
+    is rolling to a new version after a control plane restart); a timeout names the last answer."""
+    last: dict[str, httpx.Response] = {}
+
+    def answered():
+        last["r"] = r = chat(serve_url, key, model, **extra)
+        return r if r.status_code == 200 else None
+
+    try:
+        return wait_until(answered, timeout, what=f"{model!r} routed at the base URL")
+    except AssertionError as e:
+        r = last.get("r")
+        raise AssertionError(f"{e}; last answer: {r.status_code} {r.text[:300]}" if r is not None else str(e)) from None
+
+
 def new_key(server: RotaServer, name: str, project: str | None = None) -> dict:
     r = server.api.post("/keys", json={"name": name, "project": project})
     assert r.status_code == 201, r.text

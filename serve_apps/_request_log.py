@@ -63,6 +63,7 @@ class Call:
     queue_ms: float | None = None
     wake_ms: float | None = None
     request_content: str | None = None
+    background: bool = False  # queued work sent by the control plane's dispatcher
 
     def ms(self) -> float:
         return round((time.monotonic() - self.t0) * 1000, 3)

@@ -18,7 +18,12 @@ Rota deploys this application at route prefix ``/`` of the Ray Serve HTTP port, 
    gateway's replicas together: they lease its slots from one shared pool
    (``_admission.py``), so the gateway scales out like any Serve deployment;
 5. records every call in the request log (``_request_log.py``): the caller gets its
-   ``x-request-id`` (its own, or a new one), and the control plane the record, in batches.
+   ``x-request-id`` (its own, or a new one), and the control plane the record, in batches;
+6. relays async invocations and the Files and Batch APIs (``/v1/async``, ``/v1/files``,
+   ``/v1/batches``) to the control plane, which keeps them, with the caller's own key; the
+   control plane's dispatcher sends queued work back through here with the gateway's
+   token on behalf of a project (``x-rota-project``), as ``background``: admitted only up
+   to the endpoint's ``async_limit``, so synchronous calls keep their room.
 
 The routing table is pulled from the control plane every ``refresh_s``, and at once on
 an unknown key or model, at most once per ``refresh_s`` (unknown keys are remembered as
@@ -34,8 +39,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -61,6 +68,8 @@ OPENAI_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 PASS_BACK = ("content-type", "retry-after")  # headers passed back to the caller (and x-request-id, the gateway's)
 REPLICA_HEADER = "x-rota-replica"  # which replica answered (serve.py), for the request log
 _WITH_USAGE = b'{"stream_options":{"include_usage":true},'  # opens a body that asks for usage
+RELAYED = re.compile(r"^/v1/(?:async|files|batches)(?:/[A-Za-z0-9_-]+)*/?$")  # to the control plane (no dots)
+RELAY_HEADERS = ("authorization", "content-type", "x-request-id")
 _NEGATIVE_MAX = 10_000  # unknown keys remembered until the next pull
 UNATTRIBUTED_PER_S = 20  # request records kept per second for calls no project was found for
 
@@ -184,6 +193,10 @@ class GatewayApp:
                 Route("/v1/models", self._logged(self.models), methods=["GET"]),
                 *(Route(path, self._forward, methods=["POST"]) for path in OPENAI_ROUTES),
                 Route("/-/healthz", self.healthz, methods=["GET"]),
+                *(
+                    Route(path, self.relay, methods=["GET", "POST", "DELETE"])
+                    for path in ("/v1/async{rest:path}", "/v1/files{rest:path}", "/v1/batches{rest:path}")
+                ),
                 Route(
                     "/{path:path}",
                     self._logged(self.unknown),
@@ -273,6 +286,28 @@ class GatewayApp:
         log_state = {"waiting": len(rec.buffer), "dropped": rec.dropped, "sampled_out": rec.sampled_out}
         return JSONResponse({"routing_table_age_s": age, "request_log": log_state})
 
+    async def relay(self, request: Request) -> Response:
+        """Async invocations, files and batches live on the control plane: the call goes
+        there as sent (its key decides what it may see), on these paths only."""
+        path = request.url.path
+        if not RELAYED.match(path):
+            return error(404, f"no route {request.method} {path[:200]}", "unknown_url")
+        url = self.cfg.control_url.rstrip("/") + path + (f"?{request.url.query}" if request.url.query else "")
+        headers = {h: request.headers[h] for h in RELAY_HEADERS if h in request.headers}
+        try:
+            async with self._session().request(
+                request.method,
+                url,
+                headers=headers,
+                data=request.stream() if request.method == "POST" else None,
+                timeout=aiohttp.ClientTimeout(total=600.0, connect=5.0),
+            ) as r:
+                body = await r.read()
+                return Response(body, r.status, media_type=r.headers.get("content-type"))
+        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+            log.warning("relay to the control plane failed: %s", e)
+            return error(503, "the control plane is not reachable; retry later", "control_plane_unavailable", retry_after=5)
+
     async def unknown(self, request: Request, call: Call) -> Response:
         return error(
             404,
@@ -288,7 +323,15 @@ class GatewayApp:
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             return error(401, "missing API key: send 'Authorization: Bearer <key>'", "invalid_api_key")
-        info = await self.table.key(key.strip(), call.t0)
+        key = key.strip()
+        if hmac.compare_digest(key.encode(), self.cfg.token.encode()):  # the dispatcher, for a project
+            project = request.headers.get("x-rota-project", "")
+            if not project.isdigit():
+                return error(401, "the gateway's token speaks for a project: x-rota-project is required", "invalid_api_key")
+            call.project_id, call.key_prefix = int(project), "async"
+            call.background = request.headers.get("x-rota-priority") == "background"
+            return None
+        info = await self.table.key(key, call.t0)
         if info is None:
             return error(401, "invalid or revoked API key", "invalid_api_key")
         call.project_id, call.key_id, call.key_prefix = info["project_id"], info.get("key_id"), info.get("prefix")
@@ -377,7 +420,8 @@ class GatewayApp:
             detail = f": {ep['message']}" if ep.get("message") else ""
             return error(503, f"endpoint {model!r} is {ep['status']}{detail}", "endpoint_unavailable", "service_unavailable")
         name = f"{project}/{model}"
-        if not await self.admission.enter(name, ep.get("max_concurrency")):
+        limit = ep.get("async_limit") if call.background else ep.get("max_concurrency")
+        if not await self.admission.enter(name, limit):
             message = f"endpoint {model!r} is at capacity ({ep['max_concurrency']} requests in flight); retry later"
             return error(429, message, "rate_limit_exceeded", "rate_limit_error", retry_after=1)
         body = self._usage_on_streams(call, ep, parsed, body)

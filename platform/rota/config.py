@@ -129,6 +129,19 @@ class Settings(BaseSettings):
     request_log_prune_interval_s: float = Field(3600.0, gt=0)
     request_content_max_bytes: int = Field(16_384, ge=0, le=65_536)  # per prompt or answer, with content logging on
 
+    # Async invocations and batches (/v1/async, /v1/files, /v1/batches at the base URL)
+    async_retention_days: int = Field(7, ge=1, le=365)  # requests, results and files are kept this long
+    async_max_body_bytes: int = Field(20 * MIB, ge=1024)  # one async request
+    async_max_file_bytes: int = Field(200 * MIB, ge=1024)  # one uploaded file (a batch's input)
+    async_max_attempts: int = Field(3, ge=1, le=20)  # sends of one request (a 5xx or a broken answer counts)
+    async_max_depth: int = Field(100_000, ge=1)  # requests queued per endpoint; beyond it a submit is a 429
+    async_interval_s: float = Field(0.2, gt=0)  # the dispatcher looks for work this often
+    async_timeout_s: float = Field(600.0, gt=0)  # one send; a request running longer is sent again
+    # Queued work takes an endpoint's room only up to its limit minus this share (at least
+    # one slot): synchronous calls keep the rest.
+    async_reserve: float = Field(0.25, ge=0, lt=1)
+    webhook_allow_private: bool = False  # webhooks to loopback and private addresses (tests, one-machine setups)
+
     # Loops
     reconcile_interval_s: float = 2.0
     sweep_interval_s: float = 15.0

@@ -27,8 +27,10 @@ from rota.services import Hooks
 from rota.services.auth import AuthService
 from rota.services.builds import Builder
 from rota.services.cluster import ClusterService
+from rota.services.dispatcher import Dispatcher
 from rota.services.endpoints import EndpointService
 from rota.services.events import EventService
+from rota.services.invocations import InvocationService
 from rota.services.logs import LogService
 from rota.services.monitoring import MonitoringService, ReplicaSampler, counts
 from rota.services.requests import RequestLogService
@@ -101,7 +103,20 @@ class Runtime:
             now if r.applied else None, r.applied.at if r.applied else None, trigger, r.missed
         )
         self.telemetry.watch(StateCollector(self.db, self.reconciler, lambda: dict(self.requests.gateway_dropped)))
-        self.cluster = ClusterService(self.db, self.cipher, ray=self.ray, not_rotas=self.reconciler.not_rotas)
+        self.cluster = ClusterService(
+            self.db, self.cipher, ray=self.ray, not_rotas=self.reconciler.not_rotas, async_reserve=settings.async_reserve
+        )
+        self.invocations = InvocationService(self.db, settings, self.cipher)
+        self.dispatcher = Dispatcher(
+            self.invocations,
+            self.cluster.targets,
+            lambda: settings.serve_url,
+            self.internal_token,
+            settings.async_interval_s,
+            settings.async_timeout_s,
+            settings.webhook_allow_private,
+        )
+        self.invocations.nudge = self.dispatcher.nudge
         self.auth = AuthService(self.db)
         self.ray_logs = ray_logs or DashboardLogs(settings.dashboard_url, settings.ray_token())
         self.logs = LogService(self.db, self.cipher, self.endpoints, self.ray_logs)
@@ -127,6 +142,8 @@ class Runtime:
         self.auth.bootstrap(self.settings.admin_key_path)
         self.scheduler.start()
         self.scheduler.every("prune-request-logs", self.settings.request_log_prune_interval_s, self.requests.prune)
+        self.scheduler.every("prune-async", self.settings.request_log_prune_interval_s, self.invocations.prune)
+        self.dispatcher.start()
         if self.head:
             threading.Thread(target=self._start_head, name="ray-head", daemon=True).start()
         self.reconciler.start()
@@ -145,6 +162,7 @@ class Runtime:
             log.exception("could not start the embedded Ray head")
 
     def stop(self, stop_ray: bool = True) -> None:
+        self.dispatcher.stop()
         self.scheduler.shutdown()
         self.reconciler.stop()
         if self.head and stop_ray:

@@ -31,6 +31,8 @@ class Upstream:
         self.sent: list[tuple[str, dict]] = []
         self.bodies: list[bytes] = []
         self.replies: list = []  # (status, content-type, body) to give, in order; then 200 JSON
+        self.relayed: list[tuple[str, str, dict]] = []
+        self.relayed_bodies: list[bytes] = []
 
     def __call__(self):
         return self
@@ -43,6 +45,28 @@ class Upstream:
 
     def get(self, *a, **kw):  # the routing table is fetched with the fake below
         raise AssertionError("unexpected GET upstream")
+
+    def request(self, method, url, headers, data, timeout):
+        """A call relayed to the control plane (async invocations, files, batches)."""
+        self.relayed.append((method, url, headers))
+        upstream = self
+
+        class Answer:
+            status, headers = 202, {"content-type": "application/json"}
+
+            async def read(self):
+                if data is not None:
+                    upstream.relayed_bodies.append(b"".join([c async for c in data]))
+                return b'{"id": "async_1", "status": "queued"}'
+
+        class Context:
+            async def __aenter__(self):
+                return Answer()
+
+            async def __aexit__(self, *exc):
+                return False
+
+        return Context()
 
 
 class Reply:

@@ -54,6 +54,7 @@ def rt(settings, ray, clock, ray_logs):
     r = Runtime(settings, ray=ray, ray_logs=ray_logs)
     for part in (r.tasks, r.endpoints, r.auth, r.reconciler, r.scheduler, r.cluster):
         part.clock = clock
+    r.invocations.clock = r.dispatcher.clock = lambda: clock().timestamp()
     r.db.migrate(r.cipher)
     r.auth.bootstrap(settings.admin_key_path)
     yield r
@@ -81,6 +82,7 @@ def client(rt, settings):
     with TestClient(create_app(settings, rt)) as c:
         rt.reconciler.stop()  # the tests tick it themselves: each step is deterministic
         rt.scheduler.shutdown()
+        rt.dispatcher.stop()  # sends are driven by the tests too
         c.rt = rt
         c.headers["Authorization"] = f"Bearer {settings.admin_key_path.read_text()}"
         yield c

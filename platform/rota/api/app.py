@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from rota import __version__
-from rota.api import cluster, endpoints, errors, events, internal, keys, logs, requests, tasks, usage
+from rota.api import cluster, endpoints, errors, events, internal, invocations, keys, logs, requests, tasks, usage
 from rota.api.deps import Who, runtime
 from rota.api.limits import BodyLimit
 from rota.config import Settings
@@ -34,9 +34,10 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
         title="Rota", version=__version__, description="Scheduled, dedicated LLM endpoints on Ray Serve.", lifespan=lifespan
     )
     errors.install(app)
-    for module in (tasks, endpoints, events, requests, logs, usage, keys, cluster, internal):
+    for module in (tasks, endpoints, events, requests, logs, usage, keys, cluster, invocations, internal):
         app.include_router(module.router)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    uploads = {"/v1/files": settings.async_max_file_bytes, "/v1/async/": settings.async_max_body_bytes}
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, wider=uploads)
 
     @app.get("/healthz", tags=["health"], summary="Liveness (no key needed; says nothing else)")
     def healthz() -> dict[str, str]:

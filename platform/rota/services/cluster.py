@@ -14,6 +14,7 @@ from sqlalchemy import select
 from rota.crypto import Cipher, digest
 from rota.domain.endpoints import Desired, Engine
 from rota.domain.errors import Forbidden, RayUnavailable
+from rota.domain.invocations import background_limit
 from rota.domain.reconcile import Observation, ObservedApp
 from rota.domain.specs import GATEWAY_APP, capacity
 from rota.domain.status import Derived, EndpointStatus, Phase
@@ -34,6 +35,7 @@ class ClusterService:
     ray: RayServe | None = None
     not_rotas: Callable[[Observation], Mapping[str, ObservedApp]] = lambda o: {}
     gateway: str = GATEWAY_APP
+    async_reserve: float = 0.25  # the share of an endpoint's limit queued work leaves to synchronous calls
 
     def apps(self, who: Principal) -> list[dict[str, Any]]:
         """Every application on the cluster with whose it is: an endpoint's (a task's own
@@ -63,6 +65,21 @@ class ClusterService:
             out.append({"name": name, "route_prefix": a.route_prefix, "status": a.status, "source": a.source, "owner": owner})
         return out
 
+    def targets(self, ids: list[int]) -> dict[int, dict[str, Any]]:
+        """Where the dispatcher may send queued work: these endpoints' status and async limit
+        (deleted ones are left out)."""
+        with self.db.session() as s:
+            rows = s.scalars(select(EndpointRow).where(EndpointRow.id.in_(ids), EndpointRow.desired != Desired.DELETED.value))
+            return {
+                ep.id: {"status": ep.status, "async_limit": background_limit(self.limit(ep), self.async_reserve)} for ep in rows
+            }
+
+    @staticmethod
+    def limit(ep: EndpointRow) -> int:
+        """Requests the gateway admits to ``ep`` at once (its replicas at their most, and its queue)."""
+        b = views.bounds(ep)
+        return capacity(ep.per_replica, b.max if b else 1, Engine.model_validate(ep.engine or {}).max_queued_requests)
+
     def report_phase(self, token: str, phase: Phase) -> bool:
         """A starting replica says what it is doing (e.g. downloading the model); it
         speaks for its own endpoint only, the one its token belongs to. False: no
@@ -84,8 +101,8 @@ class ClusterService:
             rows = s.scalars(select(EndpointRow).where(EndpointRow.desired != Desired.DELETED.value)).all()
             endpoints = []
             for ep in rows:
-                b = views.bounds(ep)
                 engine = Engine.model_validate(ep.engine or {})
+                limit = self.limit(ep)
                 endpoints.append(
                     {
                         "id": ep.id,
@@ -98,7 +115,8 @@ class ClusterService:
                         "message": ep.message,
                         "token": self.cipher.decrypt(ep.token) if ep.token_arg else None,
                         "created": int(ep.created_at.timestamp()),
-                        "max_concurrency": capacity(ep.per_replica, b.max if b else 1, engine.max_queued_requests),
+                        "max_concurrency": limit,
+                        "async_limit": background_limit(limit, self.async_reserve),
                         "content_logging": bool(engine.enable_content_logging),
                         "stream_usage": ep.file_path == LLM_SCRIPT,  # vLLM reports usage on a stream's last chunk
                     }

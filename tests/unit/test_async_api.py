@@ -1,0 +1,387 @@
+"""Async invocations, files and batches on the control plane (real SQLite): submit, read,
+cancel and list by project only; batches from JSONL in OpenAI's format; the dispatcher's
+store side (claim, record once, retry, not-now, lease lapse, expiry, finalise in input
+order); the dispatcher's sends and signed webhooks (an in-memory HTTP transport)."""
+
+import asyncio
+import json
+
+import httpx
+import pytest
+from sqlalchemy import update
+
+from rota.domain.invocations import SIGNATURE_HEADER, signature
+from rota.services.invocations import Claimed
+from rota.store.tables import AsyncRequestRow, EndpointRow
+
+CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture
+def ep(client):
+    made = client.post("/api/v1/endpoints", json={"name": "chat", "template": "echo-chat", "routing_key": "chat"})
+    assert made.status_code == 201, made.text
+    set_status(client, made.json()["id"], "RUNNING")
+    return made.json()
+
+
+def set_status(client, ep_id, status):
+    with client.rt.db.session() as s:
+        s.execute(update(EndpointRow).where(EndpointRow.id == ep_id).values(status=status))
+
+
+@pytest.fixture
+def other(client):
+    key = client.post("/api/v1/keys", json={"name": "b", "project": "team-b"}).json()
+    return {"Authorization": f"Bearer {key['key']}"}
+
+
+def submit(client, body=None, path="/v1/async/chat/completions", **kw):
+    return client.post(path, json=body if body is not None else CHAT, **kw)
+
+
+def jsonl(lines) -> bytes:
+    return ("\n".join(json.dumps(x) for x in lines) + "\n").encode()
+
+
+def line(i, model="chat", url="/v1/chat/completions", **body):
+    return {"custom_id": f"req-{i}", "method": "POST", "url": url, "body": {"model": model, "messages": [], **body}}
+
+
+def upload(client, content: bytes, headers=None):
+    r = client.post("/v1/files", files={"file": ("in.jsonl", content)}, data={"purpose": "batch"}, headers=headers)
+    assert r.status_code == 200, r.text
+    return r.json()["id"]
+
+
+def drain(client, answer=lambda c: (200, json.dumps({"echo": c.id}).encode())):
+    """One dispatcher look, every claimed request answered by ``answer``."""
+    rt = client.rt
+    claims, _ = rt.dispatcher.tick()
+    for c in claims:
+        status, body = answer(c)
+        rt.invocations.record(c, status, body, None, rt.invocations.clock())
+    rt.invocations.housekeeping(rt.invocations.clock())
+    return claims
+
+
+def test_submit_then_the_answer_once_it_is_sent(client, ep):
+    r = submit(client)
+    assert r.status_code == 202, r.text
+    a = r.json()
+    assert (a["status"], a["model"], a["url"], a["attempts"]) == ("queued", "chat", "/v1/chat/completions", 0)
+    claims = drain(client)
+    assert [c.id for c in claims] == [a["id"]] and json.loads(claims[0].body) == CHAT
+    done = client.get(f"/v1/async/{a['id']}").json()
+    assert (done["status"], done["status_code"], done["attempts"]) == ("succeeded", 200, 1)
+    assert done["response"] == {"echo": a["id"]} and done["finished_at"] >= done["started_at"]
+    assert client.get("/v1/async").json()["data"][0]["id"] == a["id"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"messages": []}, "model"),
+        ({**CHAT, "stream": True}, "stream"),
+        ({**CHAT, "webhook_url": "ftp://x"}, "webhook_url"),
+        ({**CHAT, "run_in_window": "yes"}, "run_in_window"),
+        ({**CHAT, "model": "nope"}, "model"),
+    ],
+)
+def test_bad_submissions_name_the_field_and_queue_nothing(client, ep, body, field):
+    r = submit(client, body)
+    assert r.status_code in (404, 422) and r.json()["error"]["field"] == field, r.text
+    assert client.get("/v1/async").json()["data"] == []
+
+
+def test_a_body_that_is_not_json_is_a_422(client, ep):
+    r = client.post("/v1/async/completions", content=b"[1, 2", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "body"
+
+
+def test_another_projects_key_sees_nothing_and_cannot_reach_our_endpoint(client, ep, other):
+    mine = submit(client).json()["id"]
+    for method, path in (("GET", f"/v1/async/{mine}"), ("DELETE", f"/v1/async/{mine}")):
+        assert client.request(method, path, headers=other).status_code == 404
+    assert client.get("/v1/async", headers=other).json()["data"] == []
+    r = submit(client, headers=other)  # their "chat" does not exist
+    assert r.status_code == 404 and r.json()["error"]["field"] == "model"
+    fid = upload(client, jsonl([line(1)]))
+    for path in (f"/v1/files/{fid}", f"/v1/files/{fid}/content"):
+        assert client.get(path, headers=other).status_code == 404
+    batch = client.post("/v1/batches", json={"input_file_id": fid, "endpoint": "/v1/chat/completions"}).json()
+    r = client.post("/v1/batches", json={"input_file_id": fid, "endpoint": "/v1/chat/completions"}, headers=other)
+    assert r.status_code == 404 and r.json()["error"]["field"] == "input_file_id"
+    assert client.get(f"/v1/batches/{batch['id']}", headers=other).status_code == 404
+    assert client.post(f"/v1/batches/{batch['id']}/cancel", headers=other).status_code == 404
+    assert client.get("/v1/batches", headers=other).json()["data"] == []
+    theirs = client.get("/api/v1/async/webhook-secret", headers=other).json()["secret"]
+    assert theirs != client.get("/api/v1/async/webhook-secret").json()["secret"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v1/async/chat/completions"),
+        ("POST", "/v1/async/completions"),
+        ("GET", "/v1/async"),
+        ("GET", "/v1/async/async_x"),
+        ("DELETE", "/v1/async/async_x"),
+        ("GET", "/api/v1/async/webhook-secret"),
+        ("POST", "/v1/files"),
+        ("GET", "/v1/files"),
+        ("GET", "/v1/files/file_x/content"),
+        ("POST", "/v1/batches"),
+        ("GET", "/v1/batches"),
+        ("GET", "/v1/batches/batch_x"),
+        ("POST", "/v1/batches/batch_x/cancel"),
+    ],
+)
+def test_every_route_needs_a_key(client, method, path):
+    assert client.request(method, path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.request(method, path, headers={"Authorization": ""}).status_code == 401
+
+
+def test_cancel_only_while_queued(client, ep):
+    a = submit(client).json()["id"]
+    assert client.delete(f"/v1/async/{a}").json()["status"] == "cancelled"
+    assert drain(client) == []  # never sent
+    r = client.delete(f"/v1/async/{a}")
+    assert r.status_code == 409 and r.json()["error"]["field"] == "id"
+
+
+def test_a_retry_after_a_5xx_then_failed_after_the_last_attempt(client, ep):
+    inv = client.rt.invocations
+    a = submit(client).json()["id"]
+    for attempt in range(1, client.rt.settings.async_max_attempts + 1):
+        with client.rt.db.session() as s:  # no backoff wait in the test
+            s.execute(update(AsyncRequestRow).values(not_before=0))
+        (c,) = drain(client, lambda c: (500, b'{"error": "boom"}'))
+        assert c.attempt == attempt
+    got = client.get(f"/v1/async/{a}").json()
+    assert (got["status"], got["attempts"], got["status_code"]) == ("failed", 3, 500)
+    assert inv.waiting(inv.clock() + 3600) == {}
+
+
+def test_no_room_is_not_an_attempt_and_a_4xx_is_the_answer(client, ep):
+    a = submit(client).json()["id"]
+    drain(client, lambda c: (429, b"{}"))
+    got = client.get(f"/v1/async/{a}").json()
+    assert (got["status"], got["attempts"]) == ("queued", 0)
+    with client.rt.db.session() as s:
+        s.execute(update(AsyncRequestRow).values(not_before=0))
+    drain(client, lambda c: (400, b'{"error": {"message": "bad"}}'))
+    got = client.get(f"/v1/async/{a}").json()
+    assert (got["status"], got["status_code"], got["response"]) == ("failed", 400, {"error": {"message": "bad"}})
+
+
+def test_an_answer_is_recorded_once_even_when_a_lapsed_send_comes_back(client, ep):
+    inv = client.rt.invocations
+    a = submit(client).json()["id"]
+    now = inv.clock()
+    (first,) = inv.claim(ep["id"], 5, now, True)
+    inv.housekeeping(now + client.rt.settings.async_timeout_s + 31)  # its lease lapsed: queued again
+    (second,) = inv.claim(ep["id"], 5, now + 700, True)
+    assert second.attempt == 2
+    assert inv.record(second, 200, b'{"n": 2}', None, now + 701) == "done"
+    assert inv.record(first, 200, b'{"n": 1}', None, now + 702) == "stale"
+    assert inv.record(second, 200, b'{"n": 3}', None, now + 703) == "stale"
+    assert client.get(f"/v1/async/{a}").json()["response"] == {"n": 2}
+
+
+def test_stopped_endpoints_hold_their_work_and_deleted_ones_fail_it(client, ep):
+    a = submit(client).json()["id"]
+    set_status(client, ep["id"], "STOPPED")
+    assert drain(client) == [] and client.get(f"/v1/async/{a}").json()["status"] == "queued"
+    client.delete("/api/v1/endpoints/chat").raise_for_status()
+    drain(client)
+    got = client.get(f"/v1/async/{a}").json()
+    assert (got["status"], got["error"]) == ("failed", "the endpoint was deleted")
+
+
+def test_work_is_sent_only_up_to_the_async_limit(client, ep):
+    for _ in range(20):
+        submit(client)
+    limit = client.rt.cluster.targets([ep["id"]])[ep["id"]]["async_limit"]
+    rt = client.rt
+    claims, _ = rt.dispatcher.tick()
+    assert len(claims) == limit < 20
+    for c in claims:
+        rt.dispatcher.inflight[c.endpoint_id] += 1
+    assert rt.dispatcher.tick()[0] == []  # no room until sends end
+
+
+def test_a_queue_has_a_depth_limit(client, ep):
+    client.rt.settings.async_max_depth = 2
+    assert submit(client).status_code == submit(client).status_code == 202
+    r = submit(client)
+    assert r.status_code == 429 and r.json()["error"]["code"] == "queue_full"
+
+
+def test_expired_requests_are_not_sent(client, ep):
+    a = submit(client).json()
+    client.rt.invocations.housekeeping(a["expires_at"] + 1)
+    assert client.get(f"/v1/async/{a['id']}").json()["status"] == "expired"
+
+
+def test_run_in_window_waits_for_the_next_scheduled_window(client, ep):
+    client.patch("/api/v1/endpoints/chat", json={"scaling": {"min_replicas": 0, "max_replicas": 1}}).raise_for_status()
+    set_status(client, ep["id"], "SLEEPING")
+    r = submit(client, {**CHAT, "run_in_window": True})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "run_in_window"  # no window ahead
+    task = {
+        "name": "mornings",
+        "endpoint": "chat",
+        "type": "daily",
+        "timezone": "Europe/Paris",
+        "schedule": [
+            {"time": "08:00", "min_replicas": 1, "max_replicas": 1},
+            {"time": "18:00", "min_replicas": 0, "max_replicas": 1},
+        ],
+    }
+    client.post("/api/v1/tasks", json=task).raise_for_status()
+    client.post("/api/v1/tasks/mornings/activate").raise_for_status()
+    r = submit(client, {**CHAT, "run_in_window": True})
+    assert r.status_code == 202, r.text
+    # 08:00 UTC now (the test clock): the next 08:00 in Paris is tomorrow 07:00 UTC.
+    now = client.rt.invocations.clock()
+    assert r.json()["window_opens_at"] == now - 3600 + 86_400
+    plain = submit(client).json()["id"]
+    assert [c.id for c in drain(client)] == [plain]  # a plain one wakes the endpoint; the other waits
+    set_status(client, ep["id"], "RUNNING")  # the window opened
+    assert [c.id for c in drain(client)] == [r.json()["id"]]
+
+
+def test_a_batch_runs_every_line_and_writes_its_output_in_input_order(client, ep):
+    fid = upload(client, jsonl([line(i) for i in range(7)]))
+    b = client.post("/v1/batches", json={"input_file_id": fid, "endpoint": "/v1/chat/completions", "metadata": {"k": "v"}})
+    assert b.status_code == 200, b.text
+    batch = b.json()
+    assert (batch["status"], batch["request_counts"], batch["metadata"]) == (
+        "in_progress",
+        {"total": 7, "completed": 0, "failed": 0},
+        {"k": "v"},
+    )
+    # Answered out of order, one line failing for good with a 400.
+    claims = client.rt.dispatcher.tick()[0]
+    for c in reversed(claims):
+        failed = c.id.endswith("_3")
+        client.rt.invocations.record(c, 400 if failed else 200, json.dumps({"c": c.id}).encode(), None, 1e10)
+    while client.get(f"/v1/batches/{batch['id']}").json()["status"] == "in_progress":
+        drain(client)
+    done = client.get(f"/v1/batches/{batch['id']}").json()
+    assert done["status"] == "completed" and done["request_counts"] == {"total": 7, "completed": 6, "failed": 1}
+    out = [json.loads(x) for x in client.get(f"/v1/files/{done['output_file_id']}/content").text.splitlines()]
+    assert [x["custom_id"] for x in out] == [f"req-{i}" for i in (0, 1, 2, 4, 5, 6)]
+    assert all(x["response"]["status_code"] == 200 and x["error"] is None for x in out)
+    (err,) = [json.loads(x) for x in client.get(f"/v1/files/{done['error_file_id']}/content").text.splitlines()]
+    assert err["custom_id"] == "req-3" and err["response"]["status_code"] == 400 and err["error"]["code"]
+    assert client.get("/v1/async").json()["data"] == []  # batch lines are the batch's, not single requests
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ([line(1), line(1)], "line 2: custom_id 'req-1' appears twice"),
+        ([line(1), line(2, model="other")], "line 2: every line"),
+        ([line(1), {"custom_id": "x", "method": "GET", "url": "/v1/chat/completions", "body": {}}], "line 2: 'method'"),
+        ([line(1, stream=True)], "line 1: an async answer"),
+        ([], "holds no requests"),
+    ],
+)
+def test_a_bad_batch_file_names_its_line_and_queues_nothing(client, ep, lines, message):
+    fid = upload(client, jsonl(lines) if lines else b"\n")
+    r = client.post("/v1/batches", json={"input_file_id": fid, "endpoint": "/v1/chat/completions"})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "input_file_id" and message in r.json()["error"]["message"]
+    assert client.get("/v1/batches").json()["data"] == []
+
+
+def test_batch_options_are_checked(client, ep):
+    fid = upload(client, jsonl([line(1)]))
+    for body, field in (
+        ({"input_file_id": fid, "endpoint": "/v1/embeddings"}, "endpoint"),
+        ({"input_file_id": fid, "endpoint": "/v1/completions"}, "endpoint"),
+        ({"input_file_id": fid, "endpoint": "/v1/chat/completions", "completion_window": "2d"}, "completion_window"),
+        ({"input_file_id": "file_nope", "endpoint": "/v1/chat/completions"}, "input_file_id"),
+    ):
+        r = client.post("/v1/batches", json=body)
+        assert r.status_code in (404, 422) and r.json()["error"]["field"] == field, r.text
+    r = client.post("/v1/files", files={"file": ("x", b"{}")}, data={"purpose": "fine-tune"})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "purpose"
+
+
+def test_cancelling_a_batch_cancels_what_is_queued(client, ep):
+    fid = upload(client, jsonl([line(i) for i in range(3)]))
+    batch = client.post("/v1/batches", json={"input_file_id": fid, "endpoint": "/v1/chat/completions"}).json()
+    assert client.post(f"/v1/batches/{batch['id']}/cancel").json()["status"] == "cancelling"
+    drain(client)
+    got = client.get(f"/v1/batches/{batch['id']}").json()
+    assert got["status"] == "cancelled" and got["output_file_id"] is None
+    assert client.post(f"/v1/batches/{batch['id']}/cancel").status_code == 409
+
+
+def test_a_large_async_body_is_allowed_up_to_its_own_limit(client, ep):
+    big = {**CHAT, "messages": [{"role": "user", "content": "x" * (2 * 1024 * 1024)}]}
+    assert submit(client, big).status_code == 202  # over the API's 1 MiB, under async's 20 MiB
+    assert client.post("/api/v1/endpoints", json={"name": "x" * (2 * 1024 * 1024)}).status_code == 413
+
+
+def test_the_dispatcher_sends_through_the_base_url_on_behalf_of_the_project(client, ep):
+    rt = client.rt
+    a = submit(client).json()["id"]
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"choices": []})
+
+    async def run():
+        rt.dispatcher._http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        claims, _ = rt.dispatcher.tick()
+        await asyncio.gather(*map(rt.dispatcher._send, claims))
+
+    asyncio.run(run())
+    (req,) = seen
+    assert str(req.url) == f"{rt.settings.serve_url}/v1/chat/completions"
+    assert req.headers["authorization"] == f"Bearer {rt.internal_token}"
+    assert (req.headers["x-rota-project"], req.headers["x-rota-priority"], req.headers["x-request-id"]) == ("1", "background", a)
+    assert client.get(f"/v1/async/{a}").json()["status"] == "succeeded"
+
+
+def test_webhooks_are_signed_retried_and_refused_for_private_addresses(client, ep):
+    rt = client.rt
+    a = submit(client, {**CHAT, "webhook_url": "http://hooks.example/x"}).json()["id"]
+    drain(client)
+    answers = [500, 200]
+    got = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        got.append(request)
+        return httpx.Response(answers.pop(0))
+
+    secret = client.get("/api/v1/async/webhook-secret").json()["secret"]
+
+    async def deliver(at):
+        rt.dispatcher._http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        rt.dispatcher.allow_private = True  # hooks.example does not resolve here
+        for hook in rt.invocations.hooks_due(at):
+            await rt.dispatcher._deliver(hook)
+
+    now = rt.invocations.clock()
+    asyncio.run(deliver(now))
+    assert client.get(f"/v1/async/{a}").json()["webhook"]["status"] == "pending"
+    asyncio.run(deliver(now + 10))
+    hook = client.get(f"/v1/async/{a}").json()["webhook"]
+    assert (hook["status"], hook["attempts"]) == ("delivered", 2)
+    body = got[-1].content
+    assert got[-1].headers[SIGNATURE_HEADER] == signature(secret, body) and json.loads(body)["id"] == a
+
+    from rota.services.dispatcher import _private_target
+
+    assert "private address" in _private_target("http://127.0.0.1:9/hook")
+    assert "private address" in _private_target("http://169.254.169.254/latest")
+
+
+def test_claims_are_plain_values():
+    c = Claimed("async_x", 1, 2, "/v1/completions", b"{}", 1)
+    assert (c.project_id, c.endpoint_id) == (1, 2)

@@ -10,18 +10,8 @@ import textwrap
 import yaml
 
 from support.endpoints import TEST_TEMPLATES
+from support.procs import rota
 from support.tasks import zone_near_noon
-
-
-def rota(srv, *args, check=True, **env):
-    # As on the machine running the server: the CLI finds the admin key in ROTA_HOME.
-    env = {**os.environ, "ROTA_HOME": str(srv.home), **env}
-    p = subprocess.run(
-        [sys.executable, "-m", "rota", "--api-url", srv.url, *args], capture_output=True, text=True, timeout=60, env=env
-    )
-    if check and p.returncode != 0:
-        raise AssertionError(f"rota {' '.join(args)} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
-    return p
 
 
 def test_apply_manifest_idempotent_and_errors_name_file_and_field(servers, tmp_path):
@@ -189,6 +179,8 @@ def test_help_everywhere():
         ["keys", "create"],
         ["keys", "bootstrap"],
         ["demo"],
+        ["async", "submit"],
+        ["batches", "create"],
     ):
         p = subprocess.run([sys.executable, "-m", "rota", *args, "--help"], capture_output=True, text=True, timeout=60)
         assert p.returncode == 0 and "Usage" in p.stdout, (args, p.stdout, p.stderr)

@@ -133,3 +133,15 @@ class RotaServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
+
+
+def rota(srv, *args, check=True, **env):
+    """``rota --api-url <srv> ARGS`` as a user runs it; fails the test unless it succeeds (``check``)."""
+    # As on the machine running the server: the CLI finds the admin key in ROTA_HOME.
+    env = {**os.environ, "ROTA_HOME": str(srv.home), **env}
+    p = subprocess.run(
+        [sys.executable, "-m", "rota", "--api-url", srv.url, *args], capture_output=True, text=True, timeout=60, env=env
+    )
+    if check and p.returncode != 0:
+        raise AssertionError(f"rota {' '.join(args)} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
+    return p

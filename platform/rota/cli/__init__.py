@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from rota.cli import cluster, endpoints, keys, output, status, tasks
+from rota.cli import cluster, endpoints, invocations, keys, output, status, tasks
 from rota.cli.client import api
 from rota.cli.manifest import apply_manifest, load_manifest
 from rota.cli.output import Output
@@ -23,6 +23,8 @@ app.add_typer(templates_app, name="templates")
 app.add_typer(keys.app, name="keys")
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(models_app, name="models")
+app.add_typer(invocations.async_app, name="async")
+app.add_typer(invocations.batches_app, name="batches")
 app.command("status")(status.status)
 
 

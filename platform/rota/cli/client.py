@@ -18,18 +18,21 @@ class Api:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.http = httpx.Client(base_url=self.url, timeout=30, headers=headers)
 
-    def call(self, method: str, path: str, ok404: bool = False, soft: bool = False, **kw: Any) -> Any:
-        """The API's answer to ``method path``. Errors end the command with their message;
-        with ``soft``, an unreachable API or a 5xx raises ``Unavailable`` instead (a wait
-        rides through a restart of the control plane)."""
+    def call(self, method: str, path: str, ok404: bool = False, soft: bool = False, prefix: str = "/api/v1", **kw: Any) -> Any:
+        """The API's answer to ``method prefix+path`` (``prefix=""``: the OpenAI-style
+        ``/v1`` routes). Errors end the command with their message; with ``soft``, an
+        unreachable API or a 5xx raises ``Unavailable`` instead (a wait rides through a
+        restart of the control plane)."""
         try:
-            r = self.http.request(method, "/api/v1" + path, **kw)
+            r = self.http.request(method, prefix + path, **kw)
         except httpx.HTTPError as e:
             self._fail(f"cannot reach the Rota API at {self.url}: {e} (is `rota server` running? set ROTA_API_URL)", soft)
         if r.status_code == 404 and ok404:
             return None
         if r.status_code >= 400:
             self._fail(f"{r.status_code} {error_text(r)}", soft and r.status_code >= 500)
+        if r.content and r.headers.get("content-type", "application/json").split(";")[0] != "application/json":
+            return r.text  # a file's content
         return r.json() if r.content else None
 
     @staticmethod

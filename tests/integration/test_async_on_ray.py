@@ -1,0 +1,131 @@
+"""Async invocations and the Batch API end to end on a real Ray Serve cluster: the
+official ``openai`` client at the base URL, the dispatcher sending through the gateway,
+a webhook to a local receiver (signature checked), and a second project that sees none
+of it."""
+
+import hmac
+import json
+import threading
+import time
+from hashlib import sha256
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import httpx
+import pytest
+from openai import OpenAI
+
+from support.endpoints import TEST_TEMPLATES, new_key, status_is, wait_endpoint, wait_routed
+from support.procs import free_port, rota, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def srv(servers):
+    return servers(ROTA_TEMPLATES_PATH=str(TEST_TEMPLATES), ROTA_GATEWAY_REFRESH_S="0.5", ROTA_WEBHOOK_ALLOW_PRIVATE="true")
+
+
+@pytest.fixture
+def receiver():
+    """A webhook receiver on a free port: what it got, with the signature header."""
+    got: list[tuple[bytes, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["content-length"]))
+            got.append((body, self.headers.get("x-rota-signature", "")))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    server = HTTPServer(("127.0.0.1", free_port()), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", got
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_batch_and_async_calls_through_the_base_url(srv, cluster, receiver):
+    srv.api.post("/endpoints", json={"template": "echo-chat", "name": "bulk", "routing_key": "bulk"}).raise_for_status()
+    wait_endpoint(srv, "bulk", status_is("RUNNING"), what="READY")
+    wait_routed(cluster.serve_url, srv.admin_key, "bulk")
+    client = OpenAI(base_url=f"{cluster.serve_url}/v1", api_key=srv.admin_key, max_retries=0)
+
+    # A batch of 200 with the official client, unchanged.
+    lines = [
+        {
+            "custom_id": f"q-{i}",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {"model": "bulk", "messages": [{"role": "user", "content": f"n{i}"}]},
+        }
+        for i in range(200)
+    ]
+    uploaded = client.files.create(file=("in.jsonl", "\n".join(map(json.dumps, lines)).encode()), purpose="batch")
+    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h")
+    assert batch.status == "in_progress" and batch.request_counts.total == 200
+    done = wait_until(
+        lambda: (b := client.batches.retrieve(batch.id)).status == "completed" and b, 120, 0.5, what="the batch completed"
+    )
+    assert (done.request_counts.completed, done.request_counts.failed) == (200, 0) and done.error_file_id is None
+    out = [json.loads(x) for x in client.files.content(done.output_file_id).text.splitlines()]
+    assert [x["custom_id"] for x in out] == [f"q-{i}" for i in range(200)]
+    assert all(x["response"]["body"]["choices"][0]["message"]["content"].endswith(f": n{i}") for i, x in enumerate(out))
+    assert [b.id for b in client.batches.list()] == [batch.id]
+
+    # A single async call, polled; another with a webhook, signed with the project's secret.
+    auth = {"Authorization": f"Bearer {srv.admin_key}"}
+    url, got = receiver
+    body = {"model": "bulk", "messages": [{"role": "user", "content": "later"}]}
+    polled = httpx.post(f"{cluster.serve_url}/v1/async/chat/completions", json=body, headers=auth)
+    hooked = httpx.post(f"{cluster.serve_url}/v1/async/chat/completions", json={**body, "webhook_url": url}, headers=auth)
+    assert polled.status_code == hooked.status_code == 202 and polled.json()["status"] == "queued"
+
+    def answered(r):
+        a = httpx.get(f"{cluster.serve_url}/v1/async/{r.json()['id']}", headers=auth).json()
+        return a if a["status"] == "succeeded" else None
+
+    a = wait_until(lambda: answered(polled), 60, 0.3, what="the async answer")
+    assert a["response"]["choices"][0]["message"]["content"].endswith(": later") and a["attempts"] == 1
+    wait_until(lambda: got, 60, 0.3, what="the webhook")
+    sent, sig = got[0]
+    secret = srv.api.get("/async/webhook-secret").json()["secret"]
+    assert hmac.compare_digest(sig, "sha256=" + hmac.new(secret.encode(), sent, sha256).hexdigest())
+    assert json.loads(sent)["id"] == hooked.json()["id"] and json.loads(sent)["status"] == "succeeded"
+    assert wait_until(lambda: answered(hooked)["webhook"]["status"] == "delivered", 10, what="delivery recorded")
+
+    # Every dispatched call is in the request log under its async id.
+    logged = wait_until(
+        lambda: (r := srv.api.get(f"/requests/{a['id']}")).status_code == 200 and r.json(), 15, what="the request log"
+    )
+    assert logged["http.response.status_code"] == 200 and logged["rota.key_prefix"] == "async"
+
+    # Another project's key, at the base URL: none of it exists.
+    other = {"Authorization": f"Bearer {new_key(srv, 'b', project='team-b')['key']}"}
+    time.sleep(1)  # the gateway's next table pull knows the new key
+    for path in (f"/v1/async/{a['id']}", f"/v1/batches/{batch.id}", f"/v1/files/{done.output_file_id}/content"):
+        assert httpx.get(f"{cluster.serve_url}{path}", headers=other).status_code == 404, path
+    r = httpx.post(f"{cluster.serve_url}/v1/async/chat/completions", json=body, headers=other)
+    assert r.status_code == 404 and r.json()["error"]["field"] == "model"
+
+
+def test_the_cli_submits_waits_and_prints_a_batchs_output(srv, cluster, tmp_path):
+    srv.api.post("/endpoints", json={"template": "echo-chat", "name": "cli", "routing_key": "cli"}).raise_for_status()
+    wait_endpoint(srv, "cli", status_is("RUNNING"), what="READY")
+    wait_routed(cluster.serve_url, srv.admin_key, "cli")
+    got = json.loads(rota(srv, "async", "submit", "cli", "-p", "from the cli", "--wait", "-o", "json").stdout)
+    assert got["status"] == "succeeded" and got["response"]["choices"][0]["message"]["content"].endswith("from the cli")
+    assert got["id"] in rota(srv, "async", "list").stdout
+    lines = [
+        {"custom_id": f"c{i}", "url": "/v1/completions", "method": "POST", "body": {"model": "cli", "prompt": f"p{i}"}}
+        for i in range(3)
+    ]
+    (tmp_path / "b.jsonl").write_text("\n".join(map(json.dumps, lines)))
+    batch = json.loads(rota(srv, "batches", "create", str(tmp_path / "b.jsonl"), "--wait", "-o", "json").stdout)
+    assert batch["status"] == "completed" and batch["request_counts"]["completed"] == 3
+    out = [json.loads(x) for x in rota(srv, "batches", "output", batch["id"]).stdout.splitlines()]
+    assert [x["custom_id"] for x in out] == ["c0", "c1", "c2"]
+    p = rota(srv, "batches", "output", batch["id"], "--errors", check=False)
+    assert p.returncode != 0 and "no error file" in p.stdout + p.stderr

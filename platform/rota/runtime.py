@@ -37,7 +37,7 @@ from rota.services.requests import RequestLogService
 from rota.services.tasks import TaskService
 from rota.services.usage import UsageMeter, UsageService, load_prices
 from rota.store.db import Database
-from rota.telemetry import StateCollector, Telemetry
+from rota.telemetry import AsyncCollector, StateCollector, Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,7 @@ class Runtime:
             settings.webhook_allow_private,
         )
         self.invocations.nudge = self.dispatcher.nudge
+        self.telemetry.watch(AsyncCollector(self.invocations.named_depths, self.dispatcher))
         self.auth = AuthService(self.db)
         self.ray_logs = ray_logs or DashboardLogs(settings.dashboard_url, settings.ray_token())
         self.logs = LogService(self.db, self.cipher, self.endpoints, self.ray_logs)

@@ -135,6 +135,29 @@ class StateCollector(Collector):
         yield dropped
 
 
+class AsyncCollector(Collector):
+    """Async queues at each scrape: requests waiting and running, the oldest waiting one's
+    age, per endpoint; and what the dispatcher sent and recorded since the start."""
+
+    def __init__(self, depths: Callable[[], dict[tuple[str, str], dict[str, Any]]], dispatcher: Any):
+        self.depths, self.dispatcher = depths, dispatcher
+
+    def collect(self) -> Iterable[Any]:
+        labels = ["project", "endpoint"]
+        queued = GaugeMetricFamily("rota_async_queued", "Async requests waiting to be sent", labels=labels)
+        running = GaugeMetricFamily("rota_async_running", "Async requests being sent", labels=labels)
+        oldest = GaugeMetricFamily("rota_async_oldest_queued_seconds", "Age of the oldest waiting async request", labels=labels)
+        for (project, endpoint), d in self.depths().items():
+            queued.add_metric([project, endpoint], d["queued"])
+            running.add_metric([project, endpoint], d["running"])
+            oldest.add_metric([project, endpoint], d["oldest_queued_s"] or 0.0)
+        yield from (queued, running, oldest)
+        d = self.dispatcher
+        yield CounterMetricFamily("rota_async_sent", "Async sends that got an answer", value=d.sent)
+        yield CounterMetricFamily("rota_async_recorded", "Async requests done (recorded once)", value=d.recorded)
+        yield CounterMetricFamily("rota_async_stale", "Answers that came after their lease lapsed (not recorded)", value=d.stale)
+
+
 def _gauge(name: str, doc: str, label: str, rows: Iterable[Any]) -> GaugeMetricFamily:
     g = GaugeMetricFamily(name, doc, labels=[label])
     for value, n in rows:

@@ -385,3 +385,18 @@ def test_webhooks_are_signed_retried_and_refused_for_private_addresses(client, e
 def test_claims_are_plain_values():
     c = Claimed("async_x", 1, 2, "/v1/completions", b"{}", 1)
     assert (c.project_id, c.endpoint_id) == (1, 2)
+
+
+def test_queues_are_in_the_metrics(client, ep):
+    for _ in range(2):
+        submit(client)
+    text = client.get("/metrics").text
+    assert 'rota_async_queued{endpoint="chat",project="default"} 2.0' in text
+    assert 'rota_async_running{endpoint="chat",project="default"} 0.0' in text
+    assert "rota_async_oldest_queued_seconds" in text
+
+
+def test_an_endpoints_answer_shows_its_queue(client, ep):
+    submit(client)
+    q = client.get("/api/v1/endpoints/chat").json()["async_queue"]
+    assert (q["queued"], q["running"]) == (1, 0) and q["oldest_queued_s"] is not None

@@ -242,6 +242,9 @@ class EndpointBrief(BaseModel):
 
 class EndpointPublic(EndpointBrief):
     project: str
+    async_queue: dict[str, Any] | None = Field(
+        None, description="async requests queued and running, the oldest queued one's age (s)"
+    )
     kind: EndpointKind
     template: str | None = None
     flavor: str | None = None

@@ -29,6 +29,7 @@ from rota.services import Hooks, merge, merge_env, views
 from rota.services.auth import Principal
 from rota.services.builds import Build, Builder, llm_defaults
 from rota.services.events import record
+from rota.services.invocations import queues
 from rota.store.db import Database
 from rota.store.tables import EndpointRow, TaskRow, utcnow
 
@@ -68,7 +69,9 @@ class EndpointService:
 
     def public(self, s: Session, ep: EndpointRow, project: str) -> EndpointPublic:
         owner = s.scalar(select(TaskRow.name).where(TaskRow.id == ep.owner_task_id)) if ep.owner_task_id else None
-        return views.endpoint(ep, project, self.settings.serve_url, owner)
+        out = views.endpoint(ep, project, self.settings.serve_url, owner)
+        out.async_queue = queues(s, self.clock().timestamp(), [ep.id]).get(ep.id, {"queued": 0, "running": 0, "oldest_queued_s": None})
+        return out
 
     def get(self, who: Principal, ref: str | int) -> EndpointPublic:
         with self.db.session() as s:

@@ -49,7 +49,7 @@ from rota.domain.tasks import TaskStatus
 from rota.services import views
 from rota.services.auth import Principal
 from rota.store.db import Database
-from rota.store.tables import AsyncRequestRow, BatchRow, EndpointRow, FileRow, TaskRow
+from rota.store.tables import AsyncRequestRow, BatchRow, EndpointRow, FileRow, ProjectRow, TaskRow
 
 DAY_S = 86_400.0
 QUEUED, RUNNING = AsyncStatus.QUEUED.value, AsyncStatus.RUNNING.value
@@ -542,21 +542,21 @@ class InvocationService:
         return int(getattr(gone, "rowcount", 0) or 0)
 
     def depths(self, endpoint_ids: Sequence[int] | None = None) -> dict[int, dict[str, Any]]:
-        """Per endpoint: requests queued, running, and the oldest queued one's age (s)."""
-        now = self.clock()
         with self.db.session() as s:
-            q = select(
-                AsyncRequestRow.endpoint_id, AsyncRequestRow.status, func.count(), func.min(AsyncRequestRow.created_at)
-            ).where(AsyncRequestRow.status.in_(OPEN))
-            if endpoint_ids is not None:
-                q = q.where(AsyncRequestRow.endpoint_id.in_(list(endpoint_ids)))
-            out: dict[int, dict[str, Any]] = {}
-            for ep, status, n, oldest in s.execute(q.group_by(AsyncRequestRow.endpoint_id, AsyncRequestRow.status)).all():
-                d = out.setdefault(int(ep), {"queued": 0, "running": 0, "oldest_queued_s": None})
-                d[status] = int(n)
-                if status == QUEUED and oldest is not None:
-                    d["oldest_queued_s"] = round(now - float(oldest), 3)
-        return out
+            return queues(s, self.clock(), endpoint_ids)
+
+    def named_depths(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """``depths`` keyed by (project name, endpoint name), for metrics."""
+        d = self.depths()
+        if not d:
+            return {}
+        with self.db.session() as s:
+            rows = s.execute(
+                select(EndpointRow.id, ProjectRow.name, EndpointRow.name)
+                .join(ProjectRow, ProjectRow.id == EndpointRow.project_id)
+                .where(EndpointRow.id.in_(list(d)))
+            ).all()
+        return {(project, name): d[ep] for ep, project, name in rows}
 
     # --- helpers ---------------------------------------------------------------------
 
@@ -657,6 +657,22 @@ class InvocationService:
             run_in_window=b.run_in_window,
             window_opens_at=window.timestamp() if window else None,
         )
+
+
+def queues(s: Session, now: float, endpoint_ids: Sequence[int] | None = None) -> dict[int, dict[str, Any]]:
+    """Per endpoint with open work: requests queued, running, and the oldest queued one's age (s)."""
+    q = select(AsyncRequestRow.endpoint_id, AsyncRequestRow.status, func.count(), func.min(AsyncRequestRow.created_at)).where(
+        AsyncRequestRow.status.in_(OPEN)
+    )
+    if endpoint_ids is not None:
+        q = q.where(AsyncRequestRow.endpoint_id.in_(list(endpoint_ids)))
+    out: dict[int, dict[str, Any]] = {}
+    for ep, status, n, oldest in s.execute(q.group_by(AsyncRequestRow.endpoint_id, AsyncRequestRow.status)).all():
+        d = out.setdefault(int(ep), {"queued": 0, "running": 0, "oldest_queued_s": None})
+        d[status] = int(n)
+        if status == QUEUED and oldest is not None:
+            d["oldest_queued_s"] = round(now - float(oldest), 3)
+    return out
 
 
 def _json(raw: bytes | None) -> Any:

@@ -303,7 +303,8 @@ class GatewayApp:
                 timeout=aiohttp.ClientTimeout(total=600.0, connect=5.0),
             ) as r:
                 body = await r.read()
-                return Response(body, r.status, media_type=r.headers.get("content-type"))
+                back = {h: r.headers[h] for h in ("retry-after",) if h in r.headers}
+                return Response(body, r.status, headers=back, media_type=r.headers.get("content-type"))
         except (aiohttp.ClientError, asyncio.TimeoutError) as e:
             log.warning("relay to the control plane failed: %s", e)
             return error(503, "the control plane is not reachable; retry later", "control_plane_unavailable", retry_after=5)

@@ -163,11 +163,23 @@ def test_a_retry_after_a_5xx_then_failed_after_the_last_attempt(client, ep):
     assert inv.waiting(inv.clock() + 3600) == {}
 
 
-def test_no_room_is_not_an_attempt_and_a_4xx_is_the_answer(client, ep):
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (429, b"{}"),
+        (503, b'{"error": {"code": "endpoint_waking"}}'),
+        (404, b'{"error": {"code": "model_not_found"}}'),  # the gateway's table is a moment behind
+    ],
+)
+def test_not_now_is_not_an_attempt(client, ep, status, body):
     a = submit(client).json()["id"]
-    drain(client, lambda c: (429, b"{}"))
+    drain(client, lambda c: (status, body))
     got = client.get(f"/v1/async/{a}").json()
     assert (got["status"], got["attempts"]) == ("queued", 0)
+
+
+def test_a_4xx_of_the_engine_is_the_answer(client, ep):
+    a = submit(client).json()["id"]
     with client.rt.db.session() as s:
         s.execute(update(AsyncRequestRow).values(not_before=0))
     drain(client, lambda c: (400, b'{"error": {"message": "bad"}}'))
@@ -348,9 +360,15 @@ def test_the_dispatcher_sends_through_the_base_url_on_behalf_of_the_project(clie
     assert client.get(f"/v1/async/{a}").json()["status"] == "succeeded"
 
 
-def test_webhooks_are_signed_retried_and_refused_for_private_addresses(client, ep):
+def hooks_through(rt, handler):
+    """The dispatcher's webhook client answered by ``handler`` (no network)."""
+    rt.dispatcher._hooks_http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    rt.dispatcher._hook_slots = asyncio.Semaphore(4)
+
+
+def test_webhooks_are_signed_with_their_time_and_retried(client, ep):
     rt = client.rt
-    a = submit(client, {**CHAT, "webhook_url": "http://hooks.example/x"}).json()["id"]
+    a = submit(client, {**CHAT, "webhook_url": "http://localhost:8999/x?y=1"}).json()["id"]
     drain(client)
     answers = [500, 200]
     got = []
@@ -360,10 +378,10 @@ def test_webhooks_are_signed_retried_and_refused_for_private_addresses(client, e
         return httpx.Response(answers.pop(0))
 
     secret = client.get("/api/v1/async/webhook-secret").json()["secret"]
+    rt.dispatcher.allow_private = True
 
     async def deliver(at):
-        rt.dispatcher._http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-        rt.dispatcher.allow_private = True  # hooks.example does not resolve here
+        hooks_through(rt, handler)
         for hook in rt.invocations.hooks_due(at):
             await rt.dispatcher._deliver(hook)
 
@@ -373,13 +391,48 @@ def test_webhooks_are_signed_retried_and_refused_for_private_addresses(client, e
     asyncio.run(deliver(now + 10))
     hook = client.get(f"/v1/async/{a}").json()["webhook"]
     assert (hook["status"], hook["attempts"]) == ("delivered", 2)
-    body = got[-1].content
-    assert got[-1].headers[SIGNATURE_HEADER] == signature(secret, body) and json.loads(body)["id"] == a
+    sent = got[-1]
+    # Sent to the address the name resolved to and was checked at; the name kept as Host.
+    assert sent.url.host in ("127.0.0.1", "::1") and sent.url.port == 8999 and sent.url.query == b"y=1"
+    assert sent.headers["host"] == "localhost:8999"
+    at = int(sent.headers[SIGNATURE_HEADER].split(",")[0].removeprefix("t="))
+    assert sent.headers[SIGNATURE_HEADER] == signature(secret, sent.content, at) and json.loads(sent.content)["id"] == a
 
-    from rota.services.dispatcher import _private_target
 
-    assert "private address" in _private_target("http://127.0.0.1:9/hook")
-    assert "private address" in _private_target("http://169.254.169.254/latest")
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:9/hook", "http://localhost/x", "http://[::ffff:10.0.0.1]/", "http://169.254.169.254/latest"]
+)
+def test_webhooks_to_private_addresses_are_refused(client, ep, url):
+    rt = client.rt
+    hooks_through(rt, lambda r: pytest.fail("a private address was called"))
+    a = submit(client, {**CHAT, "webhook_url": url}).json()["id"]
+    drain(client)
+    for _ in range(6):
+        for hook in rt.invocations.hooks_due(rt.invocations.clock() + 10_000):
+            asyncio.run(rt.dispatcher._deliver(hook))
+    hook = client.get(f"/v1/async/{a}").json()["webhook"]
+    assert hook["status"] == "failed" and "private address" in hook["last_error"]
+
+
+def test_a_line_of_a_batch_is_cancelled_with_its_batch_only(client, ep):
+    fid = upload(client, jsonl([line(1)]))
+    batch = client.post("/v1/batches", json={"input_file_id": fid, "endpoint": "/v1/chat/completions"}).json()
+    r = client.delete(f"/v1/async/{batch['id']}_0")
+    assert r.status_code == 409 and "cancel the batch" in r.json()["error"]["message"]
+
+
+def test_a_cancelled_batchs_line_that_failed_is_not_sent_again(client, ep):
+    fid = upload(client, jsonl([line(i) for i in range(2)]))
+    batch = client.post("/v1/batches", json={"input_file_id": fid, "endpoint": "/v1/chat/completions"}).json()
+    rt = client.rt
+    claims, _ = rt.dispatcher.tick()
+    client.post(f"/v1/batches/{batch['id']}/cancel").raise_for_status()
+    for c in claims:  # both were being sent: both fail with a 5xx (a retry, but the batch is cancelled)
+        rt.invocations.record(c, 502, b"{}", None, rt.invocations.clock())
+    rt.invocations.housekeeping(rt.invocations.clock())
+    assert rt.dispatcher.tick()[0] == []
+    got = client.get(f"/v1/batches/{batch['id']}").json()
+    assert got["status"] == "cancelled"
 
 
 def test_claims_are_plain_values():
@@ -400,3 +453,14 @@ def test_an_endpoints_answer_shows_its_queue(client, ep):
     submit(client)
     q = client.get("/api/v1/endpoints/chat").json()["async_queue"]
     assert (q["queued"], q["running"]) == (1, 0) and q["oldest_queued_s"] is not None
+
+
+def test_a_restart_requeues_what_the_dead_process_was_sending_without_counting_it(client, ep):
+    inv = client.rt.invocations
+    a = submit(client).json()["id"]
+    (cut,) = inv.claim(ep["id"], 5, inv.clock(), True)
+    assert inv.recover(inv.clock()) == 1  # the next process's dispatcher, at its start
+    got = client.get(f"/v1/async/{a}").json()
+    assert (got["status"], got["attempts"]) == ("queued", 0)
+    (again,) = inv.claim(ep["id"], 5, inv.clock(), True)
+    assert again.attempt == 1 and inv.record(again, 200, b"{}", None, inv.clock()) == "done"

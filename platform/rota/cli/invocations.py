@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from rota.cli import output
-from rota.cli.client import Api, api, fail
+from rota.cli.client import Api, Unavailable, api, fail
 from rota.cli.output import Output
 
 async_app = typer.Typer(help="Async requests: queued, answered later (poll or webhook).", no_args_is_help=True)
@@ -20,11 +20,18 @@ BATCH_FINAL = {"completed", "failed", "expired", "cancelled"}
 
 
 def _wait(client: Api, path: str, done: set[str], timeout: float) -> dict[str, Any]:
+    """Poll until a final status (or the timeout), riding through a control plane restart."""
     deadline = time.monotonic() + timeout
+    got: dict[str, Any] | None = None
     while True:
-        got: dict[str, Any] = client.call("GET", path, prefix="")
-        if got["status"] in done or time.monotonic() > deadline:
+        try:
+            got = client.call("GET", path, prefix="", soft=True)
+        except Unavailable as e:
+            typer.echo(f"waiting: {e}", err=True)
+        if got is not None and (got["status"] in done or time.monotonic() > deadline):
             return got
+        if time.monotonic() > deadline:
+            fail(f"no answer from the API within {timeout:g}s")
         time.sleep(1)
 
 

@@ -26,7 +26,7 @@ from rota.domain.errors import InvalidInput
 
 ROUTES = ("/v1/chat/completions", "/v1/completions")  # what an async request or a batch line may call
 MAX_BATCH_LINES = 50_000
-SIGNATURE_HEADER = "x-rota-signature"  # "sha256=<hex HMAC-SHA256 of the body>"
+SIGNATURE_HEADER = "x-rota-signature"  # "t=<unix time>,sha256=<hex HMAC-SHA256 of '<t>.<body>'>"
 WINDOW = re.compile(r"^([1-9][0-9]{0,2})h$")  # a batch's completion window: "24h"
 MAX_WINDOW_H = 168
 ROTA_FIELDS = ("webhook_url", "run_in_window")  # taken off the body: Rota's, not the engine's
@@ -107,6 +107,10 @@ def webhook_url(value: Any) -> str:
     if not isinstance(value, str) or len(value) > 2048:
         raise InvalidInput("'webhook_url' must be an http or https URL (at most 2048 characters)", field="webhook_url")
     parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 (a port out of range raises)
+    except ValueError:
+        raise InvalidInput("'webhook_url' has a port that is not a number from 1 to 65535", field="webhook_url") from None
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
         raise InvalidInput("'webhook_url' must be an http or https URL with a host and no credentials", field="webhook_url")
     return value
@@ -115,8 +119,18 @@ def webhook_url(value: Any) -> str:
 def private_address(address: str) -> bool:
     """Loopback, private, link-local and other addresses a webhook must not reach by default
     (the control plane's own network: Ray's dashboard, the cluster, cloud metadata)."""
-    ip = ipaddress.ip_address(address)
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is not None:
+            return private_address(str(embedded))
+        if ip in _NAT64 or ip in _IPV4_COMPATIBLE:  # an IPv4 address inside: whichever it is, not allowed
+            return True
     return not ip.is_global or ip.is_multicast
+
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 
 
 @dataclass(frozen=True)
@@ -191,15 +205,33 @@ def output_line(request_id: str, custom_id: str, status_code: int | None, body: 
 RETRY, DONE, NOT_NOW = "retry", "done", "not_now"
 
 
-def outcome(status_code: int | None) -> str:
+# The gateway's own answers that say "not now" rather than "this request failed": no room,
+# waking past its timeout or down, a routing table that does not know the endpoint yet.
+NOT_NOW_CODES = frozenset(
+    {"rate_limit_exceeded", "endpoint_waking", "endpoint_unavailable", "model_not_found", "invalid_api_key"}
+)
+
+
+def outcome(status_code: int | None, error_code: str | None = None) -> str:
     """``None`` (no answer: a connection broke, a replica died) and 5xx are retried (up to
-    the limit); 429 is the endpoint's synchronous traffic taking its room: sent again later,
-    not counted as an attempt; anything else is the answer."""
+    the limit); 429, 503 and the gateway's "not now" codes (its routing table is a moment
+    behind, the endpoint is waking) are sent again later, not counted as an attempt;
+    anything else is the answer."""
+    if status_code in (429, 503) or (status_code is not None and error_code in NOT_NOW_CODES):
+        return NOT_NOW
     if status_code is None or status_code >= 500:
         return RETRY
-    if status_code == 429:
-        return NOT_NOW
     return DONE
+
+
+def error_code_of(body: bytes) -> str | None:
+    """An OpenAI-shaped error body's ``error.code`` (the gateway's, or the engine's)."""
+    try:
+        err = json.loads(body).get("error")
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    code = err.get("code") if isinstance(err, dict) else None
+    return code if isinstance(code, str) else None
 
 
 def backoff_s(attempt: int, base_s: float = 1.0, cap_s: float = 60.0) -> float:
@@ -207,8 +239,11 @@ def backoff_s(attempt: int, base_s: float = 1.0, cap_s: float = 60.0) -> float:
     return float(min(cap_s, base_s * 2 ** max(0, attempt - 1)))
 
 
-def signature(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def signature(secret: str, body: bytes, at: int) -> str:
+    """``t=<at>,sha256=<HMAC-SHA256 of "<at>." + body>``: the time is signed too, so a
+    receiver can refuse an old delivery sent again (a replay)."""
+    mac = hmac.new(secret.encode(), f"{at}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={at},sha256={mac}"
 
 
 class AsyncPublic(BaseModel):
@@ -297,7 +332,8 @@ class BatchPage(BaseModel):
 
 def background_limit(limit: int, reserve: float) -> int:
     """Requests in flight up to which queued work is sent to an endpoint admitting ``limit``
-    at once: the ``reserve`` share (at least one slot) stays for synchronous calls."""
+    at once: the ``reserve`` share (at least one slot) stays for synchronous calls; an
+    endpoint that admits one at a time shares its one slot."""
     return max(1, min(limit - 1, int(limit * (1 - reserve)))) if limit > 1 else 1
 
 

@@ -71,7 +71,7 @@ class ClusterService:
         with self.db.session() as s:
             rows = s.scalars(select(EndpointRow).where(EndpointRow.id.in_(ids), EndpointRow.desired != Desired.DELETED.value))
             return {
-                ep.id: {"status": ep.status, "async_limit": background_limit(self.limit(ep), self.async_reserve)} for ep in rows
+                ep.id: {"status": ep.status, "async_limit": self.async_limit(ep)} for ep in rows
             }
 
     @staticmethod
@@ -79,6 +79,13 @@ class ClusterService:
         """Requests the gateway admits to ``ep`` at once (its replicas at their most, and its queue)."""
         b = views.bounds(ep)
         return capacity(ep.per_replica, b.max if b else 1, Engine.model_validate(ep.engine or {}).max_queued_requests)
+
+    def async_limit(self, ep: EndpointRow) -> int:
+        """Requests in flight up to which queued work is sent: a share of what the replicas
+        take at once (never their queue), so a synchronous call finds a free batch slot
+        rather than a queue full of background work."""
+        b = views.bounds(ep)
+        return background_limit(ep.per_replica * max(1, b.max if b else 1), self.async_reserve)
 
     def report_phase(self, token: str, phase: Phase) -> bool:
         """A starting replica says what it is doing (e.g. downloading the model); it
@@ -116,7 +123,7 @@ class ClusterService:
                         "token": self.cipher.decrypt(ep.token) if ep.token_arg else None,
                         "created": int(ep.created_at.timestamp()),
                         "max_concurrency": limit,
-                        "async_limit": background_limit(limit, self.async_reserve),
+                        "async_limit": self.async_limit(ep),
                         "content_logging": bool(engine.enable_content_logging),
                         "stream_usage": ep.file_path == LLM_SCRIPT,  # vLLM reports usage on a stream's last chunk
                     }

@@ -20,8 +20,9 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -30,6 +31,10 @@ from rota.services.invocations import Claimed, Hook, InvocationService
 
 log = logging.getLogger(__name__)
 
+WEBHOOK_DEADLINE_S = 15.0  # one delivery, whole
+WEBHOOKS_AT_ONCE = 16
+DNS_TIMEOUT_S = 5.0
+HOUSEKEEPING_S = 2.0  # lapsed leases, expiry and finished batches are looked at this often
 HOLD = frozenset({"PENDING", "FAILED", "STOPPING", "STOPPED", "TERMINATING", "TERMINATED"})  # no sends at all
 
 
@@ -57,6 +62,8 @@ class Dispatcher:
         self._wake: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._housekept = float("-inf")
+        self._dns = ThreadPoolExecutor(4, thread_name_prefix="webhook-dns")  # slow names never hold the store's threads
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -81,16 +88,23 @@ class Dispatcher:
 
     async def _main(self) -> None:
         self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
+        try:
+            if n := await asyncio.to_thread(self.service.recover, self.clock()):
+                log.info("async dispatcher: %d requests a previous process was sending are queued again", n)
+        except Exception as e:  # the store is away: the leases lapse and housekeeping requeues them
+            log.warning("async dispatcher: recovery failed: %s", e)
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
-        async with httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s, connect=5.0), limits=limits) as http:
-            self._http = http
+        self._hook_slots = asyncio.Semaphore(WEBHOOKS_AT_ONCE)
+        hook_client = httpx.AsyncClient(timeout=httpx.Timeout(10.0), trust_env=False, follow_redirects=False)
+        async with httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s, connect=5.0), limits=limits) as http, hook_client:
+            self._http, self._hooks_http = http, hook_client
             tasks: set[asyncio.Task[None]] = set()
             while not self._stopping:
                 try:
-                    claims, hooks = await asyncio.to_thread(self.tick)
+                    claims, due = await asyncio.to_thread(self.tick)
                     for c in claims:  # counted here, on the loop, where sends end
                         self.inflight[c.endpoint_id] += 1
-                    for coro in [*map(self._send, claims), *map(self._deliver, hooks)]:
+                    for coro in [*map(self._send, claims), *map(self._deliver, due)]:
                         task = asyncio.create_task(coro)
                         tasks.add(task)
                         task.add_done_callback(tasks.discard)
@@ -110,7 +124,9 @@ class Dispatcher:
         """Housekeeping, then what to send now and which webhooks to deliver."""
         now = self.clock()
         svc = self.service
-        svc.housekeeping(now)
+        if now - self._housekept >= HOUSEKEEPING_S:  # writes: not at every look
+            svc.housekeeping(now)
+            self._housekept = now
         claims: list[Claimed] = []
         hooks: list[Hook] = []
         waiting = svc.waiting(now)
@@ -138,24 +154,35 @@ class Dispatcher:
         body: bytes | None = None
         error: str | None = None
         try:
-            r = await self._http.post(
-                self.base_url().rstrip("/") + c.route,
-                content=c.body,
-                headers={
-                    "authorization": f"Bearer {self.token}",
-                    "content-type": "application/json",
-                    "x-rota-project": str(c.project_id),
-                    "x-rota-priority": "background",
-                    "x-request-id": c.id,
-                },
+            r = await asyncio.wait_for(  # a whole deadline (httpx's timeout is per read), within the lease
+                self._http.post(
+                    self.base_url().rstrip("/") + c.route,
+                    content=c.body,
+                    headers={
+                        "authorization": f"Bearer {self.token}",
+                        "content-type": "application/json",
+                        "x-rota-project": str(c.project_id),
+                        "x-rota-priority": "background",
+                        "x-request-id": c.id,
+                    },
+                ),
+                self.timeout_s,
             )
             status, body = r.status_code, r.content
             self.sent += 1
-        except httpx.HTTPError as e:  # no answer: sent again (it counts as an attempt)
+        except Exception as e:  # no answer (a broken connection, a timeout): sent again, as an attempt
             error = f"{type(e).__name__}: {e}"[:500]
         finally:
             self.inflight[c.endpoint_id] -= 1
-        verdict = await asyncio.to_thread(self.service.record, c, status, body, error, self.clock())
+        for wait_s in (0.2, 1.0, 5.0, None):  # the store may be busy a moment: the answer is not dropped for that
+            try:
+                verdict = await asyncio.to_thread(self.service.record, c, status, body, error, self.clock())
+                break
+            except Exception as e:
+                if wait_s is None:  # left running: sent again once its lease lapses
+                    log.warning("async dispatcher: could not record %s: %s", c.id, e)
+                    return
+                await asyncio.sleep(wait_s)
         if verdict == "stale":
             self.stale += 1
         elif verdict == "done":
@@ -163,44 +190,45 @@ class Dispatcher:
         self.nudge()  # room was freed
 
     async def _deliver(self, hook: Hook) -> None:
-        try:
-            error = await self._post_hook(hook)
-        except Exception as e:
-            error = f"{type(e).__name__}: {e}"[:500]
+        async with self._hook_slots:  # a few at a time: slow receivers never hold sends back
+            try:
+                error = await asyncio.wait_for(self._post_hook(hook), WEBHOOK_DEADLINE_S)
+            except asyncio.TimeoutError:
+                error = f"no answer within {WEBHOOK_DEADLINE_S:g}s"
+            except Exception as e:
+                error = f"{type(e).__name__}: {e}"[:500]
         try:
             await asyncio.to_thread(self.service.hook_done, hook, error, self.clock())
         finally:
             self._hooks_inflight.discard(hook.id)
 
     async def _post_hook(self, hook: Hook) -> str | None:
-        if not self.allow_private:
-            refused = await asyncio.to_thread(_private_target, hook.url)
-            if refused:
-                return refused
+        """POST the request's final state to its webhook: the name is resolved once, every
+        address it gives is checked, and the connection goes to the address checked (the
+        name stays in Host and in TLS), so a name that resolves differently the second time
+        cannot reach a private address. No proxy from the environment, no redirects."""
+        parts = urlsplit(hook.url)
+        host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await asyncio.wait_for(
+                loop.run_in_executor(self._dns, socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM), DNS_TIMEOUT_S
+            )
+        except (OSError, asyncio.TimeoutError) as e:
+            return f"cannot resolve {host}: {type(e).__name__}: {e}"
+        addresses = [str(info[4][0]) for info in infos]
+        if not self.allow_private and any(private_address(a) for a in addresses):
+            return f"{host} is a private address (ROTA_WEBHOOK_ALLOW_PRIVATE=true allows it)"
+        ip = addresses[0]
+        target = urlunsplit((parts.scheme, f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}", parts.path or "/", parts.query, ""))
         payload = await asyncio.to_thread(self.service.hook_payload, hook.id)
         secret = self.service.cipher.derive(f"webhook-secret/{hook.project_id}")
-        r = await self._http.post(
-            hook.url,
-            content=payload,
-            headers={
-                "content-type": "application/json",
-                SIGNATURE_HEADER: signature(secret, payload),
-                "x-rota-async-id": hook.id,
-            },
-            timeout=10.0,
-            follow_redirects=False,
-        )
-        return None if 200 <= r.status_code < 300 else f"the webhook answered {r.status_code}"
-
-
-def _private_target(url: str) -> str | None:
-    """Why ``url`` may not be called (its host is or resolves to a private address)."""
-    parts = urlsplit(url)
-    try:
-        infos = socket.getaddrinfo(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
-    except OSError as e:
-        return f"cannot resolve {parts.hostname}: {e}"
-    for info in infos:
-        if private_address(str(info[4][0])):
-            return f"{parts.hostname} is a private address (ROTA_WEBHOOK_ALLOW_PRIVATE=true allows it)"
-    return None
+        headers = {
+            "host": parts.netloc.rsplit("@", 1)[-1],
+            "content-type": "application/json",
+            SIGNATURE_HEADER: signature(secret, payload, int(self.clock())),
+            "x-rota-async-id": hook.id,
+        }
+        extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+        async with self._hooks_http.stream("POST", target, content=payload, headers=headers, extensions=extensions) as r:
+            return None if 200 <= r.status_code < 300 else f"the webhook answered {r.status_code}"  # its body is not read

@@ -70,7 +70,9 @@ class EndpointService:
     def public(self, s: Session, ep: EndpointRow, project: str) -> EndpointPublic:
         owner = s.scalar(select(TaskRow.name).where(TaskRow.id == ep.owner_task_id)) if ep.owner_task_id else None
         out = views.endpoint(ep, project, self.settings.serve_url, owner)
-        out.async_queue = queues(s, self.clock().timestamp(), [ep.id]).get(ep.id, {"queued": 0, "running": 0, "oldest_queued_s": None})
+        out.async_queue = queues(s, self.clock().timestamp(), [ep.id]).get(
+            ep.id, {"queued": 0, "running": 0, "oldest_queued_s": None}
+        )
         return out
 
     def get(self, who: Principal, ref: str | int) -> EndpointPublic:

@@ -11,6 +11,7 @@ control plane died, a replica hung) can never record a second answer.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from rota.domain.invocations import (
     FilePublic,
     backoff_s,
     batch_lines,
+    error_code_of,
     new_id,
     next_window,
     outcome,
@@ -74,6 +76,7 @@ class Claimed:
     route: str
     body: bytes
     attempt: int
+    claim: str = ""  # the token of this send: only it may record the answer
 
 
 @dataclass(frozen=True)
@@ -126,8 +129,10 @@ class InvocationService:
     def get(self, who: Principal, request_id: str) -> AsyncPublic:
         with self.db.session() as s:
             row = self._request(s, who, request_id)
-            window = self._window(s, s.get(EndpointRow, row.endpoint_id), self.clock(), required=False)
-            return _public(row, window if row.run_in_window and row.status == QUEUED else None)
+            window = None
+            if row.run_in_window and row.status == QUEUED:
+                window = self._window(s, s.get(EndpointRow, row.endpoint_id), self.clock(), required=False)
+            return _public(row, window)
 
     def requests(
         self, who: Principal, limit: int = 20, after: str | None = None, status: str | None = None, model: str | None = None
@@ -156,9 +161,17 @@ class InvocationService:
         now = self.clock()
         with self.db.session() as s:
             row = self._request(s, who, request_id)
-            if row.status != QUEUED:
+            if row.batch_id:
+                raise Conflict(f"request {row.id} is a line of batch {row.batch_id}: cancel the batch", field="id")
+            changed = s.execute(
+                update(AsyncRequestRow)
+                .where(AsyncRequestRow.id == row.id, AsyncRequestRow.status == QUEUED)
+                .values(status=AsyncStatus.CANCELLED.value, finished_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            s.refresh(row)
+            if not getattr(changed, "rowcount", 0):
                 raise Conflict(f"request {row.id} is {row.status}: only a queued request can be cancelled", field="id")
-            row.status, row.finished_at = AsyncStatus.CANCELLED.value, now
             return _public(row)
 
     def webhook_secret(self, who: Principal) -> str:
@@ -236,7 +249,7 @@ class InvocationService:
                         f"completion window ({data.completion_window}) ends",
                         field="completion_window",
                     )
-            self._room(s, ep, len(lines))
+            self._room(s, ep, len(lines), field="input_file_id")
             batch = BatchRow(
                 id=new_id("batch"),
                 project_id=who.project_id,
@@ -308,9 +321,17 @@ class InvocationService:
         now = self.clock()
         with self.db.session() as s:
             batch = self._batch_row(s, who, batch_id)
-            if batch.status not in (BatchStatus.IN_PROGRESS.value, BatchStatus.VALIDATING.value):
+            changed = s.execute(
+                update(BatchRow)
+                .where(
+                    BatchRow.id == batch.id, BatchRow.status.in_([BatchStatus.IN_PROGRESS.value, BatchStatus.VALIDATING.value])
+                )
+                .values(status=BatchStatus.CANCELLING.value, cancelling_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            s.refresh(batch)
+            if not getattr(changed, "rowcount", 0):
                 raise Conflict(f"batch {batch.id} is {batch.status}: it cannot be cancelled", field="id")
-            batch.status, batch.cancelling_at = BatchStatus.CANCELLING.value, now
             s.execute(
                 update(AsyncRequestRow)
                 .where(AsyncRequestRow.batch_id == batch.id, AsyncRequestRow.status == QUEUED)
@@ -349,24 +370,35 @@ class InvocationService:
             ids = list(s.scalars(q.order_by(AsyncRequestRow.created_at, AsyncRequestRow.line).limit(n)).all())
             if not ids:
                 return []
+            token = secrets.token_hex(16)
             s.execute(
                 update(AsyncRequestRow)
                 .where(AsyncRequestRow.id.in_(ids), AsyncRequestRow.status == QUEUED)
                 .values(
                     status=RUNNING,
+                    claim=token,
                     attempts=AsyncRequestRow.attempts + 1,
                     lease_until=lease,
                     started_at=func.coalesce(AsyncRequestRow.started_at, now),
                 )
             )
-            rows = s.scalars(select(AsyncRequestRow).where(AsyncRequestRow.id.in_(ids), AsyncRequestRow.status == RUNNING)).all()
-            return [Claimed(r.id, r.project_id, r.endpoint_id, r.route, r.body, r.attempts) for r in rows]
+            rows = s.execute(
+                select(
+                    AsyncRequestRow.id,
+                    AsyncRequestRow.project_id,
+                    AsyncRequestRow.endpoint_id,
+                    AsyncRequestRow.route,
+                    AsyncRequestRow.body,
+                    AsyncRequestRow.attempts,
+                ).where(AsyncRequestRow.claim == token, AsyncRequestRow.status == RUNNING)
+            ).all()
+            return [Claimed(r[0], r[1], r[2], r[3], r[4], r[5], claim=token) for r in rows]
 
     def record(self, c: Claimed, status_code: int | None, body: bytes | None, error: str | None, now: float) -> str:
         """What one send came to: recorded (once), sent again later, or failed for good.
         Returns the outcome (``done``, ``retry``, ``not_now``) or ``stale`` when the request
         had moved on (its lease lapsed and another send took it)."""
-        verdict = outcome(status_code)
+        verdict = outcome(status_code, error_code_of(body) if body and status_code and status_code >= 400 else None)
         final = verdict == DONE or (verdict != NOT_NOW and c.attempt >= self.settings.async_max_attempts)
         values: dict[str, Any]
         if final:
@@ -377,16 +409,16 @@ class InvocationService:
                 "response": body,
                 "error": None if ok else (error or f"the endpoint answered {status_code}"),
                 "finished_at": now,
-                "lease_until": None,
             }
         elif verdict == NOT_NOW:
-            values = {"status": QUEUED, "attempts": c.attempt - 1, "not_before": now + NOT_NOW_S, "lease_until": None}
+            values = {"status": QUEUED, "attempts": c.attempt - 1, "not_before": now + NOT_NOW_S}
         else:
-            values = {"status": QUEUED, "not_before": now + backoff_s(c.attempt), "lease_until": None, "error": error}
+            values = {"status": QUEUED, "not_before": now + backoff_s(c.attempt), "error": error}
+        values.update(lease_until=None, claim=None)
         with self.db.session() as s:
             changed = s.execute(
                 update(AsyncRequestRow)
-                .where(AsyncRequestRow.id == c.id, AsyncRequestRow.status == RUNNING, AsyncRequestRow.attempts == c.attempt)
+                .where(AsyncRequestRow.id == c.id, AsyncRequestRow.status == RUNNING, AsyncRequestRow.claim == c.claim)
                 .values(**values)
             )
             if not getattr(changed, "rowcount", 0):
@@ -398,6 +430,18 @@ class InvocationService:
                     .values(webhook_status="pending", webhook_next=now)
                 )
         return "done" if final else verdict
+
+    def recover(self, now: float) -> int:
+        """At the dispatcher's start: what a previous process was sending when it died goes
+        back to the queue (its send was cut short: not counted as an attempt). One process
+        dispatches (SQLite is one process's), so nothing else can be sending these."""
+        with self.db.session() as s:
+            changed = s.execute(
+                update(AsyncRequestRow)
+                .where(AsyncRequestRow.status == RUNNING)
+                .values(status=QUEUED, attempts=AsyncRequestRow.attempts - 1, lease_until=None, claim=None, not_before=now)
+            )
+        return int(getattr(changed, "rowcount", 0) or 0)
 
     def abandon(self, endpoint_id: int, now: float) -> None:
         """The endpoint was deleted: what waits for it fails."""
@@ -425,7 +469,7 @@ class InvocationService:
             s.execute(
                 update(AsyncRequestRow)
                 .where(AsyncRequestRow.status == RUNNING, AsyncRequestRow.lease_until < now)
-                .values(status=QUEUED, lease_until=None, not_before=now, error="the send did not finish (control plane restart?)")
+                .values(status=QUEUED, lease_until=None, claim=None, not_before=now, error="the send did not finish in time")
             )
             s.execute(
                 update(AsyncRequestRow)
@@ -446,6 +490,12 @@ class InvocationService:
                     AsyncRequestRow.webhook_status.is_(None),
                 )
                 .values(webhook_status="pending", webhook_next=now)
+            )
+            cancelling = select(BatchRow.id).where(BatchRow.status == BatchStatus.CANCELLING.value)
+            s.execute(  # lines of a cancelled batch that came back to the queue (a retry) are not sent again
+                update(AsyncRequestRow)
+                .where(AsyncRequestRow.batch_id.in_(cancelling), AsyncRequestRow.status == QUEUED)
+                .values(status=AsyncStatus.CANCELLED.value, finished_at=now)
             )
             for batch in s.scalars(
                 select(BatchRow).where(BatchRow.status.in_([BatchStatus.IN_PROGRESS.value, BatchStatus.CANCELLING.value]))
@@ -475,21 +525,33 @@ class InvocationService:
                 continue
             line = output_line(rid, custom_id or "", code, _json(response), error if status != "succeeded" else None)
             (out if status == AsyncStatus.SUCCEEDED.value else err).append(json.dumps(line))
+        if batch.status == BatchStatus.CANCELLING.value:
+            final = {"status": BatchStatus.CANCELLED.value, "cancelled_at": now}
+        elif batch.expires_at < now and any(r[2] == AsyncStatus.EXPIRED.value for r in rows):
+            final = {"status": BatchStatus.EXPIRED.value, "expired_at": now}
+        else:
+            final = {"status": BatchStatus.COMPLETED.value, "completed_at": now}
+        changed = s.execute(  # only from the status it was read in: a cancel in between wins, or this does
+            update(BatchRow)
+            .where(BatchRow.id == batch.id, BatchRow.status == batch.status)
+            .values(finalizing_at=batch.finalizing_at or now, **final)
+            .execution_options(synchronize_session=False)
+        )
+        if not getattr(changed, "rowcount", 0):
+            return
+        files = {}
         if out:
-            batch.output_file_id = self._file_row(
+            files["output_file_id"] = self._file_row(
                 s, batch.project_id, "batch_output", f"{batch.id}_output.jsonl", ("\n".join(out) + "\n").encode(), now
             ).id
         if err:
-            batch.error_file_id = self._file_row(
+            files["error_file_id"] = self._file_row(
                 s, batch.project_id, "batch_output", f"{batch.id}_error.jsonl", ("\n".join(err) + "\n").encode(), now
             ).id
-        batch.finalizing_at = batch.finalizing_at or now
-        if batch.status == BatchStatus.CANCELLING.value:
-            batch.status, batch.cancelled_at = BatchStatus.CANCELLED.value, now
-        elif batch.expires_at < now and any(r[2] == AsyncStatus.EXPIRED.value for r in rows):
-            batch.status, batch.expired_at = BatchStatus.EXPIRED.value, now
-        else:
-            batch.status, batch.completed_at = BatchStatus.COMPLETED.value, now
+        if files:
+            s.execute(
+                update(BatchRow).where(BatchRow.id == batch.id).values(**files).execution_options(synchronize_session=False)
+            )
 
     def hooks_due(self, now: float, limit: int = 64) -> list[Hook]:
         with self.db.session() as s:
@@ -573,13 +635,13 @@ class InvocationService:
             raise NotFound(f"the model {model[:200]!r} does not exist or you do not have access to it", field=field)
         return ep
 
-    def _room(self, s: Session, ep: EndpointRow, n: int) -> None:
+    def _room(self, s: Session, ep: EndpointRow, n: int, field: str = "model") -> None:
         depth = s.scalar(select(func.count()).where(AsyncRequestRow.endpoint_id == ep.id, AsyncRequestRow.status.in_(OPEN)))
         if (depth or 0) + n > self.settings.async_max_depth:
             raise QueueFull(
                 f"endpoint {ep.routing_key!r} has {depth} async requests waiting (at most {self.settings.async_max_depth}); "
                 "retry later",
-                field="model",
+                field=field,
             )
 
     @staticmethod

@@ -288,6 +288,7 @@ class AsyncRequestRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     not_before: Mapped[float] = mapped_column(Float, default=0.0)  # Unix time: not sent before (backoff)
     lease_until: Mapped[float | None] = mapped_column(Float, nullable=True)  # running: requeued after this
+    claim: Mapped[str | None] = mapped_column(String(32), nullable=True)  # running: the send that holds it
     run_in_window: Mapped[bool] = mapped_column(Boolean, default=False)
     batch_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     custom_id: Mapped[str | None] = mapped_column(String(512), nullable=True)

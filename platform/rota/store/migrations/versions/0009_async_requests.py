@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer, nullable=False),
         sa.Column("not_before", sa.Float, nullable=False),
         sa.Column("lease_until", sa.Float, nullable=True),
+        sa.Column("claim", sa.String(32), nullable=True),
         sa.Column("run_in_window", sa.Boolean, nullable=False),
         sa.Column("batch_id", sa.String(40), nullable=True),
         sa.Column("custom_id", sa.String(512), nullable=True),

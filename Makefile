@@ -8,7 +8,7 @@ CPU := $(VENV)/.rota-cpu
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-cpu postgres images images-push manifests lint test test-unit test-integration test-e2e demo server bench bench-request-path bench-triggers bench-api bench-fire-applied bench-overload bench-request-log bench-gateway-scaleout bench-ray-idle chaos clean
+.PHONY: help install install-cpu postgres images images-push manifests lint test test-unit test-integration test-e2e demo server bench bench-request-path bench-triggers bench-api bench-fire-applied bench-overload bench-request-log bench-gateway-scaleout bench-ray-idle bench-async chaos clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-17s %s\n", $$1, $$2}'
@@ -79,7 +79,7 @@ test-e2e: $(CPU) ## Run the end-to-end tests (real vLLM on the CPU)
 demo: $(CPU) ## Start Rota with a scheduled vLLM endpoint and call it (MODEL=<HF id or dir>; default: a tiny generated model)
 	$(BIN)/rota demo $(if $(MODEL),--model $(MODEL),) $(if $(DEMO_EXIT),--exit,)
 
-bench: bench-triggers bench-api bench-fire-applied bench-overload bench-request-log bench-request-path bench-gateway-scaleout bench-ray-idle ## Run every benchmark (JSON in bench/results/, a table each)
+bench: bench-triggers bench-api bench-fire-applied bench-overload bench-request-log bench-request-path bench-gateway-scaleout bench-ray-idle bench-async ## Run every benchmark (JSON in bench/results/, a table each)
 
 bench-request-path: $(CPU) ## Bare vLLM vs an endpoint's prefix vs the base URL, interleaved rounds, vLLM's own client
 	$(BIN)/python bench/request_path.py
@@ -90,6 +90,9 @@ bench-gateway-scaleout: $(BASE) ## The base URL's ceiling (chunks/s) with 1 and 
 
 bench-ray-idle: $(BASE) ## CPU of an idle embedded Rota per process: Ray's defaults vs ROTA_RAY_QUIET
 	$(BIN)/python bench/ray_idle.py
+
+bench-async: $(BASE) ## Async invocations: submits/s, drain vs the same requests sent synchronously, first dispatch p99
+	$(BIN)/python bench/async_queue.py
 
 bench-triggers: $(BASE) ## Trigger accuracy: 220 active tasks, 1,070 fires in 3 min (lateness, missed, duplicates)
 	$(BIN)/python bench/triggers.py

@@ -70,9 +70,7 @@ class ClusterService:
         (deleted ones are left out)."""
         with self.db.session() as s:
             rows = s.scalars(select(EndpointRow).where(EndpointRow.id.in_(ids), EndpointRow.desired != Desired.DELETED.value))
-            return {
-                ep.id: {"status": ep.status, "async_limit": self.async_limit(ep)} for ep in rows
-            }
+            return {ep.id: {"status": ep.status, "async_limit": self.async_limit(ep)} for ep in rows}
 
     @staticmethod
     def limit(ep: EndpointRow) -> int:

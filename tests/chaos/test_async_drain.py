@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from rota.store.db import Database
 from rota.store.tables import AsyncRequestRow, RequestLogRow
-from support.endpoints import TEST_TEMPLATES, chat, wait_endpoint
+from support.endpoints import TEST_TEMPLATES, chat, wait_endpoint, wait_relayed
 from support.procs import wait_until
 
 pytestmark = pytest.mark.integration
@@ -37,6 +37,7 @@ def test_a_drain_loses_nothing_through_control_plane_kills_and_a_replica_kill(se
     wait_endpoint(srv, "drain", lambda e: e["status"] == "SLEEPING", timeout=180, what="SLEEPING")
     key = srv.admin_key
     auth = {"Authorization": f"Bearer {key}"}
+    wait_relayed(cluster.serve_url, key)
 
     ids: dict[str, int] = {}
     with httpx.Client(base_url=cluster.serve_url, headers=auth, timeout=30) as http:

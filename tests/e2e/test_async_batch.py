@@ -8,7 +8,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from support.endpoints import logged_request
+from support.endpoints import logged_request, wait_relayed
 from support.procs import wait_until
 
 
@@ -18,6 +18,7 @@ def client(llm):
 
 
 def test_a_batch_on_the_tiny_model_with_the_official_client(client, llm):
+    wait_relayed(llm.base_url.removesuffix("/v1"), llm.admin_key)
     lines = [
         {
             "custom_id": f"n{i}",

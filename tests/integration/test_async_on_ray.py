@@ -14,7 +14,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from support.endpoints import TEST_TEMPLATES, new_key, status_is, wait_endpoint, wait_routed
+from support.endpoints import TEST_TEMPLATES, new_key, status_is, wait_endpoint, wait_relayed, wait_routed
 from support.procs import free_port, rota, wait_until
 
 pytestmark = pytest.mark.integration
@@ -51,6 +51,7 @@ def test_a_batch_and_async_calls_through_the_base_url(srv, cluster, receiver):
     srv.api.post("/endpoints", json={"template": "echo-chat", "name": "bulk", "routing_key": "bulk"}).raise_for_status()
     wait_endpoint(srv, "bulk", status_is("RUNNING"), what="READY")
     wait_routed(cluster.serve_url, srv.admin_key, "bulk")
+    wait_relayed(cluster.serve_url, srv.admin_key)
     client = OpenAI(base_url=f"{cluster.serve_url}/v1", api_key=srv.admin_key, max_retries=0)
 
     # A batch of 200 with the official client, unchanged.
@@ -92,7 +93,10 @@ def test_a_batch_and_async_calls_through_the_base_url(srv, cluster, receiver):
     wait_until(lambda: got, 60, 0.3, what="the webhook")
     sent, sig = got[0]
     secret = srv.api.get("/async/webhook-secret").json()["secret"]
-    assert hmac.compare_digest(sig, "sha256=" + hmac.new(secret.encode(), sent, sha256).hexdigest())
+    # As a receiver checks it: t=<time>,sha256=<HMAC of "<t>." + body>, and the time is recent.
+    fields = dict(part.split("=", 1) for part in sig.split(","))
+    expected = hmac.new(secret.encode(), f"{fields['t']}.".encode() + sent, sha256).hexdigest()
+    assert hmac.compare_digest(fields["sha256"], expected) and abs(time.time() - int(fields["t"])) < 120
     assert json.loads(sent)["id"] == hooked.json()["id"] and json.loads(sent)["status"] == "succeeded"
     assert wait_until(lambda: answered(hooked)["webhook"]["status"] == "delivered", 10, what="delivery recorded")
 
@@ -115,6 +119,7 @@ def test_the_cli_submits_waits_and_prints_a_batchs_output(srv, cluster, tmp_path
     srv.api.post("/endpoints", json={"template": "echo-chat", "name": "cli", "routing_key": "cli"}).raise_for_status()
     wait_endpoint(srv, "cli", status_is("RUNNING"), what="READY")
     wait_routed(cluster.serve_url, srv.admin_key, "cli")
+    wait_relayed(cluster.serve_url, srv.admin_key)
     got = json.loads(rota(srv, "async", "submit", "cli", "-p", "from the cli", "--wait", "-o", "json").stdout)
     assert got["status"] == "succeeded" and got["response"]["choices"][0]["message"]["content"].endswith("from the cli")
     assert got["id"] in rota(srv, "async", "list").stdout

@@ -53,6 +53,13 @@ def wait_routed(serve_url: str, key: str, model: str, timeout: float = 60, **ext
         raise AssertionError(f"{e}; last answer: {r.status_code} {r.text[:300]}" if r is not None else str(e)) from None
 
 
+def wait_relayed(serve_url: str, key: str, timeout: float = 60) -> None:
+    """Until the base URL relays to this control plane (a gateway rolled by a new server
+    relays to the old one, gone, until Serve replaces it)."""
+    headers = {"Authorization": f"Bearer {key}"}
+    wait_until(lambda: httpx.get(f"{serve_url}/v1/batches", headers=headers).status_code == 200, timeout, what="relayed")
+
+
 def new_key(server: RotaServer, name: str, project: str | None = None) -> dict:
     r = server.api.post("/keys", json={"name": name, "project": project})
     assert r.status_code == 201, r.text

@@ -24,13 +24,14 @@ from rota.serve.client import RayServe, ServeClient
 from rota.serve.cluster import LocalRayHead, ensure_token
 from rota.serve.logs import DashboardLogs, RayLogs
 from rota.services import Hooks
+from rota.services.async_queue import AsyncQueue
 from rota.services.auth import AuthService
 from rota.services.builds import Builder
 from rota.services.cluster import ClusterService
 from rota.services.dispatcher import Dispatcher
 from rota.services.endpoints import EndpointService
 from rota.services.events import EventService
-from rota.services.invocations import InvocationService
+from rota.services.invocations import InvocationService, webhook_secret
 from rota.services.logs import LogService
 from rota.services.monitoring import MonitoringService, ReplicaSampler, counts
 from rota.services.requests import RequestLogService
@@ -107,17 +108,19 @@ class Runtime:
             self.db, self.cipher, ray=self.ray, not_rotas=self.reconciler.not_rotas, async_reserve=settings.async_reserve
         )
         self.invocations = InvocationService(self.db, settings, self.cipher)
+        self.async_queue = AsyncQueue(self.db, settings)
         self.dispatcher = Dispatcher(
-            self.invocations,
+            self.async_queue,
             self.cluster.targets,
             lambda: settings.serve_url,
             self.internal_token,
+            lambda project_id: webhook_secret(self.cipher, project_id),
             settings.async_interval_s,
             settings.async_timeout_s,
             settings.webhook_allow_private,
         )
         self.invocations.nudge = self.dispatcher.nudge
-        self.telemetry.watch(AsyncCollector(self.invocations.named_depths, self.dispatcher))
+        self.telemetry.watch(AsyncCollector(self.async_queue.named_depths, self.dispatcher))
         self.auth = AuthService(self.db)
         self.ray_logs = ray_logs or DashboardLogs(settings.dashboard_url, settings.ray_token())
         self.logs = LogService(self.db, self.cipher, self.endpoints, self.ray_logs)
@@ -143,7 +146,7 @@ class Runtime:
         self.auth.bootstrap(self.settings.admin_key_path)
         self.scheduler.start()
         self.scheduler.every("prune-request-logs", self.settings.request_log_prune_interval_s, self.requests.prune)
-        self.scheduler.every("prune-async", self.settings.request_log_prune_interval_s, self.invocations.prune)
+        self.scheduler.every("prune-async", self.settings.request_log_prune_interval_s, self.async_queue.prune)
         self.dispatcher.start()
         if self.head:
             threading.Thread(target=self._start_head, name="ray-head", daemon=True).start()

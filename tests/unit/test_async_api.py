@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import update
 
 from rota.domain.invocations import SIGNATURE_HEADER, signature
-from rota.services.invocations import Claimed
+from rota.services.async_queue import Claimed
 from rota.store.tables import AsyncRequestRow, EndpointRow
 
 CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
@@ -60,8 +60,8 @@ def drain(client, answer=lambda c: (200, json.dumps({"echo": c.id}).encode())):
     claims, _ = rt.dispatcher.tick()
     for c in claims:
         status, body = answer(c)
-        rt.invocations.record(c, status, body, None, rt.invocations.clock())
-    rt.invocations.housekeeping(rt.invocations.clock())
+        rt.async_queue.record(c, status, body, None, rt.invocations.clock())
+    rt.async_queue.housekeeping(rt.invocations.clock())
     return claims
 
 
@@ -151,7 +151,7 @@ def test_cancel_only_while_queued(client, ep):
 
 
 def test_a_retry_after_a_5xx_then_failed_after_the_last_attempt(client, ep):
-    inv = client.rt.invocations
+    inv, queue = client.rt.invocations, client.rt.async_queue
     a = submit(client).json()["id"]
     for attempt in range(1, client.rt.settings.async_max_attempts + 1):
         with client.rt.db.session() as s:  # no backoff wait in the test
@@ -160,7 +160,7 @@ def test_a_retry_after_a_5xx_then_failed_after_the_last_attempt(client, ep):
         assert c.attempt == attempt
     got = client.get(f"/v1/async/{a}").json()
     assert (got["status"], got["attempts"], got["status_code"]) == ("failed", 3, 500)
-    assert inv.waiting(inv.clock() + 3600) == {}
+    assert queue.waiting(inv.clock() + 3600) == {}
 
 
 @pytest.mark.parametrize(
@@ -188,16 +188,16 @@ def test_a_4xx_of_the_engine_is_the_answer(client, ep):
 
 
 def test_an_answer_is_recorded_once_even_when_a_lapsed_send_comes_back(client, ep):
-    inv = client.rt.invocations
+    inv, queue = client.rt.invocations, client.rt.async_queue
     a = submit(client).json()["id"]
     now = inv.clock()
-    (first,) = inv.claim(ep["id"], 5, now, True)
-    inv.housekeeping(now + client.rt.settings.async_timeout_s + 31)  # its lease lapsed: queued again
-    (second,) = inv.claim(ep["id"], 5, now + 700, True)
+    (first,) = queue.claim(ep["id"], 5, now, True)
+    queue.housekeeping(now + client.rt.settings.async_timeout_s + 31)  # its lease lapsed: queued again
+    (second,) = queue.claim(ep["id"], 5, now + 700, True)
     assert second.attempt == 2
-    assert inv.record(second, 200, b'{"n": 2}', None, now + 701) == "done"
-    assert inv.record(first, 200, b'{"n": 1}', None, now + 702) == "stale"
-    assert inv.record(second, 200, b'{"n": 3}', None, now + 703) == "stale"
+    assert queue.record(second, 200, b'{"n": 2}', None, now + 701) == "done"
+    assert queue.record(first, 200, b'{"n": 1}', None, now + 702) == "stale"
+    assert queue.record(second, 200, b'{"n": 3}', None, now + 703) == "stale"
     assert client.get(f"/v1/async/{a}").json()["response"] == {"n": 2}
 
 
@@ -232,7 +232,7 @@ def test_a_queue_has_a_depth_limit(client, ep):
 
 def test_expired_requests_are_not_sent(client, ep):
     a = submit(client).json()
-    client.rt.invocations.housekeeping(a["expires_at"] + 1)
+    client.rt.async_queue.housekeeping(a["expires_at"] + 1)
     assert client.get(f"/v1/async/{a['id']}").json()["status"] == "expired"
 
 
@@ -278,7 +278,7 @@ def test_a_batch_runs_every_line_and_writes_its_output_in_input_order(client, ep
     claims = client.rt.dispatcher.tick()[0]
     for c in reversed(claims):
         failed = c.id.endswith("_3")
-        client.rt.invocations.record(c, 400 if failed else 200, json.dumps({"c": c.id}).encode(), None, 1e10)
+        client.rt.async_queue.record(c, 400 if failed else 200, json.dumps({"c": c.id}).encode(), None, 1e10)
     while client.get(f"/v1/batches/{batch['id']}").json()["status"] == "in_progress":
         drain(client)
     done = client.get(f"/v1/batches/{batch['id']}").json()
@@ -382,7 +382,7 @@ def test_webhooks_are_signed_with_their_time_and_retried(client, ep):
 
     async def deliver(at):
         hooks_through(rt, handler)
-        for hook in rt.invocations.hooks_due(at):
+        for hook in rt.async_queue.hooks_due(at):
             await rt.dispatcher._deliver(hook)
 
     now = rt.invocations.clock()
@@ -408,7 +408,7 @@ def test_webhooks_to_private_addresses_are_refused(client, ep, url):
     a = submit(client, {**CHAT, "webhook_url": url}).json()["id"]
     drain(client)
     for _ in range(6):
-        for hook in rt.invocations.hooks_due(rt.invocations.clock() + 10_000):
+        for hook in rt.async_queue.hooks_due(rt.invocations.clock() + 10_000):
             asyncio.run(rt.dispatcher._deliver(hook))
     hook = client.get(f"/v1/async/{a}").json()["webhook"]
     assert hook["status"] == "failed" and "private address" in hook["last_error"]
@@ -428,8 +428,8 @@ def test_a_cancelled_batchs_line_that_failed_is_not_sent_again(client, ep):
     claims, _ = rt.dispatcher.tick()
     client.post(f"/v1/batches/{batch['id']}/cancel").raise_for_status()
     for c in claims:  # both were being sent: both fail with a 5xx (a retry, but the batch is cancelled)
-        rt.invocations.record(c, 502, b"{}", None, rt.invocations.clock())
-    rt.invocations.housekeeping(rt.invocations.clock())
+        rt.async_queue.record(c, 502, b"{}", None, rt.invocations.clock())
+    rt.async_queue.housekeeping(rt.invocations.clock())
     assert rt.dispatcher.tick()[0] == []
     got = client.get(f"/v1/batches/{batch['id']}").json()
     assert got["status"] == "cancelled"
@@ -456,11 +456,11 @@ def test_an_endpoints_answer_shows_its_queue(client, ep):
 
 
 def test_a_restart_requeues_what_the_dead_process_was_sending_without_counting_it(client, ep):
-    inv = client.rt.invocations
+    inv, queue = client.rt.invocations, client.rt.async_queue
     a = submit(client).json()["id"]
-    (cut,) = inv.claim(ep["id"], 5, inv.clock(), True)
-    assert inv.recover(inv.clock()) == 1  # the next process's dispatcher, at its start
+    (cut,) = queue.claim(ep["id"], 5, inv.clock(), True)
+    assert queue.recover(inv.clock()) == 1  # the next process's dispatcher, at its start
     got = client.get(f"/v1/async/{a}").json()
     assert (got["status"], got["attempts"]) == ("queued", 0)
-    (again,) = inv.claim(ep["id"], 5, inv.clock(), True)
-    assert again.attempt == 1 and inv.record(again, 200, b"{}", None, inv.clock()) == "done"
+    (again,) = queue.claim(ep["id"], 5, inv.clock(), True)
+    assert again.attempt == 1 and queue.record(again, 200, b"{}", None, inv.clock()) == "done"

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from rota.domain.invocations import SIGNATURE_HEADER, private_address, signature
-from rota.services.invocations import Claimed, Hook, InvocationService
+from rota.services.async_queue import AsyncQueue, Claimed, Hook
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +41,20 @@ HOLD = frozenset({"PENDING", "FAILED", "STOPPING", "STOPPED", "TERMINATING", "TE
 class Dispatcher:
     def __init__(
         self,
-        service: InvocationService,
+        service: AsyncQueue,
         targets: Callable[[list[int]], dict[int, dict[str, Any]]],
         base_url: Callable[[], str],
         token: str,
+        secret: Callable[[int], str],
         interval_s: float = 0.2,
         timeout_s: float = 600.0,
         allow_private: bool = False,
         clock: Callable[[], float] = time.time,
     ):
         """``targets``: endpoint id -> its ``status`` and ``async_limit`` (the routing table's);
-        ``base_url``: where the gateway answers (it can change when Ray's port is known)."""
-        self.service, self.targets, self.base_url, self.token = service, targets, base_url, token
+        ``base_url``: where the gateway answers (it can change when Ray's port is known);
+        ``secret``: a project's webhook signing secret."""
+        self.service, self.targets, self.base_url, self.token, self.secret = service, targets, base_url, token, secret
         self.interval_s, self.timeout_s, self.allow_private, self.clock = interval_s, timeout_s, allow_private, clock
         self.inflight: dict[int, int] = defaultdict(int)
         self.sent = self.recorded = self.stale = 0
@@ -222,7 +224,7 @@ class Dispatcher:
         ip = addresses[0]
         target = urlunsplit((parts.scheme, f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}", parts.path or "/", parts.query, ""))
         payload = await asyncio.to_thread(self.service.hook_payload, hook.id)
-        secret = self.service.cipher.derive(f"webhook-secret/{hook.project_id}")
+        secret = self.secret(hook.project_id)
         headers = {
             "host": parts.netloc.rsplit("@", 1)[-1],
             "content-type": "application/json",

@@ -26,10 +26,10 @@ from rota.domain.names import by_id_or_name
 from rota.domain.reconcile import ObservedApp
 from rota.domain.status import EndpointStatus, Phase
 from rota.services import Hooks, merge, merge_env, views
+from rota.services.async_queue import queues
 from rota.services.auth import Principal
 from rota.services.builds import Build, Builder, llm_defaults
 from rota.services.events import record
-from rota.services.invocations import queues
 from rota.store.db import Database
 from rota.store.tables import EndpointRow, TaskRow, utcnow
 

@@ -98,13 +98,18 @@ def test_a_drain_loses_nothing_through_control_plane_kills_and_a_replica_kill(se
     statuses = [x[2] for x in sync]
     failed = [x for x in sync if x[2] != 200]
     assert 429 not in statuses, statuses
-    # Only calls on the killed replica may fail: in flight then, or routed to it just after.
-    assert all(x[0] <= killed_replica_at + 1.0 <= x[1] + 1.0 for x in failed), (killed_replica_at, failed)
+    # Only calls around the replica kill may fail, and not with a 429: the endpoint may have
+    # had that one replica only (it scales 0..2), so until Serve replaces it calls get a 503.
+    assert all(killed_replica_at - 1 <= x[0] <= killed_replica_at + 30 and x[2] in (0, 502, 503) for x in failed), (
+        killed_replica_at,
+        failed,
+    )
     print(
         f"{n} async requests drained in {drain_s:.1f}s through {kills} control plane kills and a replica kill; "
-        f"{sends} sends answered 200 ({sends - n} again after a crash cut them); "
+        f"{sends} answered sends in the request log (it may lag a second; above {n}: sent again after a crash cut them); "
         f"{len(sync)} synchronous calls, {statuses.count(200)} answered 200 "
-        f"(p50 {_p50([x[1] - x[0] for x in sync]):.2f}s), none 429, {len(failed)} failed at the replica kill"
+        f"(p50 {_p50([x[1] - x[0] for x in sync]):.2f}s), none 429, {len(failed)} failed after the replica kill "
+        f"(statuses {sorted({x[2] for x in failed})})"
     )
 
 

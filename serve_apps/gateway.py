@@ -66,6 +66,7 @@ WAKEABLE = frozenset({"SLEEPING", "AWAKING", "INITIALIZING", "UPDATING"})  # a r
 DOWN = frozenset({"PENDING", "FAILED", "STOPPING", "STOPPED", "TERMINATING", "TERMINATED"})  # 503 at once
 OPENAI_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 PASS_BACK = ("content-type", "retry-after")  # headers passed back to the caller (and x-request-id, the gateway's)
+VIA, NO_ROUTE = "x-rota-via", "x-rota-no-route"  # a forwarded call; the answer when it came back to the gateway
 REPLICA_HEADER = "x-rota-replica"  # which replica answered (serve.py), for the request log
 _WITH_USAGE = b'{"stream_options":{"include_usage":true},'  # opens a body that asks for usage
 RELAYED = re.compile(r"^/v1/(?:async|files|batches)(?:/[A-Za-z0-9_-]+)*/?$")  # to the control plane (no dots)
@@ -310,6 +311,12 @@ class GatewayApp:
             return error(503, "the control plane is not reachable; retry later", "control_plane_unavailable", retry_after=5)
 
     async def unknown(self, request: Request, call: Call) -> Response:
+        if request.headers.get(VIA) == "gateway":
+            # A call this gateway forwarded came back to it: the ingress does not route the
+            # endpoint's prefix yet (HAProxy reloads its routes a moment after Serve's).
+            r = error(503, "the endpoint's route is not served yet", "route_not_ready", "service_unavailable")
+            r.headers[NO_ROUTE] = "1"
+            return r
         return error(
             404,
             f"no route {request.method} {request.url.path[:200]}; the OpenAI routes are {', '.join(OPENAI_ROUTES)} "
@@ -461,7 +468,11 @@ class GatewayApp:
         replica answers or ``wake_timeout_s`` passes (then a 503 with Retry-After). The
         time spent waiting for a replica to wake is noted on ``call``."""
         url = f"{self.cfg.upstream.rstrip('/')}{ep['route_prefix'].rstrip('/')}{request.url.path}"
-        headers = {"content-type": request.headers.get("content-type", "application/json"), "x-request-id": call.request_id}
+        headers = {
+            "content-type": request.headers.get("content-type", "application/json"),
+            "x-request-id": call.request_id,
+            VIA: "gateway",
+        }
         if ep.get("token"):
             headers["authorization"] = f"Bearer {ep['token']}"
         started = time.monotonic()
@@ -551,9 +562,12 @@ def _no_replica(r: Any) -> bool:
     """The Serve ingress had nowhere to send it: the endpoint has no ready replica (yet).
 
     Ray Serve answers 404 for a route it does not (yet) serve and HAProxy 503 without a
-    ``content-type`` when a backend has no server; a replica's own 503 (its queue is
-    full) is JSON and is passed on as a 429.
+    ``content-type`` when a backend has no server; a call HAProxy does not route yet lands
+    on the gateway itself (at ``/``), which says so (``x-rota-no-route``); a replica's own
+    503 (its queue is full) is JSON and is passed on as a 429.
     """
+    if r.headers.get(NO_ROUTE):  # the call came back to the gateway: no route to the endpoint yet
+        return True
     return r.status in (502, 504) or (r.status in (404, 503) and "json" not in r.headers.get("content-type", ""))
 
 

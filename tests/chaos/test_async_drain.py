@@ -44,7 +44,7 @@ def test_a_drain_loses_nothing_through_control_plane_kills_and_a_replica_kill(se
         for i in range(n):
             r = http.post(
                 "/v1/async/chat/completions",
-                json={"model": "drain", "messages": [{"role": "user", "content": f"m{i}"}], "delay_s": 0.5},
+                json={"model": "drain", "messages": [{"role": "user", "content": f"m{i}"}], "delay_s": 0.3},
             )
             assert r.status_code == 202, r.text
             ids[r.json()["id"]] = i

@@ -17,7 +17,12 @@ def test_models_lists_served_name(client):
 
 
 def test_chat_completion(client):
-    r = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hello"}], max_tokens=8)
+    r = client.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "user", "content": "hello"}],
+        max_tokens=8,
+        extra_body={"ignore_eos": True},  # random weights may pick the end of text early
+    )
     assert r.object == "chat.completion" and r.choices[0].message.role == "assistant"
     assert r.choices[0].message.content
     assert r.usage.completion_tokens == 8 and r.usage.prompt_tokens > 0

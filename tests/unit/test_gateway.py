@@ -175,3 +175,14 @@ def test_a_client_gone_before_the_first_byte_gives_its_slot_back():
 
     asyncio.run(run())
     assert released == [True] and reply.released
+
+
+def test_a_call_the_ingress_sends_back_to_the_gateway_waits_for_the_route(gw):
+    """HAProxy routes a new endpoint's prefix a moment after Serve reports it: meanwhile the
+    forwarded call lands on the gateway itself, which says so; the call is sent again."""
+    looped = gw.post("/ep/1/v1/chat/completions", json={}, headers={"x-rota-via": "gateway"})
+    assert looped.status_code == 503 and looped.headers["x-rota-no-route"] == "1"
+    assert gw.post("/ep/1/v1/chat/completions", json={}).status_code == 404  # a caller's own call: no such route
+    gw.upstream.replies = [(looped.status_code, "application/json", looped.content, {"x-rota-no-route": "1"})]
+    r = chat(gw)
+    assert r.status_code == 200 and len(gw.upstream.sent) == 2 and gw.upstream.sent[0][1]["x-rota-via"] == "gateway"

@@ -113,12 +113,15 @@ class AuthService:
         scheme, _, key = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'", field="Authorization")
-        with self.db.session() as s:
-            row = s.scalar(select(ApiKeyRow).where(ApiKeyRow.key_hash == digest(key.strip())))
-            if row is None or row.revoked_at is not None:
-                raise Unauthorized("invalid or revoked API key", field="Authorization")
-            project = s.get(ProjectRow, row.project_id)
-            return Principal(row.id, row.project_id, project.name if project else "?", row.admin)
+        with self.db.session() as s:  # one query, plain columns: every API call starts here
+            row = s.execute(
+                select(ApiKeyRow.id, ApiKeyRow.project_id, ApiKeyRow.admin, ApiKeyRow.revoked_at, ProjectRow.name)
+                .outerjoin(ProjectRow, ProjectRow.id == ApiKeyRow.project_id)
+                .where(ApiKeyRow.key_hash == digest(key.strip()))
+            ).first()
+        if row is None or row.revoked_at is not None:
+            raise Unauthorized("invalid or revoked API key", field="Authorization")
+        return Principal(row.id, row.project_id, row.name or "?", row.admin)
 
     # ------------------------------------------------------------ keys
 

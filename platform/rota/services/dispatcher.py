@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 WEBHOOK_DEADLINE_S = 15.0  # one delivery, whole
 WEBHOOKS_AT_ONCE = 16
 DNS_TIMEOUT_S = 5.0
-HOUSEKEEPING_S = 2.0  # lapsed leases, expiry and finished batches are looked at this often
+HOUSEKEEPING_S = 2.0
+MIN_GAP_S = 0.02  # between two looks, however often the dispatcher is nudged  # lapsed leases, expiry and finished batches are looked at this often
 HOLD = frozenset({"PENDING", "FAILED", "STOPPING", "STOPPED", "TERMINATING", "TERMINATED"})  # no sends at all
 
 
@@ -114,6 +115,7 @@ class Dispatcher:
                 except Exception as e:  # the store is busy or away: the next tick tries again
                     self.last_error = f"{type(e).__name__}: {e}"
                     log.warning("async dispatcher: %s", self.last_error)
+                await asyncio.sleep(MIN_GAP_S)  # a burst of submits nudges once per look, not once each
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.interval_s)
                 self._wake.clear()

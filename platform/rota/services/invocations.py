@@ -64,13 +64,13 @@ class InvocationService:
         sub = submission(raw, route, self.settings.async_max_body_bytes)
         now = self.clock()
         with self.db.session() as s:
-            ep = self._endpoint(s, who, sub.model)
-            window = self._window(s, ep, now) if sub.run_in_window else None
-            self._room(s, ep, 1)
+            ep_id, key = self._endpoint_key(s, who, sub.model)
+            window = self._window(s, s.get(EndpointRow, ep_id), now) if sub.run_in_window else None
+            self._room(s, ep_id, key, 1)
             row = AsyncRequestRow(
                 id=new_id("async"),
                 project_id=who.project_id,
-                endpoint_id=ep.id,
+                endpoint_id=ep_id,
                 model=sub.model,
                 route=route,
                 body=sub.body,
@@ -186,22 +186,22 @@ class InvocationService:
             if lines[0].route != data.endpoint:
                 raise InvalidInput(f"the file's lines call {lines[0].route}, not {data.endpoint}", field="endpoint")
             model = lines[0].submission.model
-            ep = self._endpoint(s, who, model, field="input_file_id")
+            ep_id, key = self._endpoint_key(s, who, model, field="input_file_id")
             expires = now + hours * 3600
             window = None
             if data.run_in_window:
-                window = self._window(s, ep, now)
+                window = self._window(s, s.get(EndpointRow, ep_id), now)
                 if window is not None and window.timestamp() >= expires:
                     raise InvalidInput(
                         f"the endpoint's next scheduled window opens at {window.isoformat()}, after this batch's "
                         f"completion window ({data.completion_window}) ends",
                         field="completion_window",
                     )
-            self._room(s, ep, len(lines), field="input_file_id")
+            self._room(s, ep_id, key, len(lines), field="input_file_id")
             batch = BatchRow(
                 id=new_id("batch"),
                 project_id=who.project_id,
-                endpoint_id=ep.id,
+                endpoint_id=ep_id,
                 model=model,
                 route=data.endpoint,
                 input_file_id=source.id,
@@ -219,7 +219,7 @@ class InvocationService:
                 AsyncRequestRow(
                     id=f"{batch.id}_{i}",
                     project_id=who.project_id,
-                    endpoint_id=ep.id,
+                    endpoint_id=ep_id,
                     model=model,
                     route=line.route,
                     body=line.submission.body,
@@ -293,23 +293,25 @@ class InvocationService:
     # --- helpers ---------------------------------------------------------------------
 
     @staticmethod
-    def _endpoint(s: Session, who: Principal, model: str, field: str = "model") -> EndpointRow:
-        ep = s.scalar(
-            select(EndpointRow).where(
+    def _endpoint_key(s: Session, who: Principal, model: str, field: str = "model") -> tuple[int, str]:
+        """The id and routing key of the caller's endpoint ``model`` (plain columns: every
+        submit looks it up)."""
+        row = s.execute(
+            select(EndpointRow.id, EndpointRow.routing_key).where(
                 EndpointRow.project_id == who.project_id,
                 EndpointRow.routing_key == model,
                 EndpointRow.desired != Desired.DELETED.value,
             )
-        )
-        if ep is None:
+        ).first()
+        if row is None:
             raise NotFound(f"the model {model[:200]!r} does not exist or you do not have access to it", field=field)
-        return ep
+        return int(row[0]), str(row[1])
 
-    def _room(self, s: Session, ep: EndpointRow, n: int, field: str = "model") -> None:
-        depth = s.scalar(select(func.count()).where(AsyncRequestRow.endpoint_id == ep.id, AsyncRequestRow.status.in_(OPEN)))
+    def _room(self, s: Session, ep_id: int, routing_key: str, n: int, field: str = "model") -> None:
+        depth = s.scalar(select(func.count()).where(AsyncRequestRow.endpoint_id == ep_id, AsyncRequestRow.status.in_(OPEN)))
         if (depth or 0) + n > self.settings.async_max_depth:
             raise QueueFull(
-                f"endpoint {ep.routing_key!r} has {depth} async requests waiting (at most {self.settings.async_max_depth}); "
+                f"endpoint {routing_key!r} has {depth} async requests waiting (at most {self.settings.async_max_depth}); "
                 "retry later",
                 field=field,
             )

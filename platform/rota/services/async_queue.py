@@ -232,27 +232,19 @@ class AsyncQueue:
         )
         if not getattr(changed, "rowcount", 0):
             return
-        files = {}
-        if out:
-            files["output_file_id"] = store_file(
+        files = {
+            f"{kind}_file_id": store_file(
                 s,
                 batch.project_id,
                 "batch_output",
-                f"{batch.id}_output.jsonl",
-                ("\n".join(out) + "\n").encode(),
+                f"{batch.id}_{kind}.jsonl",
+                ("\n".join(lines) + "\n").encode(),
                 now,
                 self.settings.async_retention_days,
             ).id
-        if err:
-            files["error_file_id"] = store_file(
-                s,
-                batch.project_id,
-                "batch_output",
-                f"{batch.id}_error.jsonl",
-                ("\n".join(err) + "\n").encode(),
-                now,
-                self.settings.async_retention_days,
-            ).id
+            for kind, lines in (("output", out), ("error", err))
+            if lines
+        }
         if files:
             s.execute(
                 update(BatchRow).where(BatchRow.id == batch.id).values(**files).execution_options(synchronize_session=False)

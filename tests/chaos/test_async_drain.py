@@ -98,9 +98,10 @@ def test_a_drain_loses_nothing_through_control_plane_kills_and_a_replica_kill(se
     statuses = [x[2] for x in sync]
     failed = [x for x in sync if x[2] != 200]
     assert 429 not in statuses, statuses
-    # Only calls around the replica kill may fail, and not with a 429: the endpoint may have
-    # had that one replica only (it scales 0..2), so until Serve replaces it calls get a 503.
-    assert all(killed_replica_at - 1 <= x[0] <= killed_replica_at + 30 and x[2] in (0, 502, 503) for x in failed), (
+    # Only calls around the replica kill may fail, and not with a 429: one in flight on the
+    # killed replica (a 500 from Serve, or a broken connection), and, since the endpoint may
+    # have had that one replica only (it scales 0..2), 503s until Serve replaces it.
+    assert all(x[1] >= killed_replica_at - 1 and x[0] <= killed_replica_at + 30 and x[2] in (0, 500, 502, 503) for x in failed), (
         killed_replica_at,
         failed,
     )

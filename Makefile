@@ -8,7 +8,7 @@ CPU := $(VENV)/.rota-cpu
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-cpu postgres images images-push manifests lint test test-unit test-integration test-e2e demo server bench bench-request-path bench-triggers bench-api bench-fire-applied bench-overload bench-request-log bench-gateway-scaleout bench-ray-idle bench-async chaos clean
+.PHONY: help install install-cpu console chromium postgres images images-push manifests lint test test-unit test-integration test-e2e demo server bench bench-request-path bench-triggers bench-api bench-fire-applied bench-overload bench-request-log bench-gateway-scaleout bench-ray-idle bench-async chaos clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-17s %s\n", $$1, $$2}'
@@ -34,6 +34,22 @@ $(CPU): $(BASE)
 
 install: $(BASE) ## Install the control plane into .venv
 install-cpu: $(CPU) ## Install the control plane and vLLM for CPU nodes into .venv
+
+# The console's browser libraries: pinned in platform/web/package-lock.json, installed from
+# the npm registry and copied into the package's static folder (not committed).
+WEB := platform/web
+VENDOR := platform/rota/console/static/vendor
+console: $(VENDOR)/.stamp ## Install the web console's browser libraries (Node.js from the distribution if missing)
+$(VENDOR)/.stamp: $(WEB)/package.json $(WEB)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null)
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p $(VENDOR)
+	cp $(WEB)/node_modules/htmx.org/dist/htmx.min.js $(WEB)/node_modules/uplot/dist/uPlot.iife.min.js $(WEB)/node_modules/uplot/dist/uPlot.min.css $(VENDOR)/
+	@touch $@
+
+chromium: ## Install Chromium from the distribution if missing (the console's browser tests drive it)
+	@command -v chromium >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
 postgres: ## Install PostgreSQL's server if missing (its tests start a throwaway one)
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
@@ -64,7 +80,7 @@ lint: $(BASE) ## ruff (lint and format check) and mypy (strict on domain/)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint $(CPU) postgres ## Run lint, then every test: unit, integration (real Ray Serve, SQLite, PostgreSQL), e2e (real vLLM), chaos (small)
+test: lint $(CPU) postgres console chromium ## Run lint, then every test: unit, integration (real Ray Serve, SQLite, PostgreSQL), e2e (real vLLM), chaos (small)
 	$(BIN)/python -m pytest -q tests $(PYTEST_ARGS)
 
 test-unit: $(BASE) ## Run the unit tests only (fast, no Ray cluster)
@@ -73,10 +89,10 @@ test-unit: $(BASE) ## Run the unit tests only (fast, no Ray cluster)
 test-integration: $(BASE) postgres ## Run the integration tests (a real local Ray Serve)
 	$(BIN)/python -m pytest -q tests/integration $(PYTEST_ARGS)
 
-test-e2e: $(CPU) ## Run the end-to-end tests (real vLLM on the CPU)
+test-e2e: $(CPU) console chromium ## Run the end-to-end tests (real vLLM on the CPU)
 	$(BIN)/python -m pytest -q tests/e2e $(PYTEST_ARGS)
 
-demo: $(CPU) ## Start Rota with a scheduled vLLM endpoint and call it (MODEL=<HF id or dir>; default: a tiny generated model)
+demo: $(CPU) console ## Start Rota with a scheduled vLLM endpoint and call it (MODEL=<HF id or dir>; default: a tiny generated model)
 	$(BIN)/rota demo $(if $(MODEL),--model $(MODEL),) $(if $(DEMO_EXIT),--exit,)
 
 bench: bench-triggers bench-api bench-fire-applied bench-overload bench-request-log bench-request-path bench-gateway-scaleout bench-ray-idle bench-async ## Run every benchmark (JSON in bench/results/, a table each)
@@ -112,8 +128,8 @@ bench-overload: $(BASE) ## An endpoint at 2x capacity: 429s with Retry-After, ad
 chaos: $(BASE) ## Fault tests at full size (e.g. 20 SIGKILLs during a fire storm); `make test` runs them small
 	ROTA_CHAOS=full $(BIN)/python -m pytest -q -s tests/chaos $(PYTEST_ARGS)
 
-server: $(BASE) ## Run `rota server` (embedded Ray, SQLite under ~/.rota)
+server: $(BASE) console ## Run `rota server` (embedded Ray, SQLite under ~/.rota)
 	$(BIN)/rota server
 
 clean: ## Remove .venv and caches
-	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info platform/*.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info platform/*.egg-info $(WEB)/node_modules $(VENDOR)

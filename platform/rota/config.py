@@ -142,6 +142,9 @@ class Settings(BaseSettings):
     async_reserve: float = Field(0.25, ge=0, lt=1)
     webhook_allow_private: bool = False  # webhooks to loopback and private addresses (tests, one-machine setups)
 
+    # The web console (/console): a signed-in browser's session lasts this long.
+    console_session_hours: float = Field(12.0, gt=0, le=24 * 30)
+
     # Loops
     reconcile_interval_s: float = 2.0
     sweep_interval_s: float = 15.0

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from rota import __version__
+from rota import __version__, console
 from rota.api import cluster, endpoints, errors, events, internal, invocations, keys, logs, requests, tasks, usage
 from rota.api.deps import Who, runtime
 from rota.api.limits import BodyLimit
@@ -33,9 +33,10 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
     app = FastAPI(
         title="Rota", version=__version__, description="Scheduled, dedicated LLM endpoints on Ray Serve.", lifespan=lifespan
     )
-    errors.install(app)
+    errors.install(app, pages=(console.PREFIX, console.error_page))
     for module in (tasks, endpoints, events, requests, logs, usage, keys, cluster, invocations, internal):
         app.include_router(module.router)
+    console.install(app)
     uploads = {"/v1/files": settings.async_max_file_bytes, "/v1/async/": settings.async_max_body_bytes}
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, wider=uploads)
 

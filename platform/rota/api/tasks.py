@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fastapi import APIRouter, Query, Response
 
 from rota.api.deps import Tasks, Who
 from rota.domain.names import MAX_ID
 from rota.domain.schedule import TaskType
-from rota.domain.tasks import TaskCreate, TaskPublic, TaskStatus, TaskUpdate
+from rota.domain.tasks import RunPublic, TaskCreate, TaskPublic, TaskStatus, TaskUpdate
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
 
@@ -24,10 +26,11 @@ def list_tasks(
     search: str | None = Query(None, max_length=100, description="substring of the name"),
     status: TaskStatus | None = None,
     type: TaskType | None = None,
+    timezone: str | None = Query(None, max_length=64, description="only tasks in this IANA timezone"),
     limit: int = Query(50, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=MAX_ID),
 ) -> dict[str, object]:
-    items, total = tasks.list(who, search, status, type, limit, offset)
+    items, total = tasks.list(who, search, status, type, limit, offset, timezone)
     return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 
@@ -55,3 +58,8 @@ def activate_task(ref: str, who: Who, tasks: Tasks) -> TaskPublic:
 @router.post("/{ref}/deactivate", response_model=TaskPublic, summary="Stop scheduling fires")
 def deactivate_task(ref: str, who: Who, tasks: Tasks) -> TaskPublic:
     return tasks.deactivate(who, ref)
+
+
+@router.get("/{ref}/runs", response_model=list[RunPublic], summary="The task's applied fires, newest first")
+def task_runs(ref: str, who: Who, tasks: Tasks, limit: int = Query(100, ge=1, le=1000)) -> Sequence[RunPublic]:
+    return tasks.runs(who, ref, limit)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StringConstraints
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from rota.crypto import digest, read_secret, write_secret
@@ -113,11 +113,18 @@ class AuthService:
         scheme, _, key = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'", field="Authorization")
+        return self._principal(ApiKeyRow.key_hash == digest(key.strip()))
+
+    def principal_of(self, key_id: int) -> Principal:
+        """The key's principal by its id (a console session names its key): 401 once revoked."""
+        return self._principal(ApiKeyRow.id == key_id)
+
+    def _principal(self, which: ColumnElement[bool]) -> Principal:
         with self.db.session() as s:  # one query, plain columns: every API call starts here
             row = s.execute(
                 select(ApiKeyRow.id, ApiKeyRow.project_id, ApiKeyRow.admin, ApiKeyRow.revoked_at, ProjectRow.name)
                 .outerjoin(ProjectRow, ProjectRow.id == ApiKeyRow.project_id)
-                .where(ApiKeyRow.key_hash == digest(key.strip()))
+                .where(which)
             ).first()
         if row is None or row.revoked_at is not None:
             raise Unauthorized("invalid or revoked API key", field="Authorization")

@@ -19,7 +19,7 @@ from rota.domain.errors import Conflict, InvalidInput, NotFound
 from rota.domain.events import EventKind
 from rota.domain.names import by_id_or_name
 from rota.domain.schedule import ScheduleSpec, TaskType, next_occurrence, to_local
-from rota.domain.tasks import ScheduleEntry, TaskCreate, TaskPublic, TaskStatus, TaskUpdate
+from rota.domain.tasks import RunPublic, ScheduleEntry, TaskCreate, TaskPublic, TaskStatus, TaskUpdate
 from rota.services import Hooks, merge, merge_env, views
 from rota.services.auth import Principal
 from rota.services.builds import llm_defaults
@@ -62,9 +62,12 @@ class TaskService:
         type_: TaskType | None = None,
         limit: int = 50,
         offset: int = 0,
+        timezone: str | None = None,
     ) -> tuple[list[TaskPublic], int]:
         with self.db.session() as s:
             stmt = select(TaskRow).where(TaskRow.project_id == who.project_id)
+            if timezone:
+                stmt = stmt.where(TaskRow.timezone == timezone)
             if search:
                 stmt = stmt.where(TaskRow.name.contains(search, autoescape=True))
             if status:
@@ -85,6 +88,12 @@ class TaskService:
                 )
             }
             return [views.task(r, eps.get(r.endpoint_id), who.project, runs.get(r.id)) for r in rows], total
+
+    def runs(self, who: Principal, ref: str | int, limit: int = 100) -> Sequence[RunPublic]:
+        """The task's applied fires, newest first (caught-up ones say so in ``trigger``)."""
+        with self.db.session() as s:
+            stmt = select(RunRow).where(RunRow.task_id == self.find(s, who, ref).id)
+            return [views.run_public(r) for r in s.scalars(stmt.order_by(RunRow.scheduled_at.desc()).limit(limit))]
 
     def _public(self, s: Session, who: Principal, task: TaskRow) -> TaskPublic:
         run = s.scalars(select(RunRow).where(RunRow.task_id == task.id).order_by(RunRow.scheduled_at.desc()).limit(1)).first()

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel
@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from rota.domain.errors import InvalidInput
+from rota.domain.schedule import ScheduleSpec
 from rota.domain.usage import HOUR_S, commitments, hours_split
 from rota.services import views
 from rota.services.auth import Principal
@@ -37,10 +38,13 @@ def load_prices(path: Path | None) -> dict[str, float]:
 
 
 def unit_of(ep: EndpointRow) -> tuple[str, float]:
+    return unit(ep.gpu_type, ep.gpu_count, ep.resources or {})
+
+
+def unit(gpu_type: str | None, gpu_count: int | None, resources: dict[str, Any]) -> tuple[str, float]:
     """What one replica is priced in: its GPUs of their type, or its vCPUs."""
-    if ep.gpu_count and ep.gpu_type and ep.gpu_type != "cpu":
-        return ep.gpu_type, float(ep.gpu_count)
-    resources = ep.resources or {}
+    if gpu_count and gpu_type and gpu_type != "cpu":
+        return gpu_type, float(gpu_count)
     if resources.get("num_gpus"):
         return str(resources.get("accelerator_type") or "gpu"), float(resources["num_gpus"])
     return "cpu", float(resources.get("num_cpus") or 1.0)
@@ -193,11 +197,39 @@ class UsageService:
             ep = s.get(EndpointRow, task.endpoint_id)
             if ep is None:
                 raise InvalidInput("the task's endpoint is gone", field="task")
-            unit, per = unit_of(ep)
+            priced_in, per = unit_of(ep)
             now = views.bounds(ep)  # the bounds in force until the schedule's next fire
             before = (now.min, now.max) if now else (0, 0)
-        price = self.price_book(who.project_id).get(unit, 0.0)
-        spec = spec_of(task)
+        return self._plan(who, spec_of(task), before, priced_in, per, today, days, task.name, task.status == "active")
+
+    def preview(
+        self,
+        who: Principal,
+        spec: ScheduleSpec,
+        gpu_type: str | None,
+        gpu_count: int | None,
+        resources: dict[str, Any],
+        today: date,
+        days: int,
+    ) -> Projection:
+        """The projection of a schedule not stored yet (the console's launch summary), for
+        a new endpoint that sleeps until the schedule's first fire."""
+        name, per = unit(gpu_type, gpu_count, resources)
+        return self._plan(who, spec, (0, 0), name, per, today, days, "", False)
+
+    def _plan(
+        self,
+        who: Principal,
+        spec: ScheduleSpec,
+        before: tuple[int, int],
+        priced_in: str,
+        per: float,
+        today: date,
+        days: int,
+        task: str,
+        active: bool,
+    ) -> Projection:
+        price = self.price_book(who.project_id).get(priced_in, 0.0)
         out = []
         for d in commitments(spec, today, days, before):
             out.append(
@@ -209,10 +241,10 @@ class UsageService:
                 )
             )
         return Projection(
-            task=task.name,
-            active=task.status == "active",
-            timezone=task.timezone,
-            unit=unit,
+            task=task,
+            active=active,
+            timezone=spec.timezone,
+            unit=priced_in,
             units_per_replica=per,
             price_per_unit_hour=price,
             days=out,

@@ -113,16 +113,7 @@ def task(t: TaskRow, ep: EndpointRow | None, project: str, run: RunRow | None) -
         )
         for o in (next_occurrences(spec, t.next_fire_at - _EPS, 3) if active and t.next_fire_at else [])
     ]
-    last = None
-    if run is not None:
-        last = RunPublic(
-            scheduled_at=run.scheduled_at,
-            fired_at=run.fired_at,
-            entry=run.entry,
-            min_replicas=run.min_replicas,
-            max_replicas=run.max_replicas,
-            trigger=run.trigger,
-        )
+    last = run_public(run) if run is not None else None
     owns = ep is not None and ep.owner_task_id == t.id
     return TaskPublic(
         id=t.id,
@@ -147,4 +138,15 @@ def task(t: TaskRow, ep: EndpointRow | None, project: str, run: RunRow | None) -
         next_fire_local=to_local(spec.tz, t.next_fire_at).isoformat() if active and t.next_fire_at else None,
         next_fires=fires,
         last_run=last,
+    )
+
+
+def run_public(run: RunRow) -> RunPublic:
+    return RunPublic(
+        scheduled_at=run.scheduled_at,
+        fired_at=run.fired_at,
+        entry=run.entry,
+        min_replicas=run.min_replicas,
+        max_replicas=run.max_replicas,
+        trigger=run.trigger,
     )

@@ -1,0 +1,92 @@
+"""Sign-in, sign-out, and the keys page (projects' keys for admin keys)."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from rota.console.forms import validation_errors
+from rota.console.session import PRESESSION_COOKIE, SESSION_COOKIE, presession
+from rota.console.web import Form, Who, console_url, render, rt, see_other, signer
+from rota.domain.errors import RotaError, Unauthorized
+from rota.services.auth import KeyCreate
+
+router = APIRouter(prefix="/console")
+
+
+def _safe_next(url: str | None) -> str:
+    return console_url(url, "/console/endpoints")
+
+
+def _cookie(request: Request, response: Response, name: str, value: str, max_age: int | None = None) -> None:
+    response.set_cookie(
+        name, value, max_age=max_age, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/console"
+    )
+
+
+@router.get("/sign-in")
+def sign_in_page(request: Request, next: str | None = None) -> Response:
+    pre = request.cookies.get(PRESESSION_COOKIE)
+    if not pre:  # the sign-in form's CSRF token is bound to this browser's pre-session
+        pre = presession()
+        request.cookies[PRESESSION_COOKIE] = pre
+    response = render(request, "sign_in.html", None, next=_safe_next(next), error=None)
+    _cookie(request, response, PRESESSION_COOKIE, pre, max_age=3600)
+    return response
+
+
+@router.post("/sign-in")
+def sign_in(request: Request, data: Form) -> Response:
+    key = data.get("key", "").strip()
+    try:
+        who = rt(request).auth.authenticate(f"Bearer {key}")
+    except Unauthorized:
+        return render(
+            request, "sign_in.html", None, 401, next=_safe_next(data.get("next")), error="This key is not valid or was revoked."
+        )
+    response = see_other(_safe_next(data.get("next")))
+    s = signer(request)
+    _cookie(request, response, SESSION_COOKIE, s.issue(who.key_id, time.time()), max_age=s.lifetime_s)
+    response.delete_cookie(PRESESSION_COOKIE, path="/console")
+    return response
+
+
+@router.post("/sign-out")
+def sign_out(request: Request, who: Who, data: Form) -> Response:
+    response = see_other("/console/sign-in")
+    response.delete_cookie(SESSION_COOKIE, path="/console")
+    return response
+
+
+@router.get("/keys")
+def keys_page(request: Request, who: Who) -> Response:
+    return render(request, "keys.html", who, keys=rt(request).auth.list_keys(who), created=None, errors={}, values={})
+
+
+@router.post("/keys")
+def create_key(request: Request, who: Who, data: Form) -> Response:
+    values = {
+        "name": data.get("name", "").strip(),
+        "project": data.get("project", "").strip(),
+        "admin": data.get("admin") == "on",
+    }
+    errors: dict[str, str] = {}
+    created = None
+    try:
+        body = KeyCreate.model_validate({"name": values["name"], "project": values["project"] or None, "admin": values["admin"]})
+        created = rt(request).auth.create_key(who, body)
+    except RotaError as e:
+        errors = {e.field or "name": e.message}
+    except ValidationError as e:
+        errors = validation_errors(e)
+    keys = rt(request).auth.list_keys(who)
+    return render(request, "keys.html", who, 422 if errors else 201, keys=keys, created=created, errors=errors, values=values)
+
+
+@router.post("/keys/{key_id}/revoke")
+def revoke_key(request: Request, key_id: int, who: Who, data: Form) -> Response:
+    rt(request).auth.revoke(who, key_id)
+    return see_other("/console/keys", request)

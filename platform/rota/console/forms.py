@@ -1,0 +1,142 @@
+"""Form fields to API bodies and API errors back to form fields: pure, no I/O.
+
+The console's forms are named after the API's fields, so a validation error from the
+same pydantic models the REST API uses lands next to the input it names. The launch
+wizard fills two bodies, an endpoint's and its task's; the task's ``name`` is the form's
+``task_name``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from rota.domain.endpoints import EndpointCreate
+from rota.domain.errors import RotaError, field_of, from_validation
+from rota.domain.tasks import TaskCreate
+
+ENTRY_ROWS = 4  # schedule rows the wizard shows (blank ones are ignored)
+ENGINE_FIELDS = ("max_token_count", "max_input_length", "max_batch_size")
+TASK_FIELDS = {"name": "task_name"}
+ENTRY = re.compile(r"\bentr(?:y|ies) (\d+)")  # a task field whose form input is named otherwise
+
+
+@dataclass
+class Launch:
+    """A launch wizard's state: the raw values (to show again) and what they make."""
+
+    values: dict[str, str]
+    endpoint: EndpointCreate | None = None
+    task: TaskCreate | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and self.endpoint is not None and self.task is not None
+
+
+def _int(values: Mapping[str, str], name: str, errors: dict[str, str]) -> int | None:
+    raw = (values.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        errors[name] = f"{name}: {raw[:20]!r} is not a whole number"
+        return None
+
+
+def entries_of(values: Mapping[str, str], errors: dict[str, str]) -> list[dict[str, Any]]:
+    """The schedule rows with a time (a row left blank is not an entry)."""
+    out = []
+    for i in range(ENTRY_ROWS):
+        at = (values.get(f"schedule.{i}.time") or "").strip()
+        lo = _int(values, f"schedule.{i}.min_replicas", errors)
+        hi = _int(values, f"schedule.{i}.max_replicas", errors)
+        if at or lo is not None or hi is not None:
+            out.append({"time": at, "min_replicas": lo, "max_replicas": hi})
+    return out
+
+
+def validation_errors(
+    err: ValidationError, rename: Mapping[str, str] | None = None, index: list[int] | None = None
+) -> dict[str, str]:
+    """Every error of a pydantic validation, keyed by the form field it names."""
+    out: dict[str, str] = {}
+    for e in err.errors():
+        where = field_of(e.get("loc", ())) or ""
+        message = from_validation([e]).message
+        head, _, rest = where.partition(".")
+        if head == "schedule" and index is not None:
+            # A check of the whole list names its entry in words ("entry 1 time: ...").
+            named = ENTRY.search(message) if not rest else None
+            n, _, tail = (named.group(1) if named else rest).partition(".")
+            if n.isdigit() and int(n) < len(index):
+                # Entries are numbered as given; a blank row in between keeps its form number.
+                where = f"schedule.{index[int(n)]}.{tail or 'time'}"
+        where = (rename or {}).get(where, where)
+        out.setdefault(where, message)
+    return out
+
+
+def field_error(err: RotaError, rename: Mapping[str, str] | None = None) -> dict[str, str]:
+    where = err.field or "form"
+    return {(rename or {}).get(where, where): err.message}
+
+
+def read_launch(values: Mapping[str, str]) -> Launch:
+    """The wizard's values as an endpoint (scaled to zero until its schedule fires, at
+    most the schedule's largest bound) and an idle task that drives it."""
+    raw = {k: str(v) for k, v in values.items()}
+    errors: dict[str, str] = {}
+    entries = entries_of(raw, errors)
+    rows = [
+        i
+        for i in range(ENTRY_ROWS)
+        if (
+            raw.get(f"schedule.{i}.time") or raw.get(f"schedule.{i}.min_replicas") or raw.get(f"schedule.{i}.max_replicas") or ""
+        ).strip()
+    ]
+    engine = {k: v for k in ENGINE_FIELDS if (v := _int(raw, f"engine.{k}", errors)) is not None}
+    highest = max((e["max_replicas"] for e in entries if isinstance(e["max_replicas"], int)), default=1)
+    endpoint_body: dict[str, Any] = {
+        "name": raw.get("name", "").strip(),
+        "template": raw.get("template") or None,
+        "flavor": raw.get("flavor") or None,
+        "gpu_type": raw.get("gpu_type") or None,
+        "gpu_count": _int(raw, "gpu_count", errors),
+        "scaling": {"min_replicas": 0, "max_replicas": max(1, highest)},
+        "engine": engine,
+    }
+    if raw.get("routing_key", "").strip():
+        endpoint_body["routing_key"] = raw["routing_key"].strip()
+    launch = Launch(raw)
+    try:
+        launch.endpoint = EndpointCreate.model_validate(endpoint_body)
+    except ValidationError as e:
+        errors.update(validation_errors(e))
+    task_body = {
+        "name": raw.get("task_name", "").strip(),
+        "endpoint": endpoint_body["name"] or "-",
+        "type": raw.get("type") or None,
+        "timezone": raw.get("timezone", "").strip(),
+        "schedule": entries,
+    }
+    try:
+        launch.task = TaskCreate.model_validate(task_body)
+    except ValidationError as e:
+        for where, message in validation_errors(e, TASK_FIELDS, rows).items():
+            errors.setdefault(where, message)
+    if not entries:
+        errors.setdefault("schedule.0.time", "schedule: give at least one time with its min and max replicas")
+    launch.errors = errors
+    return launch
+
+
+def hidden_fields(values: Mapping[str, str], skip: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """The wizard's values carried through the summary step as hidden inputs."""
+    return [(k, v) for k, v in values.items() if k not in set(skip) and k != "csrf_token" and k != "action"]

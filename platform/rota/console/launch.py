@@ -1,0 +1,126 @@
+"""The model catalog and the launch wizard: Resources, then Settings and scheduling,
+then a Summary (next fires, projected GPU-hours and cost) and Launch, which creates the
+endpoint and its idle task through the same services as the REST API."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import pytz
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from rota.console.forms import ENTRY_ROWS, Launch, field_error, hidden_fields, read_launch
+from rota.console.web import Form, Who, render, rt, see_other
+from rota.domain.errors import RotaError
+from rota.domain.schedule import ScheduleSpec, next_occurrences, to_local
+from rota.services.auth import Principal
+
+router = APIRouter(prefix="/console")
+ZONES = pytz.common_timezones
+PREVIEW_FIRES = 6
+PREVIEW_DAYS = 7
+
+
+@router.get("/models")
+def models(request: Request, who: Who, search: str = "") -> Response:
+    needle = search.strip().lower()[:100]
+    found = [t for t in rt(request).catalog.templates if not needle or needle in f"{t.name} {t.description} {t.model}".lower()]
+    return render(request, "models.html", who, templates=found, search=search[:100])
+
+
+def _defaults(request: Request, template: str) -> dict[str, str]:
+    t = rt(request).catalog.get(template)
+    d = t.defaults
+    values = {"template": t.name, "flavor": d.flavor, "gpu_type": d.gpu_type, "gpu_count": str(d.gpu_count), "type": "daily"}
+    return values
+
+
+def _form(request: Request, who: Principal, launch: Launch, status_code: int = 200, section: str | None = None) -> Response:
+    catalog = rt(request).catalog
+    template = next((t for t in catalog.templates if t.name == launch.values.get("template")), None)
+    return render(
+        request,
+        "launch.html",
+        who,
+        status_code,
+        values=launch.values,
+        errors=launch.errors,
+        template=template,
+        catalog=catalog.templates,
+        zones=ZONES,
+        rows=range(ENTRY_ROWS),
+        section=section,
+    )
+
+
+@router.get("/launch")
+def launch_page(request: Request, who: Who, template: str | None = None) -> Response:
+    values = _defaults(request, template) if template else {"type": "daily"}
+    return _form(request, who, Launch(values))
+
+
+def _checked(request: Request, who: Principal, data: dict[str, str]) -> Launch:
+    """The wizard's values, validated as the API validates them (the template, flavor and
+    GPUs against the catalog too), without creating anything."""
+    launch = read_launch(data)
+    if launch.endpoint is not None:
+        try:
+            rt(request).endpoints.builder.endpoint(who, launch.endpoint, launch.endpoint.routing_key or "preview")
+        except RotaError as e:
+            launch.errors.update(field_error(e))
+    return launch
+
+
+def _preview(request: Request, who: Principal, launch: Launch) -> dict[str, Any]:
+    assert launch.task is not None and launch.endpoint is not None
+    task = launch.task
+    spec = ScheduleSpec.build(task.type, task.timezone, [e.model_dump() for e in task.schedule])
+    now = datetime.now(timezone.utc)
+    fires = [(to_local(spec.tz, o.at), o.at, o.entry) for o in next_occurrences(spec, now, PREVIEW_FIRES)]
+    ep = launch.endpoint
+    template = rt(request).catalog.get(ep.template or "")
+    unit = ep.gpu_type or template.defaults.gpu_type
+    count = ep.gpu_count if ep.gpu_count is not None else template.defaults.gpu_count
+    usage = rt(request).usage
+    plan = usage.preview(who, spec, unit, count, dict(template.resources), to_local(spec.tz, now).date(), PREVIEW_DAYS)
+    return {"fires": fires, "plan": plan}
+
+
+@router.post("/launch")
+def launch(request: Request, who: Who, data: Form) -> Response:
+    action = data.get("action", "review")
+    if action.startswith("edit:"):
+        return _form(request, who, Launch(dict(data)), section=action.removeprefix("edit:"))
+    checked = _checked(request, who, data)
+    if not checked.ok:
+        return _form(request, who, checked, 422)
+    if action == "review":
+        return render(
+            request,
+            "launch_summary.html",
+            who,
+            launch=checked,
+            hidden=hidden_fields(checked.values),
+            **_preview(request, who, checked),
+        )
+    return _create(request, who, checked)
+
+
+def _create(request: Request, who: Principal, launch: Launch) -> Response:
+    """The endpoint, then its task; if the task cannot be created the endpoint goes too."""
+    assert launch.endpoint is not None and launch.task is not None
+    r = rt(request)
+    try:
+        ep = r.endpoints.create(who, launch.endpoint)
+    except RotaError as e:
+        launch.errors = field_error(e)
+        return _form(request, who, launch, e.status_code)
+    try:
+        task = r.tasks.create(who, launch.task.model_copy(update={"endpoint": str(ep.id)}))
+    except RotaError as e:
+        r.endpoints.delete(who, ep.id)
+        launch.errors = field_error(e, {"name": "task_name"})
+        return _form(request, who, launch, e.status_code)
+    return see_other(f"/console/tasks/{task.id}?launched=1", request)

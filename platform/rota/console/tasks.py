@@ -1,0 +1,76 @@
+"""Tasks: the searchable list with Activate / Deactivate, and a task's page (schedule,
+next fires in local time and UTC, run history, events, delete)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from rota.console.launch import ZONES
+from rota.console.web import Form, Who, console_url, render, rt, see_other
+from rota.domain.schedule import TaskType
+from rota.domain.tasks import TaskStatus
+
+router = APIRouter(prefix="/console")
+PAGE = 50
+
+
+def _choice(enum: type[TaskStatus] | type[TaskType], raw: str) -> object:
+    return next((m for m in enum if m.value == raw), None)
+
+
+@router.get("/tasks")
+def tasks_page(
+    request: Request, who: Who, search: str = "", status: str = "", type: str = "", timezone: str = "", page: int = 0
+) -> Response:
+    page = max(0, min(page, 100_000))
+    zone = timezone if timezone in ZONES else None
+    items, total = rt(request).tasks.list(
+        who, search[:100] or None, _choice(TaskStatus, status), _choice(TaskType, type), PAGE, page * PAGE, zone
+    )
+    return render(
+        request,
+        "tasks.html",
+        who,
+        tasks=items,
+        total=total,
+        page=page,
+        pages=(total + PAGE - 1) // PAGE,
+        filters={"search": search[:100], "status": status, "type": type, "timezone": zone or ""},
+        statuses=[s.value for s in TaskStatus],
+        types=[t.value for t in TaskType],
+        zones=ZONES,
+    )
+
+
+@router.get("/tasks/{ref}")
+def task_page(request: Request, ref: str, who: Who, launched: int = 0) -> Response:
+    r = rt(request)
+    task = r.tasks.get(who, ref)
+    return render(
+        request,
+        "task.html",
+        who,
+        task=task,
+        runs=r.tasks.runs(who, task.id, 50),
+        events=r.events.list(who, 0, 200, task_id=task.id)[::-1],
+        launched=bool(launched),
+    )
+
+
+@router.post("/tasks/{ref}/activate")
+def activate(request: Request, ref: str, who: Who, data: Form) -> Response:
+    task = rt(request).tasks.activate(who, ref)
+    return see_other(console_url(data.get("back"), f"/console/tasks/{task.id}"), request)
+
+
+@router.post("/tasks/{ref}/deactivate")
+def deactivate(request: Request, ref: str, who: Who, data: Form) -> Response:
+    task = rt(request).tasks.deactivate(who, ref)
+    return see_other(console_url(data.get("back"), f"/console/tasks/{task.id}"), request)
+
+
+@router.post("/tasks/{ref}/delete")
+def delete(request: Request, ref: str, who: Who, data: Form) -> Response:
+    rt(request).tasks.delete(who, ref)
+    return see_other("/console/tasks", request)

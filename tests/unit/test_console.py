@@ -1,0 +1,289 @@
+"""The web console over the in-memory Ray: sign-in and sessions, CSRF, project isolation,
+the launch wizard's validation next to its fields, and the pages' actions."""
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from rota.api.app import create_app
+from rota.store.tables import EndpointRow, TaskRow
+from support.console import csrf_of, field_error, sign_in
+
+WIZARD = {
+    "template": "echo-chat",
+    "flavor": "base",
+    "gpu_type": "cpu",
+    "gpu_count": "0",
+    "name": "paris-chat",
+    "task_name": "paris-mornings",
+    "type": "daily",
+    "timezone": "Europe/Paris",
+    "schedule.0.time": "08:00",
+    "schedule.0.min_replicas": "1",
+    "schedule.0.max_replicas": "2",
+    "schedule.1.time": "20:00",
+    "schedule.1.min_replicas": "0",
+    "schedule.1.max_replicas": "1",
+}
+
+
+@pytest.fixture
+def browser(rt, settings, client):
+    """A second client with no Authorization header: a browser, cookies only."""
+    with TestClient(create_app(settings, rt)) as b:
+        rt.reconciler.stop()
+        rt.scheduler.shutdown()
+        rt.dispatcher.stop()
+        b.admin_key = settings.admin_key_path.read_text()
+        b.api = client
+        yield b
+
+
+def signed_in(browser, key=None):
+    r = sign_in(browser, key or browser.admin_key)
+    assert r.status_code == 303, r.text
+    return browser
+
+
+def post(browser, path, page_path, data=None, **kw):
+    """A form post with the CSRF token of the page the form is on."""
+    token = csrf_of(browser.get(page_path).text)
+    return browser.post(path, data={"csrf_token": token, **(data or {})}, follow_redirects=False, **kw)
+
+
+def counts(rt):
+    with rt.db.session() as s:
+        return tuple(s.scalar(select(func.count()).select_from(t)) for t in (TaskRow, EndpointRow))
+
+
+def test_pages_need_a_session_and_a_wrong_key_is_refused(browser):
+    r = browser.get("/console/endpoints", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/console/sign-in?next=")
+    r = sign_in(browser, "rota_not-a-key")
+    assert r.status_code == 401 and "not valid" in field_error(r.text, "key")
+    assert "rota_session" not in browser.cookies
+    assert browser.get("/console/endpoints", follow_redirects=False).status_code == 303
+
+
+def test_the_session_cookie_is_httponly_strict_and_names_no_key(browser):
+    r = sign_in(browser, browser.admin_key, next="/console/tasks")
+    assert r.status_code == 303 and r.headers["location"] == "/console/tasks"
+    cookie = next(c for c in r.headers.get_list("set-cookie") if c.startswith("rota_session="))
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/console" in cookie
+    assert browser.admin_key not in cookie and browser.admin_key[5:20] not in cookie
+    assert browser.get("/console/tasks").status_code == 200
+    # A forged session (another key id, the same signature) is no session.
+    key_id, expires, mac = browser.cookies["rota_session"].split(".")
+    browser.cookies.clear()
+    for forged in (f"{int(key_id) + 1}.{expires}.{mac}", f"{key_id}.{int(expires) + 9999}.{mac}", f"{key_id}.{expires}"):
+        r = browser.get("/console/tasks", headers={"cookie": f"rota_session={forged}"}, follow_redirects=False)
+        assert r.status_code == 303, forged
+    r = browser.get("/console/tasks", headers={"cookie": f"rota_session={key_id}.{expires}.{mac}"}, follow_redirects=False)
+    assert r.status_code == 200
+
+
+def test_sign_in_never_redirects_off_the_console(browser):
+    for target in ("https://evil.example/", "//evil.example/x", "/api/v1/keys", "/console/\\evil"):
+        r = sign_in(browser, browser.admin_key, next=target)
+        assert r.headers["location"] == "/console/endpoints", target
+
+
+def test_sign_out_ends_the_session_and_a_revoked_keys_session_ends_at_once(browser):
+    key = browser.api.post("/api/v1/keys", json={"name": "alice"}).json()
+    signed_in(browser, key["key"])
+    r = post(browser, "/console/sign-out", "/console/tasks")
+    assert r.status_code == 303 and browser.get("/console/tasks", follow_redirects=False).status_code == 303
+    signed_in(browser, key["key"])
+    assert browser.api.delete(f"/api/v1/keys/{key['id']}").status_code == 200
+    assert browser.get("/console/tasks", follow_redirects=False).status_code == 303
+
+
+def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(browser, rt):
+    browser.api.post("/api/v1/endpoints", json={"name": "e1", "template": "echo-chat"})
+    signed_in(browser)
+    before = browser.api.get("/api/v1/endpoints/e1").json()["desired"]
+    for data in ({}, {"csrf_token": "0" * 40}):
+        r = browser.post("/console/endpoints/e1/stop", data=data, follow_redirects=False)
+        assert r.status_code == 403 and "CSRF" in r.text
+    # Another browser's token does not fit this session either.
+    assert browser.api.get("/api/v1/endpoints/e1").json()["desired"] == before == "running"
+    # Nor does a sign-in without the pre-session the form was served with.
+    browser.cookies.clear()
+    r = browser.post("/console/sign-in", data={"key": browser.admin_key, "csrf_token": "x"}, follow_redirects=False)
+    assert r.status_code == 403 and "rota_session" not in browser.cookies
+
+
+def test_the_wizard_launches_an_endpoint_and_an_idle_task_then_activate(browser, rt):
+    signed_in(browser)
+    models = browser.get("/console/models?search=echo").text
+    assert 'href="/console/launch?template=echo-chat"' in models
+    page = browser.get("/console/launch?template=echo-chat").text
+    assert 'value="base" selected' in page and csrf_of(page)
+    review = post(browser, "/console/launch", "/console/launch?template=echo-chat", WIZARD | {"action": "review"})
+    assert review.status_code == 200, review.text
+    text = review.text
+    # Next fires in the task's time and in UTC; a projection of the schedule's use and cost.
+    assert "Europe/Paris" in text and re.search(r"\d{4}-\d\d-\d\d 0[67]:00 UTC", text), text
+    assert "replica-hours" in text and "Launch" in text and counts(rt) == (0, 0)
+    edit = browser.post(
+        "/console/launch",
+        data=dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', text)) | {"action": "edit:settings"},
+    )
+    assert 'value="paris-mornings"' in edit.text and "autofocus" in edit.text
+    hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', text))
+    r = browser.post("/console/launch", data=hidden | {"action": "launch"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/console/tasks/")
+    task = browser.api.get("/api/v1/tasks/paris-mornings").json()
+    assert task["status"] == "idle" and task["endpoint"]["name"] == "paris-chat" and task["timezone"] == "Europe/Paris"
+    ep = browser.api.get("/api/v1/endpoints/paris-chat").json()
+    assert ep["scaling"]["min_replicas"] == 0 and ep["scaling"]["max_replicas"] == 2 and ep["template"] == "echo-chat"
+    listing = browser.get("/console/tasks?status=idle&timezone=Europe/Paris").text
+    assert "paris-mornings" in listing and "Activate paris-mornings" in listing
+    assert "paris-mornings" not in browser.get("/console/tasks?timezone=UTC").text
+    r = post(browser, f"/console/tasks/{task['id']}/activate", "/console/tasks", {"back": "/console/tasks"})
+    assert r.status_code == 303 and r.headers["location"] == "/console/tasks"
+    assert browser.api.get("/api/v1/tasks/paris-mornings").json()["status"] == "active"
+    page = browser.get(f"/console/tasks/{task['id']}").text
+    assert "Deactivate" in page and "Europe/Paris" in page and "activated" in page
+
+
+@pytest.mark.parametrize(
+    "change, field, words",
+    [
+        ({"timezone": "Mars/Olympus"}, "timezone", "timezone"),
+        ({"schedule.0.time": "25:99"}, "schedule.0.time", "time"),
+        ({"schedule.1.min_replicas": "3"}, "schedule.1.max_replicas", "max_replicas"),
+        ({"schedule.0.max_replicas": "two"}, "schedule.0.max_replicas", "whole number"),
+        ({"name": "Bad Name!"}, "name", "name"),
+        ({"task_name": ""}, "task_name", "name"),
+        ({"flavor": "huge"}, "flavor", "flavor"),
+        ({"engine.max_input_length": "999", "engine.max_token_count": "64"}, "engine.max_input_length", "exceeds"),
+    ],
+)
+def test_an_invalid_wizard_field_shows_its_message_next_to_it_and_creates_nothing(browser, rt, change, field, words):
+    signed_in(browser)
+    for action in ("review", "launch"):
+        r = post(browser, "/console/launch", "/console/launch?template=echo-chat", WIZARD | change | {"action": action})
+        assert r.status_code in (409, 422), r.text
+        message = field_error(r.text, field)
+        assert message and words in message, (field, message)
+        assert f'aria-describedby="err-{field.replace(".", "-")}"' in r.text
+    assert counts(rt) == (0, 0)
+
+
+def test_a_name_taken_by_a_task_leaves_no_endpoint_behind(browser, rt):
+    browser.api.post("/api/v1/endpoints", json={"name": "taken-ep", "template": "echo-chat"})
+    body = {
+        "name": "paris-mornings",
+        "endpoint": "taken-ep",
+        "type": "daily",
+        "timezone": "UTC",
+        "schedule": [{"time": "08:00", "min_replicas": 1, "max_replicas": 1}],
+    }
+    assert browser.api.post("/api/v1/tasks", json=body).status_code == 201
+    signed_in(browser)
+    r = post(browser, "/console/launch", "/console/launch?template=echo-chat", WIZARD | {"action": "launch"})
+    assert r.status_code == 409 and "exists" in field_error(r.text, "task_name")
+    assert browser.api.get("/api/v1/endpoints/paris-chat").json()["desired"] == "deleted"  # created, then deleted
+
+
+def test_user_strings_are_escaped(browser):
+    signed_in(browser)
+    r = post(
+        browser,
+        "/console/launch",
+        "/console/launch?template=echo-chat",
+        WIZARD | {"timezone": "<script>alert(1)</script>", "action": "review"},
+    )
+    assert "<script>alert(1)" not in r.text and "&lt;script&gt;alert(1)" in r.text
+    r = browser.get("/console/models?search=<img src=x onerror=alert(1)>")
+    assert "<img src=x" not in r.text and "&lt;img src=x" in r.text
+
+
+def test_a_key_sees_only_its_project_in_every_page_and_action(browser, rt):
+    api = browser.api
+    api.post("/api/v1/endpoints", json={"name": "mine", "template": "echo-chat"})
+    sched = {"type": "daily", "timezone": "UTC", "schedule": [{"time": "08:00", "min_replicas": 1, "max_replicas": 1}]}
+    assert api.post("/api/v1/tasks", json={"name": "my-task", "endpoint": "mine", **sched}).status_code == 201
+    ep, task = api.get("/api/v1/endpoints/mine").json(), api.get("/api/v1/tasks/my-task").json()
+    other = api.post("/api/v1/keys", json={"name": "bob", "project": "team-b"}).json()["key"]
+    signed_in(browser, other)
+    assert "mine" not in browser.get("/console/endpoints").text and "my-task" not in browser.get("/console/tasks").text
+    for path in (
+        f"/console/endpoints/{ep['id']}",
+        "/console/endpoints/mine",
+        f"/console/endpoints/{ep['id']}/status",
+        f"/console/endpoints/{ep['id']}?tab=requests",
+        f"/console/tasks/{task['id']}",
+        "/console/tasks/my-task",
+    ):
+        assert browser.get(path).status_code == 404, path
+    for path in (
+        f"/console/endpoints/{ep['id']}/stop",
+        f"/console/endpoints/{ep['id']}/delete",
+        f"/console/endpoints/{ep['id']}/scaling",
+        f"/console/tasks/{task['id']}/activate",
+        f"/console/tasks/{task['id']}/delete",
+    ):
+        r = post(browser, path, "/console/tasks", {"min_replicas": "0", "max_replicas": "1"})
+        assert r.status_code == 404, (path, r.status_code)
+    assert api.get("/api/v1/endpoints/mine").json()["desired"] == "running"
+    assert api.get("/api/v1/tasks/my-task").json()["status"] == "idle"
+    keys = browser.get("/console/keys").text
+    assert "bob" in keys and "member" not in keys and "admin" not in keys.split("<tbody>")[1]
+    # An ordinary key cannot mint a key for another project or an admin key from the page.
+    r = post(browser, "/console/keys", "/console/keys", {"name": "sneaky", "project": "default", "admin": "on"})
+    assert r.status_code in (403, 422) and not any(k["name"] == "sneaky" for k in api.get("/api/v1/keys").json())
+
+
+def test_endpoint_page_tabs_scaling_edit_stop_start_delete(browser, rt):
+    browser.api.post("/api/v1/endpoints", json={"name": "e1", "template": "echo-chat", "routing_key": "e1-key"})
+    signed_in(browser)
+    page = browser.get("/console/endpoints/e1").text
+    assert 'model="e1-key"' in page and 'base_url="http://' in page and 'id="ep-status"' in page
+    assert "created" in browser.get("/console/endpoints/e1?tab=events").text
+    assert "No requests yet" in browser.get("/console/endpoints/e1?tab=requests").text
+    bad_cursor = browser.get("/console/endpoints/e1?tab=requests&cursor=zzz")
+    assert bad_cursor.status_code == 200 and 'class="error" role="alert"' in bad_cursor.text and "cursor" in bad_cursor.text
+    bad = post(
+        browser, "/console/endpoints/e1/scaling", "/console/endpoints/e1?tab=scaling", {"min_replicas": "3", "max_replicas": "1"}
+    )
+    assert bad.status_code == 422 and "max_replicas" in field_error(bad.text, "max_replicas")
+    r = post(
+        browser,
+        "/console/endpoints/e1/scaling",
+        "/console/endpoints/e1?tab=scaling",
+        {"min_replicas": "0", "max_replicas": "3", "cooldown_period_s": "60"},
+    )
+    assert r.status_code == 303
+    scaling = browser.api.get("/api/v1/endpoints/e1").json()["scaling"]
+    assert (scaling["min_replicas"], scaling["max_replicas"], scaling["cooldown_period_s"]) == (0, 3, 60)
+    assert post(browser, "/console/endpoints/e1/stop", "/console/endpoints/e1").status_code == 303
+    assert browser.api.get("/api/v1/endpoints/e1").json()["desired"] == "stopped"
+    assert "Start" in browser.get("/console/endpoints/e1").text
+    assert post(browser, "/console/endpoints/e1/start", "/console/endpoints/e1").status_code == 303
+    assert browser.api.get("/api/v1/endpoints/e1").json()["desired"] == "running"
+    assert post(browser, "/console/endpoints/e1/delete", "/console/endpoints/e1").status_code == 303
+    assert browser.api.get("/api/v1/endpoints/e1").json()["desired"] == "deleted"
+
+
+def test_keys_page_shows_a_new_secret_once_and_revokes(browser):
+    signed_in(browser)
+    r = post(browser, "/console/keys", "/console/keys", {"name": "ci-bot"})
+    assert r.status_code == 201
+    secret = re.search(r'id="secret" readonly value="(rota_[^"]+)"', r.text).group(1)
+    assert browser.api.get("/api/v1/tasks", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
+    assert secret not in browser.get("/console/keys").text
+    key_id = next(k["id"] for k in browser.api.get("/api/v1/keys").json() if k["name"] == "ci-bot")
+    assert post(browser, f"/console/keys/{key_id}/revoke", "/console/keys").status_code == 303
+    assert browser.api.get("/api/v1/tasks", headers={"Authorization": f"Bearer {secret}"}).status_code == 401
+
+
+def test_empty_states_say_what_to_do_and_errors_are_words(browser):
+    signed_in(browser)
+    assert "launch" in browser.get("/console/tasks").text.lower()
+    assert "Pick a model" in browser.get("/console/endpoints").text
+    r = browser.get("/console/tasks?page=abc")
+    assert r.status_code == 422 and "page" in r.text and "Traceback" not in r.text and "<html" in r.text

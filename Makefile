@@ -8,7 +8,7 @@ CPU := $(VENV)/.rota-cpu
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-cpu console chromium postgres images images-push manifests lint test test-unit test-integration test-e2e demo server bench bench-request-path bench-triggers bench-api bench-fire-applied bench-overload bench-request-log bench-gateway-scaleout bench-ray-idle bench-async chaos clean
+.PHONY: help install install-cpu console chromium postgres images images-push manifests lint test test-unit test-integration test-e2e demo server bench bench-request-path bench-triggers bench-api bench-console bench-fire-applied bench-overload bench-request-log bench-gateway-scaleout bench-ray-idle bench-async chaos clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-17s %s\n", $$1, $$2}'
@@ -95,7 +95,7 @@ test-e2e: $(CPU) console chromium ## Run the end-to-end tests (real vLLM on the 
 demo: $(CPU) console ## Start Rota with a scheduled vLLM endpoint and call it (MODEL=<HF id or dir>; default: a tiny generated model)
 	$(BIN)/rota demo $(if $(MODEL),--model $(MODEL),) $(if $(DEMO_EXIT),--exit,)
 
-bench: bench-triggers bench-api bench-fire-applied bench-overload bench-request-log bench-request-path bench-gateway-scaleout bench-ray-idle bench-async ## Run every benchmark (JSON in bench/results/, a table each)
+bench: bench-triggers bench-api bench-console bench-fire-applied bench-overload bench-request-log bench-request-path bench-gateway-scaleout bench-ray-idle bench-async ## Run every benchmark (JSON in bench/results/, a table each)
 
 bench-request-path: $(CPU) ## Bare vLLM vs an endpoint's prefix vs the base URL, interleaved rounds, vLLM's own client
 	$(BIN)/python bench/request_path.py
@@ -115,6 +115,9 @@ bench-triggers: $(BASE) ## Trigger accuracy: 220 active tasks, 1,070 fires in 3 
 
 bench-api: $(BASE) ## Control-plane API with 10,000 tasks: list/get latency, creates per second
 	$(BIN)/python bench/control_plane_api.py
+
+bench-console: $(BASE) console ## The console's pages with 10,000 tasks and 1,000 endpoints: p50/p99 per page
+	$(BIN)/python bench/console_pages.py
 
 bench-fire-applied: $(BASE) ## Fire -> Ray Serve reports the new target replicas (in-place rescale)
 	$(BIN)/python bench/fire_applied.py

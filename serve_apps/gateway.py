@@ -23,7 +23,8 @@ Rota deploys this application at route prefix ``/`` of the Ray Serve HTTP port, 
    ``/v1/batches``) to the control plane, which keeps them, with the caller's own key; the
    control plane's dispatcher sends queued work back through here with the gateway's
    token on behalf of a project (``x-rota-project``), as ``background``: admitted only up
-   to the endpoint's ``async_limit``, so synchronous calls keep their room.
+   to the endpoint's ``async_limit``, so synchronous calls keep their room; the console's
+   Playground sends with the same token for the signed-in key (``x-rota-key-id``/``-prefix``).
 
 The routing table is pulled from the control plane every ``refresh_s``, and at once on
 an unknown key or model, at most once per ``refresh_s`` (unknown keys are remembered as
@@ -336,7 +337,11 @@ class GatewayApp:
             project = request.headers.get("x-rota-project", "")
             if not project.isdigit():
                 return error(401, "the gateway's token speaks for a project: x-rota-project is required", "invalid_api_key")
-            call.project_id, call.key_prefix = int(project), "async"
+            # The control plane speaks for the dispatcher ("async") or a signed-in console
+            # key, which it names so the request log joins the call to that key.
+            key_id, prefix = request.headers.get("x-rota-key-id", ""), request.headers.get("x-rota-key-prefix", "")
+            call.project_id, call.key_prefix = int(project), prefix[:16] or "async"
+            call.key_id = int(key_id) if key_id.isdigit() else None
             call.background = request.headers.get("x-rota-priority") == "background"
             return None
         info = await self.table.key(key, call.t0)

@@ -36,3 +36,11 @@ def servers(cluster, tmp_path):
     yield make
     for s in started:
         s.kill()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Where the console's browser tests wrote their screenshots."""
+    from support import browser
+
+    if browser.written:
+        terminalreporter.write_line(f"console screenshots ({len(browser.written)}): {browser.SHOTS}")

@@ -166,6 +166,7 @@ def _drive(settings: Settings, model: str | None, server: subprocess.Popen[bytes
                       -H 'content-type: application/json' \\
                       -d '{{"model": "{name}", "messages": [{{"role": "user", "content": "hi"}}]}}'
                     .venv/bin/rota endpoints list ; .venv/bin/rota endpoints events demo ; .venv/bin/rota tasks list
+  Web console       {settings.api_url}/console/     (sign in with the key in {keyfile})
 """,
         flush=True,
     )

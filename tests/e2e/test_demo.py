@@ -26,6 +26,7 @@ def test_demo_end_to_end(tiny_model):
         "streamed (",
         "OpenAI base URL",
         '/v1     (model "demo"',
+        "/console/     (sign in with the key in",
         "stopping rota server",
     ):
         assert expected in out, (expected, out[-4000:])

@@ -2,6 +2,7 @@
 the launch wizard's validation next to its fields, and the pages' actions."""
 
 import re
+from datetime import datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -287,3 +288,76 @@ def test_empty_states_say_what_to_do_and_errors_are_words(browser):
     assert "Pick a model" in browser.get("/console/endpoints").text
     r = browser.get("/console/tasks?page=abc")
     assert r.status_code == 422 and "page" in r.text and "Traceback" not in r.text and "<html" in r.text
+
+
+def test_a_tasks_runs_and_filters_in_the_api_and_on_its_page(browser, rt, clock):
+    from rota.services.fires import process_due
+
+    api = browser.api
+    api.post("/api/v1/endpoints", json={"name": "e1", "template": "echo-chat"})
+    body = {"endpoint": "e1", "type": "daily", "schedule": [{"time": "09:00", "min_replicas": 1, "max_replicas": 1}]}
+    assert api.post("/api/v1/tasks", json={"name": "paris", "timezone": "Europe/Paris", **body}).status_code == 201
+    assert api.post("/api/v1/tasks", json={"name": "utc", "timezone": "UTC", **body}).status_code == 201
+    task = api.post("/api/v1/tasks/utc/activate").json()
+    clock.now = datetime.fromisoformat(task["next_fire_at"])
+    process_due(rt.db, task["id"], clock.now, "schedule", timedelta(hours=1))
+    runs = api.get("/api/v1/tasks/utc/runs").json()
+    assert [(r["entry"], r["trigger"]) for r in runs] == [(0, "schedule")]
+    assert [t["name"] for t in api.get("/api/v1/tasks", params={"timezone": "Europe/Paris"}).json()["items"]] == ["paris"]
+    assert api.get("/api/v1/tasks", params={"timezone": "x" * 65}).status_code == 422
+    other = {"Authorization": "Bearer " + api.post("/api/v1/keys", json={"name": "o", "project": "team-b"}).json()["key"]}
+    assert api.get("/api/v1/tasks/utc/runs", headers=other).status_code == 404
+    assert api.get("/api/v1/tasks/utc/runs", headers={"Authorization": "Bearer rota_nope"}).status_code == 401
+    assert api.get("/api/v1/tasks", params={"timezone": "UTC"}, headers=other).json()["items"] == []
+    signed_in(browser)
+    page = browser.get(f"/console/tasks/{task['id']}").text
+    assert "on time" in page and "Deactivate" in page
+    scaling = browser.get("/console/endpoints/e1?tab=scaling").text  # the tasks that drive it, from the store
+    assert 'href="/console/tasks/' in scaling and ">paris<" in scaling and ">utc<" in scaling
+
+
+def test_events_newest_first_on_the_pages(browser, rt, admin):
+    browser.api.post("/api/v1/endpoints", json={"name": "e1", "template": "echo-chat"})
+    for _ in range(3):
+        browser.api.post("/api/v1/endpoints/e1/stop")
+        browser.api.post("/api/v1/endpoints/e1/start")
+    newest = rt.events.list(admin, endpoint_name="e1", newest_first=True)
+    oldest = rt.events.list(admin, endpoint_name="e1")
+    assert [e.id for e in newest] == [e.id for e in oldest][::-1] and len(newest) >= 7
+    assert [e.id for e in rt.events.list(admin, limit=2, endpoint_name="e1", newest_first=True)] == [e.id for e in newest[:2]]
+    signed_in(browser)
+    page = browser.get("/console/endpoints/e1?tab=events").text
+    shown = re.findall(r"</time></td><td>([a-z_]+)</td>", page)
+    assert shown == [e.kind.value for e in newest] and shown[-1] == "created"
+
+
+def test_playground_logs_and_request_pages_are_the_keys_own(browser, rt):
+    browser.api.post("/api/v1/endpoints", json={"name": "e1", "template": "echo-chat"})
+    ep = browser.api.get("/api/v1/endpoints/e1").json()
+    other = browser.api.post("/api/v1/keys", json={"name": "bob", "project": "team-b"}).json()["key"]
+    signed_in(browser, other)
+    assert post(browser, f"/console/endpoints/{ep['id']}/chat", "/console/keys", {"message": "hi"}).status_code == 404
+    assert browser.get(f"/console/endpoints/{ep['id']}/logs/stream").status_code == 404
+    assert browser.get("/console/requests/no-such-id").status_code == 404
+    browser.cookies.clear()
+    for path in (f"/console/endpoints/{ep['id']}/logs/stream", "/console/requests/x"):
+        assert browser.get(path, follow_redirects=False).status_code == 303  # signed out: to the sign-in page
+    assert browser.post(f"/console/endpoints/{ep['id']}/chat", data={"message": "hi"}, follow_redirects=False).status_code in (
+        303,
+        403,
+    )
+    signed_in(browser)
+    r = browser.post(f"/console/endpoints/{ep['id']}/chat", data={"message": "hi"}, follow_redirects=False)
+    assert r.status_code == 403  # no CSRF token
+    r = post(browser, f"/console/endpoints/{ep['id']}/chat", "/console/keys", {"message": ""})
+    assert r.status_code == 422 and "message" in r.text
+
+
+def test_stream_text_of_a_chat_completion():
+    from rota.console.playground import deltas
+
+    assert deltas('data: {"choices": [{"delta": {"content": "Hel"}}]}') == "Hel"
+    assert deltas('data: {"choices": [{"delta": {"role": "assistant"}}]}') == ""
+    assert deltas("data: [DONE]") == "" and deltas(": keep-alive") == "" and deltas("data: {broken") == ""
+    assert deltas('data: {"choices": [], "usage": {"total_tokens": 3}}') == ""
+    assert "overloaded" in deltas('data: {"error": {"message": "overloaded"}}')

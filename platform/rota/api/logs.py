@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from rota.api.deps import Who, runtime
 from rota.domain.logs import LogLine
+from rota.services.auth import Principal
 from rota.services.logs import LogQuery
 
 router = APIRouter(prefix="/api/v1", tags=["logs"])
@@ -41,9 +42,14 @@ async def endpoint_logs(
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=timezone.utc)
     q = LogQuery(since, search, replica, limit)
-    service = runtime(request).logs
     if not follow:
-        return LogPage(lines=await run_in_threadpool(service.lines, who, ref, q))
+        return LogPage(lines=await run_in_threadpool(runtime(request).logs.lines, who, ref, q))
+    return await follow_response(request, who, ref, q)
+
+
+async def follow_response(request: Request, who: Principal, ref: str, q: LogQuery) -> StreamingResponse:
+    """The lines as server-sent events (``data: <LogLine JSON>``), then new ones as they come."""
+    service = runtime(request).logs
     await run_in_threadpool(service.target, who, ref)  # a 404 before the stream starts
     service.admit(who)  # a 429 when too many are followed
 

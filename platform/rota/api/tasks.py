@@ -10,6 +10,7 @@ from rota.api.deps import Tasks, Who
 from rota.domain.names import MAX_ID
 from rota.domain.schedule import TaskType
 from rota.domain.tasks import RunPublic, TaskCreate, TaskPublic, TaskStatus, TaskUpdate
+from rota.services.task_queries import TaskFilter
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
 
@@ -30,7 +31,7 @@ def list_tasks(
     limit: int = Query(50, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=MAX_ID),
 ) -> dict[str, object]:
-    items, total = tasks.list(who, search, status, type, limit, offset, timezone)
+    items, total = tasks.list(who, TaskFilter(search, status, type, timezone), limit, offset)
     return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 

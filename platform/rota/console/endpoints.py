@@ -1,25 +1,38 @@
 """Endpoints: search and filters, and an endpoint's page with its tabs (Overview,
-Deployment events, Request logs, Scaling) and actions (stop, start, delete). Status and
-phase refresh in place without reloading."""
+Playground, Monitoring, Request logs, Logs, Deployment events, Scaling) and actions
+(stop, start, delete). Status and phase refresh in place without reloading."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from rota.api.logs import follow_response
 from rota.console.forms import field_error, validation_errors
 from rota.console.web import Form, Who, render, rt, see_other
 from rota.domain.endpoints import EndpointUpdate
 from rota.domain.errors import RotaError
 from rota.domain.status import EndpointStatus
+from rota.services.logs import LogQuery
 from rota.services.requests import RequestFilter
+from rota.services.task_queries import TaskFilter
 
 router = APIRouter(prefix="/console")
 PAGE = 50
-TABS = ("overview", "events", "requests", "scaling")
+TAB_NAMES = {
+    "overview": "Overview",
+    "playground": "Playground",
+    "monitoring": "Monitoring",
+    "requests": "Request logs",
+    "logs": "Logs",
+    "events": "Deployment events",
+    "scaling": "Scaling",
+}
+WINDOWS = {"15m": 900, "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400}
 
 
 @router.get("/")
@@ -50,14 +63,21 @@ def endpoints_page(request: Request, who: Who, search: str = "", status: str = "
 
 @router.get("/endpoints/{ref}")
 def endpoint_page(
-    request: Request, ref: str, who: Who, tab: str = "overview", search: str = "", status: str = "", cursor: str | None = None
+    request: Request,
+    ref: str,
+    who: Who,
+    tab: str = "overview",
+    search: str = "",
+    status: str = "",
+    cursor: str | None = None,
+    window: str = "1h",
 ) -> Response:
     r = rt(request)
     ep = r.endpoints.get(who, ref)
-    tab = tab if tab in TABS else "overview"
-    context: dict[str, Any] = {"ep": ep, "tab": tab, "tabs": TABS, "errors": {}, "values": {}}
+    tab = tab if tab in TAB_NAMES else "overview"
+    context: dict[str, Any] = {"ep": ep, "tab": tab, "tabs": TAB_NAMES, "errors": {}, "values": {}}
     if tab == "events":
-        context["events"] = r.events.list(who, 0, 500, endpoint_id=ep.id)[::-1]
+        context["events"] = r.events.list(who, 0, 200, endpoint_id=ep.id, newest_first=True)
     elif tab == "requests":
         f = RequestFilter(search=search[:100] or None, status=status[:16] or None)
         try:
@@ -65,9 +85,23 @@ def endpoint_page(
         except RotaError as e:  # a malformed cursor or status filter: said on the page
             context["page"], context["filter_error"] = None, e.message
         context["filters"] = {"search": search[:100], "status": status[:16]}
+    elif tab == "monitoring":
+        window = window if window in WINDOWS else "1h"
+        now = datetime.now(timezone.utc)
+        context["series"] = r.monitoring.series(who, str(ep.id), now - timedelta(seconds=WINDOWS[window]), now, None)
+        context["window"], context["windows"] = window, list(WINDOWS)
+    elif tab == "logs":
+        context["replicas"] = ep.replicas.ids
     elif tab == "scaling":
-        context["drivers"] = [t for t in r.tasks.list(who, None, None, None, 1000, 0)[0] if t.endpoint and t.endpoint.id == ep.id]
+        context["drivers"] = r.tasks.list(who, TaskFilter(endpoint_id=ep.id), 100)[0]
     return render(request, "endpoint.html", who, **context)
+
+
+@router.get("/requests/{request_id}")
+def request_page(request: Request, request_id: str, who: Who) -> Response:
+    """One request log record, every field (the latest with this id the key may see)."""
+    record = rt(request).requests.get(who, request_id[:128])
+    return render(request, "request.html", who, record=record, fields=record.model_dump(mode="json", by_alias=True))
 
 
 @router.get("/endpoints/{ref}/status")
@@ -110,4 +144,13 @@ def scaling(request: Request, ref: str, who: Who, data: Form) -> Response:
     except RotaError as e:
         errors = {k.removeprefix("scaling."): v for k, v in field_error(e).items()}
     ep = r.endpoints.get(who, ref)
-    return render(request, "endpoint.html", who, 422, ep=ep, tab="scaling", tabs=TABS, errors=errors, values=values, drivers=[])
+    return render(
+        request, "endpoint.html", who, 422, ep=ep, tab="scaling", tabs=TAB_NAMES, errors=errors, values=values, drivers=[]
+    )
+
+
+@router.get("/endpoints/{ref}/logs/stream")
+async def logs_stream(request: Request, ref: str, who: Who, search: str = "", replica: str = "") -> Response:
+    """The Logs tab's live tail: the last lines, then new ones (server-sent events)."""
+    q = LogQuery(None, search[:200] or None, replica[:64] or None, 500)
+    return await follow_response(request, who, ref, q)

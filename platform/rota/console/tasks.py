@@ -3,6 +3,9 @@ next fires in local time and UTC, run history, events, delete)."""
 
 from __future__ import annotations
 
+from enum import Enum
+from typing import TypeVar
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -10,12 +13,16 @@ from rota.console.launch import ZONES
 from rota.console.web import Form, Who, console_url, render, rt, see_other
 from rota.domain.schedule import TaskType
 from rota.domain.tasks import TaskStatus
+from rota.services.task_queries import TaskFilter
 
 router = APIRouter(prefix="/console")
 PAGE = 50
 
 
-def _choice(enum: type[TaskStatus] | type[TaskType], raw: str) -> object:
+E = TypeVar("E", bound=Enum)
+
+
+def _choice(enum: type[E], raw: str) -> E | None:
     return next((m for m in enum if m.value == raw), None)
 
 
@@ -25,9 +32,8 @@ def tasks_page(
 ) -> Response:
     page = max(0, min(page, 100_000))
     zone = timezone if timezone in ZONES else None
-    items, total = rt(request).tasks.list(
-        who, search[:100] or None, _choice(TaskStatus, status), _choice(TaskType, type), PAGE, page * PAGE, zone
-    )
+    f = TaskFilter(search[:100] or None, _choice(TaskStatus, status), _choice(TaskType, type), zone)
+    items, total = rt(request).tasks.list(who, f, PAGE, page * PAGE)
     return render(
         request,
         "tasks.html",
@@ -53,7 +59,7 @@ def task_page(request: Request, ref: str, who: Who, launched: int = 0) -> Respon
         who,
         task=task,
         runs=r.tasks.runs(who, task.id, 50),
-        events=r.events.list(who, 0, 200, task_id=task.id)[::-1],
+        events=r.events.list(who, 0, 200, task_id=task.id, newest_first=True),
         launched=bool(launched),
     )
 

@@ -109,6 +109,7 @@ class EventService:
         endpoint_name: str | None = None,
         task_id: int | None = None,
         endpoint_id: int | None = None,
+        newest_first: bool = False,
     ) -> list[EventPublic]:
         cond: ColumnElement[bool] = (EventRow.project_id == who.project_id) & (EventRow.id > after_id)
         for column, value in (
@@ -120,4 +121,5 @@ class EventService:
             if value is not None:
                 cond = cond & (column == value)
         with self.db.session() as s:
-            return public(list(s.scalars(select(EventRow).where(cond).order_by(EventRow.id).limit(limit)).all()))
+            order = EventRow.id.desc() if newest_first else EventRow.id
+            return public(list(s.scalars(select(EventRow).where(cond).order_by(order).limit(limit)).all()))

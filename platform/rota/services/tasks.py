@@ -17,87 +17,25 @@ from sqlalchemy.orm import Session
 from rota.config import Settings
 from rota.domain.errors import Conflict, InvalidInput, NotFound
 from rota.domain.events import EventKind
-from rota.domain.names import by_id_or_name
-from rota.domain.schedule import ScheduleSpec, TaskType, next_occurrence, to_local
-from rota.domain.tasks import RunPublic, ScheduleEntry, TaskCreate, TaskPublic, TaskStatus, TaskUpdate
+from rota.domain.schedule import ScheduleSpec, next_occurrence, to_local
+from rota.domain.tasks import ScheduleEntry, TaskCreate, TaskPublic, TaskStatus, TaskUpdate
 from rota.services import Hooks, merge, merge_env, views
 from rota.services.auth import Principal
 from rota.services.builds import llm_defaults
 from rota.services.endpoints import EndpointService
 from rota.services.events import record, transition
-from rota.store.db import Database
-from rota.store.tables import EndpointRow, RunRow, TaskRow, utcnow
+from rota.services.task_queries import TaskQueries
+from rota.store.tables import EndpointRow, TaskRow, utcnow
 
 APP_FIELDS = ("file_path", "deployment_name", "args", "env", "resources")
 
 
 @dataclass
-class TaskService:
-    db: Database
+class TaskService(TaskQueries):
     settings: Settings
     endpoints: EndpointService
     hooks: Hooks = field(default_factory=Hooks)
     clock: Callable[[], datetime] = utcnow
-
-    # ------------------------------------------------------------ reads
-
-    @staticmethod
-    def find(s: Session, who: Principal, ref: str | int) -> TaskRow:
-        id_, name = by_id_or_name(ref)
-        stmt = select(TaskRow).where(TaskRow.project_id == who.project_id)
-        task = s.scalar(stmt.where(TaskRow.id == id_) if id_ is not None else stmt.where(TaskRow.name == name))
-        if task is None:
-            raise NotFound(f"no task {name[:100]!r}", field="task")
-        return task
-
-    def get(self, who: Principal, ref: str | int) -> TaskPublic:
-        with self.db.session() as s:
-            return self._public(s, who, self.find(s, who, ref))
-
-    def list(
-        self,
-        who: Principal,
-        search: str | None = None,
-        status: TaskStatus | None = None,
-        type_: TaskType | None = None,
-        limit: int = 50,
-        offset: int = 0,
-        timezone: str | None = None,
-    ) -> tuple[list[TaskPublic], int]:
-        with self.db.session() as s:
-            stmt = select(TaskRow).where(TaskRow.project_id == who.project_id)
-            if timezone:
-                stmt = stmt.where(TaskRow.timezone == timezone)
-            if search:
-                stmt = stmt.where(TaskRow.name.contains(search, autoescape=True))
-            if status:
-                stmt = stmt.where(TaskRow.status == status.value)
-            if type_:
-                stmt = stmt.where(TaskRow.type == type_.value)
-            total = s.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-            rows = s.scalars(stmt.order_by(TaskRow.id).limit(limit).offset(offset)).all()
-            # A page's endpoints and last runs in one query each, not one per task.
-            eps = {e.id: e for e in s.scalars(select(EndpointRow).where(EndpointRow.id.in_([r.endpoint_id for r in rows])))}
-            ids = [r.id for r in rows]
-            latest = select(RunRow.task_id, func.max(RunRow.scheduled_at).label("at")).where(RunRow.task_id.in_(ids))
-            sub = latest.group_by(RunRow.task_id).subquery()
-            runs = {
-                r.task_id: r
-                for r in s.scalars(
-                    select(RunRow).join(sub, (RunRow.task_id == sub.c.task_id) & (RunRow.scheduled_at == sub.c.at))
-                )
-            }
-            return [views.task(r, eps.get(r.endpoint_id), who.project, runs.get(r.id)) for r in rows], total
-
-    def runs(self, who: Principal, ref: str | int, limit: int = 100) -> Sequence[RunPublic]:
-        """The task's applied fires, newest first (caught-up ones say so in ``trigger``)."""
-        with self.db.session() as s:
-            stmt = select(RunRow).where(RunRow.task_id == self.find(s, who, ref).id)
-            return [views.run_public(r) for r in s.scalars(stmt.order_by(RunRow.scheduled_at.desc()).limit(limit))]
-
-    def _public(self, s: Session, who: Principal, task: TaskRow) -> TaskPublic:
-        run = s.scalars(select(RunRow).where(RunRow.task_id == task.id).order_by(RunRow.scheduled_at.desc()).limit(1)).first()
-        return views.task(task, s.get(EndpointRow, task.endpoint_id), who.project, run)
 
     # ------------------------------------------------------------ writes
 

@@ -1,0 +1,143 @@
+"""The console in a real headless Chromium over the in-memory Ray: every page passes an
+accessibility check (axe-core: no serious or critical violation), fits 1280x800 and
+390x844 without scrolling sideways, and is screenshotted at both sizes; a wrong key, a
+post without its CSRF token, another project's endpoint and an invalid wizard field are
+refused as a user sees them. The whole flow on a real vLLM endpoint is in
+tests/e2e/test_console_flow.py."""
+
+import re
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+from playwright.sync_api import expect, sync_playwright
+
+from rota.api.app import create_app
+from support.browser import axe_violations, launch, no_horizontal_scroll, screenshots
+from support.procs import free_port
+
+SCHEDULE = {
+    "type": "daily",
+    "timezone": "America/New_York",
+    "schedule": [
+        {"time": "07:30", "min_replicas": 1, "max_replicas": 2},
+        {"time": "19:00", "min_replicas": 0, "max_replicas": 1},
+    ],
+}
+
+
+@pytest.fixture
+def console(rt, settings):
+    """The control plane served on a free port (uvicorn, in this process), its loops stopped."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, rt), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the console did not start"
+        time.sleep(0.05)
+    rt.reconciler.stop()
+    rt.scheduler.shutdown()
+    rt.dispatcher.stop()
+    api = httpx.Client(base_url=url + "/api/v1", headers={"Authorization": f"Bearer {settings.admin_key_path.read_text()}"})
+    yield url, api, settings.admin_key_path.read_text()
+    api.close()
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def chromium():
+    with sync_playwright() as p:
+        browser = launch(p)
+        yield browser
+        browser.close()
+
+
+def check(page, name):
+    """Accessible, no sideways scrolling at either size, and screenshotted."""
+    assert axe_violations(page) == [], name
+    for size in ({"width": 1280, "height": 800}, {"width": 390, "height": 844}):
+        page.set_viewport_size(size)
+        assert no_horizontal_scroll(page), (name, size)
+    page.set_viewport_size({"width": 1280, "height": 800})
+    screenshots(page, name)
+
+
+def test_every_page_is_accessible_fits_both_sizes_and_refuses_what_it_must(console, chromium):
+    url, api, admin_key = console
+    api.post("/endpoints", json={"name": "chat-a", "template": "echo-chat", "routing_key": "chat-a"}).raise_for_status()
+    api.post("/tasks", json={"name": "nightly", "endpoint": "chat-a", **SCHEDULE}).raise_for_status()
+    ep = api.get("/endpoints/chat-a").json()
+    page = chromium.new_page(viewport={"width": 1280, "height": 800})
+
+    # Signing in: a wrong key is refused, next to the field.
+    page.goto(url + "/")
+    expect(page).to_have_url(re.compile(r"/console/sign-in"))
+    check(page, "sign-in")
+    page.get_by_label("API key").fill("rota_wrong")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#err-key")).to_contain_text("not valid")
+    page.get_by_label("API key").fill(admin_key)
+    page.keyboard.press("Enter")  # keyboard alone
+    expect(page).to_have_url(re.compile(r"/console/endpoints$"))
+    check(page, "endpoints")
+
+    page.get_by_role("link", name="Models").click()
+    check(page, "models")
+    page.get_by_role("link", name="Dedicated endpoint from echo-chat").click()
+    check(page, "launch")
+    page.get_by_label("Endpoint name").fill("wizard-ep")
+    page.get_by_label("Task name").fill("wizard-task")
+    page.get_by_label("Timezone (IANA name; type to search)").fill("Mars/Olympus")
+    page.get_by_label("Time 1").fill("08:15")
+    page.get_by_label("Min replicas 1").fill("1")
+    page.get_by_label("Max replicas 1").fill("1")
+    page.get_by_role("button", name="Review").click()
+    expect(page.locator("#err-timezone")).to_contain_text("timezone")
+    expect(page.get_by_label("Timezone (IANA name; type to search)")).to_have_attribute("aria-invalid", "true")
+    check(page, "launch-invalid")
+    page.get_by_label("Timezone (IANA name; type to search)").fill("Asia/Kolkata")
+    page.get_by_role("button", name="Review").click()
+    expect(page.get_by_role("heading", name="Summary")).to_be_visible()
+    expect(page.locator("main")).to_contain_text("Asia/Kolkata")
+    expect(page.locator("main")).to_contain_text("02:45 UTC")  # 08:15 in Kolkata (+05:30)
+    check(page, "launch-summary")
+    page.get_by_role("button", name="Launch").click()
+    expect(page.locator(".notice")).to_contain_text("Launched")
+    expect(page.locator("h1 .badge")).to_have_text("idle")
+    check(page, "task")
+
+    page.get_by_role("link", name="Tasks").click()
+    check(page, "tasks")
+    page.get_by_role("button", name="Activate wizard-task").click()
+    expect(page.get_by_role("button", name="Deactivate wizard-task")).to_be_visible()
+    assert api.get("/tasks/wizard-task").json()["status"] == "active"
+
+    for tab in ("overview", "playground", "monitoring", "requests", "logs", "events", "scaling"):
+        page.goto(f"{url}/console/endpoints/{ep['id']}?tab={tab}")
+        expect(page.locator("#ep-status")).to_be_visible()
+        check(page, f"endpoint-{tab}")
+    page.get_by_role("link", name="Keys").click()
+    check(page, "keys")
+
+    # A form post without its CSRF token (the session cookie alone) changes nothing.
+    refused = page.request.post(f"{url}/console/endpoints/{ep['id']}/stop", form={"x": "1"})
+    assert refused.status == 403 and "CSRF" in refused.text()
+    assert api.get("/endpoints/chat-a").json()["desired"] == "running"
+
+    # Another project's key sees a 404 for this endpoint, in words.
+    other = api.post("/keys", json={"name": "bob", "project": "team-b"}).json()["key"]
+    second = chromium.new_page()
+    second.goto(url + "/console/sign-in")
+    second.get_by_label("API key").fill(other)
+    second.get_by_role("button", name="Sign in").click()
+    expect(second.locator("main")).to_contain_text("No endpoints yet")
+    response = second.goto(f"{url}/console/endpoints/{ep['id']}")
+    assert response.status == 404
+    expect(second.get_by_role("heading", name="Not found")).to_be_visible()
+    check(second, "not-found")

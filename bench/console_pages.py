@@ -134,7 +134,6 @@ def main() -> int:
             "endpoint request logs": lambda: f"/console/endpoints/{ep()}?tab=requests",
             "endpoint events": lambda: f"/console/endpoints/{ep()}?tab=events",
             "endpoint scaling": lambda: f"/console/endpoints/{ep()}?tab=scaling",
-            "endpoint status (refresh)": lambda: f"/console/endpoints/{ep()}/status",
             "keys": lambda: "/console/keys",
         }
         for name, path in pages.items():  # warm up, and every page answers

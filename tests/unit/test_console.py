@@ -146,6 +146,17 @@ def test_the_wizard_launches_an_endpoint_and_an_idle_task_then_activate(browser,
     r = post(browser, f"/console/tasks/{task['id']}/activate", "/console/tasks", {"back": "/console/tasks"})
     assert r.status_code == 303 and r.headers["location"] == "/console/tasks"
     assert browser.api.get("/api/v1/tasks/paris-mornings").json()["status"] == "active"
+    # From the list with htmx: the row alone comes back, to be swapped in place.
+    row = post(
+        browser,
+        f"/console/tasks/{task['id']}/deactivate",
+        "/console/tasks",
+        {"back": "/console/tasks"},
+        headers={"hx-request": "true"},
+    )
+    assert row.status_code == 200 and row.text.strip().startswith("<tr>") and "Activate paris-mornings" in row.text
+    assert "<html" not in row.text and browser.api.get("/api/v1/tasks/paris-mornings").json()["status"] == "idle"
+    post(browser, f"/console/tasks/{task['id']}/activate", "/console/tasks")
     page = browser.get(f"/console/tasks/{task['id']}").text
     assert "Deactivate" in page and "Europe/Paris" in page and "activated" in page
 
@@ -215,7 +226,7 @@ def test_a_key_sees_only_its_project_in_every_page_and_action(browser, rt):
     for path in (
         f"/console/endpoints/{ep['id']}",
         "/console/endpoints/mine",
-        f"/console/endpoints/{ep['id']}/status",
+        f"/console/endpoints/{ep['id']}/status/stream",
         f"/console/endpoints/{ep['id']}?tab=requests",
         f"/console/tasks/{task['id']}",
         "/console/tasks/my-task",

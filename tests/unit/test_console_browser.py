@@ -68,7 +68,7 @@ def check(page, name):
     screenshots(page, name)
 
 
-def test_every_page_is_accessible_fits_both_sizes_and_refuses_what_it_must(console, chromium):
+def test_every_page_is_accessible_fits_both_sizes_and_refuses_what_it_must(console, chromium, rt):
     url, api, admin_key = console
     api.post("/endpoints", json={"name": "chat-a", "template": "echo-chat", "routing_key": "chat-a"}).raise_for_status()
     api.post("/tasks", json={"name": "nightly", "endpoint": "chat-a", **SCHEDULE}).raise_for_status()
@@ -114,14 +114,28 @@ def test_every_page_is_accessible_fits_both_sizes_and_refuses_what_it_must(conso
 
     page.get_by_role("link", name="Tasks").click()
     check(page, "tasks")
+    page.evaluate("window.notReloaded = true")
     page.get_by_role("button", name="Activate wizard-task").click()
     expect(page.get_by_role("button", name="Deactivate wizard-task")).to_be_visible()
     assert api.get("/tasks/wizard-task").json()["status"] == "active"
+    assert page.evaluate("window.notReloaded === true")  # htmx swapped the row in place
 
     for tab in ("overview", "playground", "monitoring", "requests", "logs", "events", "scaling"):
         page.goto(f"{url}/console/endpoints/{ep['id']}?tab={tab}")
         expect(page.locator("#ep-status")).to_be_visible()
         check(page, f"endpoint-{tab}")
+    # The status block follows the endpoint live (server-sent events), without a reload.
+    page.goto(f"{url}/console/endpoints/{ep['id']}")
+    rt.reconciler.tick()
+    rt.reconciler.tick()
+    expect(page.locator("#ep-status .badge")).to_have_text("RUNNING", timeout=10_000)
+    api.post("/endpoints/chat-a/stop").raise_for_status()
+    rt.reconciler.tick()
+    expect(page.locator("#ep-status .badge")).to_have_text("STOPPED", timeout=10_000)
+    api.post("/endpoints/chat-a/start").raise_for_status()
+    rt.reconciler.tick()
+    expect(page.locator("#ep-status .badge")).to_have_text("RUNNING", timeout=10_000)
+
     page.get_by_role("link", name="Keys").click()
     check(page, "keys")
 

@@ -104,12 +104,6 @@ def request_page(request: Request, request_id: str, who: Who) -> Response:
     return render(request, "request.html", who, record=record, fields=record.model_dump(mode="json", by_alias=True))
 
 
-@router.get("/endpoints/{ref}/status")
-def endpoint_status(request: Request, ref: str, who: Who) -> Response:
-    """The status block alone: the endpoint page polls it (htmx) to stay current."""
-    return render(request, "_endpoint_status.html", who, ep=rt(request).endpoints.get(who, ref))
-
-
 @router.post("/endpoints/{ref}/stop")
 def stop(request: Request, ref: str, who: Who, data: Form) -> Response:
     ep = rt(request).endpoints.stop(who, ref)

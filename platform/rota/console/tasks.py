@@ -12,7 +12,8 @@ from fastapi.responses import Response
 from rota.console.launch import ZONES
 from rota.console.web import Form, Who, console_url, render, rt, see_other
 from rota.domain.schedule import TaskType
-from rota.domain.tasks import TaskStatus
+from rota.domain.tasks import TaskPublic, TaskStatus
+from rota.services.auth import Principal
 from rota.services.task_queries import TaskFilter
 
 router = APIRouter(prefix="/console")
@@ -66,13 +67,18 @@ def task_page(request: Request, ref: str, who: Who, launched: int = 0) -> Respon
 
 @router.post("/tasks/{ref}/activate")
 def activate(request: Request, ref: str, who: Who, data: Form) -> Response:
-    task = rt(request).tasks.activate(who, ref)
-    return see_other(console_url(data.get("back"), f"/console/tasks/{task.id}"), request)
+    return _after(request, who, rt(request).tasks.activate(who, ref), data)
 
 
 @router.post("/tasks/{ref}/deactivate")
 def deactivate(request: Request, ref: str, who: Who, data: Form) -> Response:
-    task = rt(request).tasks.deactivate(who, ref)
+    return _after(request, who, rt(request).tasks.deactivate(who, ref), data)
+
+
+def _after(request: Request, who: Principal, task: TaskPublic, data: dict[str, str]) -> Response:
+    """From the list with htmx: the task's row alone, swapped in place; else back to a page."""
+    if request.headers.get("hx-request") and data.get("back") == "/console/tasks":
+        return render(request, "_task_row.html", who, t=task)
     return see_other(console_url(data.get("back"), f"/console/tasks/{task.id}"), request)
 
 

@@ -115,3 +115,17 @@ window.addEventListener("load", () => {
     el.dataset.points = String(xs.length);
   }
 });
+
+// Live status: the server sends the status block again whenever it changes (SSE).
+(() => {
+  const block = document.getElementById("ep-status");
+  if (!block || !block.dataset.stream || !window.EventSource) return;
+  const source = new EventSource(block.dataset.stream);
+  source.addEventListener("status", (msg) => {
+    const current = document.getElementById("ep-status");
+    const next = document.createElement("template");
+    next.innerHTML = msg.data;  // HTML the server rendered with every value escaped
+    if (current && next.content.firstElementChild) current.replaceWith(next.content.firstElementChild);
+  });
+  source.addEventListener("gone", () => source.close());
+})();

@@ -372,3 +372,36 @@ def test_stream_text_of_a_chat_completion():
     assert deltas("data: [DONE]") == "" and deltas(": keep-alive") == "" and deltas("data: {broken") == ""
     assert deltas('data: {"choices": [], "usage": {"total_tokens": 3}}') == ""
     assert "overloaded" in deltas('data: {"error": {"message": "overloaded"}}')
+
+
+def test_async_tab_shows_requests_and_batches_cancels_and_downloads_only_the_keys_own(browser, rt):
+    from tests.unit.test_async_api import CHAT, drain, jsonl, line, set_status, upload
+
+    api = browser.api
+    ep = api.post("/api/v1/endpoints", json={"name": "chat", "template": "echo-chat", "routing_key": "chat"}).json()
+    set_status(api, ep["id"], "RUNNING")
+    done = api.post("/v1/async/chat/completions", json=CHAT).json()
+    api.rt = rt
+    drain(api)  # answered: succeeded
+    waiting = api.post("/v1/async/chat/completions", json=CHAT).json()
+    fid = upload(api, jsonl([line(1), line(2)]))
+    batch = api.post("/v1/batches", json={"input_file_id": fid, "endpoint": "/v1/chat/completions"}).json()
+    signed_in(browser)
+    tab = browser.get(f"/console/endpoints/{ep['id']}?tab=async").text
+    assert done["id"] in tab and waiting["id"] in tab and batch["id"] in tab and "Cancel batch" in tab
+    page = browser.get(f"/console/async/{done['id']}").text
+    assert "succeeded" in page and "echo" in page and "UTC" in page
+    r = post(browser, f"/console/async/{waiting['id']}/cancel", f"/console/async/{waiting['id']}")
+    assert r.status_code == 303 and api.get(f"/v1/async/{waiting['id']}").json()["status"] == "cancelled"
+    back = f"/console/endpoints/{ep['id']}?tab=async"
+    r = post(browser, f"/console/batches/{batch['id']}/cancel", back, {"back": back})
+    assert r.status_code == 303 and r.headers["location"] == back
+    assert api.get(f"/v1/batches/{batch['id']}").json()["status"] in ("cancelling", "cancelled")
+    r = browser.get(f"/console/files/{fid}/content")
+    assert r.status_code == 200 and r.headers["content-disposition"].startswith("attachment;") and b"req-1" in r.content
+    other = api.post("/api/v1/keys", json={"name": "bob", "project": "team-b"}).json()["key"]
+    signed_in(browser, other)
+    assert browser.get(f"/console/async/{done['id']}").status_code == 404
+    assert browser.get(f"/console/files/{fid}/content").status_code == 404
+    assert post(browser, f"/console/async/{done['id']}/cancel", "/console/keys").status_code == 404
+    assert post(browser, f"/console/batches/{batch['id']}/cancel", "/console/keys").status_code == 404

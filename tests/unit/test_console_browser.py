@@ -120,7 +120,7 @@ def test_every_page_is_accessible_fits_both_sizes_and_refuses_what_it_must(conso
     assert api.get("/tasks/wizard-task").json()["status"] == "active"
     assert page.evaluate("window.notReloaded === true")  # htmx swapped the row in place
 
-    for tab in ("overview", "playground", "monitoring", "requests", "logs", "events", "scaling"):
+    for tab in ("overview", "playground", "monitoring", "requests", "logs", "events", "async", "scaling"):
         page.goto(f"{url}/console/endpoints/{ep['id']}?tab={tab}")
         expect(page.locator("#ep-status")).to_be_visible()
         check(page, f"endpoint-{tab}")

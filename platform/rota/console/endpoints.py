@@ -30,6 +30,7 @@ TAB_NAMES = {
     "requests": "Request logs",
     "logs": "Logs",
     "events": "Deployment events",
+    "async": "Async invocations",
     "scaling": "Scaling",
 }
 WINDOWS = {"15m": 900, "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400}
@@ -90,6 +91,9 @@ def endpoint_page(
         now = datetime.now(timezone.utc)
         context["series"] = r.monitoring.series(who, str(ep.id), now - timedelta(seconds=WINDOWS[window]), now, None)
         context["window"], context["windows"] = window, list(WINDOWS)
+    elif tab == "async":
+        context["queued"] = r.invocations.requests(who, 50, endpoint_id=ep.id).data
+        context["batches"] = r.invocations.batches(who, 20, endpoint_id=ep.id).data
     elif tab == "logs":
         context["replicas"] = ep.replicas.ids
     elif tab == "scaling":

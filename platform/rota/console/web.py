@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -21,6 +22,13 @@ HERE = Path(__file__).parent
 STATIC = HERE / "static"
 VENDOR = STATIC / "vendor"
 templates = Jinja2Templates(directory=HERE / "templates")  # autoescape: on for .html
+
+
+def _unix(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc)
+
+
+templates.env.globals["unix"] = _unix  # Unix seconds (the OpenAI objects' times) as UTC datetimes
 
 
 class SignInRequired(Exception):

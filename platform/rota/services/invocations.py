@@ -98,16 +98,25 @@ class InvocationService:
             return public(row, window)
 
     def requests(
-        self, who: Principal, limit: int = 20, after: str | None = None, status: str | None = None, model: str | None = None
+        self,
+        who: Principal,
+        limit: int = 20,
+        after: str | None = None,
+        status: str | None = None,
+        model: str | None = None,
+        endpoint_id: int | None = None,
     ) -> AsyncPage:
         """The project's single requests (not batch lines), newest first; ``after``: an id
         of the previous page."""
         with self.db.session() as s:
             q = select(AsyncRequestRow).where(AsyncRequestRow.project_id == who.project_id, AsyncRequestRow.batch_id.is_(None))
-            if status:
-                q = q.where(AsyncRequestRow.status == status)
-            if model:
-                q = q.where(AsyncRequestRow.model == model)
+            for column, value in (
+                (AsyncRequestRow.status, status),
+                (AsyncRequestRow.model, model),
+                (AsyncRequestRow.endpoint_id, endpoint_id),
+            ):
+                if value:
+                    q = q.where(column == value)
             if after:
                 last = self._request(s, who, after)
                 q = q.where(
@@ -245,9 +254,11 @@ class InvocationService:
         with self.db.session() as s:
             return self._batch(s, self._batch_row(s, who, batch_id))
 
-    def batches(self, who: Principal, limit: int = 20, after: str | None = None) -> BatchPage:
+    def batches(self, who: Principal, limit: int = 20, after: str | None = None, endpoint_id: int | None = None) -> BatchPage:
         with self.db.session() as s:
             q = select(BatchRow).where(BatchRow.project_id == who.project_id)
+            if endpoint_id is not None:
+                q = q.where(BatchRow.endpoint_id == endpoint_id)
             if after:
                 last = self._batch_row(s, who, after)
                 q = q.where(

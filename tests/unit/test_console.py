@@ -2,7 +2,7 @@
 the launch wizard's validation next to its fields, and the pages' actions."""
 
 import re
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from fastapi.testclient import TestClient
@@ -405,3 +405,15 @@ def test_async_tab_shows_requests_and_batches_cancels_and_downloads_only_the_key
     assert browser.get(f"/console/files/{fid}/content").status_code == 404
     assert post(browser, f"/console/async/{done['id']}/cancel", "/console/keys").status_code == 404
     assert post(browser, f"/console/batches/{batch['id']}/cancel", "/console/keys").status_code == 404
+
+
+def test_the_task_page_draws_its_week_with_a_dst_day_at_its_length(browser, clock):
+    browser.api.post("/api/v1/endpoints", json={"name": "e1", "template": "echo-chat"})
+    body = {"name": "paris", "endpoint": "e1", "type": "daily", "timezone": "Europe/Paris"}
+    sched = [{"time": "08:00", "min_replicas": 1, "max_replicas": 3}, {"time": "20:00", "min_replicas": 0, "max_replicas": 1}]
+    task = browser.api.post("/api/v1/tasks", json={**body, "schedule": sched}).json()
+    clock.now = datetime(2026, 3, 27, 12, 0, tzinfo=timezone.utc)
+    signed_in(browser)
+    page = browser.get(f"/console/tasks/{task['id']}").text
+    assert "Sun 29 Mar (23 h)" in page and "Sat 28 Mar<" in page
+    assert page.count(">1–3</text>") == 7 and "The week ahead in Europe/Paris" in page

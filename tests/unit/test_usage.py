@@ -126,3 +126,27 @@ def test_replicas_that_hold_resources_are_metered_not_only_running_ones():
     state = EndpointState(1, "ep-1", "/ep/1", "echo:app", "Echo", "running", None, {}, {}, {}, 5)
     (c,) = counts([state], Observation(True, {"ep-1": app})).values()
     assert (c.running, c.holding, c.target) == (1, 3, 3)  # loading and draining replicas hold their GPUs; pending ones do not
+
+
+def test_day_bounds_draw_dst_days_at_their_length_with_the_bounds_in_force():
+    from datetime import date
+
+    from rota.domain.schedule import ScheduleSpec
+    from rota.domain.usage import day_bounds
+
+    spec = ScheduleSpec.build(
+        "daily",
+        "Europe/Paris",
+        [{"time": "08:00", "min_replicas": 1, "max_replicas": 3}, {"time": "20:00", "min_replicas": 0, "max_replicas": 1}],
+    )
+    days = day_bounds(spec, date(2026, 3, 28), 3, (0, 0))
+    assert [d.hours for d in days] == [24, 23, 24]  # clocks go forward on 29 March
+    spring = days[1]
+    # The night's bounds until 08:00 local, which is 7 h after midnight that day.
+    assert [(g.start_h, g.end_h, g.min_replicas, g.max_replicas) for g in spring.segments] == [
+        (0, 7, 0, 1),
+        (7, 19, 1, 3),
+        (19, 23, 0, 1),
+    ]
+    autumn = day_bounds(spec, date(2026, 10, 25), 1, (0, 0))[0]
+    assert autumn.hours == 25 and [g.end_h for g in autumn.segments] == [9, 21, 25]

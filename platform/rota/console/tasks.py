@@ -3,6 +3,7 @@ next fires in local time and UTC, run history, events, delete)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import Enum
 from typing import TypeVar
 
@@ -11,8 +12,9 @@ from fastapi.responses import Response
 
 from rota.console.launch import ZONES
 from rota.console.web import Form, Who, console_url, render, rt, see_other
-from rota.domain.schedule import TaskType
+from rota.domain.schedule import ScheduleSpec, TaskType, to_local
 from rota.domain.tasks import TaskPublic, TaskStatus
+from rota.domain.usage import DayBounds, day_bounds
 from rota.services.auth import Principal
 from rota.services.task_queries import TaskFilter
 
@@ -59,6 +61,7 @@ def task_page(request: Request, ref: str, who: Who, launched: int = 0) -> Respon
         "task.html",
         who,
         task=task,
+        week=week(task, r.tasks.clock()),
         runs=r.tasks.runs(who, task.id, 50),
         events=r.events.list(who, 0, 200, task_id=task.id, newest_first=True),
         launched=bool(launched),
@@ -86,3 +89,12 @@ def _after(request: Request, who: Principal, task: TaskPublic, data: dict[str, s
 def delete(request: Request, ref: str, who: Who, data: Form) -> Response:
     rt(request).tasks.delete(who, ref)
     return see_other("/console/tasks", request)
+
+
+def week(task: TaskPublic, now: datetime) -> list[DayBounds]:
+    """The bounds the schedule sets through the next seven local days (DST days are 23 or
+    25 hours long and drawn so), from the endpoint's bounds now until the first fire."""
+    spec = ScheduleSpec.build(task.type, task.timezone, [e.model_dump() for e in task.schedule])
+    held = task.endpoint.replicas if task.endpoint else None
+    before = (held.min or 0, held.max or 0) if held and held.max is not None else (0, 0)
+    return day_bounds(spec, to_local(spec.tz, now).date(), 7, before)

@@ -44,10 +44,25 @@ def _bounds_at(spec: ScheduleSpec, at: datetime, before: tuple[int, int]) -> tup
     return last.entry.min_replicas, last.entry.max_replicas
 
 
-def commitments(spec: ScheduleSpec, first_day: date, days: int, before: tuple[int, int]) -> list[DayCommitment]:
-    """Replica-hours of each local day from ``first_day`` on: at least (min bounds) and at
-    most (max bounds). ``before``: the bounds until the schedule's first fire (a one-off
-    that has not fired yet: the endpoint's own)."""
+@dataclass(frozen=True)
+class Segment:
+    start_h: float  # hours since the local day began (elapsed: a 23- or 25-hour day is so long)
+    end_h: float
+    min_replicas: int
+    max_replicas: int
+
+
+@dataclass(frozen=True)
+class DayBounds:
+    day: date  # local
+    hours: float  # the local day's length
+    segments: tuple[Segment, ...]
+
+
+def day_bounds(spec: ScheduleSpec, first_day: date, days: int, before: tuple[int, int]) -> list[DayBounds]:
+    """The bounds in force through each local day from ``first_day`` on, as segments
+    between fires. ``before``: the bounds until the schedule's first fire (a one-off that
+    has not fired yet: the endpoint's own)."""
     tz = spec.tz
     edges = [to_utc(tz, datetime.combine(first_day + timedelta(days=i), time())) for i in range(days + 1)]
     state = _bounds_at(spec, edges[0], before)
@@ -55,13 +70,26 @@ def commitments(spec: ScheduleSpec, first_day: date, days: int, before: tuple[in
     out, k = [], 0
     for i in range(days):
         lo, hi = edges[i], edges[i + 1]
-        t, floor, ceiling = lo, 0.0, 0.0
+        t, segments = lo, []
         while k < len(changes) and changes[k][0] < hi:
             at, new = changes[k]
-            span = (at - t).total_seconds() / HOUR_S
-            floor, ceiling = floor + state[0] * span, ceiling + state[1] * span
+            if at > t:
+                segments.append(Segment((t - lo).total_seconds() / HOUR_S, (at - lo).total_seconds() / HOUR_S, *state))
             t, state, k = at, new, k + 1
-        span = (hi - t).total_seconds() / HOUR_S
-        floor, ceiling = floor + state[0] * span, ceiling + state[1] * span
-        out.append(DayCommitment(first_day + timedelta(days=i), (hi - lo).total_seconds() / HOUR_S, floor, ceiling))
+        segments.append(Segment((t - lo).total_seconds() / HOUR_S, (hi - lo).total_seconds() / HOUR_S, *state))
+        out.append(DayBounds(first_day + timedelta(days=i), (hi - lo).total_seconds() / HOUR_S, tuple(segments)))
     return out
+
+
+def commitments(spec: ScheduleSpec, first_day: date, days: int, before: tuple[int, int]) -> list[DayCommitment]:
+    """Replica-hours of each local day from ``first_day`` on: at least (min bounds) and at
+    most (max bounds). ``before``: as for ``day_bounds``."""
+    return [
+        DayCommitment(
+            d.day,
+            d.hours,
+            sum((g.end_h - g.start_h) * g.min_replicas for g in d.segments),
+            sum((g.end_h - g.start_h) * g.max_replicas for g in d.segments),
+        )
+        for d in day_bounds(spec, first_day, days, before)
+    ]

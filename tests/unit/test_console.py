@@ -172,6 +172,13 @@ def test_the_wizard_launches_an_endpoint_and_an_idle_task_then_activate(browser,
         ({"task_name": ""}, "task_name", "name"),
         ({"flavor": "huge"}, "flavor", "flavor"),
         ({"engine.max_input_length": "999", "engine.max_token_count": "64"}, "engine.max_input_length", "exceeds"),
+        # An entry after a blank row: its error names and sits next to its own row.
+        (
+            {"schedule.1.time": "", "schedule.1.min_replicas": "", "schedule.1.max_replicas": ""}
+            | {"schedule.2.time": "20:00", "schedule.2.min_replicas": "2", "schedule.2.max_replicas": "1"},
+            "schedule.2.max_replicas",
+            "schedule.2.max_replicas: max_replicas (1) must be >= min_replicas (2)",
+        ),
     ],
 )
 def test_an_invalid_wizard_field_shows_its_message_next_to_it_and_creates_nothing(browser, rt, change, field, words):
@@ -417,3 +424,60 @@ def test_the_task_page_draws_its_week_with_a_dst_day_at_its_length(browser, cloc
     page = browser.get(f"/console/tasks/{task['id']}").text
     assert "Sun 29 Mar (23 h)" in page and "Sat 28 Mar<" in page
     assert page.count(">1–3</text>") == 7 and "The week ahead in Europe/Paris" in page
+
+
+def test_editing_a_tasks_schedule_patches_it_and_errors_stay_next_to_their_row(browser):
+    browser.api.post("/api/v1/endpoints", json={"name": "e1", "template": "echo-chat"})
+    sched = [{"time": "08:00", "min_replicas": 1, "max_replicas": 2}]
+    task = browser.api.post(
+        "/api/v1/tasks", json={"name": "t", "endpoint": "e1", "type": "daily", "timezone": "UTC", "schedule": sched}
+    ).json()
+    browser.api.post("/api/v1/tasks/t/activate")
+    signed_in(browser)
+    page = browser.get(f"/console/tasks/{task['id']}/edit").text
+    assert 'value="08:00"' in page and 'id="schedule.1.time"' in page  # one blank row for one more time
+    edit = f"/console/tasks/{task['id']}/edit"
+    form = {
+        "type": "daily",
+        "timezone": "Europe/Paris",
+        "schedule.0.time": "08:00",
+        "schedule.0.min_replicas": "1",
+        "schedule.0.max_replicas": "2",
+    }
+    bad = post(
+        browser, edit, edit, form | {"schedule.2.time": "07:00", "schedule.2.min_replicas": "5", "schedule.2.max_replicas": "1"}
+    )
+    assert bad.status_code == 422 and "max_replicas" in field_error(bad.text, "schedule.2.max_replicas")
+    dup = post(
+        browser, edit, edit, form | {"schedule.3.time": "08:00", "schedule.3.min_replicas": "0", "schedule.3.max_replicas": "1"}
+    )
+    assert dup.status_code == 422 and "same time" in (
+        field_error(dup.text, "schedule.3.time") or field_error(dup.text, "schedule.0.time")
+    )
+    assert browser.api.get("/api/v1/tasks/t").json()["timezone"] == "UTC"  # nothing changed
+    ok = post(
+        browser, edit, edit, form | {"schedule.1.time": "20:00", "schedule.1.min_replicas": "0", "schedule.1.max_replicas": "1"}
+    )
+    assert ok.status_code == 303
+    got = browser.api.get("/api/v1/tasks/t").json()
+    assert (
+        got["timezone"] == "Europe/Paris"
+        and [e["time"] for e in got["schedule"]] == ["08:00", "20:00"]
+        and got["status"] == "active"
+    )
+    other = browser.api.post("/api/v1/keys", json={"name": "bob", "project": "team-b"}).json()["key"]
+    signed_in(browser, other)
+    assert browser.get(edit).status_code == 404
+    assert post(browser, edit, "/console/keys", form).status_code == 404
+
+
+def test_an_error_about_no_input_of_the_wizard_is_shown_at_its_top(browser, rt):
+    signed_in(browser)
+    r = post(
+        browser,
+        "/console/launch",
+        "/console/launch?template=echo-chat",
+        WIZARD | {"schedule.0.max_replicas": "50", "action": "review"},
+    )
+    assert r.status_code == 422 and re.search(r'<p class="error" role="alert">[^<]*max_replicas[^<]*10', r.text), r.text
+    assert counts(rt) == (0, 0)

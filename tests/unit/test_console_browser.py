@@ -111,6 +111,14 @@ def test_every_page_is_accessible_fits_both_sizes_and_refuses_what_it_must(conso
     expect(page.locator(".notice")).to_contain_text("Launched")
     expect(page.locator("h1 .badge")).to_have_text("idle")
     check(page, "task")
+    page.get_by_role("link", name="Edit").click()
+    check(page, "task-edit")
+    page.get_by_label("Time 2").fill("21:00")
+    page.get_by_label("Min replicas 2").fill("0")
+    page.get_by_label("Max replicas 2").fill("1")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("heading", name=re.compile("Task wizard-task"))).to_be_visible()
+    assert [e["time"] for e in api.get("/tasks/wizard-task").json()["schedule"]] == ["08:15", "21:00"]
 
     page.get_by_role("link", name="Tasks").click()
     check(page, "tasks")

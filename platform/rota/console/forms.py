@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from rota.domain.endpoints import EndpointCreate
 from rota.domain.errors import RotaError, field_of, from_validation
-from rota.domain.tasks import TaskCreate
+from rota.domain.tasks import MAX_ENTRIES, TaskCreate, TaskUpdate
 
 ENTRY_ROWS = 4  # schedule rows the wizard shows (blank ones are ignored)
 ENGINE_FIELDS = ("max_token_count", "max_input_length", "max_batch_size")
@@ -33,6 +33,7 @@ class Launch:
     endpoint: EndpointCreate | None = None
     task: TaskCreate | None = None
     errors: dict[str, str] = field(default_factory=dict)
+    rows: list[int] = field(default_factory=list)  # the form row of each schedule entry
 
     @property
     def ok(self) -> bool:
@@ -50,16 +51,42 @@ def _int(values: Mapping[str, str], name: str, errors: dict[str, str]) -> int | 
         return None
 
 
-def entries_of(values: Mapping[str, str], errors: dict[str, str]) -> list[dict[str, Any]]:
-    """The schedule rows with a time (a row left blank is not an entry)."""
-    out = []
-    for i in range(ENTRY_ROWS):
+def schedule_of(values: Mapping[str, str], errors: dict[str, str]) -> tuple[list[dict[str, Any]], list[int]]:
+    """The schedule's entries from its form rows, and the row each came from: a row left
+    blank is not an entry (an error about entry N is shown next to its row)."""
+    given = {int(k.split(".")[1]) for k in values if k.startswith("schedule.") and k.split(".")[1].isdigit()}
+    entries, rows = [], []
+    for i in sorted(n for n in given if n < MAX_ENTRIES):
         at = (values.get(f"schedule.{i}.time") or "").strip()
         lo = _int(values, f"schedule.{i}.min_replicas", errors)
         hi = _int(values, f"schedule.{i}.max_replicas", errors)
         if at or lo is not None or hi is not None:
-            out.append({"time": at, "min_replicas": lo, "max_replicas": hi})
-    return out
+            entries.append({"time": at, "min_replicas": lo, "max_replicas": hi})
+            rows.append(i)
+    if not entries:
+        errors.setdefault("schedule.0.time", "schedule: give at least one time with its min and max replicas")
+    return entries, rows
+
+
+def schedule_rows(values: Mapping[str, str]) -> range:
+    """As many rows as the schedule has, and one blank for one more (at least ENTRY_ROWS)."""
+    given = [int(k.split(".")[1]) for k in values if k.startswith("schedule.") and k.split(".")[1].isdigit()]
+    return range(min(MAX_ENTRIES, max([ENTRY_ROWS - 2, *given]) + 2))
+
+
+def read_task_edit(values: Mapping[str, str]) -> tuple[TaskUpdate | None, dict[str, str], list[int]]:
+    """A task's schedule edit (type, timezone, entries) as the PATCH the API takes, the
+    errors so far, and the form row of each entry (for the errors the service finds)."""
+    errors: dict[str, str] = {}
+    entries, rows = schedule_of(values, errors)
+    body = {"type": values.get("type") or None, "timezone": values.get("timezone", "").strip(), "schedule": entries}
+    try:
+        patch = TaskUpdate.model_validate(body)
+    except ValidationError as e:
+        for where, message in validation_errors(e, None, rows).items():
+            errors.setdefault(where, message)
+        return None, errors, rows
+    return (None if errors else patch), errors, rows
 
 
 def validation_errors(
@@ -68,24 +95,30 @@ def validation_errors(
     """Every error of a pydantic validation, keyed by the form field it names."""
     out: dict[str, str] = {}
     for e in err.errors():
-        where = field_of(e.get("loc", ())) or ""
-        message = from_validation([e]).message
-        head, _, rest = where.partition(".")
-        if head == "schedule" and index is not None:
-            # A check of the whole list names its entry in words ("entry 1 time: ...").
-            named = ENTRY.search(message) if not rest else None
-            n, _, tail = (named.group(1) if named else rest).partition(".")
-            if n.isdigit() and int(n) < len(index):
-                # Entries are numbered as given; a blank row in between keeps its form number.
-                where = f"schedule.{index[int(n)]}.{tail or 'time'}"
-        where = (rename or {}).get(where, where)
-        out.setdefault(where, message)
+        where, message = at_row(field_of(e.get("loc", ())) or "", from_validation([e]).message, index)
+        out.setdefault((rename or {}).get(where, where), message)
     return out
 
 
-def field_error(err: RotaError, rename: Mapping[str, str] | None = None) -> dict[str, str]:
-    where = err.field or "form"
-    return {(rename or {}).get(where, where): err.message}
+def at_row(where: str, message: str, index: list[int] | None) -> tuple[str, str]:
+    """An error about schedule entry N, moved to the form row it came from (entries are
+    numbered as given; a blank row in between keeps its form number)."""
+    head, _, rest = where.partition(".")
+    if head != "schedule" or index is None:
+        return where, message
+    named = ENTRY.search(message) if not rest else None  # a check of the whole list says "entry 1 time: ..."
+    n, _, tail = (named.group(1) if named else rest).partition(".")
+    if not (n.isdigit() and int(n) < len(index)):
+        return where, message
+    row = f"schedule.{index[int(n)]}.{tail or 'time'}"
+    if message.startswith(f"{where}:"):
+        message = row + message[len(where) :]
+    return row, message
+
+
+def field_error(err: RotaError, rename: Mapping[str, str] | None = None, index: list[int] | None = None) -> dict[str, str]:
+    where, message = at_row(err.field or "form", err.message, index)
+    return {(rename or {}).get(where, where): message}
 
 
 def read_launch(values: Mapping[str, str]) -> Launch:
@@ -93,14 +126,7 @@ def read_launch(values: Mapping[str, str]) -> Launch:
     most the schedule's largest bound) and an idle task that drives it."""
     raw = {k: str(v) for k, v in values.items()}
     errors: dict[str, str] = {}
-    entries = entries_of(raw, errors)
-    rows = [
-        i
-        for i in range(ENTRY_ROWS)
-        if (
-            raw.get(f"schedule.{i}.time") or raw.get(f"schedule.{i}.min_replicas") or raw.get(f"schedule.{i}.max_replicas") or ""
-        ).strip()
-    ]
+    entries, rows = schedule_of(raw, errors)
     engine = {k: v for k in ENGINE_FIELDS if (v := _int(raw, f"engine.{k}", errors)) is not None}
     highest = max((e["max_replicas"] for e in entries if isinstance(e["max_replicas"], int)), default=1)
     endpoint_body: dict[str, Any] = {
@@ -114,7 +140,7 @@ def read_launch(values: Mapping[str, str]) -> Launch:
     }
     if raw.get("routing_key", "").strip():
         endpoint_body["routing_key"] = raw["routing_key"].strip()
-    launch = Launch(raw)
+    launch = Launch(raw, rows=rows)
     try:
         launch.endpoint = EndpointCreate.model_validate(endpoint_body)
     except ValidationError as e:
@@ -131,10 +157,19 @@ def read_launch(values: Mapping[str, str]) -> Launch:
     except ValidationError as e:
         for where, message in validation_errors(e, TASK_FIELDS, rows).items():
             errors.setdefault(where, message)
-    if not entries:
-        errors.setdefault("schedule.0.time", "schedule: give at least one time with its min and max replicas")
     launch.errors = errors
     return launch
+
+
+LAUNCH_INPUTS = frozenset(
+    {"template", "flavor", "gpu_type", "gpu_count", "name", "routing_key", "task_name", "type", "timezone", "schedule"}
+    | {f"engine.{f}" for f in ENGINE_FIELDS}
+)
+
+
+def unplaced(errors: Mapping[str, str], inputs: frozenset[str]) -> list[str]:
+    """Messages about no input on the form (they are shown at its top, never lost)."""
+    return [m for k, m in errors.items() if k not in inputs and not k.startswith("schedule.")]
 
 
 def hidden_fields(values: Mapping[str, str], skip: Iterable[str] = ()) -> list[tuple[str, str]]:

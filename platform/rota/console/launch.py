@@ -11,7 +11,7 @@ import pytz
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from rota.console.forms import ENTRY_ROWS, Launch, field_error, hidden_fields, read_launch
+from rota.console.forms import LAUNCH_INPUTS, Launch, field_error, hidden_fields, read_launch, schedule_rows, unplaced
 from rota.console.web import Form, Who, render, rt, see_other
 from rota.domain.errors import RotaError
 from rota.domain.schedule import ScheduleSpec, next_occurrences, to_local
@@ -47,10 +47,11 @@ def _form(request: Request, who: Principal, launch: Launch, status_code: int = 2
         status_code,
         values=launch.values,
         errors=launch.errors,
+        unplaced=unplaced(launch.errors, LAUNCH_INPUTS),
         template=template,
         catalog=catalog.templates,
         zones=ZONES,
-        rows=range(ENTRY_ROWS),
+        rows=schedule_rows(launch.values),
         section=section,
     )
 
@@ -121,6 +122,6 @@ def _create(request: Request, who: Principal, launch: Launch) -> Response:
         task = r.tasks.create(who, launch.task.model_copy(update={"endpoint": str(ep.id)}))
     except RotaError as e:
         r.endpoints.delete(who, ep.id)
-        launch.errors = field_error(e, {"name": "task_name"})
+        launch.errors = field_error(e, {"name": "task_name"}, launch.rows)
         return _form(request, who, launch, e.status_code)
     return see_other(f"/console/tasks/{task.id}?launched=1", request)

@@ -10,8 +10,10 @@ from typing import TypeVar
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from rota.console.forms import field_error, read_task_edit, schedule_rows
 from rota.console.launch import ZONES
 from rota.console.web import Form, Who, console_url, render, rt, see_other
+from rota.domain.errors import RotaError
 from rota.domain.schedule import ScheduleSpec, TaskType, to_local
 from rota.domain.tasks import TaskPublic, TaskStatus
 from rota.domain.usage import DayBounds, day_bounds
@@ -83,6 +85,50 @@ def _after(request: Request, who: Principal, task: TaskPublic, data: dict[str, s
     if request.headers.get("hx-request") and data.get("back") == "/console/tasks":
         return render(request, "_task_row.html", who, t=task)
     return see_other(console_url(data.get("back"), f"/console/tasks/{task.id}"), request)
+
+
+@router.get("/tasks/{ref}/edit")
+def edit_page(request: Request, ref: str, who: Who) -> Response:
+    task = rt(request).tasks.get(who, ref)
+    values = {"type": task.type.value, "timezone": task.timezone}
+    for i, e in enumerate(task.schedule):
+        values |= {
+            f"schedule.{i}.time": e.time,
+            f"schedule.{i}.min_replicas": str(e.min_replicas),
+            f"schedule.{i}.max_replicas": str(e.max_replicas),
+        }
+    return _edit_form(request, who, task, values, {})
+
+
+@router.post("/tasks/{ref}/edit")
+def edit(request: Request, ref: str, who: Who, data: Form) -> Response:
+    """The schedule's type, timezone and entries, as a PATCH: an active task's next fires
+    follow at once."""
+    r = rt(request)
+    patch, errors, rows = read_task_edit(data)
+    if patch is not None:
+        try:
+            task = r.tasks.update(who, ref, patch)
+            return see_other(f"/console/tasks/{task.id}", request)
+        except RotaError as e:
+            errors = field_error(e, index=rows)
+    return _edit_form(request, who, r.tasks.get(who, ref), data, errors, 422)
+
+
+def _edit_form(
+    request: Request, who: Principal, task: TaskPublic, values: dict[str, str], errors: dict[str, str], status_code: int = 200
+) -> Response:
+    return render(
+        request,
+        "task_edit.html",
+        who,
+        status_code,
+        task=task,
+        values=values,
+        errors=errors,
+        zones=ZONES,
+        rows=schedule_rows(values),
+    )
 
 
 @router.post("/tasks/{ref}/delete")

@@ -481,3 +481,21 @@ def test_an_error_about_no_input_of_the_wizard_is_shown_at_its_top(browser, rt):
     )
     assert r.status_code == 422 and re.search(r'<p class="error" role="alert">[^<]*max_replicas[^<]*10', r.text), r.text
     assert counts(rt) == (0, 0)
+
+
+def test_admin_keys_see_and_create_projects_ordinary_keys_do_not(browser):
+    signed_in(browser)
+    page = browser.get("/console/keys").text
+    assert "Create project" in page and ">default<" in page
+    r = post(browser, "/console/projects", "/console/keys", {"name": "team-c", "request_log_retention_days": "9"})
+    assert r.status_code == 303
+    assert any(p["name"] == "team-c" and p["request_log_retention_days"] == 9 for p in browser.api.get("/api/v1/projects").json())
+    bad = post(browser, "/console/projects", "/console/keys", {"name": "Team C!", "request_log_retention_days": "0"})
+    assert bad.status_code == 422 and field_error(bad.text, "name") and field_error(bad.text, "request_log_retention_days")
+    dup = post(browser, "/console/projects", "/console/keys", {"name": "team-c"})
+    assert dup.status_code == 409 and "exists" in field_error(dup.text, "name")
+    member = browser.api.post("/api/v1/keys", json={"name": "m"}).json()["key"]
+    signed_in(browser, member)
+    assert "Create project" not in browser.get("/console/keys").text
+    r = post(browser, "/console/projects", "/console/keys", {"name": "team-d"})
+    assert r.status_code == 403 and not any(p["name"] == "team-d" for p in browser.api.get("/api/v1/projects").json())

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from rota.console.forms import validation_errors
+from rota.console.forms import field_error, validation_errors
 from rota.console.session import PRESESSION_COOKIE, SESSION_COOKIE, presession
 from rota.console.web import Form, Who, console_url, render, rt, see_other, signer
 from rota.domain.errors import RotaError, Unauthorized
-from rota.services.auth import KeyCreate
+from rota.services.auth import KeyCreate, Principal, ProjectCreate
 
 router = APIRouter(prefix="/console")
 
@@ -61,9 +62,32 @@ def sign_out(request: Request, who: Who, data: Form) -> Response:
     return response
 
 
+def _keys_page(request: Request, who: Principal, status_code: int = 200, **context: Any) -> Response:
+    auth = rt(request).auth
+    context = {"created": None, "errors": {}, "values": {}, "project_errors": {}, "project_values": {}} | context
+    return render(request, "keys.html", who, status_code, keys=auth.list_keys(who), projects=auth.list_projects(who), **context)
+
+
 @router.get("/keys")
 def keys_page(request: Request, who: Who) -> Response:
-    return render(request, "keys.html", who, keys=rt(request).auth.list_keys(who), created=None, errors={}, values={})
+    return _keys_page(request, who)
+
+
+@router.post("/projects")
+def create_project(request: Request, who: Who, data: Form) -> Response:
+    """Admin keys: a new project (its keys are made on this page too)."""
+    values = {
+        "name": data.get("name", "").strip(),
+        "request_log_retention_days": data.get("request_log_retention_days", "").strip(),
+    }
+    try:
+        body = ProjectCreate.model_validate({k: v for k, v in values.items() if v})
+        rt(request).auth.create_project(who, body)
+    except ValidationError as e:
+        return _keys_page(request, who, 422, project_errors=validation_errors(e), project_values=values)
+    except RotaError as e:
+        return _keys_page(request, who, e.status_code, project_errors=field_error(e), project_values=values)
+    return see_other("/console/keys", request)
 
 
 @router.post("/keys")
@@ -79,11 +103,10 @@ def create_key(request: Request, who: Who, data: Form) -> Response:
         body = KeyCreate.model_validate({"name": values["name"], "project": values["project"] or None, "admin": values["admin"]})
         created = rt(request).auth.create_key(who, body)
     except RotaError as e:
-        errors = {e.field or "name": e.message}
+        errors = field_error(e)
     except ValidationError as e:
         errors = validation_errors(e)
-    keys = rt(request).auth.list_keys(who)
-    return render(request, "keys.html", who, 422 if errors else 201, keys=keys, created=created, errors=errors, values=values)
+    return _keys_page(request, who, 422 if errors else 201, created=created, errors=errors, values=values)
 
 
 @router.post("/keys/{key_id}/revoke")

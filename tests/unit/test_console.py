@@ -499,3 +499,62 @@ def test_admin_keys_see_and_create_projects_ordinary_keys_do_not(browser):
     assert "Create project" not in browser.get("/console/keys").text
     r = post(browser, "/console/projects", "/console/keys", {"name": "team-d"})
     assert r.status_code == 403 and not any(p["name"] == "team-d" for p in browser.api.get("/api/v1/projects").json())
+
+
+NEW = {
+    "name": "my-llm",
+    "source": "hf",
+    "hf_model_repo": "Qwen/Qwen2.5-0.5B-Instruct",
+    "revision": "main",
+    "gpu_type": "cpu",
+    "gpu_count": "0",
+    "engine.max_token_count": "2048",
+    "engine.skip_special_tokens": "no",
+    "scaling.min_replicas": "0",
+    "scaling.max_replicas": "2",
+    "scaling.cooldown_period_s": "120",
+    "env.0.name": "TZ",
+    "env.0.value": "Europe/Paris",
+}
+
+
+def test_a_custom_model_endpoint_from_the_form_summary_edit_and_create(browser):
+    signed_in(browser)
+    page = browser.get("/console/endpoints/new").text
+    assert 'name="env.1.name"' in page and 'value="0"' in page
+    more = post(browser, "/console/endpoints/new", "/console/endpoints/new", NEW | {"action": "add-env"})
+    assert 'name="env.2.name"' in more.text and 'value="TZ"' in more.text
+    review = post(browser, "/console/endpoints/new", "/console/endpoints/new", NEW | {"action": "review"})
+    assert review.status_code == 200 and "Qwen/Qwen2.5-0.5B-Instruct" in review.text and "@ main" in review.text
+    assert "TZ (values are write-only)" in review.text and "Europe/Paris" not in review.text.split("<section")[-1]
+    hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', review.text))
+    edit = browser.post("/console/endpoints/new", data=hidden | {"action": "edit:scaling"})
+    assert 'id="scaling.min_replicas"' in edit.text and "autofocus" in edit.text and 'value="120"' in edit.text
+    r = browser.post("/console/endpoints/new", data=hidden | {"action": "create"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/console/endpoints/")
+    ep = browser.api.get("/api/v1/endpoints/my-llm").json()
+    assert (ep["kind"], ep["model"], ep["revision"]) == ("hf_model", "Qwen/Qwen2.5-0.5B-Instruct", "main")
+    assert ep["scaling"]["min_replicas"] == 0 and ep["scaling"]["cooldown_period_s"] == 120
+    assert ep["engine"]["max_token_count"] == 2048 and ep["engine"]["skip_special_tokens"] is False
+    assert list(ep["env"]) == ["TZ"]
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"hf_model_repo": "not a repo"}, "hf_model_repo"),
+        ({"source": "local", "model_path": "relative/dir"}, "model_path"),
+        ({"gpu_type": "TPU"}, "gpu_type"),
+        ({"scaling.min_replicas": "3"}, "scaling.max_replicas"),
+        ({"engine.max_token_count": "abc"}, "engine.max_token_count"),
+        ({"env.0.name": "LD_PRELOAD"}, "env"),
+    ],
+)
+def test_an_invalid_custom_model_field_is_shown_next_to_it_and_creates_nothing(browser, rt, change, field):
+    member = browser.api.post("/api/v1/keys", json={"name": "m"}).json()["key"]  # the env policy applies to ordinary keys
+    signed_in(browser, member)
+    for action in ("review", "create"):
+        r = post(browser, "/console/endpoints/new", "/console/endpoints/new", NEW | change | {"action": action})
+        assert r.status_code in (403, 422), (field, r.status_code)
+        assert field_error(r.text, field), (field, re.findall(r'role="alert">([^<]*)<', r.text))
+    assert counts(rt) == (0, 0)

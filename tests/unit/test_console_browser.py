@@ -87,6 +87,15 @@ def test_every_page_is_accessible_fits_both_sizes_and_refuses_what_it_must(conso
     expect(page).to_have_url(re.compile(r"/console/endpoints$"))
     check(page, "endpoints")
 
+    page.get_by_role("link", name="New endpoint for a custom model").click()
+    check(page, "endpoint-new")
+    page.get_by_label("Endpoint name").fill("custom-qwen")
+    page.get_by_label("Hugging Face repo (org/name)").fill("Qwen/Qwen2.5-0.5B-Instruct")
+    page.get_by_role("button", name="Add variable").click()
+    expect(page.get_by_label("Name 3")).to_be_focused()  # the new row, ready to type
+    page.get_by_role("button", name="Review").click()
+    check(page, "endpoint-new-summary")
+
     page.get_by_role("link", name="Models").click()
     check(page, "models")
     page.get_by_role("link", name="Dedicated endpoint from echo-chat").click()

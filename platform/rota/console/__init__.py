@@ -12,14 +12,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from rota.console import access, endpoints, invocations, launch, live, playground, tasks
+from rota.console import access, create, endpoints, invocations, launch, live, playground, tasks
 from rota.console.web import STATIC, SignInRequired, error_page, sign_in_redirect
 
 PREFIX = "/console/"
 
 
 def install(app: FastAPI) -> None:
-    for module in (access, launch, tasks, endpoints, playground, live, invocations):
+    for module in (access, launch, tasks, create, endpoints, playground, live, invocations):
         app.include_router(module.router, include_in_schema=False)
     app.mount("/console/static", StaticFiles(directory=STATIC, check_dir=False), name="console-static")
 

@@ -25,13 +25,14 @@ from rota.serve.cluster import LocalRayHead, ensure_token
 from rota.serve.logs import DashboardLogs, RayLogs
 from rota.services import Hooks
 from rota.services.async_queue import AsyncQueue
+from rota.services.async_store import webhook_secret
 from rota.services.auth import AuthService
 from rota.services.builds import Builder
 from rota.services.cluster import ClusterService
 from rota.services.dispatcher import Dispatcher
 from rota.services.endpoints import EndpointService
 from rota.services.events import EventService
-from rota.services.invocations import InvocationService, webhook_secret
+from rota.services.invocations import InvocationService
 from rota.services.logs import LogService
 from rota.services.monitoring import MonitoringService, ReplicaSampler, counts
 from rota.services.requests import RequestLogService

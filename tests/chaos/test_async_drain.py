@@ -14,8 +14,9 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from rota.store.async_tables import AsyncRequestRow
 from rota.store.db import Database
-from rota.store.tables import AsyncRequestRow, RequestLogRow
+from rota.store.tables import RequestLogRow
 from support.endpoints import TEST_TEMPLATES, chat, wait_endpoint, wait_relayed
 from support.procs import wait_until
 

@@ -10,9 +10,10 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from rota.domain.invocations import SIGNATURE_HEADER, signature
+from rota.domain.webhooks import SIGNATURE_HEADER, signature
 from rota.services.async_queue import Claimed
-from rota.store.tables import AsyncRequestRow, EndpointRow
+from rota.store.async_tables import AsyncRequestRow
+from rota.store.tables import EndpointRow
 
 CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
 

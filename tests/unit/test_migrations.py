@@ -13,6 +13,7 @@ from sqlalchemy import inspect, select, text
 from rota.config import Settings
 from rota.crypto import Cipher
 from rota.runtime import Runtime
+from rota.store import async_tables  # noqa: F401 (its rows are in the metadata compared below)
 from rota.store.db import Database
 from rota.store.tables import Base, EndpointRow, TaskRow
 from support.fake_ray import FakeRay

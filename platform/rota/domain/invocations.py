@@ -9,24 +9,20 @@ when the endpoint has room. A batch is a JSONL file of such requests, one per li
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import ipaddress
 import json
 import re
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
 
 from rota.domain.errors import InvalidInput
+from rota.domain.webhooks import webhook_url
 
 ROUTES = ("/v1/chat/completions", "/v1/completions")  # what an async request or a batch line may call
 MAX_BATCH_LINES = 50_000
-SIGNATURE_HEADER = "x-rota-signature"  # "t=<unix time>,sha256=<hex HMAC-SHA256 of '<t>.<body>'>"
 WINDOW = re.compile(r"^([1-9][0-9]{0,2})h$")  # a batch's completion window: "24h"
 MAX_WINDOW_H = 168
 ROTA_FIELDS = ("webhook_url", "run_in_window")  # taken off the body: Rota's, not the engine's
@@ -100,37 +96,6 @@ def _checked(body: dict[str, Any], where: str) -> Submission:
     if not isinstance(in_window, bool):
         raise InvalidInput(f"{where}'run_in_window' must be true or false", field="run_in_window")
     return Submission(model, json.dumps(body, separators=(",", ":")).encode(), hook, in_window)
-
-
-def webhook_url(value: Any) -> str:
-    """An http(s) URL with a host (where it may point is checked when it is called)."""
-    if not isinstance(value, str) or len(value) > 2048:
-        raise InvalidInput("'webhook_url' must be an http or https URL (at most 2048 characters)", field="webhook_url")
-    parts = urlsplit(value)
-    try:
-        parts.port  # noqa: B018 (a port out of range raises)
-    except ValueError:
-        raise InvalidInput("'webhook_url' has a port that is not a number from 1 to 65535", field="webhook_url") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
-        raise InvalidInput("'webhook_url' must be an http or https URL with a host and no credentials", field="webhook_url")
-    return value
-
-
-def private_address(address: str) -> bool:
-    """Loopback, private, link-local and other addresses a webhook must not reach by default
-    (the control plane's own network: Ray's dashboard, the cluster, cloud metadata)."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address):
-        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
-        if embedded is not None:
-            return private_address(str(embedded))
-        if ip in _NAT64 or ip in _IPV4_COMPATIBLE:  # an IPv4 address inside: whichever it is, not allowed
-            return True
-    return not ip.is_global or ip.is_multicast
-
-
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 
 
 @dataclass(frozen=True)
@@ -239,13 +204,6 @@ def backoff_s(attempt: int, base_s: float = 1.0, cap_s: float = 60.0) -> float:
     return float(min(cap_s, base_s * 2 ** max(0, attempt - 1)))
 
 
-def signature(secret: str, body: bytes, at: int) -> str:
-    """``t=<at>,sha256=<HMAC-SHA256 of "<at>." + body>``: the time is signed too, so a
-    receiver can refuse an old delivery sent again (a replay)."""
-    mac = hmac.new(secret.encode(), f"{at}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={at},sha256={mac}"
-
-
 class AsyncPublic(BaseModel):
     id: str
     object: str = "async.request"
@@ -335,21 +293,3 @@ def background_limit(limit: int, reserve: float) -> int:
     at once: the ``reserve`` share (at least one slot) stays for synchronous calls; an
     endpoint that admits one at a time shares its one slot."""
     return max(1, min(limit - 1, int(limit * (1 - reserve)))) if limit > 1 else 1
-
-
-def next_window(specs: list[Any], after: Any, horizon: int = 500) -> Any:
-    """The first fire after ``after`` of any of these schedules (``ScheduleSpec``s of active
-    tasks) whose entry keeps at least one replica: when queued ``run_in_window`` work runs."""
-    from rota.domain.schedule import occurrences
-
-    best = None
-    for spec in specs:
-        for n, occ in enumerate(occurrences(spec, after)):
-            if best is not None and occ.at >= best:
-                break
-            if occ.entry.min_replicas >= 1:
-                best = occ.at
-                break
-            if n >= horizon:
-                break
-    return best

@@ -220,3 +220,19 @@ def plan_catch_up(spec: ScheduleSpec, since: datetime, now: datetime, grace: tim
             return CatchUp(occ, 0, None)
         return CatchUp(None, 0, occ)
     return CatchUp(due[-1], len(due) - 1, None)
+
+
+def next_window(specs: Sequence[ScheduleSpec], after: datetime, horizon: int = 500) -> datetime | None:
+    """The first fire after ``after`` of any of these schedules (``ScheduleSpec``s of active
+    tasks) whose entry keeps at least one replica: when queued ``run_in_window`` work runs."""
+    best: datetime | None = None
+    for spec in specs:
+        for n, occ in enumerate(occurrences(spec, after)):
+            if best is not None and occ.at >= best:
+                break
+            if occ.entry.min_replicas >= 1:
+                best = occ.at
+                break
+            if n >= horizon:
+                break
+    return best

@@ -1,5 +1,6 @@
 """The dispatcher's side of the store: claim queued requests, record what a send came to
-(once), retry, requeue after a crash, expire, finalise batches, deliver webhooks, prune.
+(once), retry, requeue after a crash, expire, finalise batches, prune (webhook deliveries:
+``deliveries.py``).
 
 A request's life: ``queued`` -> ``running`` (claimed: its attempt counted, a claim token
 and a lease until the send must be over) -> ``succeeded`` / ``failed``, or back to
@@ -22,14 +23,13 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from rota.config import Settings
-from rota.domain.errors import NotFound
 from rota.domain.invocations import DONE, NOT_NOW, AsyncStatus, BatchStatus, backoff_s, error_code_of, outcome, output_line
-from rota.services.invocations import BATCH_OPEN, DAY_S, OPEN, QUEUED, RUNNING, json_or_text, public, store_file
-from rota.store.db import Database
-from rota.store.tables import AsyncRequestRow, BatchRow, EndpointRow, FileRow, ProjectRow
+from rota.services.async_store import BATCH_OPEN, DAY_S, OPEN, QUEUED, RUNNING, json_or_text, store_file
+from rota.services.deliveries import Deliveries, mark_due
+from rota.store.async_tables import AsyncRequestRow, BatchRow, FileRow
+from rota.store.tables import EndpointRow, ProjectRow
 
 NOT_NOW_S = 0.5  # an endpoint without room is asked again this much later
-WEBHOOK_ATTEMPTS = 6
 
 
 @dataclass(frozen=True)
@@ -45,17 +45,8 @@ class Claimed:
     claim: str = ""  # the token of this send: only it may record the answer
 
 
-@dataclass(frozen=True)
-class Hook:
-    id: str
-    project_id: int
-    url: str
-    attempt: int
-
-
 @dataclass
-class AsyncQueue:
-    db: Database
+class AsyncQueue(Deliveries):
     settings: Settings
     clock: Callable[[], float] = time.time
 
@@ -139,7 +130,7 @@ class AsyncQueue:
             if not getattr(changed, "rowcount", 0):
                 return "stale"
             if final:
-                _hooks_due(s, now, AsyncRequestRow.id == c.id)
+                mark_due(s, now, AsyncRequestRow.id == c.id)
         return "done" if final else verdict
 
     def recover(self, now: float) -> int:
@@ -162,7 +153,7 @@ class AsyncQueue:
                 .where(AsyncRequestRow.endpoint_id == endpoint_id, AsyncRequestRow.status == QUEUED)
                 .values(status=AsyncStatus.FAILED.value, finished_at=now, error="the endpoint was deleted")
             )
-            _hooks_due(s, now, AsyncRequestRow.endpoint_id == endpoint_id)
+            mark_due(s, now, AsyncRequestRow.endpoint_id == endpoint_id)
 
     def housekeeping(self, now: float) -> None:
         """Lapsed leases back to the queue (or failed, past the attempts), requests past
@@ -183,7 +174,7 @@ class AsyncQueue:
                 .where(AsyncRequestRow.status == QUEUED, AsyncRequestRow.expires_at < now)
                 .values(status=AsyncStatus.EXPIRED.value, finished_at=now, error="not done before it expired")
             )
-            _hooks_due(s, now, AsyncRequestRow.status.in_([AsyncStatus.EXPIRED.value, AsyncStatus.FAILED.value]))
+            mark_due(s, now, AsyncRequestRow.status.in_([AsyncStatus.EXPIRED.value, AsyncStatus.FAILED.value]))
             cancelling = select(BatchRow.id).where(BatchRow.status == BatchStatus.CANCELLING.value)
             s.execute(  # lines of a cancelled batch that came back to the queue (a retry) are not sent again
                 update(AsyncRequestRow)
@@ -250,39 +241,6 @@ class AsyncQueue:
                 update(BatchRow).where(BatchRow.id == batch.id).values(**files).execution_options(synchronize_session=False)
             )
 
-    def hooks_due(self, now: float, limit: int = 64) -> list[Hook]:
-        with self.db.session() as s:
-            rows = s.execute(
-                select(
-                    AsyncRequestRow.id, AsyncRequestRow.project_id, AsyncRequestRow.webhook_url, AsyncRequestRow.webhook_attempts
-                )
-                .where(AsyncRequestRow.webhook_status == "pending", AsyncRequestRow.webhook_next <= now)
-                .limit(limit)
-            ).all()
-            ids = [r[0] for r in rows]
-            if ids:  # taken: not handed out again while this delivery runs
-                s.execute(update(AsyncRequestRow).where(AsyncRequestRow.id.in_(ids)).values(webhook_next=now + 60))
-        return [Hook(r[0], r[1], r[2] or "", r[3] + 1) for r in rows]
-
-    def hook_payload(self, request_id: str) -> bytes:
-        with self.db.session() as s:
-            row = s.get(AsyncRequestRow, request_id)
-            if row is None:
-                raise NotFound(f"no async request {request_id}")
-            return public(row).model_dump_json().encode()
-
-    def hook_done(self, hook: Hook, error: str | None, now: float) -> None:
-        if error is None:
-            values: dict[str, Any] = {"webhook_status": "delivered", "webhook_error": None}
-        elif hook.attempt >= WEBHOOK_ATTEMPTS:
-            values = {"webhook_status": "failed", "webhook_error": error}
-        else:
-            values = {"webhook_next": now + backoff_s(hook.attempt, 2.0, 300.0), "webhook_error": error}
-        with self.db.session() as s:
-            s.execute(
-                update(AsyncRequestRow).where(AsyncRequestRow.id == hook.id).values(webhook_attempts=hook.attempt, **values)
-            )
-
     def prune(self) -> int:
         """Single requests finished before the retention, batches (with their lines) created
         before it, files past their expiry."""
@@ -316,20 +274,6 @@ class AsyncQueue:
                 .where(EndpointRow.id.in_(list(d)))
             ).all()
         return {(project, name): d[ep] for ep, project, name in rows}
-
-
-def _hooks_due(s: Session, now: float, *where: Any) -> None:
-    """Requests that ended at ``now`` (and match ``where``) with a webhook: due for delivery."""
-    s.execute(
-        update(AsyncRequestRow)
-        .where(
-            *where,
-            AsyncRequestRow.finished_at == now,
-            AsyncRequestRow.webhook_url.is_not(None),
-            AsyncRequestRow.webhook_status.is_(None),
-        )
-        .values(webhook_status="pending", webhook_next=now)
-    )
 
 
 def queues(s: Session, now: float, endpoint_ids: Sequence[int] | None = None) -> dict[int, dict[str, Any]]:

@@ -26,8 +26,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from rota.domain.invocations import SIGNATURE_HEADER, private_address, signature
-from rota.services.async_queue import AsyncQueue, Claimed, Hook
+from rota.domain.webhooks import SIGNATURE_HEADER, private_address, signature
+from rota.services.async_queue import AsyncQueue, Claimed
+from rota.services.deliveries import Hook
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,8 @@
 """Endpoint use cases: create, list, get, partial update, stop, start, delete.
 
 Commands write what is desired (bounds, args, running/stopped/deleted) and nudge the
-reconciler; they never call Ray and never set a status (``rota.domain.status.derive``
-does, from what Ray Serve reports). Every call is scoped to the caller's project:
-another project's endpoint is a 404.
+reconciler; they never call Ray or set a status (``rota.domain.status.derive`` does, from
+what Ray Serve reports). Every call is the caller's project's: another's is a 404.
 """
 
 from __future__ import annotations

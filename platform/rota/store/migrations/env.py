@@ -2,9 +2,11 @@
 
 from alembic import context
 
-from rota.store.tables import Base
+from rota.store import async_tables, tables
+
+assert async_tables.AsyncRequestRow.metadata is tables.Base.metadata  # every row in one metadata
 
 connection = context.config.attributes["connection"]
-context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+context.configure(connection=connection, target_metadata=tables.Base.metadata, render_as_batch=True)
 with context.begin_transaction():
     context.run_migrations()

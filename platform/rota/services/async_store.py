@@ -1,0 +1,164 @@
+"""What the async callers' side shares: statuses, the store's helpers (an endpoint by
+routing key, its queue's room, its next scheduled window), files as stored, and a
+request's public form. ``invocations.py`` (single requests) and ``batches.py`` (files
+and batches) build on it; the dispatcher's side is ``async_queue.py``."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from rota.config import Settings
+from rota.crypto import Cipher
+from rota.domain.endpoints import Desired
+from rota.domain.errors import InvalidInput, NotFound, RotaError
+from rota.domain.invocations import AsyncPublic, AsyncStatus, BatchStatus, FilePublic, new_id
+from rota.domain.schedule import next_window
+from rota.domain.tasks import TaskStatus
+from rota.services import views
+from rota.services.auth import Principal
+from rota.store.async_tables import AsyncRequestRow, FileRow
+from rota.store.db import Database
+from rota.store.tables import EndpointRow, TaskRow
+
+DAY_S = 86_400.0
+QUEUED, RUNNING = AsyncStatus.QUEUED.value, AsyncStatus.RUNNING.value
+OPEN = (QUEUED, RUNNING)
+BATCH_OPEN = (BatchStatus.IN_PROGRESS.value, BatchStatus.CANCELLING.value, BatchStatus.VALIDATING.value)
+
+
+class QueueFull(RotaError):
+    code = "queue_full"
+    status_code = 429
+
+
+@dataclass
+class AsyncStore:
+    db: Database
+    settings: Settings
+    cipher: Cipher
+    clock: Callable[[], float] = time.time
+    nudge: Callable[[], None] = lambda: None  # there is new work: the dispatcher looks now
+
+    @staticmethod
+    def _endpoint_key(s: Session, who: Principal, model: str, field: str = "model") -> tuple[int, str]:
+        """The id and routing key of the caller's endpoint ``model`` (plain columns: every
+        submit looks it up)."""
+        row = s.execute(
+            select(EndpointRow.id, EndpointRow.routing_key).where(
+                EndpointRow.project_id == who.project_id,
+                EndpointRow.routing_key == model,
+                EndpointRow.desired != Desired.DELETED.value,
+            )
+        ).first()
+        if row is None:
+            raise NotFound(f"the model {model[:200]!r} does not exist or you do not have access to it", field=field)
+        return int(row[0]), str(row[1])
+
+    def _room(self, s: Session, ep_id: int, routing_key: str, n: int, field: str = "model") -> None:
+        depth = s.scalar(select(func.count()).where(AsyncRequestRow.endpoint_id == ep_id, AsyncRequestRow.status.in_(OPEN)))
+        if (depth or 0) + n > self.settings.async_max_depth:
+            raise QueueFull(
+                f"endpoint {routing_key!r} has {depth} async requests waiting (at most {self.settings.async_max_depth}); "
+                "retry later",
+                field=field,
+            )
+
+    @staticmethod
+    def _window(s: Session, ep: EndpointRow | None, now: float, required: bool = True) -> datetime | None:
+        """When the endpoint's next scheduled window opens (None: it serves now, or it is
+        always on); ``required``: no window ahead is a 422."""
+        if ep is None:
+            return None
+        b = views.bounds(ep)
+        if ep.status == "RUNNING" or (b is not None and b.min >= 1 and ep.scheduled_min is None):
+            return None
+        tasks = s.scalars(select(TaskRow).where(TaskRow.endpoint_id == ep.id, TaskRow.status == TaskStatus.ACTIVE.value)).all()
+        at = next_window([views.spec_of(t) for t in tasks], datetime.fromtimestamp(now, timezone.utc))
+        if at is None and required:
+            raise InvalidInput(
+                f"endpoint {ep.routing_key!r} has no scheduled window ahead (no active task entry with min_replicas >= 1): "
+                "run_in_window work would never run",
+                field="run_in_window",
+            )
+        return at
+
+    @staticmethod
+    def _request(s: Session, who: Principal, request_id: str) -> AsyncRequestRow:
+        row = s.get(AsyncRequestRow, request_id[:40])
+        if row is None or row.project_id != who.project_id:
+            raise NotFound(f"no async request {request_id[:64]!r}", field="id")
+        return row
+
+
+def webhook_secret(cipher: Cipher, project_id: int) -> str:
+    return cipher.derive(f"webhook-secret/{project_id}")
+
+
+def store_file(s: Session, project_id: int, purpose: str, filename: str, content: bytes, now: float, days: int) -> FileRow:
+    """A file kept ``days``: an upload, or a batch's output or errors."""
+    row = FileRow(
+        id=new_id("file"),
+        project_id=project_id,
+        purpose=purpose,
+        filename=(filename or "file.jsonl")[:255],
+        size=len(content),
+        content=content,
+        created_at=now,
+        expires_at=now + days * DAY_S,
+    )
+    s.add(row)
+    s.flush()
+    return row
+
+
+def json_or_text(raw: bytes | None) -> Any:
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace")
+
+
+def public(r: AsyncRequestRow, window: datetime | None = None) -> AsyncPublic:
+    hook = None
+    if r.webhook_url:
+        hook = {"url": r.webhook_url, "status": r.webhook_status, "attempts": r.webhook_attempts, "last_error": r.webhook_error}
+    return AsyncPublic(
+        id=r.id,
+        status=AsyncStatus(r.status),
+        model=r.model,
+        url=r.route,
+        created_at=r.created_at,
+        started_at=r.started_at,
+        finished_at=r.finished_at,
+        expires_at=r.expires_at,
+        attempts=r.attempts,
+        status_code=r.status_code,
+        response=json_or_text(r.response),
+        error=r.error,
+        run_in_window=r.run_in_window,
+        window_opens_at=window.timestamp() if window else None,
+        webhook=hook,
+        batch_id=r.batch_id,
+        custom_id=r.custom_id,
+    )
+
+
+def file_public(r: FileRow) -> FilePublic:
+    return FilePublic(
+        id=r.id,
+        bytes=r.size,
+        created_at=int(r.created_at),
+        filename=r.filename,
+        purpose=r.purpose,
+        expires_at=None if r.expires_at is None else int(r.expires_at),
+    )

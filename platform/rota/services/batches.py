@@ -1,0 +1,233 @@
+"""The Files and Batch APIs as callers see them: upload, read, list and delete files;
+create, read, list and cancel batches, by project only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from rota.domain.errors import Conflict, InvalidInput, NotFound
+from rota.domain.invocations import (
+    ROUTES,
+    AsyncStatus,
+    BatchCreate,
+    BatchPage,
+    BatchPublic,
+    BatchStatus,
+    FilePublic,
+    batch_lines,
+    new_id,
+    window_hours,
+)
+from rota.services.async_store import QUEUED, AsyncStore, file_public, store_file
+from rota.services.auth import Principal
+from rota.store.async_tables import AsyncRequestRow, BatchRow, FileRow
+from rota.store.tables import EndpointRow
+
+
+@dataclass
+class BatchService(AsyncStore):
+    def create_file(self, who: Principal, purpose: str, filename: str, content: bytes) -> FilePublic:
+        if purpose != "batch":
+            raise InvalidInput("'purpose' must be 'batch' (files hold batch input here)", field="purpose")
+        if len(content) > self.settings.async_max_file_bytes:
+            raise InvalidInput(f"the file is over the limit of {self.settings.async_max_file_bytes} bytes", field="file")
+        now = self.clock()
+        with self.db.session() as s:
+            row = store_file(s, who.project_id, purpose, filename, content, now, self.settings.async_retention_days)
+            return file_public(row)
+
+    def file(self, who: Principal, file_id: str) -> FilePublic:
+        with self.db.session() as s:
+            return file_public(self._file(s, who, file_id))
+
+    def file_content(self, who: Principal, file_id: str) -> bytes:
+        with self.db.session() as s:
+            return self._file(s, who, file_id).content
+
+    def files(self, who: Principal, limit: int = 100) -> list[FilePublic]:
+        with self.db.session() as s:
+            rows = s.scalars(
+                select(FileRow).where(FileRow.project_id == who.project_id).order_by(FileRow.created_at.desc()).limit(limit)
+            ).all()
+            return [file_public(r) for r in rows]
+
+    def delete_file(self, who: Principal, file_id: str) -> dict[str, Any]:
+        with self.db.session() as s:
+            s.delete(self._file(s, who, file_id))
+        return {"id": file_id, "object": "file", "deleted": True}
+
+    # --- batches ---------------------------------------------------------------------
+
+    def create_batch(self, who: Principal, data: BatchCreate) -> BatchPublic:
+        if data.endpoint not in ROUTES:
+            raise InvalidInput(f"'endpoint' must be one of {', '.join(ROUTES)}", field="endpoint")
+        hours = window_hours(data.completion_window)
+        now = self.clock()
+        with self.db.session() as s:
+            source = self._file(s, who, data.input_file_id, field="input_file_id")
+            lines = batch_lines(source.content, self.settings.async_max_body_bytes)
+            if lines[0].route != data.endpoint:
+                raise InvalidInput(f"the file's lines call {lines[0].route}, not {data.endpoint}", field="endpoint")
+            model = lines[0].submission.model
+            ep_id, key = self._endpoint_key(s, who, model, field="input_file_id")
+            expires = now + hours * 3600
+            window = None
+            if data.run_in_window:
+                window = self._window(s, s.get(EndpointRow, ep_id), now)
+                if window is not None and window.timestamp() >= expires:
+                    raise InvalidInput(
+                        f"the endpoint's next scheduled window opens at {window.isoformat()}, after this batch's "
+                        f"completion window ({data.completion_window}) ends",
+                        field="completion_window",
+                    )
+            self._room(s, ep_id, key, len(lines), field="input_file_id")
+            batch = BatchRow(
+                id=new_id("batch"),
+                project_id=who.project_id,
+                endpoint_id=ep_id,
+                model=model,
+                route=data.endpoint,
+                input_file_id=source.id,
+                status=BatchStatus.IN_PROGRESS.value,
+                completion_window=data.completion_window,
+                meta=data.metadata,
+                run_in_window=data.run_in_window,
+                total=len(lines),
+                created_at=now,
+                in_progress_at=now,
+                expires_at=expires,
+            )
+            s.add(batch)
+            s.add_all(
+                AsyncRequestRow(
+                    id=f"{batch.id}_{i}",
+                    project_id=who.project_id,
+                    endpoint_id=ep_id,
+                    model=model,
+                    route=line.route,
+                    body=line.submission.body,
+                    status=QUEUED,
+                    attempts=0,
+                    not_before=0.0,
+                    run_in_window=data.run_in_window,
+                    batch_id=batch.id,
+                    custom_id=line.custom_id,
+                    line=i,
+                    webhook_attempts=0,
+                    created_at=now,
+                    expires_at=expires,
+                )
+                for i, line in enumerate(lines)
+            )
+            s.flush()
+            out = self._batch(s, batch, window)
+        self.nudge()
+        return out
+
+    def batch(self, who: Principal, batch_id: str) -> BatchPublic:
+        with self.db.session() as s:
+            return self._batch(s, self._batch_row(s, who, batch_id))
+
+    def batches(self, who: Principal, limit: int = 20, after: str | None = None, endpoint_id: int | None = None) -> BatchPage:
+        with self.db.session() as s:
+            q = select(BatchRow).where(BatchRow.project_id == who.project_id)
+            if endpoint_id is not None:
+                q = q.where(BatchRow.endpoint_id == endpoint_id)
+            if after:
+                last = self._batch_row(s, who, after)
+                q = q.where(
+                    or_(
+                        BatchRow.created_at < last.created_at, and_(BatchRow.created_at == last.created_at, BatchRow.id < last.id)
+                    )
+                )
+            rows = s.scalars(q.order_by(BatchRow.created_at.desc(), BatchRow.id.desc()).limit(limit + 1)).all()
+            data = [self._batch(s, r) for r in rows[:limit]]
+            return BatchPage(
+                data=data,
+                first_id=data[0].id if data else None,
+                last_id=data[-1].id if data else None,
+                has_more=len(rows) > limit,
+            )
+
+    def cancel_batch(self, who: Principal, batch_id: str) -> BatchPublic:
+        """Queued lines are cancelled at once; lines being sent finish; then ``cancelled``."""
+        now = self.clock()
+        with self.db.session() as s:
+            batch = self._batch_row(s, who, batch_id)
+            changed = s.execute(
+                update(BatchRow)
+                .where(
+                    BatchRow.id == batch.id, BatchRow.status.in_([BatchStatus.IN_PROGRESS.value, BatchStatus.VALIDATING.value])
+                )
+                .values(status=BatchStatus.CANCELLING.value, cancelling_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            s.refresh(batch)
+            if not getattr(changed, "rowcount", 0):
+                raise Conflict(f"batch {batch.id} is {batch.status}: it cannot be cancelled", field="id")
+            s.execute(
+                update(AsyncRequestRow)
+                .where(AsyncRequestRow.batch_id == batch.id, AsyncRequestRow.status == QUEUED)
+                .values(status=AsyncStatus.CANCELLED.value, finished_at=now)
+            )
+            s.flush()
+            out = self._batch(s, batch)
+        self.nudge()
+        return out
+
+    # --- helpers ---------------------------------------------------------------------
+
+    @staticmethod
+    def _file(s: Session, who: Principal, file_id: str, field: str = "id") -> FileRow:
+        row = s.get(FileRow, file_id[:40])
+        if row is None or row.project_id != who.project_id:
+            raise NotFound(f"no file {file_id[:64]!r}", field=field)
+        return row
+
+    @staticmethod
+    def _batch_row(s: Session, who: Principal, batch_id: str) -> BatchRow:
+        row = s.get(BatchRow, batch_id[:40])
+        if row is None or row.project_id != who.project_id:
+            raise NotFound(f"no batch {batch_id[:64]!r}", field="id")
+        return row
+
+    def _batch(self, s: Session, b: BatchRow, window: datetime | None = None) -> BatchPublic:
+        counts = dict(
+            s.execute(
+                select(AsyncRequestRow.status, func.count())
+                .where(AsyncRequestRow.batch_id == b.id)
+                .group_by(AsyncRequestRow.status)
+            ).all()
+        )
+        failed = sum(counts.get(k, 0) for k in ("failed", "expired"))
+
+        def t(x: float | None) -> int | None:
+            return None if x is None else int(x)
+
+        return BatchPublic(
+            id=b.id,
+            endpoint=b.route,
+            model=b.model,
+            input_file_id=b.input_file_id,
+            completion_window=b.completion_window,
+            status=BatchStatus(b.status),
+            output_file_id=b.output_file_id,
+            error_file_id=b.error_file_id,
+            created_at=int(b.created_at),
+            in_progress_at=t(b.in_progress_at),
+            expires_at=t(b.expires_at),
+            finalizing_at=t(b.finalizing_at),
+            completed_at=t(b.completed_at),
+            expired_at=t(b.expired_at),
+            cancelling_at=t(b.cancelling_at),
+            cancelled_at=t(b.cancelled_at),
+            request_counts={"total": b.total, "completed": counts.get("succeeded", 0), "failed": failed},
+            metadata=b.meta,
+            run_in_window=b.run_in_window,
+            window_opens_at=window.timestamp() if window else None,
+        )

@@ -187,6 +187,8 @@ READ_ELSEWHERE = {
     "ROTA_OWNER": "platform/rota/domain/specs.py",  # the mark on applications Rota deploys
     "ROTA_TOKEN_ARG": "platform/rota/serve/apps.py",  # a script's constant
     "ROTA_CHAOS": "tests/chaos/conftest.py",  # make chaos
+    "ROTA_SCREENSHOTS": "tests/support/browser.py",  # where the console tests write screenshots
+    "ROTA_CHROMIUM": "tests/support/browser.py",  # the Chromium the console tests drive
 }
 
 

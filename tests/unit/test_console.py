@@ -68,7 +68,7 @@ def test_pages_need_a_session_and_a_wrong_key_is_refused(browser):
     assert browser.get("/console/endpoints", follow_redirects=False).status_code == 303
 
 
-def test_the_session_cookie_is_httponly_strict_and_names_no_key(browser):
+def test_the_session_cookie_is_httponly_strict_and_names_no_key(browser, clock):
     r = sign_in(browser, browser.admin_key, next="/console/tasks")
     assert r.status_code == 303 and r.headers["location"] == "/console/tasks"
     cookie = next(c for c in r.headers.get_list("set-cookie") if c.startswith("rota_session="))
@@ -76,13 +76,24 @@ def test_the_session_cookie_is_httponly_strict_and_names_no_key(browser):
     assert browser.admin_key not in cookie and browser.admin_key[5:20] not in cookie
     assert browser.get("/console/tasks").status_code == 200
     # A forged session (another key id, the same signature) is no session.
-    key_id, expires, mac = browser.cookies["rota_session"].split(".")
+    key_id, issued, mac = browser.cookies["rota_session"].split(".")
     browser.cookies.clear()
-    for forged in (f"{int(key_id) + 1}.{expires}.{mac}", f"{key_id}.{int(expires) + 9999}.{mac}", f"{key_id}.{expires}"):
-        r = browser.get("/console/tasks", headers={"cookie": f"rota_session={forged}"}, follow_redirects=False)
+    forgeries = (
+        f"{int(key_id) + 1}.{issued}.{mac}",
+        f"{key_id}.{int(issued) + 9999}.{mac}",
+        f"{key_id}.{issued}",
+        "\u00e9",
+        f"{key_id}.{issued}.{mac[:-1]}\u00e9",
+    )
+    for forged in forgeries:
+        r = browser.get("/console/tasks", headers={"cookie": f"rota_session={forged}".encode()}, follow_redirects=False)
         assert r.status_code == 303, forged
-    r = browser.get("/console/tasks", headers={"cookie": f"rota_session={key_id}.{expires}.{mac}"}, follow_redirects=False)
+    r = browser.get("/console/tasks", headers={"cookie": f"rota_session={key_id}.{issued}.{mac}"}, follow_redirects=False)
     assert r.status_code == 200
+    # A session is over after its lifetime, on the clock sessions are issued by.
+    clock.advance(hours=13)
+    r = browser.get("/console/tasks", headers={"cookie": f"rota_session={key_id}.{issued}.{mac}"}, follow_redirects=False)
+    assert r.status_code == 303
 
 
 def test_sign_in_never_redirects_off_the_console(browser):
@@ -94,8 +105,13 @@ def test_sign_in_never_redirects_off_the_console(browser):
 def test_sign_out_ends_the_session_and_a_revoked_keys_session_ends_at_once(browser):
     key = browser.api.post("/api/v1/keys", json={"name": "alice"}).json()
     signed_in(browser, key["key"])
+    old_cookie = browser.cookies["rota_session"]
     r = post(browser, "/console/sign-out", "/console/tasks")
     assert r.status_code == 303 and browser.get("/console/tasks", follow_redirects=False).status_code == 303
+    # The old cookie, replayed after sign-out, is no session either: sign-out ended it.
+    browser.cookies.clear()
+    r = browser.get("/console/tasks", headers={"cookie": f"rota_session={old_cookie}"}, follow_redirects=False)
+    assert r.status_code == 303
     signed_in(browser, key["key"])
     assert browser.api.delete(f"/api/v1/keys/{key['id']}").status_code == 200
     assert browser.get("/console/tasks", follow_redirects=False).status_code == 303
@@ -105,7 +121,7 @@ def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(browser, r
     browser.api.post("/api/v1/endpoints", json={"name": "e1", "template": "echo-chat"})
     signed_in(browser)
     before = browser.api.get("/api/v1/endpoints/e1").json()["desired"]
-    for data in ({}, {"csrf_token": "0" * 40}):
+    for data in ({}, {"csrf_token": "0" * 40}, {"csrf_token": "\u00e9" * 40}):
         r = browser.post("/console/endpoints/e1/stop", data=data, follow_redirects=False)
         assert r.status_code == 403 and "CSRF" in r.text
     # Another browser's token does not fit this session either.
@@ -205,7 +221,12 @@ def test_a_name_taken_by_a_task_leaves_no_endpoint_behind(browser, rt):
     signed_in(browser)
     r = post(browser, "/console/launch", "/console/launch?template=echo-chat", WIZARD | {"action": "launch"})
     assert r.status_code == 409 and "exists" in field_error(r.text, "task_name")
-    assert browser.api.get("/api/v1/endpoints/paris-chat").json()["desired"] == "deleted"  # created, then deleted
+    assert browser.api.get("/api/v1/endpoints/paris-chat").status_code == 404  # the name was checked first
+    # Corrected, the same launch goes through at once.
+    r = post(
+        browser, "/console/launch", "/console/launch?template=echo-chat", WIZARD | {"task_name": "paris-2", "action": "launch"}
+    )
+    assert r.status_code == 303 and browser.api.get("/api/v1/tasks/paris-2").json()["endpoint"]["name"] == "paris-chat"
 
 
 def test_user_strings_are_escaped(browser):
@@ -357,6 +378,7 @@ def test_playground_logs_and_request_pages_are_the_keys_own(browser, rt):
     assert post(browser, f"/console/endpoints/{ep['id']}/chat", "/console/keys", {"message": "hi"}).status_code == 404
     assert browser.get(f"/console/endpoints/{ep['id']}/logs/stream").status_code == 404
     assert browser.get("/console/requests/no-such-id").status_code == 404
+    assert browser.get("/console/requests/theirs%2Fwith-a-slash").status_code == 404
     browser.cookies.clear()
     for path in (f"/console/endpoints/{ep['id']}/logs/stream", "/console/requests/x"):
         assert browser.get(path, follow_redirects=False).status_code == 303  # signed out: to the sign-in page
@@ -379,6 +401,8 @@ def test_stream_text_of_a_chat_completion():
     assert deltas("data: [DONE]") == "" and deltas(": keep-alive") == "" and deltas("data: {broken") == ""
     assert deltas('data: {"choices": [], "usage": {"total_tokens": 3}}') == ""
     assert "overloaded" in deltas('data: {"error": {"message": "overloaded"}}')
+    assert "boom" in deltas('data: {"error": "boom"}')  # however an error is shaped, the stream goes on
+    assert deltas('data: {"choices": null}') == "" and deltas('data: {"choices": [null]}') == "" and deltas("data: [1, 2]") == ""
 
 
 def test_async_tab_shows_requests_and_batches_cancels_and_downloads_only_the_keys_own(browser, rt):
@@ -451,9 +475,8 @@ def test_editing_a_tasks_schedule_patches_it_and_errors_stay_next_to_their_row(b
     dup = post(
         browser, edit, edit, form | {"schedule.3.time": "08:00", "schedule.3.min_replicas": "0", "schedule.3.max_replicas": "1"}
     )
-    assert dup.status_code == 422 and "same time" in (
-        field_error(dup.text, "schedule.3.time") or field_error(dup.text, "schedule.0.time")
-    )
+    assert dup.status_code == 422 and "same time" in field_error(dup.text, "schedule.0.time")  # entries 0 and 1: rows 0 and 3
+
     assert browser.api.get("/api/v1/tasks/t").json()["timezone"] == "UTC"  # nothing changed
     ok = post(
         browser, edit, edit, form | {"schedule.1.time": "20:00", "schedule.1.min_replicas": "0", "schedule.1.max_replicas": "1"}
@@ -486,7 +509,9 @@ def test_an_error_about_no_input_of_the_wizard_is_shown_at_its_top(browser, rt):
 def test_admin_keys_see_and_create_projects_ordinary_keys_do_not(browser):
     signed_in(browser)
     page = browser.get("/console/keys").text
-    assert "Create project" in page and ">default<" in page
+    title = re.search(r"<title>(.*?)</title>", page, re.S).group(1)
+    main = page.split('<main id="main"', 1)[1]
+    assert title.strip() == "Keys · Rota" and "Create project" in main and "<td>default</td>" in main
     r = post(browser, "/console/projects", "/console/keys", {"name": "team-c", "request_log_retention_days": "9"})
     assert r.status_code == 303
     assert any(p["name"] == "team-c" and p["request_log_retention_days"] == 9 for p in browser.api.get("/api/v1/projects").json())
@@ -558,3 +583,102 @@ def test_an_invalid_custom_model_field_is_shown_next_to_it_and_creates_nothing(b
         assert r.status_code in (403, 422), (field, r.status_code)
         assert field_error(r.text, field), (field, re.findall(r'role="alert">([^<]*)<', r.text))
     assert counts(rt) == (0, 0)
+
+
+def test_crafted_row_names_neither_crash_nor_blow_up_a_form(browser, rt):
+    signed_in(browser)
+    for crafted in ({"schedule.\u00b2.time": "08:00"}, {"schedule.99999999999.time": "08:00"}, {"env.\u00b2.name": "TZ"}):
+        r = post(browser, "/console/launch", "/console/launch?template=echo-chat", WIZARD | crafted | {"action": "review"})
+        assert r.status_code == 200, (crafted, r.status_code)
+        r = post(browser, "/console/endpoints/new", "/console/endpoints/new", NEW | crafted | {"action": "edit:env"})
+        assert r.status_code == 200 and len(r.text) < 200_000, crafted
+    r = post(browser, "/console/endpoints/new", "/console/endpoints/new", NEW | {"env.300000.name": "A", "action": "edit:env"})
+    assert r.status_code == 200 and len(r.text) < 200_000 and 'name="env.64.name"' not in r.text
+    assert counts(rt) == (0, 0)
+
+
+def test_a_request_record_opens_for_its_project_only_even_with_a_slash_in_its_id(browser, rt):
+    from rota.domain.requests import GatewayBatch
+
+    ep = browser.api.post("/api/v1/endpoints", json={"name": "e1", "template": "echo-chat"}).json()
+    record = {"record_id": "a" * 32, "request_id": "caller/own-id-1", "started_at": 1_795_000_000.0, "project_id": 1, "key_id": 1, "key_prefix": "rota_abc",
+              "endpoint_id": ep["id"], "model": ep["routing_key"], "route": "/v1/chat/completions", "status": 200,
+              "duration_ms": 12.5, "stream": False}  # fmt: skip
+    stored = rt.requests.ingest(GatewayBatch.model_validate({"records": [record], "dropped": 0}))
+    assert stored["stored"] == 1, stored
+    signed_in(browser)
+    page = browser.get(f"/console/endpoints/{ep['id']}?tab=requests").text
+    assert 'href="/console/requests/caller/own-id-1"' in page
+    r = browser.get("/console/requests/caller/own-id-1")
+    assert r.status_code == 200 and "rota_abc" in r.text and "http.route" in r.text
+    other = browser.api.post("/api/v1/keys", json={"name": "bob", "project": "team-b"}).json()["key"]
+    signed_in(browser, other)
+    assert browser.get("/console/requests/caller/own-id-1").status_code == 404
+
+
+def test_messages_from_ray_are_escaped_in_the_page_and_the_live_status(browser, rt):
+    from sqlalchemy import update
+
+    from rota.console.live import status_block
+    from rota.store.tables import EndpointRow
+
+    ep = browser.api.post("/api/v1/endpoints", json={"name": "e1", "template": "echo-chat"}).json()
+    with rt.db.session() as s:
+        s.execute(update(EndpointRow).where(EndpointRow.id == ep["id"]).values(message='<img src=x onerror="alert(1)">'))
+    signed_in(browser)
+    page = browser.get(f"/console/endpoints/{ep['id']}").text
+    block = status_block(rt.endpoints.get(rt.auth.principal_of(1), ep["id"]))
+    for html in (page, block):
+        assert "<img src=x" not in html and "&lt;img src=x" in html
+
+
+def test_stream_limits_per_key_project_and_in_all():
+    from rota.console.live import Limit
+    from rota.domain.errors import Busy
+    from rota.services.auth import Principal
+
+    limit = Limit("streams", per_key=2, per_project=3, total=4)
+    a1, a2, b1 = Principal(1, 1, "p", False), Principal(2, 1, "p", False), Principal(3, 2, "q", False)
+    limit.admit(a1)
+    limit.admit(a1)
+    with pytest.raises(Busy):
+        limit.admit(a1)  # the key's own cap
+    limit.admit(a2)
+    with pytest.raises(Busy):
+        limit.admit(a2)  # the project's cap, though this key holds one
+    limit.admit(b1)
+    with pytest.raises(Busy):
+        limit.admit(b1)  # the process's cap
+    limit.release(a1)
+    limit.admit(b1)
+
+
+def test_console_pages_carry_security_headers_and_the_api_does_not_change(browser):
+    page = browser.get("/console/sign-in")
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-eval" not in csp
+    assert page.headers["x-frame-options"] == "DENY" and page.headers["x-content-type-options"] == "nosniff"
+    api = browser.get("/healthz")
+    assert "content-security-policy" not in api.headers
+    # Errors under /console are pages (with their headers), under /api JSON as before.
+    r = browser.put("/console/sign-in")
+    assert r.status_code == 405 and "<html" in r.text and "GET" in r.headers["allow"]
+    r = browser.get("/console", follow_redirects=False)
+    assert r.status_code == 307 and r.headers["location"].endswith("/console/")  # the slash added
+    r = browser.get("/console/no-such-page")
+    assert r.status_code == 404 and "<html" in r.text and "Not found" in r.text
+    r = browser.put("/api/v1/tasks")
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_the_session_cookie_is_secure_behind_tls(browser, rt):
+    r = sign_in(browser, browser.admin_key)
+    assert "secure" not in next(c for c in r.headers.get_list("set-cookie") if c.startswith("rota_session=")).lower()
+    page = browser.get("/console/sign-in", headers={"x-forwarded-proto": "https"})
+    r = browser.post(
+        "/console/sign-in",
+        data={"csrf_token": csrf_of(page.text), "key": browser.admin_key},
+        headers={"x-forwarded-proto": "https"},
+        follow_redirects=False,
+    )
+    assert "; secure" in next(c for c in r.headers.get_list("set-cookie") if c.startswith("rota_session=")).lower()

@@ -15,7 +15,7 @@ import uvicorn
 from playwright.sync_api import expect, sync_playwright
 
 from rota.api.app import create_app
-from support.browser import axe_violations, launch, no_horizontal_scroll, screenshots
+from support.browser import axe_violations, launch, no_horizontal_scroll, screenshots, with_axe
 from support.procs import free_port
 
 SCHEDULE = {
@@ -61,6 +61,7 @@ def chromium():
 def check(page, name):
     """Accessible, no sideways scrolling at either size, and screenshotted."""
     assert axe_violations(page) == [], name
+    assert 0 < len(page.title()) < 60, (name, page.title())
     for size in ({"width": 1280, "height": 800}, {"width": 390, "height": 844}):
         page.set_viewport_size(size)
         assert no_horizontal_scroll(page), (name, size)
@@ -74,6 +75,9 @@ def test_every_page_is_accessible_fits_both_sizes_and_refuses_what_it_must(conso
     api.post("/tasks", json={"name": "nightly", "endpoint": "chat-a", **SCHEDULE}).raise_for_status()
     ep = api.get("/endpoints/chat-a").json()
     page = chromium.new_page(viewport={"width": 1280, "height": 800})
+    with_axe(page)
+    blocked = []  # what the pages' Content-Security-Policy blocked: nothing of theirs may be
+    page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
 
     # Signing in: a wrong key is refused, next to the field.
     page.goto(url + "/")
@@ -164,6 +168,7 @@ def test_every_page_is_accessible_fits_both_sizes_and_refuses_what_it_must(conso
     # Another project's key sees a 404 for this endpoint, in words.
     other = api.post("/keys", json={"name": "bob", "project": "team-b"}).json()["key"]
     second = chromium.new_page()
+    with_axe(second)
     second.goto(url + "/console/sign-in")
     second.get_by_label("API key").fill(other)
     second.get_by_role("button", name="Sign in").click()
@@ -172,3 +177,4 @@ def test_every_page_is_accessible_fits_both_sizes_and_refuses_what_it_must(conso
     assert response.status == 404
     expect(second.get_by_role("heading", name="Not found")).to_be_visible()
     check(second, "not-found")
+    assert blocked == []

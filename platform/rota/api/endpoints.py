@@ -34,10 +34,11 @@ def list_endpoints(
     endpoints: Endpoints,
     search: str | None = Query(None, max_length=100, description="substring of the name"),
     status: EndpointStatus | None = None,
+    template: str | None = Query(None, max_length=63, description="only endpoints from this template"),
     limit: int = Query(50, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=MAX_ID),
 ) -> dict[str, object]:
-    items, total = endpoints.list(who, search, status, limit, offset)
+    items, total = endpoints.list(who, search, status, limit, offset, template)
     return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 

@@ -30,9 +30,11 @@ Page = Callable[[Request, RotaError], Response]
 def install(app: FastAPI, pages: tuple[str, Page] | None = None) -> None:
     """``pages``: a path prefix whose errors are shown as pages (the console), and how."""
 
-    def page(request: Request, exc: RotaError) -> Response | None:
-        if pages and request.url.path.startswith(pages[0]):
-            return pages[1](request, exc)
+    def page(request: Request, exc: RotaError, headers: dict[str, str] | None = None) -> Response | None:
+        if pages and (request.url.path.rstrip("/") + "/").startswith(pages[0]):
+            shown = pages[1](request, exc)
+            shown.headers.update(headers or {})  # e.g. Allow on a 405
+            return shown
         return None
 
     @app.exception_handler(RotaError)
@@ -55,7 +57,7 @@ def install(app: FastAPI, pages: tuple[str, Page] | None = None) -> None:
         code = _CODES.get(exc.status_code, "error")
         error = RotaError(str(exc.detail))
         error.code, error.status_code = code, exc.status_code
-        shown = page(request, error)
+        shown = page(request, error, getattr(exc, "headers", None))
         if shown is not None:
             return shown
         return JSONResponse(

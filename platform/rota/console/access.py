@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -11,7 +10,7 @@ from pydantic import ValidationError
 
 from rota.console.forms import field_error, validation_errors
 from rota.console.session import PRESESSION_COOKIE, SESSION_COOKIE, presession
-from rota.console.web import Form, Who, console_url, render, rt, see_other, signer
+from rota.console.web import Form, Who, console_url, now, render, rt, see_other, signer
 from rota.domain.errors import RotaError, Unauthorized
 from rota.services.auth import KeyCreate, Principal, ProjectCreate
 
@@ -23,9 +22,14 @@ def _safe_next(url: str | None) -> str:
 
 
 def _cookie(request: Request, response: Response, name: str, value: str, max_age: int | None = None) -> None:
-    response.set_cookie(
-        name, value, max_age=max_age, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/console"
+    # Secure whenever the browser reached us over TLS: directly, through a proxy that says
+    # so, or at a public URL that is https (a TLS ingress on another host).
+    secure = (
+        request.url.scheme == "https"
+        or request.headers.get("x-forwarded-proto") == "https"
+        or (rt(request).settings.public_url or "").startswith("https://")
     )
+    response.set_cookie(name, value, max_age=max_age, httponly=True, samesite="strict", secure=secure, path="/console")
 
 
 @router.get("/sign-in")
@@ -50,13 +54,15 @@ def sign_in(request: Request, data: Form) -> Response:
         )
     response = see_other(_safe_next(data.get("next")))
     s = signer(request)
-    _cookie(request, response, SESSION_COOKIE, s.issue(who.key_id, time.time()), max_age=s.lifetime_s)
+    _cookie(request, response, SESSION_COOKIE, s.issue(who.key_id, now(request)), max_age=s.lifetime_s)
     response.delete_cookie(PRESESSION_COOKIE, path="/console")
     return response
 
 
 @router.post("/sign-out")
 def sign_out(request: Request, who: Who, data: Form) -> Response:
+    """Ends this key's console sessions (every browser signed in with it), not the key."""
+    rt(request).auth.end_sessions(who)
     response = see_other("/console/sign-in")
     response.delete_cookie(SESSION_COOKIE, path="/console")
     return response

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from rota.catalog import CUSTOM_GPU_COUNTS, CUSTOM_GPU_TYPES
-from rota.console.forms import field_error, hidden_fields, unplaced, validation_errors
+from rota.console.forms import field_error, hidden_fields, row_numbers, unplaced, validation_errors
 from rota.console.web import Form, Who, render, rt, see_other
 from rota.domain.endpoints import EndpointCreate
 from rota.domain.errors import RotaError
@@ -22,6 +22,7 @@ ENGINE_INTS = ("max_token_count", "max_input_length", "max_batch_size", "max_que
 ENGINE_FLAGS = ("skip_special_tokens", "add_special_tokens", "enable_content_logging")
 SCALING = ("min_replicas", "max_replicas", "cooldown_period_s")
 ENV_ROWS = 2
+MAX_ENV = 64  # variables one form holds
 INPUTS = frozenset(
     {"name", "routing_key", "source", "hf_model_repo", "revision", "model_path", "gpu_type", "gpu_count", "env"}
     | {f"engine.{f}" for f in ENGINE_INTS + ENGINE_FLAGS}
@@ -38,8 +39,8 @@ DEFAULTS = {
 
 
 def _env_rows(values: dict[str, str]) -> int:
-    given = [int(k.split(".")[1]) for k in values if k.startswith("env.") and k.split(".")[1].isdigit()]
-    return max([ENV_ROWS - 1, *given]) + 1
+    given = row_numbers(values, "env", ("name", "value"), MAX_ENV)
+    return min(MAX_ENV, max([ENV_ROWS - 1, *given]) + 1)
 
 
 def read_model(values: dict[str, str]) -> tuple[EndpointCreate | None, dict[str, str]]:
@@ -104,8 +105,9 @@ def new_page(request: Request, who: Who) -> Response:
 def new(request: Request, who: Who, data: Form) -> Response:
     action = data.get("action", "review")
     values = {k: v for k, v in data.items() if k not in ("action", "csrf_token")}
-    if action == "add-env":  # Add variable: one more row, the values kept
-        values[f"env.{_env_rows(values)}.name"] = ""
+    if action == "add-env":  # Add variable: one more row (up to MAX_ENV), the values kept
+        if (n := _env_rows(values)) < MAX_ENV:
+            values[f"env.{n}.name"] = ""
         return _form(request, who, values, {}, section="env")
     if action.startswith("edit:"):
         return _form(request, who, values, {}, section=action.removeprefix("edit:"))

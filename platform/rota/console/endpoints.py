@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from rota.api.logs import follow_response
 from rota.console.forms import field_error, validation_errors
+from rota.console.live import while_signed_in
 from rota.console.web import Form, Who, render, rt, see_other
 from rota.domain.endpoints import EndpointUpdate
 from rota.domain.errors import RotaError
@@ -45,9 +46,7 @@ def home() -> Response:
 def endpoints_page(request: Request, who: Who, search: str = "", status: str = "", template: str = "", page: int = 0) -> Response:
     page = max(0, min(page, 100_000))
     chosen = next((s for s in EndpointStatus if s.value == status), None)
-    items, total = rt(request).endpoints.list(who, search[:100] or None, chosen, PAGE, page * PAGE)
-    if template:  # a filter on the page's rows: templates are few and the page is small
-        items = [e for e in items if e.template == template]
+    items, total = rt(request).endpoints.list(who, search[:100] or None, chosen, PAGE, page * PAGE, template[:63] or None)
     return render(
         request,
         "endpoints.html",
@@ -101,7 +100,7 @@ def endpoint_page(
     return render(request, "endpoint.html", who, **context)
 
 
-@router.get("/requests/{request_id}")
+@router.get("/requests/{request_id:path}")
 def request_page(request: Request, request_id: str, who: Who) -> Response:
     """One request log record, every field (the latest with this id the key may see)."""
     record = rt(request).requests.get(who, request_id[:128])
@@ -151,4 +150,4 @@ def scaling(request: Request, ref: str, who: Who, data: Form) -> Response:
 async def logs_stream(request: Request, ref: str, who: Who, search: str = "", replica: str = "") -> Response:
     """The Logs tab's live tail: the last lines, then new ones (server-sent events)."""
     q = LogQuery(None, search[:200] or None, replica[:64] or None, 500)
-    return await follow_response(request, who, ref, q)
+    return while_signed_in(request, await follow_response(request, who, ref, q))

@@ -51,12 +51,21 @@ def _int(values: Mapping[str, str], name: str, errors: dict[str, str]) -> int | 
         return None
 
 
+def row_numbers(values: Mapping[str, str], group: str, fields: tuple[str, ...], limit: int) -> list[int]:
+    """The numbers of the form's rows ``<group>.<n>.<field>`` below ``limit``, in order:
+    only ASCII digits count, so a crafted name can neither crash nor blow up the form."""
+    pattern = re.compile(rf"{group}\.(\d{{1,5}})\.(?:{'|'.join(fields)})")
+    return sorted({n for k in values if (m := pattern.fullmatch(k)) and (n := int(m.group(1))) < limit})
+
+
+SCHEDULE_FIELDS = ("time", "min_replicas", "max_replicas")
+
+
 def schedule_of(values: Mapping[str, str], errors: dict[str, str]) -> tuple[list[dict[str, Any]], list[int]]:
     """The schedule's entries from its form rows, and the row each came from: a row left
     blank is not an entry (an error about entry N is shown next to its row)."""
-    given = {int(k.split(".")[1]) for k in values if k.startswith("schedule.") and k.split(".")[1].isdigit()}
     entries, rows = [], []
-    for i in sorted(n for n in given if n < MAX_ENTRIES):
+    for i in row_numbers(values, "schedule", SCHEDULE_FIELDS, MAX_ENTRIES):
         at = (values.get(f"schedule.{i}.time") or "").strip()
         lo = _int(values, f"schedule.{i}.min_replicas", errors)
         hi = _int(values, f"schedule.{i}.max_replicas", errors)
@@ -70,7 +79,7 @@ def schedule_of(values: Mapping[str, str], errors: dict[str, str]) -> tuple[list
 
 def schedule_rows(values: Mapping[str, str]) -> range:
     """As many rows as the schedule has, and one blank for one more (at least ENTRY_ROWS)."""
-    given = [int(k.split(".")[1]) for k in values if k.startswith("schedule.") and k.split(".")[1].isdigit()]
+    given = row_numbers(values, "schedule", SCHEDULE_FIELDS, MAX_ENTRIES)
     return range(min(MAX_ENTRIES, max([ENTRY_ROWS - 2, *given]) + 2))
 
 

@@ -37,7 +37,7 @@ def file_content(request: Request, file_id: str, who: Who) -> Response:
     """A batch's output or error file (JSONL), downloaded."""
     r = rt(request)
     meta = r.invocations.file(who, file_id[:64])
-    name = "".join(c for c in meta.filename if c.isalnum() or c in "._-")[:100] or f"{meta.id}.jsonl"
+    name = "".join(c for c in meta.filename if c.isascii() and (c.isalnum() or c in "._-"))[:100] or f"{meta.id}.jsonl"
     return Response(
         r.invocations.file_content(who, meta.id),
         media_type="application/jsonl",

@@ -113,6 +113,9 @@ def _create(request: Request, who: Principal, launch: Launch) -> Response:
     """The endpoint, then its task; if the task cannot be created the endpoint goes too."""
     assert launch.endpoint is not None and launch.task is not None
     r = rt(request)
+    if r.tasks.named(who, launch.task.name):  # checked first: a failed task would leave the endpoint being deleted
+        launch.errors = {"task_name": f"task_name: a task named {launch.task.name!r} already exists"}
+        return _form(request, who, launch, 409)
     try:
         ep = r.endpoints.create(who, launch.endpoint)
     except RotaError as e:
@@ -121,7 +124,10 @@ def _create(request: Request, who: Principal, launch: Launch) -> Response:
     try:
         task = r.tasks.create(who, launch.task.model_copy(update={"endpoint": str(ep.id)}))
     except RotaError as e:
-        r.endpoints.delete(who, ep.id)
         launch.errors = field_error(e, {"name": "task_name"}, launch.rows)
+        try:
+            r.endpoints.delete(who, ep.id)
+        except RotaError as gone:  # e.g. another call made a task drive it meanwhile: say so, keep it
+            launch.errors["form"] = f"endpoint {ep.name!r} was created and stays: {gone.message}"
         return _form(request, who, launch, e.status_code)
     return see_other(f"/console/tasks/{task.id}?launched=1", request)

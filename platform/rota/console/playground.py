@@ -12,14 +12,17 @@ from collections.abc import AsyncIterator
 
 import httpx
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
+from rota.console.live import Limit
 from rota.console.web import Form, Who, rt
 from rota.domain.errors import InvalidInput
 
 router = APIRouter(prefix="/console")
 MAX_MESSAGE = 8_000
 MAX_TOKENS = 256
+chats = Limit("chats", per_key=2, per_project=4, total=16)  # each holds a call on an endpoint for a while
 
 
 def deltas(line: str) -> str:
@@ -30,20 +33,25 @@ def deltas(line: str) -> str:
         chunk = json.loads(line[5:])
     except ValueError:
         return ""
-    if "error" in chunk:
-        return f"\n[error: {chunk['error'].get('message', chunk['error'])}]"
-    choices = chunk.get("choices") or [{}]
-    return str((choices[0].get("delta") or {}).get("content") or "")
+    if not isinstance(chunk, dict):
+        return ""
+    if chunk.get("error") is not None:
+        error = chunk["error"]
+        return f"\n[error: {error.get('message', error) if isinstance(error, dict) else error}]"
+    choices = chunk.get("choices")
+    first = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+    delta = first.get("delta")
+    return str(delta.get("content") or "") if isinstance(delta, dict) else ""
 
 
 @router.post("/endpoints/{ref}/chat")
 async def chat(request: Request, ref: str, who: Who, data: Form) -> StreamingResponse:
     r = rt(request)
-    ep = r.endpoints.get(who, ref)  # a 404 for another project's endpoint, before any call
+    ep = await run_in_threadpool(r.endpoints.get, who, ref)  # a 404 for another project's endpoint, before any call
     message = data.get("message", "").strip()
     if not message or len(message) > MAX_MESSAGE:
         raise InvalidInput(f"message: write 1 to {MAX_MESSAGE} characters", field="message")
-    prefix = next((k.prefix for k in r.auth.list_keys(who) if k.id == who.key_id), "console")
+    prefix = await run_in_threadpool(r.auth.key_prefix, who)
     body = {"model": ep.routing_key, "messages": [{"role": "user", "content": message}], "stream": True, "max_tokens": MAX_TOKENS}
     headers = {
         "authorization": f"Bearer {r.internal_token}",
@@ -52,21 +60,34 @@ async def chat(request: Request, ref: str, who: Who, data: Form) -> StreamingRes
         "x-rota-key-prefix": prefix,
     }
 
+    chats.admit(who)
+
     async def answer() -> AsyncIterator[str]:
-        async with (
-            httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=5.0), trust_env=False) as client,
-            client.stream("POST", f"{r.settings.serve_url}/v1/chat/completions", json=body, headers=headers) as resp,
-        ):
-            if resp.status_code >= 400:
-                raw = (await resp.aread()).decode(errors="replace")
-                try:
-                    text = json.loads(raw)["error"]["message"]
-                except (ValueError, KeyError, TypeError):
-                    text = raw[:500]
-                yield f"[{resp.status_code}: {text}]"
-                return
-            async for line in resp.aiter_lines():
-                if text := deltas(line):
-                    yield text
+        try:
+            async for text in _relay(r.settings.serve_url, body, headers):
+                yield text
+        except httpx.HTTPError as e:  # the base URL did not answer, or broke off
+            yield f"\n[the base URL did not answer: {type(e).__name__}]"
+        finally:
+            chats.release(who)
 
     return StreamingResponse(answer(), media_type="text/plain; charset=utf-8", headers={"Cache-Control": "no-cache"})
+
+
+async def _relay(serve_url: str, body: dict[str, object], headers: dict[str, str]) -> AsyncIterator[str]:
+    """The answer's text as the base URL streams it (an error as ``[status: message]``)."""
+    async with (
+        httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=5.0), trust_env=False) as client,
+        client.stream("POST", f"{serve_url}/v1/chat/completions", json=body, headers=headers) as resp,
+    ):
+        if resp.status_code >= 400:
+            raw = (await resp.aread()).decode(errors="replace")
+            try:
+                text = json.loads(raw)["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                text = raw[:500]
+            yield f"[{resp.status_code}: {text}]"
+            return
+        async for line in resp.aiter_lines():
+            if text := deltas(line):
+                yield text

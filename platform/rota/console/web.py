@@ -4,7 +4,6 @@ and errors shown as pages (in words, with the field they name)."""
 from __future__ import annotations
 
 import contextlib
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,7 +13,7 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from rota.console.session import CSRF_FIELD, CSRF_HEADER, PRESESSION_COOKIE, SESSION_COOKIE, Signer
+from rota.console.session import CSRF_FIELD, CSRF_HEADER, PRESESSION_COOKIE, SESSION_COOKIE, Session, Signer
 from rota.domain.errors import Forbidden, RotaError, Unauthorized
 from rota.services.auth import Principal
 
@@ -40,14 +39,29 @@ def signer(request: Request) -> Signer:
     return Signer(rt.cipher.derive("console-session").encode(), int(rt.settings.console_session_hours * 3600))
 
 
-def user(request: Request) -> Principal:
-    s = signer(request).read(request.cookies.get(SESSION_COOKIE), time.time())
+def now(request: Request) -> float:
+    """Sessions are issued, read and signed out on one clock: the key store's."""
+    return float(request.app.state.runtime.auth.clock().timestamp())
+
+
+def session(request: Request) -> Session:
+    s = signer(request).read(request.cookies.get(SESSION_COOKIE), now(request))
     if s is None:
         raise SignInRequired()
+    return s
+
+
+def still_valid(request: Request, s: Session) -> Principal:
+    """The session's principal, looked up again: SignInRequired once its key is revoked or
+    it was signed out (long-lived responses ask again as they go)."""
     try:
-        return request.app.state.runtime.auth.principal_of(s.key_id)  # type: ignore[no-any-return]
+        return request.app.state.runtime.auth.principal_of(s.key_id, datetime.fromtimestamp(s.issued, timezone.utc))  # type: ignore[no-any-return]
     except Unauthorized:
         raise SignInRequired() from None
+
+
+def user(request: Request) -> Principal:
+    return still_valid(request, session(request))
 
 
 async def form(request: Request) -> dict[str, str]:
@@ -85,8 +99,8 @@ def render(request: Request, name: str, who: Principal | None, status_code: int 
 
 def console_url(url: str | None, default: str) -> str:
     """``url`` if it is a console page, else ``default``: never another site (no open redirect)."""
-    if url and url.startswith("/console/") and not url.startswith("//") and "\\" not in url:
-        return url
+    if url and url.startswith("/console/") and "\\" not in url and all(32 < ord(c) < 127 for c in url):
+        return url  # printable ASCII only: nothing that could end a header line
     return default
 
 

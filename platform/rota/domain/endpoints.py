@@ -100,6 +100,17 @@ class Engine(Strict):
         return v
 
 
+# A model, engine, args or env change rolls the replicas; these fields do.
+ROLLING_FIELDS = tuple("flavor gpu_type gpu_count hf_model_repo revision model_path engine env args resources".split())
+# What each kind of endpoint is made from (what a PATCH may change, and what it keeps).
+SOURCE_FIELDS: dict[EndpointKind, tuple[str, ...]] = {
+    EndpointKind.TEMPLATE: ("template", "flavor", "gpu_type", "gpu_count"),
+    EndpointKind.HF_MODEL: ("hf_model_repo", "revision", "gpu_type", "gpu_count"),
+    EndpointKind.LOCAL_MODEL: ("model_path", "gpu_type", "gpu_count"),
+    EndpointKind.APPLICATION: ("file_path", "deployment_name", "args", "resources"),
+}
+
+
 class EndpointCreate(Strict):
     # Field order matters: cross-field checks are field validators (so errors name a
     # field) and see only the fields declared before theirs.

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StringConstraints
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
 from rota.crypto import digest, read_secret, write_secret
@@ -115,20 +115,39 @@ class AuthService:
             raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'", field="Authorization")
         return self._principal(ApiKeyRow.key_hash == digest(key.strip()))
 
-    def principal_of(self, key_id: int) -> Principal:
-        """The key's principal by its id (a console session names its key): 401 once revoked."""
-        return self._principal(ApiKeyRow.id == key_id)
+    def principal_of(self, key_id: int, issued: datetime | None = None) -> Principal:
+        """The key's principal by its id, for a console session ``issued`` then: 401 once the
+        key is revoked, or the session was issued before the key's last sign-out."""
+        return self._principal(ApiKeyRow.id == key_id, issued)
 
-    def _principal(self, which: ColumnElement[bool]) -> Principal:
+    def end_sessions(self, who: Principal) -> None:
+        """Sign-out: every console session of this key issued until now is over."""
+        with self.db.session() as s:
+            s.execute(update(ApiKeyRow).where(ApiKeyRow.id == who.key_id).values(sessions_after=self.clock()))
+
+    def _principal(self, which: ColumnElement[bool], issued: datetime | None = None) -> Principal:
         with self.db.session() as s:  # one query, plain columns: every API call starts here
             row = s.execute(
-                select(ApiKeyRow.id, ApiKeyRow.project_id, ApiKeyRow.admin, ApiKeyRow.revoked_at, ProjectRow.name)
+                select(
+                    ApiKeyRow.id,
+                    ApiKeyRow.project_id,
+                    ApiKeyRow.admin,
+                    ApiKeyRow.revoked_at,
+                    ApiKeyRow.sessions_after,
+                    ProjectRow.name,
+                )
                 .outerjoin(ProjectRow, ProjectRow.id == ApiKeyRow.project_id)
                 .where(which)
             ).first()
         if row is None or row.revoked_at is not None:
             raise Unauthorized("invalid or revoked API key", field="Authorization")
+        if issued is not None and row.sessions_after is not None and issued <= row.sessions_after:
+            raise Unauthorized("this session was signed out", field="session")
         return Principal(row.id, row.project_id, row.name or "?", row.admin)
+
+    def key_prefix(self, who: Principal) -> str:
+        with self.db.session() as s:
+            return s.scalar(select(ApiKeyRow.prefix).where(ApiKeyRow.id == who.key_id)) or "console"
 
     # ------------------------------------------------------------ keys
 

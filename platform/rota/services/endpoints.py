@@ -1,8 +1,7 @@
 """Endpoint use cases: create, list, get, partial update, stop, start, delete.
 
-Commands write what is desired (bounds, args, running/stopped/deleted) and nudge the
-reconciler; they never call Ray or set a status (``rota.domain.status.derive`` does, from
-what Ray Serve reports). Every call is the caller's project's: another's is a 404.
+Commands write what is desired and nudge the reconciler; they never call Ray or set a
+status (``rota.domain.status.derive`` does). Another project's endpoint is a 404.
 """
 
 from __future__ import annotations
@@ -18,7 +17,16 @@ from sqlalchemy.orm import Session
 
 from rota.config import Settings
 from rota.crypto import Cipher, digest
-from rota.domain.endpoints import Desired, EndpointCreate, EndpointKind, EndpointPublic, EndpointUpdate, Scaling
+from rota.domain.endpoints import (
+    ROLLING_FIELDS,
+    SOURCE_FIELDS,
+    Desired,
+    EndpointCreate,
+    EndpointKind,
+    EndpointPublic,
+    EndpointUpdate,
+    Scaling,
+)
 from rota.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from rota.domain.events import EventKind
 from rota.domain.names import by_id_or_name
@@ -31,15 +39,6 @@ from rota.services.builds import Build, Builder, llm_defaults
 from rota.services.events import record
 from rota.store.db import Database
 from rota.store.tables import EndpointRow, TaskRow, utcnow
-
-# A model, engine, args or env change rolls the replicas; these fields do.
-ROLLING_FIELDS = tuple("flavor gpu_type gpu_count hf_model_repo revision model_path engine env args resources".split())
-_SOURCES = {
-    EndpointKind.TEMPLATE: ("template", "flavor", "gpu_type", "gpu_count"),
-    EndpointKind.HF_MODEL: ("hf_model_repo", "revision", "gpu_type", "gpu_count"),
-    EndpointKind.LOCAL_MODEL: ("model_path", "gpu_type", "gpu_count"),
-    EndpointKind.APPLICATION: ("file_path", "deployment_name", "args", "resources"),
-}
 
 
 @dataclass
@@ -79,14 +78,20 @@ class EndpointService:
             return self.public(s, self.find(s, who, ref, live=False), who.project)
 
     def list(
-        self, who: Principal, search: str | None = None, status: EndpointStatus | None = None, limit: int = 50, offset: int = 0
+        self,
+        who: Principal,
+        search: str | None = None,
+        status: EndpointStatus | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        template: str | None = None,
     ) -> tuple[list[EndpointPublic], int]:
         with self.db.session() as s:
             stmt = select(EndpointRow).where(EndpointRow.project_id == who.project_id)
             if search:
                 stmt = stmt.where(EndpointRow.name.contains(search, autoescape=True))
-            if status:
-                stmt = stmt.where(EndpointRow.status == status.value)
+            for column, value in ((EndpointRow.status, status.value if status else None), (EndpointRow.template, template)):
+                stmt = stmt.where(column == value) if value else stmt
             total = s.scalar(select(func.count()).select_from(stmt.subquery())) or 0
             rows = s.scalars(stmt.order_by(EndpointRow.id).limit(limit).offset(offset)).all()
             return [self.public(s, r, who.project) for r in rows], total
@@ -243,14 +248,8 @@ class EndpointService:
         )
         ep.env, ep.updated_at = self.cipher.encrypt_map(new.env), now
         ep.generation += 1
-        record(
-            s,
-            ep,
-            EventKind.UPDATED,
-            "its task changed the application: replicas roll",
-            {"rolling": True, "generation": ep.generation},
-            at=now,
-        )
+        change = {"rolling": True, "generation": ep.generation}
+        record(s, ep, EventKind.UPDATED, "its task changed the application: replicas roll", change, at=now)
 
     def as_create(self, ep: EndpointRow) -> dict[str, Any]:
         """The endpoint as the request that would create it (secrets decrypted)."""
@@ -262,7 +261,7 @@ class EndpointService:
             "env": self.cipher.decrypt_map(ep.env or {}),
         }
         renamed = {"hf_model_repo": ep.model, "model_path": ep.model, "args": ep.args or {}, "resources": ep.resources or {}}
-        out.update({k: renamed[k] if k in renamed else getattr(ep, k) for k in _SOURCES[EndpointKind(ep.kind)]})
+        out.update({k: renamed[k] if k in renamed else getattr(ep, k) for k in SOURCE_FIELDS[EndpointKind(ep.kind)]})
         return {k: v for k, v in out.items() if v is not None}
 
     def _set_desired(self, who: Principal, ref: str | int, desired: Desired, kind: EventKind, message: str) -> EndpointPublic:

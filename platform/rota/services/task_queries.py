@@ -40,6 +40,11 @@ class TaskQueries:
             raise NotFound(f"no task {name[:100]!r}", field="task")
         return task
 
+    def named(self, who: Principal, name: str) -> bool:
+        """Whether the project has a task of this name."""
+        with self.db.session() as s:
+            return s.scalar(select(TaskRow.id).where(TaskRow.project_id == who.project_id, TaskRow.name == name)) is not None
+
     def get(self, who: Principal, ref: str | int) -> TaskPublic:
         with self.db.session() as s:
             return self._public(s, who, self.find(s, who, ref))

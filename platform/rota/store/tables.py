@@ -35,6 +35,7 @@ class ApiKeyRow(Base):
     admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    sessions_after: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # console sign-out
 
 
 class EndpointRow(Base):

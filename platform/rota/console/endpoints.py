@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from rota.api.logs import follow_response
 from rota.console.forms import field_error, validation_errors
 from rota.console.live import while_signed_in
-from rota.console.web import Form, Who, render, rt, see_other
+from rota.console.web import Form, Who, choice, render, rt, see_other
 from rota.domain.endpoints import EndpointUpdate
 from rota.domain.errors import RotaError
 from rota.domain.status import EndpointStatus
@@ -45,7 +45,7 @@ def home() -> Response:
 @router.get("/endpoints")
 def endpoints_page(request: Request, who: Who, search: str = "", status: str = "", template: str = "", page: int = 0) -> Response:
     page = max(0, min(page, 100_000))
-    chosen = next((s for s in EndpointStatus if s.value == status), None)
+    chosen = choice(EndpointStatus, status)
     items, total = rt(request).endpoints.list(who, search[:100] or None, chosen, PAGE, page * PAGE, template[:63] or None)
     return render(
         request,

@@ -4,15 +4,13 @@ next fires in local time and UTC, run history, events, delete)."""
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
-from typing import TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from rota.console.forms import field_error, read_task_edit, schedule_rows
 from rota.console.launch import ZONES
-from rota.console.web import Form, Who, console_url, render, rt, see_other
+from rota.console.web import Form, Who, choice, console_url, render, rt, see_other
 from rota.domain.errors import RotaError
 from rota.domain.schedule import ScheduleSpec, TaskType, to_local
 from rota.domain.tasks import TaskPublic, TaskStatus
@@ -24,20 +22,13 @@ router = APIRouter(prefix="/console")
 PAGE = 50
 
 
-E = TypeVar("E", bound=Enum)
-
-
-def _choice(enum: type[E], raw: str) -> E | None:
-    return next((m for m in enum if m.value == raw), None)
-
-
 @router.get("/tasks")
 def tasks_page(
     request: Request, who: Who, search: str = "", status: str = "", type: str = "", timezone: str = "", page: int = 0
 ) -> Response:
     page = max(0, min(page, 100_000))
     zone = timezone if timezone in ZONES else None
-    f = TaskFilter(search[:100] or None, _choice(TaskStatus, status), _choice(TaskType, type), zone)
+    f = TaskFilter(search[:100] or None, choice(TaskStatus, status), choice(TaskType, type), zone)
     items, total = rt(request).tasks.list(who, f, PAGE, page * PAGE)
     return render(
         request,

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import contextlib
 from datetime import datetime, timezone
+from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
 from fastapi import Depends, Request
@@ -95,6 +96,14 @@ def render(request: Request, name: str, who: Principal | None, status_code: int 
         base_url=f"{rt(request).settings.serve_url}/v1",
     )
     return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+E = TypeVar("E", bound=Enum)
+
+
+def choice(enum: type[E], raw: str) -> E | None:
+    """The member a filter's query value names, or None (any)."""
+    return next((m for m in enum if m.value == raw), None)
 
 
 def console_url(url: str | None, default: str) -> str:

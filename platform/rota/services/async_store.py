@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -24,7 +24,7 @@ from rota.domain.schedule import next_window
 from rota.domain.tasks import TaskStatus
 from rota.services import views
 from rota.services.auth import Principal
-from rota.store.async_tables import AsyncRequestRow, FileRow
+from rota.store.async_tables import AsyncRequestRow, BatchRow, FileRow
 from rota.store.db import Database
 from rota.store.tables import EndpointRow, TaskRow
 
@@ -92,10 +92,18 @@ class AsyncStore:
 
     @staticmethod
     def _request(s: Session, who: Principal, request_id: str) -> AsyncRequestRow:
-        row = s.get(AsyncRequestRow, request_id[:40])
-        if row is None or row.project_id != who.project_id:
-            raise NotFound(f"no async request {request_id[:64]!r}", field="id")
-        return row
+        return owned(s, who, AsyncRequestRow, request_id, "async request")
+
+
+Row = TypeVar("Row", AsyncRequestRow, FileRow, BatchRow)
+
+
+def owned(s: Session, who: Principal, table: type[Row], key: str, what: str, field: str = "id") -> Row:
+    """The caller's project's row with this id, else a 404 (another project's too)."""
+    row = s.get(table, key[:40])
+    if row is None or row.project_id != who.project_id:
+        raise NotFound(f"no {what} {key[:64]!r}", field=field)
+    return row
 
 
 def webhook_secret(cipher: Cipher, project_id: int) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from rota.domain.errors import Conflict, InvalidInput, NotFound
+from rota.domain.errors import Conflict, InvalidInput
 from rota.domain.invocations import (
     ROUTES,
     AsyncStatus,
@@ -23,7 +23,7 @@ from rota.domain.invocations import (
     new_id,
     window_hours,
 )
-from rota.services.async_store import QUEUED, AsyncStore, file_public, store_file
+from rota.services.async_store import QUEUED, AsyncStore, file_public, owned, store_file
 from rota.services.auth import Principal
 from rota.store.async_tables import AsyncRequestRow, BatchRow, FileRow
 from rota.store.tables import EndpointRow
@@ -184,17 +184,11 @@ class BatchService(AsyncStore):
 
     @staticmethod
     def _file(s: Session, who: Principal, file_id: str, field: str = "id") -> FileRow:
-        row = s.get(FileRow, file_id[:40])
-        if row is None or row.project_id != who.project_id:
-            raise NotFound(f"no file {file_id[:64]!r}", field=field)
-        return row
+        return owned(s, who, FileRow, file_id, "file", field)
 
     @staticmethod
     def _batch_row(s: Session, who: Principal, batch_id: str) -> BatchRow:
-        row = s.get(BatchRow, batch_id[:40])
-        if row is None or row.project_id != who.project_id:
-            raise NotFound(f"no batch {batch_id[:64]!r}", field="id")
-        return row
+        return owned(s, who, BatchRow, batch_id, "batch")
 
     def _batch(self, s: Session, b: BatchRow, window: datetime | None = None) -> BatchPublic:
         counts = dict(

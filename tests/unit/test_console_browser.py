@@ -15,6 +15,7 @@ import uvicorn
 from playwright.sync_api import expect, sync_playwright
 
 from rota.api.app import create_app
+from rota.domain.requests import GatewayBatch
 from support.browser import axe_violations, launch, no_horizontal_scroll, screenshots, with_axe
 from support.procs import free_port
 
@@ -156,6 +157,22 @@ def test_every_page_is_accessible_fits_both_sizes_and_refuses_what_it_must(conso
     api.post("/endpoints/chat-a/start").raise_for_status()
     rt.reconciler.tick()
     expect(page.locator("#ep-status .badge")).to_have_text("RUNNING", timeout=10_000)
+
+    # A request log record and an async request, opened from their tabs.
+    record = {"record_id": "b" * 32, "request_id": "req-browser-1", "started_at": time.time(), "project_id": 1, "key_id": 1,
+              "key_prefix": admin_key[:12], "endpoint_id": ep["id"], "model": "chat-a", "route": "/v1/chat/completions",
+              "status": 200, "duration_ms": 8.0}  # fmt: skip
+    rt.requests.ingest(GatewayBatch.model_validate({"records": [record], "dropped": 0}))
+    page.goto(f"{url}/console/endpoints/{ep['id']}?tab=requests")
+    page.get_by_role("link", name="req-browser-1").click()
+    expect(page.get_by_role("heading", name=re.compile("req-browser-1"))).to_be_visible()
+    check(page, "request")
+    queued = api.post(f"{url}/v1/async/chat/completions", json={"model": "chat-a", "messages": []})
+    assert queued.status_code == 202, queued.text
+    page.goto(f"{url}/console/endpoints/{ep['id']}?tab=async")
+    page.get_by_role("link", name=queued.json()["id"]).click()
+    expect(page.get_by_role("button", name="Cancel")).to_be_visible()
+    check(page, "async-request")
 
     page.get_by_role("link", name="Keys").click()
     check(page, "keys")

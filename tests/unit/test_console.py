@@ -682,3 +682,69 @@ def test_the_session_cookie_is_secure_behind_tls(browser, rt):
         follow_redirects=False,
     )
     assert "; secure" in next(c for c in r.headers.get_list("set-cookie") if c.startswith("rota_session=")).lower()
+
+
+TASK = {"task_name": "nightly", "target": "endpoint", "endpoint": "e1", "type": "daily", "timezone": "Asia/Tokyo",
+        "schedule.0.time": "22:00", "schedule.0.min_replicas": "0", "schedule.0.max_replicas": "1"}  # fmt: skip
+
+
+def test_a_new_task_over_an_endpoint_or_its_own_application(browser, rt):
+    browser.api.post("/api/v1/endpoints", json={"name": "e1", "template": "echo-chat"})
+    signed_in(browser)
+    page = browser.get("/console/tasks/new").text
+    assert '<option value="e1"' in page
+    r = post(browser, "/console/tasks/new", "/console/tasks/new", TASK)
+    assert r.status_code == 303
+    task = browser.api.get("/api/v1/tasks/nightly").json()
+    assert (task["status"], task["endpoint"]["name"], task["timezone"], task["owns_endpoint"]) == (
+        "idle",
+        "e1",
+        "Asia/Tokyo",
+        False,
+    )
+    app = TASK | {"task_name": "own-app", "target": "application", "file_path": "echo", "deployment_name": "app"}
+    assert post(browser, "/console/tasks/new", "/console/tasks/new", app).status_code == 303
+    own = browser.api.get("/api/v1/tasks/own-app").json()
+    assert own["owns_endpoint"] and (own["file_path"], own["deployment_name"]) == ("echo", "app")
+
+
+@pytest.mark.parametrize(
+    "change, field, words",
+    [
+        ({"timezone": "Asia/Atlantis"}, "timezone", "timezone"),
+        ({"endpoint": "not-there"}, "endpoint", "no endpoint"),
+        ({"endpoint": ""}, "endpoint", "endpoint"),
+        ({"target": "application", "file_path": "no_such_script", "deployment_name": "app"}, "file_path", "no_such_script"),
+        ({"target": "application", "file_path": "echo", "deployment_name": "nope"}, "deployment_name", "nope"),
+        ({"task_name": "e1"}, "task_name", "exists"),
+        ({"type": "one_off"}, "schedule.0.time", "date"),
+    ],
+)
+def test_an_invalid_new_task_field_is_shown_next_to_it_and_creates_nothing(browser, rt, change, field, words):
+    browser.api.post("/api/v1/endpoints", json={"name": "e1", "template": "echo-chat"})
+    browser.api.post(
+        "/api/v1/tasks",
+        json={
+            "name": "e1",
+            "endpoint": "e1",
+            "type": "daily",
+            "timezone": "UTC",
+            "schedule": [{"time": "01:00", "min_replicas": 0, "max_replicas": 1}],
+        },
+    )
+    before = counts(rt)
+    signed_in(browser)
+    r = post(browser, "/console/tasks/new", "/console/tasks/new", TASK | change)
+    assert r.status_code in (404, 409, 422), (field, r.status_code)
+    message = field_error(r.text, field)
+    assert message is not None and words in message, (field, message, re.findall(r'role="alert">([^<]*)<', r.text))
+    assert counts(rt) == before
+
+
+def test_another_projects_endpoint_cannot_be_driven_from_the_new_task_page(browser, rt):
+    browser.api.post("/api/v1/endpoints", json={"name": "e1", "template": "echo-chat"})
+    other = browser.api.post("/api/v1/keys", json={"name": "bob", "project": "team-b"}).json()["key"]
+    signed_in(browser, other)
+    assert '<option value="e1"' not in browser.get("/console/tasks/new").text
+    r = post(browser, "/console/tasks/new", "/console/tasks/new", TASK)
+    assert r.status_code in (404, 422) and "no endpoint" in field_error(r.text, "endpoint") and counts(rt) == (0, 1)

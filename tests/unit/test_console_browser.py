@@ -136,6 +136,9 @@ def test_every_page_is_accessible_fits_both_sizes_and_refuses_what_it_must(conso
 
     page.get_by_role("link", name="Tasks").click()
     check(page, "tasks")
+    page.get_by_role("link", name="New task").click()
+    check(page, "task-new")
+    page.get_by_role("link", name="Tasks").click()
     page.evaluate("window.notReloaded = true")
     page.get_by_role("button", name="Activate wizard-task").click()
     expect(page.get_by_role("button", name="Deactivate wizard-task")).to_be_visible()

@@ -98,6 +98,29 @@ def read_task_edit(values: Mapping[str, str]) -> tuple[TaskUpdate | None, dict[s
     return (None if errors else patch), errors, rows
 
 
+def read_task(values: Mapping[str, str]) -> tuple[TaskCreate | None, dict[str, str], list[int]]:
+    """A new task over an endpoint of the project, or over an application in serve_apps/
+    (file path and deployment name: the task owns it), as the API's create body."""
+    errors: dict[str, str] = {}
+    entries, rows = schedule_of(values, errors)
+    body: dict[str, Any] = {"name": values.get("task_name", "").strip(), "type": values.get("type") or None}
+    if values.get("target") == "application":
+        body |= {
+            "file_path": values.get("file_path", "").strip() or None,
+            "deployment_name": values.get("deployment_name", "").strip() or None,
+        }
+    else:
+        body["endpoint"] = values.get("endpoint", "").strip() or None
+    body |= {"timezone": values.get("timezone", "").strip(), "schedule": entries}
+    try:
+        task = TaskCreate.model_validate(body)
+    except ValidationError as e:
+        for where, message in validation_errors(e, TASK_FIELDS, rows).items():
+            errors.setdefault(where, message)
+        return None, errors, rows
+    return (None if errors else task), errors, rows
+
+
 def validation_errors(
     err: ValidationError, rename: Mapping[str, str] | None = None, index: list[int] | None = None
 ) -> dict[str, str]:
@@ -174,6 +197,9 @@ LAUNCH_INPUTS = frozenset(
     {"template", "flavor", "gpu_type", "gpu_count", "name", "routing_key", "task_name", "type", "timezone", "schedule"}
     | {f"engine.{f}" for f in ENGINE_FIELDS}
 )
+
+
+TASK_INPUTS = frozenset({"task_name", "target", "endpoint", "file_path", "deployment_name", "type", "timezone", "schedule"})
 
 
 def unplaced(errors: Mapping[str, str], inputs: frozenset[str]) -> list[str]:

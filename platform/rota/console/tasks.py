@@ -8,7 +8,7 @@ from datetime import datetime
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from rota.console.forms import field_error, read_task_edit, schedule_rows
+from rota.console.forms import TASK_FIELDS, TASK_INPUTS, field_error, read_task, read_task_edit, schedule_rows, unplaced
 from rota.console.launch import ZONES
 from rota.console.web import Form, Who, choice, console_url, render, rt, see_other
 from rota.domain.errors import RotaError
@@ -42,6 +42,44 @@ def tasks_page(
         statuses=[s.value for s in TaskStatus],
         types=[t.value for t in TaskType],
         zones=ZONES,
+    )
+
+
+@router.get("/tasks/new")
+def new_task_page(request: Request, who: Who, endpoint: str = "") -> Response:
+    values = {"type": "daily", "target": "endpoint", "endpoint": endpoint[:63]}
+    return _new_form(request, who, values, {})
+
+
+@router.post("/tasks/new")
+def new_task(request: Request, who: Who, data: Form) -> Response:
+    """An idle task over an endpoint, or over an application in serve_apps/ it owns."""
+    r = rt(request)
+    task, errors, rows = read_task(data)
+    if task is not None:
+        try:
+            made = r.tasks.create(who, task)
+            return see_other(f"/console/tasks/{made.id}", request)
+        except RotaError as e:
+            errors = field_error(e, TASK_FIELDS, rows)
+    return _new_form(request, who, data, errors, 422)
+
+
+def _new_form(
+    request: Request, who: Principal, values: dict[str, str], errors: dict[str, str], status_code: int = 200
+) -> Response:
+    endpoints = rt(request).endpoints.list(who, None, None, 500, 0)[0]
+    return render(
+        request,
+        "task_new.html",
+        who,
+        status_code,
+        values=values,
+        errors=errors,
+        zones=ZONES,
+        rows=schedule_rows(values),
+        endpoints=[e for e in endpoints if e.owner_task is None],
+        unplaced=unplaced(errors, TASK_INPUTS),
     )
 
 

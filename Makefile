@@ -80,7 +80,7 @@ lint: $(BASE) ## ruff (lint and format check) and mypy (strict on domain/)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint $(CPU) postgres console chromium ## Run lint, then every test: unit, integration (real Ray Serve, SQLite, PostgreSQL), e2e (real vLLM), chaos (small)
+test: lint $(CPU) postgres console chromium ## Run lint, then every test: unit (the console in headless Chromium too), integration (real Ray Serve, SQLite, PostgreSQL), e2e (real vLLM), chaos (small)
 	$(BIN)/python -m pytest -q tests $(PYTEST_ARGS)
 
 test-unit: $(BASE) ## Run the unit tests only (fast, no Ray cluster)

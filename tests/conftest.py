@@ -43,4 +43,4 @@ def pytest_terminal_summary(terminalreporter):
     from support import browser
 
     if browser.written:
-        terminalreporter.write_line(f"console screenshots ({len(browser.written)}): {browser.SHOTS}")
+        terminalreporter.write_line(f"console screenshots ({len(browser.written)}): {browser.shots_dir()}")

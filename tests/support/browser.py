@@ -25,8 +25,15 @@ FLAGS = [
 ]
 AXE = REPO / "platform" / "web" / "node_modules" / "axe-core" / "axe.min.js"
 SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
-SHOTS = Path(os.environ.get("ROTA_SCREENSHOTS") or tempfile.mkdtemp(prefix="rota-console-shots-", dir="/tmp"))
 written: list[Path] = []
+_shots: list[Path] = []  # the folder, made when the first screenshot is written
+
+
+def shots_dir() -> Path:
+    if not _shots:
+        chosen = os.environ.get("ROTA_SCREENSHOTS")
+        _shots.append(Path(chosen) if chosen else Path(tempfile.mkdtemp(prefix="rota-console-shots-", dir="/tmp")))
+    return _shots[0]
 
 
 def launch(playwright):
@@ -52,10 +59,11 @@ def axe_violations(page) -> list[dict]:
 
 def screenshots(page, name: str) -> None:
     """The page at both sizes, full length, into SHOTS (the test run prints where)."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    folder = shots_dir()
+    folder.mkdir(parents=True, exist_ok=True)
     for size, viewport in SIZES.items():
         page.set_viewport_size(viewport)
-        path = SHOTS / f"{name}-{size}.png"
+        path = folder / f"{name}-{size}.png"
         page.screenshot(path=str(path), full_page=True)
         written.append(path)
     page.set_viewport_size(SIZES["desktop"])

@@ -103,15 +103,21 @@ window.addEventListener("load", () => {
     "chart-tokens": [["in/s", (p) => p.input_tokens_per_s, "#0b57d0"], ["out/s", (p) => p.output_tokens_per_s, "#1a7f37"]],
     "chart-replicas": [["running", (p) => p.replicas_running, "#0b57d0"], ["min", (p) => p.min_replicas, "#57606a"], ["max", (p) => p.max_replicas, "#9a6700"]],
   };
+  const plots = [];
+  const widthOf = (el) => Math.max(240, Math.min(el.parentElement.clientWidth, 1100));
+  window.addEventListener("resize", () => {  // a chart follows the page's width
+    for (const [plot, el] of plots) plot.setSize({ width: widthOf(el), height: 180 });
+  });
   for (const [id, lines] of Object.entries(charts)) {
     const el = document.getElementById(id);
     if (!el) continue;
-    const width = Math.max(280, Math.min(el.parentElement.clientWidth, 1100));
+    const width = widthOf(el);
     const opts = {
       width, height: 180, plugins: [events],
+      tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1e3), "UTC"),  // times in UTC, as the page says
       series: [{}, ...lines.map(([label, , stroke]) => ({ label, stroke, width: 2, spanGaps: true }))],
     };
-    new window.uPlot(opts, [xs, ...lines.map(([, get]) => series.points.map((p) => get(p) ?? null))], el);
+    plots.push([new window.uPlot(opts, [xs, ...lines.map(([, get]) => series.points.map((p) => get(p) ?? null))], el), el]);
     el.dataset.points = String(xs.length);
   }
 });

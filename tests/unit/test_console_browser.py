@@ -180,6 +180,18 @@ def test_every_page_is_accessible_fits_both_sizes_and_refuses_what_it_must(conso
     page.get_by_role("link", name="Keys").click()
     check(page, "keys")
 
+    # Keyboard alone: Tab reaches the row's button, Enter presses it.
+    page.goto(f"{url}/console/tasks")
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.getAttribute('aria-label')") == "Deactivate wizard-task":
+            break
+    else:
+        raise AssertionError("Tab never reached the Deactivate button")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("button", name="Activate wizard-task")).to_be_visible()
+    assert api.get("/tasks/wizard-task").json()["status"] == "idle"
+
     # A form post without its CSRF token (the session cookie alone) changes nothing.
     refused = page.request.post(f"{url}/console/endpoints/{ep['id']}/stop", form={"x": "1"})
     assert refused.status == 403 and "CSRF" in refused.text()

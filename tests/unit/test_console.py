@@ -748,3 +748,15 @@ def test_another_projects_endpoint_cannot_be_driven_from_the_new_task_page(brows
     assert '<option value="e1"' not in browser.get("/console/tasks/new").text
     r = post(browser, "/console/tasks/new", "/console/tasks/new", TASK)
     assert r.status_code in (404, 422) and "no endpoint" in field_error(r.text, "endpoint") and counts(rt) == (0, 1)
+
+
+def test_the_wizards_preview_follows_its_fields_and_creates_nothing(browser, rt):
+    signed_in(browser)
+    r = post(browser, "/console/launch/preview", "/console/launch?template=echo-chat", WIZARD)
+    assert (
+        r.status_code == 200 and "Next fires once activated" in r.text and "Europe/Paris" in r.text and "replica-hours" in r.text
+    )
+    r = post(browser, "/console/launch/preview", "/console/launch?template=echo-chat", WIZARD | {"timezone": "Nowhere/Land"})
+    assert r.status_code == 200 and "once the schedule is complete" in r.text and "Nowhere/Land" in r.text
+    assert browser.post("/console/launch/preview", data=WIZARD).status_code == 403  # a post like any other: CSRF
+    assert counts(rt) == (0, 0)

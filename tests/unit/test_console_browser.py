@@ -116,6 +116,8 @@ def test_every_page_is_accessible_fits_both_sizes_and_refuses_what_it_must(conso
     expect(page.get_by_label("Timezone (IANA name; type to search)")).to_have_attribute("aria-invalid", "true")
     check(page, "launch-invalid")
     page.get_by_label("Timezone (IANA name; type to search)").fill("Asia/Kolkata")
+    page.keyboard.press("Tab")  # a changed field: the preview follows (htmx), before any Review
+    expect(page.locator("#preview")).to_contain_text("02:45 UTC")
     page.get_by_role("button", name="Review").click()
     expect(page.get_by_role("heading", name="Summary")).to_be_visible()
     expect(page.locator("main")).to_contain_text("Asia/Kolkata")

@@ -86,7 +86,17 @@ def _preview(request: Request, who: Principal, launch: Launch) -> dict[str, Any]
     count = ep.gpu_count if ep.gpu_count is not None else template.defaults.gpu_count
     usage = rt(request).usage
     plan = usage.preview(who, spec, unit, count, dict(template.resources), to_local(spec.tz, now).date(), PREVIEW_DAYS)
-    return {"fires": fires, "plan": plan}
+    return {"fires": fires, "plan": plan, "timezone": task.timezone}
+
+
+@router.post("/launch/preview")
+def preview(request: Request, who: Who, data: Form) -> Response:
+    """The wizard's next fires and projected use as its fields change (htmx), or what is
+    still missing: nothing is created."""
+    checked = _checked(request, who, data)
+    if not checked.ok:
+        return render(request, "_preview.html", who, missing=next(iter(checked.errors.values()), None))
+    return render(request, "_preview.html", who, **_preview(request, who, checked))
 
 
 @router.post("/launch")

@@ -103,9 +103,13 @@ def test_launch_schedule_activate_and_run_an_endpoint_from_the_browser(page, llm
     page.get_by_label("Max replicas").fill("2")
     page.get_by_role("button", name="Apply").click()
     expect(page.locator("main")).to_contain_text("Bounds in force")
-    ep = llm.api.get("/endpoints/wizard").json()
-    assert ep["scaling"]["max_replicas"] == 2 and ep["status"] == "RUNNING"
-    assert ep["replicas"]["ids"] == before  # in place: the serving replica was not replaced
+    # Applied in place: once Ray Serve runs the new bounds, the serving replica is the same one.
+    ep = wait_until(
+        lambda: (e := llm.api.get("/endpoints/wizard").json())["converged"] and e["status"] == "RUNNING" and e,
+        60,
+        what="the scaling edit applied",
+    )
+    assert ep["scaling"]["max_replicas"] == 2 and ep["replicas"]["ids"] == before
 
     page.get_by_role("button", name="Stop").click()
     expect(page.locator("#ep-status .badge")).to_have_text("STOPPED", timeout=60_000)

@@ -42,8 +42,8 @@ def test_launch_schedule_activate_and_run_an_endpoint_from_the_browser(page, llm
     page.get_by_role("searchbox").fill("tiny")
     page.get_by_role("button", name="Search").click()
     page.get_by_role("link", name="Dedicated endpoint from tiny-llama-cpu").click()
-    # Due in ~25 s in Kolkata: long enough to review, launch and activate first.
-    at = (datetime.now(pytz.timezone(ZONE)) + timedelta(seconds=25)).strftime("%H:%M:%S")
+    # Due in ~15 s in Kolkata: enough to review, launch and activate first (each a page of ~0.1 s).
+    at = (datetime.now(pytz.timezone(ZONE)) + timedelta(seconds=15)).strftime("%H:%M:%S")
     page.get_by_label("Endpoint name").fill("wizard")
     page.get_by_label("Routing key (the model clients send; optional)").fill("wizard")
     page.get_by_label("Task name").fill("wizard-daily")

@@ -102,7 +102,7 @@ def test_sign_in_never_redirects_off_the_console(browser):
         assert r.headers["location"] == "/console/endpoints", target
 
 
-def test_sign_out_ends_the_session_and_a_revoked_keys_session_ends_at_once(browser):
+def test_sign_out_ends_the_session_and_a_revoked_keys_session_ends_at_once(browser, clock):
     key = browser.api.post("/api/v1/keys", json={"name": "alice"}).json()
     signed_in(browser, key["key"])
     old_cookie = browser.cookies["rota_session"]
@@ -112,7 +112,9 @@ def test_sign_out_ends_the_session_and_a_revoked_keys_session_ends_at_once(brows
     browser.cookies.clear()
     r = browser.get("/console/tasks", headers={"cookie": f"rota_session={old_cookie}"}, follow_redirects=False)
     assert r.status_code == 303
+    clock.advance(seconds=1)  # a new sign-in after the sign-out works
     signed_in(browser, key["key"])
+    assert browser.get("/console/tasks", follow_redirects=False).status_code == 200
     assert browser.api.delete(f"/api/v1/keys/{key['id']}").status_code == 200
     assert browser.get("/console/tasks", follow_redirects=False).status_code == 303
 
@@ -545,17 +547,17 @@ NEW = {
 
 def test_a_custom_model_endpoint_from_the_form_summary_edit_and_create(browser):
     signed_in(browser)
-    page = browser.get("/console/endpoints/new").text
+    page = browser.get("/console/new/endpoint").text
     assert 'name="env.1.name"' in page and 'value="0"' in page
-    more = post(browser, "/console/endpoints/new", "/console/endpoints/new", NEW | {"action": "add-env"})
+    more = post(browser, "/console/new/endpoint", "/console/new/endpoint", NEW | {"action": "add-env"})
     assert 'name="env.2.name"' in more.text and 'value="TZ"' in more.text
-    review = post(browser, "/console/endpoints/new", "/console/endpoints/new", NEW | {"action": "review"})
+    review = post(browser, "/console/new/endpoint", "/console/new/endpoint", NEW | {"action": "review"})
     assert review.status_code == 200 and "Qwen/Qwen2.5-0.5B-Instruct" in review.text and "@ main" in review.text
     assert "TZ (values are write-only)" in review.text and "Europe/Paris" not in review.text.split("<section")[-1]
     hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', review.text))
-    edit = browser.post("/console/endpoints/new", data=hidden | {"action": "edit:scaling"})
+    edit = browser.post("/console/new/endpoint", data=hidden | {"action": "edit:scaling"})
     assert 'id="scaling.min_replicas"' in edit.text and "autofocus" in edit.text and 'value="120"' in edit.text
-    r = browser.post("/console/endpoints/new", data=hidden | {"action": "create"}, follow_redirects=False)
+    r = browser.post("/console/new/endpoint", data=hidden | {"action": "create"}, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].startswith("/console/endpoints/")
     ep = browser.api.get("/api/v1/endpoints/my-llm").json()
     assert (ep["kind"], ep["model"], ep["revision"]) == ("hf_model", "Qwen/Qwen2.5-0.5B-Instruct", "main")
@@ -579,7 +581,7 @@ def test_an_invalid_custom_model_field_is_shown_next_to_it_and_creates_nothing(b
     member = browser.api.post("/api/v1/keys", json={"name": "m"}).json()["key"]  # the env policy applies to ordinary keys
     signed_in(browser, member)
     for action in ("review", "create"):
-        r = post(browser, "/console/endpoints/new", "/console/endpoints/new", NEW | change | {"action": action})
+        r = post(browser, "/console/new/endpoint", "/console/new/endpoint", NEW | change | {"action": action})
         assert r.status_code in (403, 422), (field, r.status_code)
         assert field_error(r.text, field), (field, re.findall(r'role="alert">([^<]*)<', r.text))
     assert counts(rt) == (0, 0)
@@ -590,9 +592,9 @@ def test_crafted_row_names_neither_crash_nor_blow_up_a_form(browser, rt):
     for crafted in ({"schedule.\u00b2.time": "08:00"}, {"schedule.99999999999.time": "08:00"}, {"env.\u00b2.name": "TZ"}):
         r = post(browser, "/console/launch", "/console/launch?template=echo-chat", WIZARD | crafted | {"action": "review"})
         assert r.status_code == 200, (crafted, r.status_code)
-        r = post(browser, "/console/endpoints/new", "/console/endpoints/new", NEW | crafted | {"action": "edit:env"})
+        r = post(browser, "/console/new/endpoint", "/console/new/endpoint", NEW | crafted | {"action": "edit:env"})
         assert r.status_code == 200 and len(r.text) < 200_000, crafted
-    r = post(browser, "/console/endpoints/new", "/console/endpoints/new", NEW | {"env.300000.name": "A", "action": "edit:env"})
+    r = post(browser, "/console/new/endpoint", "/console/new/endpoint", NEW | {"env.300000.name": "A", "action": "edit:env"})
     assert r.status_code == 200 and len(r.text) < 200_000 and 'name="env.64.name"' not in r.text
     assert counts(rt) == (0, 0)
 
@@ -691,9 +693,9 @@ TASK = {"task_name": "nightly", "target": "endpoint", "endpoint": "e1", "type": 
 def test_a_new_task_over_an_endpoint_or_its_own_application(browser, rt):
     browser.api.post("/api/v1/endpoints", json={"name": "e1", "template": "echo-chat"})
     signed_in(browser)
-    page = browser.get("/console/tasks/new").text
+    page = browser.get("/console/new/task").text
     assert '<option value="e1"' in page
-    r = post(browser, "/console/tasks/new", "/console/tasks/new", TASK)
+    r = post(browser, "/console/new/task", "/console/new/task", TASK)
     assert r.status_code == 303
     task = browser.api.get("/api/v1/tasks/nightly").json()
     assert (task["status"], task["endpoint"]["name"], task["timezone"], task["owns_endpoint"]) == (
@@ -703,7 +705,7 @@ def test_a_new_task_over_an_endpoint_or_its_own_application(browser, rt):
         False,
     )
     app = TASK | {"task_name": "own-app", "target": "application", "file_path": "echo", "deployment_name": "app"}
-    assert post(browser, "/console/tasks/new", "/console/tasks/new", app).status_code == 303
+    assert post(browser, "/console/new/task", "/console/new/task", app).status_code == 303
     own = browser.api.get("/api/v1/tasks/own-app").json()
     assert own["owns_endpoint"] and (own["file_path"], own["deployment_name"]) == ("echo", "app")
 
@@ -734,7 +736,7 @@ def test_an_invalid_new_task_field_is_shown_next_to_it_and_creates_nothing(brows
     )
     before = counts(rt)
     signed_in(browser)
-    r = post(browser, "/console/tasks/new", "/console/tasks/new", TASK | change)
+    r = post(browser, "/console/new/task", "/console/new/task", TASK | change)
     assert r.status_code in (404, 409, 422), (field, r.status_code)
     message = field_error(r.text, field)
     assert message is not None and words in message, (field, message, re.findall(r'role="alert">([^<]*)<', r.text))
@@ -745,8 +747,8 @@ def test_another_projects_endpoint_cannot_be_driven_from_the_new_task_page(brows
     browser.api.post("/api/v1/endpoints", json={"name": "e1", "template": "echo-chat"})
     other = browser.api.post("/api/v1/keys", json={"name": "bob", "project": "team-b"}).json()["key"]
     signed_in(browser, other)
-    assert '<option value="e1"' not in browser.get("/console/tasks/new").text
-    r = post(browser, "/console/tasks/new", "/console/tasks/new", TASK)
+    assert '<option value="e1"' not in browser.get("/console/new/task").text
+    r = post(browser, "/console/new/task", "/console/new/task", TASK)
     assert r.status_code in (404, 422) and "no endpoint" in field_error(r.text, "endpoint") and counts(rt) == (0, 1)
 
 
@@ -760,3 +762,56 @@ def test_the_wizards_preview_follows_its_fields_and_creates_nothing(browser, rt)
     assert r.status_code == 200 and "once the schedule is complete" in r.text and "Nowhere/Land" in r.text
     assert browser.post("/console/launch/preview", data=WIZARD).status_code == 403  # a post like any other: CSRF
     assert counts(rt) == (0, 0)
+
+
+@pytest.mark.parametrize("client_gone", [True, False])
+def test_a_held_stream_gives_its_slot_back_once_however_it_ends(client_gone):
+    """A client gone before the body starts: the body's own clean-up never runs, the
+    response's does. A stream that ends normally: released once, not twice."""
+    import anyio
+
+    from rota.api.streaming import HeldStream, Once
+
+    released = []
+    release = Once(lambda: released.append(1))
+
+    async def body():
+        try:
+            yield "data: one\n\n"
+        finally:
+            release()
+
+    async def receive():
+        if client_gone:
+            return {"type": "http.disconnect"}
+        await anyio.sleep(1)
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            await anyio.sleep(0.2)  # the client leaves meanwhile: the body never starts
+
+    scope = {
+        "type": "http",
+        "asgi": {"spec_version": "2.3"},
+        "method": "GET",
+        "path": "/",
+        "headers": [],
+    }  # as uvicorn serves HTTP
+    anyio.run(HeldStream(body(), release).__call__, scope, receive, send)
+    assert released == [1]
+
+
+def test_a_task_or_endpoint_named_new_has_its_page(browser):
+    browser.api.post("/api/v1/endpoints", json={"name": "new", "template": "echo-chat"})
+    body = {
+        "name": "new",
+        "endpoint": "new",
+        "type": "daily",
+        "timezone": "UTC",
+        "schedule": [{"time": "01:00", "min_replicas": 0, "max_replicas": 1}],
+    }
+    assert browser.api.post("/api/v1/tasks", json=body).status_code == 201
+    signed_in(browser)
+    assert "<h1>Task new" in browser.get("/console/tasks/new").text
+    assert "<h1>Endpoint new</h1>" in browser.get("/console/endpoints/new").text

@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from rota.api.deps import Who, runtime
+from rota.api.streaming import SSE, HeldStream, Once
 from rota.domain.logs import LogLine
 from rota.services.auth import Principal
 from rota.services.logs import LogQuery
@@ -47,11 +48,12 @@ async def endpoint_logs(
     return await follow_response(request, who, ref, q)
 
 
-async def follow_response(request: Request, who: Principal, ref: str, q: LogQuery) -> StreamingResponse:
+async def follow_response(request: Request, who: Principal, ref: str, q: LogQuery) -> HeldStream:
     """The lines as server-sent events (``data: <LogLine JSON>``), then new ones as they come."""
     service = runtime(request).logs
     await run_in_threadpool(service.target, who, ref)  # a 404 before the stream starts
     service.admit(who)  # a 429 when too many are followed
+    release = Once(lambda: service.release(who))
 
     async def events() -> AsyncIterator[str]:
         idle = 0
@@ -67,6 +69,6 @@ async def follow_response(request: Request, who: Principal, ref: str, q: LogQuer
                         continue
                     yield f"data: {ln.model_dump_json()}\n\n"
         finally:
-            service.release(who)
+            release()
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return HeldStream(events(), release, **SSE)

@@ -96,12 +96,12 @@ def _form(
     )
 
 
-@router.get("/endpoints/new")
+@router.get("/new/endpoint")
 def new_page(request: Request, who: Who) -> Response:
     return _form(request, who, dict(DEFAULTS), {})
 
 
-@router.post("/endpoints/new")
+@router.post("/new/endpoint")
 def new(request: Request, who: Who, data: Form) -> Response:
     action = data.get("action", "review")
     values = {k: v for k, v in data.items() if k not in ("action", "csrf_token")}

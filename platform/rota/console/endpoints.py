@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from rota.api.logs import follow_response
 from rota.console.forms import field_error, validation_errors
 from rota.console.live import while_signed_in
-from rota.console.web import Form, Who, choice, render, rt, see_other
+from rota.console.web import Form, Who, choice, render, rt, see_other, session
 from rota.domain.endpoints import EndpointUpdate
 from rota.domain.errors import RotaError
 from rota.domain.status import EndpointStatus
@@ -149,5 +149,6 @@ def scaling(request: Request, ref: str, who: Who, data: Form) -> Response:
 @router.get("/endpoints/{ref}/logs/stream")
 async def logs_stream(request: Request, ref: str, who: Who, search: str = "", replica: str = "") -> Response:
     """The Logs tab's live tail: the last lines, then new ones (server-sent events)."""
+    signed_in = session(request)  # before a follower's slot is taken
     q = LogQuery(None, search[:200] or None, replica[:64] or None, 500)
-    return while_signed_in(request, await follow_response(request, who, ref, q))
+    return while_signed_in(request, signed_in, await follow_response(request, who, ref, q))

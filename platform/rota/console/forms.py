@@ -54,7 +54,7 @@ def _int(values: Mapping[str, str], name: str, errors: dict[str, str]) -> int | 
 def row_numbers(values: Mapping[str, str], group: str, fields: tuple[str, ...], limit: int) -> list[int]:
     """The numbers of the form's rows ``<group>.<n>.<field>`` below ``limit``, in order:
     only ASCII digits count, so a crafted name can neither crash nor blow up the form."""
-    pattern = re.compile(rf"{group}\.(\d{{1,5}})\.(?:{'|'.join(fields)})")
+    pattern = re.compile(rf"{group}\.([0-9]{{1,5}})\.(?:{'|'.join(fields)})")
     return sorted({n for k in values if (m := pattern.fullmatch(k)) and (n := int(m.group(1))) < limit})
 
 

@@ -15,6 +15,8 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
+from rota.api.streaming import SSE, HeldStream, Once
+from rota.console.session import Session
 from rota.console.web import SignInRequired, Who, rt, session, still_valid, templates
 from rota.domain.endpoints import EndpointPublic
 from rota.domain.errors import Busy, NotFound
@@ -67,6 +69,7 @@ async def status_stream(request: Request, ref: str, who: Who) -> StreamingRespon
     r, signed_in = rt(request), session(request)
     await run_in_threadpool(r.endpoints.get, who, ref)  # a 404 before the stream starts
     status_streams.admit(who)
+    release = Once(lambda: status_streams.release(who))
 
     async def events() -> AsyncIterator[str]:
         last, quiet = "", 0
@@ -87,14 +90,14 @@ async def status_stream(request: Request, ref: str, who: Who) -> StreamingRespon
                         yield ": keep-alive\n\n"
                 await asyncio.sleep(EVERY_S)
         finally:
-            status_streams.release(who)
+            release()
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return HeldStream(events(), release, **SSE)
 
 
-def while_signed_in(request: Request, response: StreamingResponse) -> StreamingResponse:
+def while_signed_in(request: Request, signed_in: Session, response: StreamingResponse) -> StreamingResponse:
     """The response's stream, ended once its session is over (checked every RECHECK_S)."""
-    signed_in, inner = session(request), response.body_iterator
+    inner = response.body_iterator
 
     async def guarded() -> AsyncIterator[str | bytes]:
         checked = time.monotonic()

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
+from rota.api.streaming import HeldStream, Once
 from rota.console.live import Limit
 from rota.console.web import Form, Who, rt
 from rota.domain.errors import InvalidInput
@@ -61,6 +62,7 @@ async def chat(request: Request, ref: str, who: Who, data: Form) -> StreamingRes
     }
 
     chats.admit(who)
+    release = Once(lambda: chats.release(who))
 
     async def answer() -> AsyncIterator[str]:
         try:
@@ -69,9 +71,9 @@ async def chat(request: Request, ref: str, who: Who, data: Form) -> StreamingRes
         except httpx.HTTPError as e:  # the base URL did not answer, or broke off
             yield f"\n[the base URL did not answer: {type(e).__name__}]"
         finally:
-            chats.release(who)
+            release()
 
-    return StreamingResponse(answer(), media_type="text/plain; charset=utf-8", headers={"Cache-Control": "no-cache"})
+    return HeldStream(answer(), release, media_type="text/plain; charset=utf-8", headers={"Cache-Control": "no-cache"})
 
 
 async def _relay(serve_url: str, body: dict[str, object], headers: dict[str, str]) -> AsyncIterator[str]:

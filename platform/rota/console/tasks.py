@@ -45,13 +45,13 @@ def tasks_page(
     )
 
 
-@router.get("/tasks/new")
+@router.get("/new/task")
 def new_task_page(request: Request, who: Who, endpoint: str = "") -> Response:
     values = {"type": "daily", "target": "endpoint", "endpoint": endpoint[:63]}
     return _new_form(request, who, values, {})
 
 
-@router.post("/tasks/new")
+@router.post("/new/task")
 def new_task(request: Request, who: Who, data: Form) -> Response:
     """An idle task over an endpoint, or over an application in serve_apps/ it owns."""
     r = rt(request)

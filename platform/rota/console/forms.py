@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -89,13 +89,7 @@ def read_task_edit(values: Mapping[str, str]) -> tuple[TaskUpdate | None, dict[s
     errors: dict[str, str] = {}
     entries, rows = schedule_of(values, errors)
     body = {"type": values.get("type") or None, "timezone": values.get("timezone", "").strip(), "schedule": entries}
-    try:
-        patch = TaskUpdate.model_validate(body)
-    except ValidationError as e:
-        for where, message in validation_errors(e, None, rows).items():
-            errors.setdefault(where, message)
-        return None, errors, rows
-    return (None if errors else patch), errors, rows
+    return _validated(TaskUpdate, body, errors, rows, None), errors, rows
 
 
 def read_task(values: Mapping[str, str]) -> tuple[TaskCreate | None, dict[str, str], list[int]]:
@@ -112,13 +106,24 @@ def read_task(values: Mapping[str, str]) -> tuple[TaskCreate | None, dict[str, s
     else:
         body["endpoint"] = values.get("endpoint", "").strip() or None
     body |= {"timezone": values.get("timezone", "").strip(), "schedule": entries}
+    return _validated(TaskCreate, body, errors, rows, TASK_FIELDS), errors, rows
+
+
+Model = TypeVar("Model", TaskCreate, TaskUpdate)
+
+
+def _validated(
+    model: type[Model], body: dict[str, Any], errors: dict[str, str], rows: list[int], rename: Mapping[str, str] | None
+) -> Model | None:
+    """``body`` as ``model``, or None with its errors added (each on its form field or row);
+    None too when the form had errors already."""
     try:
-        task = TaskCreate.model_validate(body)
+        out = model.model_validate(body)
     except ValidationError as e:
-        for where, message in validation_errors(e, TASK_FIELDS, rows).items():
+        for where, message in validation_errors(e, rename, rows).items():
             errors.setdefault(where, message)
-        return None, errors, rows
-    return (None if errors else task), errors, rows
+        return None
+    return None if errors else out
 
 
 def validation_errors(

@@ -149,6 +149,10 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = 2.0
     sweep_interval_s: float = 15.0
     one_off_grace_s: float = 3600.0
+    # ready_by entries fire early by the endpoint's p95 cold start plus this margin; with no
+    # start measured, its template's estimate (cold_start_s) or this default.
+    ready_by_margin_s: float = Field(30.0, ge=0, le=3600)
+    cold_start_default_s: float = Field(300.0, ge=0, le=86400)
     log_level: str = "INFO"
 
     @model_validator(mode="after")

@@ -29,6 +29,7 @@ from rota.services.async_store import webhook_secret
 from rota.services.auth import AuthService
 from rota.services.builds import Builder
 from rota.services.cluster import ClusterService
+from rota.services.coldstarts import ReadyBy
 from rota.services.dispatcher import Dispatcher
 from rota.services.endpoints import EndpointService
 from rota.services.events import EventService
@@ -36,6 +37,7 @@ from rota.services.invocations import InvocationService
 from rota.services.logs import LogService
 from rota.services.monitoring import MonitoringService, ReplicaSampler, counts
 from rota.services.requests import RequestLogService
+from rota.services.suggestions import SuggestionService
 from rota.services.tasks import TaskService
 from rota.services.usage import UsageMeter, UsageService, load_prices
 from rota.store.db import Database
@@ -96,8 +98,12 @@ class Runtime:
         hooks = Hooks(self.scheduler.sync, self.reconciler.nudge)
         self.catalog = load_catalog(settings.templates_path)
         builder = Builder(settings, self.catalog, settings.policy())
-        self.endpoints = EndpointService(self.db, settings, builder, self.cipher, hooks, held=lambda: self.reconciler.held)
+        ready = ReadyBy.of(settings, self.catalog)  # how early ready_by entries fire
+        self.endpoints = EndpointService(
+            self.db, settings, builder, self.cipher, hooks, held=lambda: self.reconciler.held, ready=ready
+        )
         self.tasks = TaskService(self.db, settings, self.endpoints, hooks)
+        self.scheduler.ready = self.tasks.ready
         self.events = EventService(self.db)
         self.telemetry = Telemetry()
         self.requests = RequestLogService(self.db, settings.request_log_retention_days, telemetry=self.telemetry)
@@ -126,6 +132,7 @@ class Runtime:
         self.ray_logs = ray_logs or DashboardLogs(settings.dashboard_url, settings.ray_token())
         self.logs = LogService(self.db, self.cipher, self.endpoints, self.ray_logs)
         self.usage = UsageService(self.db, load_prices(settings.prices_path))
+        self.suggestions = SuggestionService(self.db, self.endpoints, self.usage, self.tasks.ready)
         self.meter = UsageMeter(self.db)
         self.sampler = ReplicaSampler(self.db)
         self.monitoring = MonitoringService(self.db, self.endpoints)

@@ -19,8 +19,9 @@ from sqlalchemy import func, select
 
 from rota.domain.endpoints import Desired
 from rota.domain.requests import GatewayRecord
+from rota.services.task_queries import readiness
 from rota.store.db import Database
-from rota.store.tables import EndpointRow, TaskRow
+from rota.store.tables import EndpointRow, ProjectRow, RunRow, TaskRow
 
 LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 WAKE = (1, 5, 10, 30, 60, 120, 300, 600, 1200)
@@ -120,6 +121,7 @@ class StateCollector(Collector):
             ).all()
         yield _gauge("rota_tasks", "Tasks by status", "status", tasks)
         yield _gauge("rota_endpoints", "Endpoints by status", "status", endpoints)
+        yield from self._readiness()
         rc = self.reconciler
         yield CounterMetricFamily("rota_reconcile_ticks", "Reconcile ticks done", value=rc.ticks)
         yield CounterMetricFamily("rota_ray_puts", "Declarative PUTs sent to Ray Serve", value=rc.puts)
@@ -133,6 +135,23 @@ class StateCollector(Collector):
         for gateway, n in self.dropped().items():
             dropped.add_metric([gateway], n)
         yield dropped
+
+    def _readiness(self) -> Iterable[Any]:
+        """ready_by tasks: the share of their last 30 windows whose replicas served in time."""
+        labels = ["project", "task"]
+        rate = GaugeMetricFamily(
+            "rota_task_ready_on_time_ratio", "ready_by windows ready at their written time (last 30)", labels=labels
+        )
+        windows = GaugeMetricFamily("rota_task_ready_windows", "ready_by windows judged (last 30)", labels=labels)
+        with self.db.session() as s:
+            judged = select(RunRow.task_id).where(RunRow.ready_state.is_not(None), RunRow.ready_state != "pending").distinct()
+            named = select(TaskRow.id, TaskRow.name, ProjectRow.name).join(ProjectRow, ProjectRow.id == TaskRow.project_id)
+            for task_id, task, project in s.execute(named.where(TaskRow.id.in_(judged))).all():
+                r = readiness(s, task_id)
+                if r is not None:
+                    rate.add_metric([project, task], r.rate or 0.0)
+                    windows.add_metric([project, task], r.windows)
+        yield from (rate, windows)
 
 
 class AsyncCollector(Collector):

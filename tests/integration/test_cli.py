@@ -138,6 +138,15 @@ def test_endpoints_keys_and_manifests_from_the_cli(servers, tmp_path):
     base = srv.api.get("/endpoints/cli-ep").json()["base_url"].replace("127.0.0.1", "localhost")
     assert "hi" in rota(srv, "--api-url", elsewhere, "endpoints", "chat", "cli-ep", "-m", "hi", "--base-url", base).stdout
 
+    # A schedule suggested from the traffic prints as a manifest that applies as it is.
+    out = rota(srv, "endpoints", "suggest-schedule", "cli-ep", "--days", "3", "--timezone", "Europe/Paris").stdout
+    assert out.startswith("# Suggested for endpoint cli-ep from 0 calls") and "the endpoint's own scaling" in out, out
+    (suggested := tmp_path / "suggested.yaml").write_text(out)
+    assert "task/cli-ep-suggested created" in rota(srv, "apply", "-f", str(suggested)).stdout
+    assert srv.api.get("/tasks/cli-ep-suggested").json()["schedule"] == [
+        {"time": "00:00", "min_replicas": 0, "max_replicas": 1, "ready_by": None}
+    ]
+
     status = rota(srv, "status").stdout
     assert "Ray (remote cluster): reachable" in status and "its scaling" in status and "no active task" in status
     assert json.loads(rota(srv, "status", "-o", "json").stdout)["status"]["ray"]["reachable"] is True

@@ -28,7 +28,7 @@ class FakeRay:
         self.refuse: set[str] = set()
         self.unrouted: set[str] = set()  # apps whose HTTP route is not served yet
         self.deleting: set[str] = set()  # apps another client's PUT left out: Ray is deleting them
-        self.building: set[str] = set()  # apps Ray is still building (no deployments yet)
+        self.building: set[str] = set()  # apps Ray is still building (no deployments, no replicas yet)
         self.blank_once = False  # the next answer lists no application (Ray's controller did not answer in time)
         self.on_observe: Callable[[], None] | None = None  # runs inside observe (e.g. a fire racing the tick)
 
@@ -56,7 +56,7 @@ class FakeRay:
                 self.failing.get(name, ""),
                 None if a.get("source") == "imperative" else a["config"],
                 None if name in self.building else a["target"],
-                () if failed else tuple(a["replicas"]),
+                () if failed or name in self.building else tuple(a["replicas"]),
                 route_prefix=a["config"]["route_prefix"],
                 source=a.get("source", "declarative"),
             )

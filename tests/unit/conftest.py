@@ -52,7 +52,7 @@ def rt(settings, ray, clock, ray_logs):
     """The control plane's parts on real SQLite and the in-memory Ray, with the clock
     injected; no loop runs (tests tick the reconciler and fire tasks themselves)."""
     r = Runtime(settings, ray=ray, ray_logs=ray_logs)
-    for part in (r.tasks, r.endpoints, r.auth, r.reconciler, r.scheduler, r.cluster):
+    for part in (r.tasks, r.endpoints, r.auth, r.reconciler, r.scheduler, r.cluster, r.suggestions):
         part.clock = clock
     r.invocations.clock = r.async_queue.clock = r.dispatcher.clock = lambda: clock().timestamp()
     r.db.migrate(r.cipher)

@@ -1,5 +1,6 @@
-"""``/api/v1/usage``, ``/api/v1/endpoints/{ref}/metrics`` and ``/api/v1/tasks/{ref}/projection``:
-what endpoints used and cost, how they served over time, what a task's schedule commits to."""
+"""``/api/v1/usage``, ``/api/v1/endpoints/{ref}/metrics``, ``/api/v1/tasks/{ref}/projection`` and
+``/api/v1/endpoints/{ref}/suggested-schedule``: what endpoints used and cost, how they served
+over time, what a task's schedule commits to, and a schedule their traffic suggests."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from fastapi import APIRouter, Query, Request
 
 from rota.api.deps import Tasks, Who, runtime
 from rota.domain.schedule import to_local
+from rota.services.coldstarts import spec_for
 from rota.services.monitoring import Series
+from rota.services.suggestions import SuggestedSchedule
 from rota.services.usage import Projection, UsageLine
-from rota.services.views import spec_of
 
 router = APIRouter(prefix="/api/v1", tags=["usage"])
 
@@ -63,6 +65,28 @@ def projection(
     rt = runtime(request)
     with rt.db.session() as s:
         task = tasks.find(s, who, ref)
+        spec = spec_for(s, task, tasks.ready)[0]  # a ready_by task's early starts count
         s.expunge(task)
-    today = to_local(spec_of(task).tz, datetime.now(timezone.utc)).date()
-    return rt.usage.projection(who, task, today, days)  # type: ignore[no-any-return]
+    today = to_local(spec.tz, datetime.now(timezone.utc)).date()
+    return rt.usage.projection(who, task, today, days, spec)  # type: ignore[no-any-return]
+
+
+@router.get(
+    "/endpoints/{ref}/suggested-schedule",
+    response_model=SuggestedSchedule,
+    summary="A daily schedule from the endpoint's traffic, with its cost and cold-start waits next to the current one",
+)
+def suggested_schedule(
+    ref: str,
+    request: Request,
+    who: Who,
+    days: int = Query(14, ge=1, le=90, description="the last full local days to analyse"),
+    timezone_: str | None = Query(
+        None, alias="timezone", max_length=64, description="IANA zone of the pattern (default: its task's, else UTC)"
+    ),
+    period_minutes: int = Query(60, description="length of a period of the day: 15, 30, 60, 120, 180 or 240"),
+    headroom: float = Query(0.2, ge=0, le=10, description="extra capacity over the traffic (0.2: 20 %)"),
+    ready_by: bool = Query(True, description="scale-ups start early by the measured cold start"),
+) -> SuggestedSchedule:
+    rt = runtime(request)
+    return rt.suggestions.suggest(who, ref, days, timezone_, period_minutes, headroom, ready_by)  # type: ignore[no-any-return]

@@ -46,6 +46,7 @@ class Template(Strict):
     args: dict[str, Any] = Field(default_factory=dict)
     flavors: dict[str, dict[str, Any]] = Field(min_length=1)
     defaults: TemplateDefaults
+    cold_start_s: float | None = Field(None, ge=0, description="estimated start-to-serving time until one is measured")
 
     @model_validator(mode="after")
     def _defaults_supported(self) -> Template:

@@ -1,4 +1,5 @@
-"""``rota endpoints``: create, list, update, stop/start, delete, chat, request logs, replica logs."""
+"""``rota endpoints``: create, list, update, stop/start, delete, chat, request logs, replica logs,
+a suggested schedule."""
 
 from __future__ import annotations
 
@@ -16,14 +17,17 @@ from rota.cli.logs import logs
 from rota.cli.manifest import read_yaml
 from rota.cli.output import Output
 from rota.cli.requests import requests
+from rota.cli.suggest import suggest_schedule
 from rota.cli.wait import Watch, follow, timeout_option, wait_option, waiting
 
 app = typer.Typer(
-    help="Endpoints: create, list, update, stop/start, delete, chat, request logs, replica logs.", no_args_is_help=True
+    help="Endpoints: create, list, update, stop/start, delete, chat, request logs, replica logs, suggested schedules.",
+    no_args_is_help=True,
 )
 app.command("chat")(chat)
 app.command("requests")(requests)
 app.command("logs")(logs)
+app.command("suggest-schedule")(suggest_schedule)
 object_commands(app, "endpoints", "Show an endpoint.")
 
 

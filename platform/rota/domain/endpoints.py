@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
+from rota.domain.coldstart import ColdStartStats
 from rota.domain.names import IDENT_PATTERN, NAME_PATTERN, ROUTING_KEY_PATTERN, Strict
 from rota.domain.status import EndpointStatus, ErrorCode, Phase
 from rota.domain.values import REVISION, EnvMap, EnvName, EnvValue, check_args_size, check_directory, check_hub_id
@@ -278,3 +279,4 @@ class EndpointPublic(EndpointBrief):
     created_at: datetime
     updated_at: datetime
     observed_at: datetime | None = Field(None, description="when Rota saw the replicas last change")
+    cold_start: ColdStartStats | None = Field(None, description="its measured cold starts (GET of one endpoint)")

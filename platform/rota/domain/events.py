@@ -21,6 +21,7 @@ class EventKind(str, Enum):
     CAUGHT_UP = "caught_up"  # after a restart or a lost job
     MISSED = "missed"  # a one-off past its grace period
     COMPLETED = "completed"  # a one-off fired
+    READY = "ready"  # a ready_by scale-up was (or was not) serving at its written time
     # an endpoint
     SCHEDULED = "scheduled"  # a task's fire set its replica bounds
     DEPLOYING = "deploying"  # Ray Serve took its application (first deploy or redeploy)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from enum import Enum
 from typing import Any
@@ -113,17 +113,25 @@ class Entry:
     at: time | datetime  # time of day (daily) or naive local date-time (one-off)
     min_replicas: int
     max_replicas: int
+    ready_by: bool = False  # a scale-up fires early by the spec's lead so replicas serve at ``at``
 
 
 @dataclass(frozen=True)
 class Occurrence:
-    """A fire: the UTC instant, the entry whose bounds apply and its nominal local date."""
+    """A fire: the UTC instant, the entry whose bounds apply and its nominal local date.
+    ``ready_by``: on a ready_by scale-up, the written instant its replicas should serve by
+    (``at`` is earlier). A fire is known by its ``written`` instant: a new lead never refires it."""
 
     at: datetime
     entry: Entry
     local_date: date
     # (local date, entry index) of entries that landed on the same instant and fire as this one
     merged: tuple[tuple[date, int], ...] = ()
+    ready_by: datetime | None = None
+
+    @property
+    def written(self) -> datetime:
+        return self.ready_by or self.at
 
 
 @dataclass(frozen=True)
@@ -131,23 +139,76 @@ class ScheduleSpec:
     type: TaskType
     timezone: str
     entries: tuple[Entry, ...]
+    lead: timedelta = timedelta(0)  # how early a ready_by scale-up fires (the endpoint's cold start + margin)
 
     @property
     def tz(self) -> pytz.BaseTzInfo:
         return get_timezone(self.timezone)
 
+    @property
+    def ready_by(self) -> bool:
+        return any(e.ready_by for e in self.entries)
+
     @classmethod
-    def build(cls, type_: TaskType | str, timezone: str, schedule: Sequence[dict[str, Any]]) -> ScheduleSpec:
+    def build(
+        cls,
+        type_: TaskType | str,
+        timezone: str,
+        schedule: Sequence[dict[str, Any]],
+        ready_by: bool = False,
+        lead: timedelta = timedelta(0),
+    ) -> ScheduleSpec:
+        """``ready_by``: the task's default for entries that do not say."""
         t = TaskType(type_)
         parse = parse_local_datetime if t is TaskType.ONE_OFF else parse_time_of_day
         entries = tuple(
-            Entry(i, parse(e["time"]), int(e["min_replicas"]), int(e["max_replicas"])) for i, e in enumerate(schedule)
+            Entry(
+                i,
+                parse(e["time"]),
+                int(e["min_replicas"]),
+                int(e["max_replicas"]),
+                bool(ready_by if e.get("ready_by") is None else e["ready_by"]),
+            )
+            for i, e in enumerate(schedule)
         )
-        return cls(t, timezone, entries)
+        return cls(t, timezone, entries, lead)
 
 
 def occurrences(spec: ScheduleSpec, after: datetime, until: datetime | None = None) -> Iterator[Occurrence]:
-    """Fires strictly after ``after`` and at or before ``until`` (unbounded if None), in order."""
+    """Fires whose written instant is strictly after ``after`` and whose fire instant is at
+    or before ``until`` (unbounded if None), in order.
+
+    A ``ready_by`` entry that raises ``min_replicas`` over the entry in force before it
+    fires ``spec.lead`` early, but never before the fire of that previous entry: landing
+    on it, the two fire once with the later entry's bounds (the DST collision rule). A
+    scale-down always fires at its written time. The catch-up and DST rules apply to the
+    early instant unchanged.
+    """
+    if not (spec.ready_by and spec.lead > timedelta(0)):
+        yield from _written(spec, after, until)
+        return
+    # Fire instants never decrease and none is more than ``lead`` early: a day of history is enough.
+    pending: Occurrence | None = None
+    before: int | None = None  # min_replicas of the entry in force before this one
+    for occ in _written(spec, after - spec.lead - timedelta(days=1)):
+        e = occ.entry
+        if e.ready_by and e.min_replicas >= 1 and (before is None or e.min_replicas > before):
+            early = occ.at - spec.lead if pending is None else max(occ.at - spec.lead, pending.at)
+            occ = replace(occ, at=early, ready_by=occ.at)
+        before = e.min_replicas
+        if pending is not None and occ.at == pending.at:
+            occ = replace(occ, merged=(*pending.merged, (pending.local_date, pending.entry.index), *occ.merged))
+        elif pending is not None and pending.written > after:
+            if until is not None and pending.at > until:
+                return
+            yield pending
+        pending = occ
+    if pending is not None and pending.written > after and (until is None or pending.at <= until):
+        yield pending
+
+
+def _written(spec: ScheduleSpec, after: datetime, until: datetime | None = None) -> Iterator[Occurrence]:
+    """Fires at their written instants, strictly after ``after`` and at or before ``until``."""
     tz = spec.tz
     if spec.type is TaskType.ONE_OFF:
         e = spec.entries[0]

@@ -123,6 +123,12 @@ class EndpointState:
     applied: tuple[int, int] | None = None
 
 
+def target_ongoing(target: float | None, per_replica: int) -> float:
+    """Requests per replica Ray Serve's autoscaler aims at: the endpoint's, or half of what a
+    replica takes at once."""
+    return target or max(1, per_replica // 2)
+
+
 def endpoint_spec(ep: EndpointState, report_url: str | None = None) -> AppSpec | None:
     """The desired Ray Serve application of an endpoint (None unless it should run)."""
     if ep.desired != "running" or ep.bounds is None:
@@ -134,7 +140,7 @@ def endpoint_spec(ep: EndpointState, report_url: str | None = None) -> AppSpec |
             # Load the model at deploy even with min 0, so a broken model fails at once
             # and the endpoint is READY before it sleeps.
             "initial_replicas": max(lo, 1),
-            "target_ongoing_requests": ep.target_ongoing or max(1, ep.per_replica // 2),
+            "target_ongoing_requests": target_ongoing(ep.target_ongoing, ep.per_replica),
             "downscale_delay_s": ep.cooldown_s,
         }
         if lo == 0:

@@ -12,8 +12,9 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, StrictBool, ValidationInfo, field_validator
 
+from rota.domain.coldstart import ColdStartStats
 from rota.domain.endpoints import EndpointBrief, Resources
 from rota.domain.names import IDENT_PATTERN, NAME_PATTERN, Strict
 from rota.domain.schedule import TaskType, get_timezone, parse_local_datetime, parse_time_of_day
@@ -45,6 +46,10 @@ class ScheduleEntry(Strict):
     time: str = Field(max_length=32, description="daily: local time of day HH:MM; one_off: local date-time YYYY-MM-DDTHH:MM")
     min_replicas: int = Field(ge=0, le=10_000)
     max_replicas: int = Field(ge=1, le=10_000, description="at most ROTA_MAX_REPLICAS (default 10)")
+    ready_by: bool | None = Field(
+        None,
+        description="a scale-up starts early by the measured cold start so min_replicas serve at this time (null: the task's)",
+    )
 
     @field_validator("max_replicas")
     @classmethod
@@ -95,6 +100,7 @@ class TaskCreate(Strict):
     type: TaskType
     timezone: str = Field(max_length=64, description="IANA timezone name, e.g. Europe/Paris")
     schedule: list[ScheduleEntry] = Field(min_length=1, max_length=MAX_ENTRIES)
+    ready_by: StrictBool = Field(False, description="the default of entries that do not say ready_by")
     args: dict[str, Any] = Field(default_factory=dict, description="arguments of the owned application")
     env: EnvMap = Field(default_factory=dict, description="environment variables of its replicas (write-only)")
     resources: Resources = Field(default_factory=Resources, validate_default=True)
@@ -156,6 +162,7 @@ class TaskUpdate(Strict):
     type: TaskType | None = None
     timezone: str | None = Field(None, max_length=64)
     schedule: list[ScheduleEntry] | None = Field(None, min_length=1, max_length=MAX_ENTRIES)
+    ready_by: StrictBool | None = None
     args: dict[str, Any] | None = None
     env: dict[str, str | None] | None = None
     resources: Resources | None = None
@@ -174,6 +181,9 @@ class FireTime(BaseModel):
     entry: int
     min_replicas: int
     max_replicas: int
+    ready_by: datetime | None = Field(None, description="a ready_by scale-up: when its replicas should serve (UTC)")
+    ready_by_local: str | None = None
+    note: str | None = Field(None, description="why it fires early, in words")
 
 
 class RunPublic(BaseModel):
@@ -183,6 +193,19 @@ class RunPublic(BaseModel):
     min_replicas: int
     max_replicas: int
     trigger: str = Field(description="schedule (on time) or catch_up (after a restart)")
+    ready_state: str | None = Field(
+        None, description="a ready_by scale-up: pending, on_time, late (not yet), ready_late or never (superseded first)"
+    )
+    ready_at: datetime | None = Field(None, description="when its min_replicas were first seen serving")
+    lead_s: float | None = Field(None, description="how early it fired")
+
+
+class Readiness(BaseModel):
+    """Whether ready_by windows were ready at their written time (the last 30)."""
+
+    windows: int
+    on_time: int
+    rate: float | None = Field(None, description="on_time / windows")
 
 
 class TaskPublic(BaseModel):
@@ -209,3 +232,6 @@ class TaskPublic(BaseModel):
     next_fire_local: str | None = Field(None, description="in the task's timezone")
     next_fires: list[FireTime] = Field(default_factory=list)
     last_run: RunPublic | None = None
+    ready_by: bool = False
+    cold_start: ColdStartStats | None = Field(None, description="its endpoint's cold starts and the lead (ready_by tasks)")
+    readiness: Readiness | None = None

@@ -2,9 +2,8 @@
 
 Each tick: load one snapshot of the endpoints (database) -> build every spec once -> observe (Ray) -> decide (pure) ->
 apply (PUT the whole declarative config: Rota's applications, and unchanged every one it did not deploy, unless the
-cluster is Rota's alone) -> record what was observed and exactly what was PUT (statuses, events), and meter the
-replicas that ran (usage). Ticks run every ``interval`` seconds and at once when nudged (after a fire or an edit). A
-tick never raises out of the loop; Ray being down is an observation, not an error.
+cluster is Rota's alone) -> record what was observed and PUT (statuses, events, readiness), meter the replicas that
+ran (usage). Ticks run every ``interval`` s and when nudged (a fire, an edit); Ray down is an observation, not an error.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ from rota.domain.status import EndpointStatus, Observed, Phase, Replicas, derive
 from rota.reconciler.applied import record_applied
 from rota.reconciler.sharing import Sharing
 from rota.serve.client import RayServe
-from rota.services import views
+from rota.services import readiness, views
 from rota.services.events import set_endpoint_status
 from rota.store.db import Database
 from rota.store.tables import EndpointRow, utcnow
@@ -193,8 +192,7 @@ class Reconciler:
     def _marked(self, spec: AppSpec | None, observation: Observation) -> AppSpec | None:
         return None if spec is None else marked(spec, self.owner, observation.apps.get(spec.name))
 
-    def _own(self, observation: Observation) -> Observation:
-        """What Ray reports without the applications that are not Rota's."""
+    def _own(self, observation: Observation) -> Observation:  # without the applications that are not Rota's
         return replace(observation, apps={n: a for n, a in observation.apps.items() if n not in self.held})
 
     def _apply(
@@ -256,6 +254,7 @@ class Reconciler:
                 if spec is not None and spec.name in put:
                     record_applied(s, ep, spec, st.applied, spec.name in missing, now)
                 self._record_endpoint(s, ep, st, spec, rejected.get(st.app_name), observation, now)
+        readiness.watch(self.db, now)  # were ready_by windows serving at their written time?
 
     @staticmethod
     def _record_endpoint(

@@ -22,6 +22,7 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select
 
+from rota.services.coldstarts import ReadyBy
 from rota.services.fires import SCHEDULABLE, FireResult, process_due
 from rota.store.db import Database
 from rota.store.tables import TaskRow, utcnow
@@ -48,6 +49,7 @@ class Scheduler:
         self._aps = BackgroundScheduler(timezone="UTC", executors={"default": ThreadPoolExecutor(16)})
         self.last_catch_up_s: float | None = None
         self.observe: Callable[[FireResult, datetime, str], None] = lambda result, now, trigger: None  # metrics
+        self.ready = ReadyBy()  # how early ready_by entries fire (the runtime sets the configured one)
 
     def start(self) -> None:
         """Catch up on what fell due while Rota was down, then schedule every task."""
@@ -126,7 +128,7 @@ class Scheduler:
         )
 
     def _due(self, task_id: int, now: datetime, trigger: str) -> FireResult:
-        result = process_due(self.db, task_id, now, trigger, self.grace)
+        result = process_due(self.db, task_id, now, trigger, self.grace, self.ready)
         self.observe(result, now, trigger)
         return result
 

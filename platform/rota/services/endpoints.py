@@ -36,6 +36,7 @@ from rota.services import Hooks, merge, merge_env, views
 from rota.services.async_queue import queues
 from rota.services.auth import Principal
 from rota.services.builds import Build, Builder, llm_defaults
+from rota.services.coldstarts import ReadyBy, cold_start
 from rota.services.events import record
 from rota.store.db import Database
 from rota.store.tables import EndpointRow, TaskRow, utcnow
@@ -50,6 +51,7 @@ class EndpointService:
     hooks: Hooks = field(default_factory=Hooks)
     clock: Callable[[], datetime] = utcnow
     held: Callable[[], Mapping[str, ObservedApp]] = dict  # applications on the cluster that are not Rota's
+    ready: ReadyBy = field(default_factory=ReadyBy)  # cold-start figures and ready_by leads
 
     # ------------------------------------------------------------ reads
 
@@ -75,7 +77,8 @@ class EndpointService:
 
     def get(self, who: Principal, ref: str | int) -> EndpointPublic:
         with self.db.session() as s:
-            return self.public(s, self.find(s, who, ref, live=False), who.project)
+            ep = self.find(s, who, ref, live=False)
+            return self.public(s, ep, who.project).model_copy(update={"cold_start": cold_start(s, ep, self.ready)})
 
     def list(
         self,
@@ -219,14 +222,8 @@ class EndpointService:
                 ep.scaling = new.scaling.model_dump(exclude_none=True) if new.scaling else None
             ep.name, ep.updated_at = new.name, now
             how = "replicas roll to the new settings" if rolling else "applied in place"
-            record(
-                s,
-                ep,
-                EventKind.UPDATED,
-                f"updated {', '.join(changed)}: {how}",
-                {"fields": changed, "rolling": bool(rolling), "generation": ep.generation},
-                at=now,
-            )
+            data = {"fields": changed, "rolling": bool(rolling), "generation": ep.generation}
+            record(s, ep, EventKind.UPDATED, f"updated {', '.join(changed)}: {how}", data, at=now)
             out = self.public(s, ep, who.project)
         self.hooks.desired_changed()
         return out

@@ -14,6 +14,7 @@ from rota.domain.errors import Conflict
 from rota.domain.events import EventKind, EventPublic
 from rota.domain.status import Derived
 from rota.domain.tasks import TaskStatus, can_transition
+from rota.services import coldstarts
 from rota.services.auth import Principal
 from rota.store.db import Database
 from rota.store.tables import EndpointRow, EventRow, TaskRow, utcnow
@@ -74,6 +75,7 @@ def set_endpoint_status(s: Session, ep: EndpointRow, new: Derived, at: datetime)
         text += f": {new.error_code.value}: {new.message}"
     data = {"from": before[0], "to": after[0], "phase": after[1], "error_code": after[2]}
     record(s, ep, EventKind.STATUS, text, data, at=at)
+    coldstarts.note_status(s, ep, before[0], after[0], at)
     return True
 
 

@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session
 
 from rota.domain.errors import Conflict
 from rota.domain.events import EventKind
-from rota.domain.schedule import Occurrence, ScheduleSpec, TaskType, next_occurrence, plan_catch_up, to_local
+from rota.domain.schedule import Occurrence, ScheduleSpec, TaskType, occurrences, plan_catch_up, to_local
 from rota.domain.tasks import TaskStatus
+from rota.services.coldstarts import ReadyBy, spec_for
 from rota.services.events import record, transition
-from rota.services.views import spec_of
 from rota.store.db import Database
 from rota.store.tables import EndpointRow, RunRow, TaskRow
 
@@ -41,11 +41,14 @@ def _fmt(spec: ScheduleSpec, at: datetime) -> str:
     return f"{at.strftime('%Y-%m-%dT%H:%M:%SZ')} ({to_local(spec.tz, at).strftime('%Y-%m-%d %H:%M:%S %Z')})"
 
 
-def process_due(db: Database, task_id: int, now: datetime, trigger: str, grace: timedelta) -> FireResult:
-    """Apply what is due for one task at ``now`` and compute its next fire."""
+def process_due(
+    db: Database, task_id: int, now: datetime, trigger: str, grace: timedelta, ready: ReadyBy = ReadyBy()
+) -> FireResult:
+    """Apply what is due for one task at ``now`` and compute its next fire (``ready``: how
+    early its ready_by entries fire)."""
     try:
         with db.session() as s:
-            return _process_due(s, task_id, now, trigger, grace)
+            return _process_due(s, task_id, now, trigger, grace, ready)
     except Conflict:
         # Another path applied this fire first: exactly-once holds, nothing to do.
         log.info("fire of task %s already applied", task_id)
@@ -54,11 +57,11 @@ def process_due(db: Database, task_id: int, now: datetime, trigger: str, grace: 
             return FireResult(None, task.next_fire_at if task else None)
 
 
-def _process_due(s: Session, task_id: int, now: datetime, trigger: str, grace: timedelta) -> FireResult:
+def _process_due(s: Session, task_id: int, now: datetime, trigger: str, grace: timedelta, ready: ReadyBy) -> FireResult:
     task = s.get(TaskRow, task_id)
     if task is None or task.status not in SCHEDULABLE or task.due_since is None:
         return FireResult(None, None)
-    spec = spec_of(task)
+    spec, _ = spec_for(s, task, ready)
     last = s.scalar(select(func.max(RunRow.scheduled_at)).where(RunRow.task_id == task_id))
     since = max(task.due_since, last) if last else task.due_since
     plan = plan_catch_up(spec, since, now, grace)
@@ -75,27 +78,31 @@ def _process_due(s: Session, task_id: int, now: datetime, trigger: str, grace: t
         )
     elif plan.apply is not None:
         _apply(s, task, spec, plan.apply, now, trigger, plan.skipped)
-    occ = next_occurrence(spec, max(now, since)) if task.status in SCHEDULABLE else None
+    # Fires are known by their written instants (``since``); a ready_by one fires earlier.
+    occ = next((o for o in occurrences(spec, max(now, since)) if o.at > now), None) if task.status in SCHEDULABLE else None
     task.next_fire_at = occ.at if occ else None
     return FireResult(plan.apply if plan.missed is None else None, task.next_fire_at, plan.missed is not None)
 
 
 def _apply(s: Session, task: TaskRow, spec: ScheduleSpec, occ: Occurrence, now: datetime, trigger: str, skipped: int) -> None:
     e = occ.entry
+    early = (occ.written - occ.at).total_seconds() if occ.ready_by else None
     s.add(
         RunRow(
             task_id=task.id,
-            scheduled_at=occ.at,
+            scheduled_at=occ.written,
             fired_at=now,
             entry=e.index,
             min_replicas=e.min_replicas,
             max_replicas=e.max_replicas,
             trigger=trigger,
+            ready_state="pending" if occ.ready_by else None,
+            lead_s=early,
         )
     )
     s.flush()  # the unique (task, scheduled_at) check happens here
     data = {
-        "scheduled_at": occ.at.isoformat(),
+        "scheduled_at": occ.written.isoformat(),
         "entry": e.index,
         "min_replicas": e.min_replicas,
         "max_replicas": e.max_replicas,
@@ -103,13 +110,16 @@ def _apply(s: Session, task: TaskRow, spec: ScheduleSpec, occ: Occurrence, now: 
         "trigger": trigger,
     }
     bounds = f"replicas {e.min_replicas}..{e.max_replicas}"
+    if early is not None:
+        data["early_s"] = round(early, 1)
+        bounds += f", {early:.0f}s early so that they serve by the written time" if early else ""
     if trigger == "catch_up":
         note = f"; {skipped} earlier fire(s) superseded" if skipped else ""
         record(
             s,
             task,
             EventKind.CAUGHT_UP,
-            f"caught up at {_fmt(spec, now)} on the entry scheduled at {_fmt(spec, occ.at)}: {bounds}{note}",
+            f"caught up at {_fmt(spec, now)} on the entry scheduled at {_fmt(spec, occ.written)}: {bounds}{note}",
             {**data, "skipped": skipped},
             at=now,
         )
@@ -118,7 +128,7 @@ def _apply(s: Session, task: TaskRow, spec: ScheduleSpec, occ: Occurrence, now: 
             s,
             task,
             EventKind.FIRED,
-            f"fired at {_fmt(spec, now)} for entry {e.index} scheduled at {_fmt(spec, occ.at)}: {bounds}",
+            f"fired at {_fmt(spec, now)} for entry {e.index} scheduled at {_fmt(spec, occ.written)}: {bounds}",
             data,
             at=now,
         )

@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session
 from rota.domain.errors import NotFound
 from rota.domain.names import by_id_or_name
 from rota.domain.schedule import TaskType
-from rota.domain.tasks import RunPublic, TaskPublic, TaskStatus
+from rota.domain.tasks import Readiness, RunPublic, TaskPublic, TaskStatus
 from rota.services import views
 from rota.services.auth import Principal
+from rota.services.coldstarts import ReadyBy, cold_start
 from rota.store.db import Database
 from rota.store.tables import EndpointRow, RunRow, TaskRow
 
@@ -27,9 +28,27 @@ class TaskFilter:
     endpoint_id: int | None = None  # the tasks that drive this endpoint
 
 
+WINDOWS = 30  # ready_by windows the on-time rate is over
+
+
+def readiness(s: Session, task_id: int) -> Readiness | None:
+    """How many of the task's last ready_by windows had their replicas serving in time."""
+    states = s.scalars(
+        select(RunRow.ready_state)
+        .where(RunRow.task_id == task_id, RunRow.ready_state.is_not(None), RunRow.ready_state != "pending")
+        .order_by(RunRow.scheduled_at.desc())
+        .limit(WINDOWS)
+    ).all()
+    if not states:
+        return None
+    on_time = sum(st == "on_time" for st in states)
+    return Readiness(windows=len(states), on_time=on_time, rate=round(on_time / len(states), 4))
+
+
 @dataclass
 class TaskQueries:
     db: Database
+    ready = ReadyBy()  # how early ready_by entries fire (TaskService sets the configured one)
 
     @staticmethod
     def find(s: Session, who: Principal, ref: str | int) -> TaskRow:
@@ -77,7 +96,7 @@ class TaskQueries:
                     select(RunRow).join(sub, (RunRow.task_id == sub.c.task_id) & (RunRow.scheduled_at == sub.c.at))
                 )
             }
-            return [views.task(r, eps.get(r.endpoint_id), who.project, runs.get(r.id)) for r in rows], total
+            return [self._view(s, who, r, eps.get(r.endpoint_id), runs.get(r.id)) for r in rows], total
 
     def runs(self, who: Principal, ref: str | int, limit: int = 100) -> Sequence[RunPublic]:
         """The task's applied fires, newest first (caught-up ones say so in ``trigger``)."""
@@ -87,4 +106,9 @@ class TaskQueries:
 
     def _public(self, s: Session, who: Principal, task: TaskRow) -> TaskPublic:
         run = s.scalars(select(RunRow).where(RunRow.task_id == task.id).order_by(RunRow.scheduled_at.desc()).limit(1)).first()
-        return views.task(task, s.get(EndpointRow, task.endpoint_id), who.project, run)
+        return self._view(s, who, task, s.get(EndpointRow, task.endpoint_id), run)
+
+    def _view(self, s: Session, who: Principal, task: TaskRow, ep: EndpointRow | None, run: RunRow | None) -> TaskPublic:
+        if not views.spec_of(task).ready_by:
+            return views.task(task, ep, who.project, run)
+        return views.task(task, ep, who.project, run, cold_start(s, ep, self.ready), readiness(s, task.id))

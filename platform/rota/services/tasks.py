@@ -17,11 +17,12 @@ from sqlalchemy.orm import Session
 from rota.config import Settings
 from rota.domain.errors import Conflict, InvalidInput, NotFound
 from rota.domain.events import EventKind
-from rota.domain.schedule import ScheduleSpec, next_occurrence, to_local
+from rota.domain.schedule import Occurrence, next_occurrence, to_local
 from rota.domain.tasks import ScheduleEntry, TaskCreate, TaskPublic, TaskStatus, TaskUpdate
 from rota.services import Hooks, merge, merge_env, views
 from rota.services.auth import Principal
 from rota.services.builds import llm_defaults
+from rota.services.coldstarts import spec_for
 from rota.services.endpoints import EndpointService
 from rota.services.events import record, transition
 from rota.services.task_queries import TaskQueries
@@ -36,6 +37,9 @@ class TaskService(TaskQueries):
     endpoints: EndpointService
     hooks: Hooks = field(default_factory=Hooks)
     clock: Callable[[], datetime] = utcnow
+
+    def __post_init__(self) -> None:
+        self.ready = self.endpoints.ready
 
     # ------------------------------------------------------------ writes
 
@@ -89,7 +93,8 @@ class TaskService(TaskQueries):
                 endpoint_id=target.id if target else 0,
                 type=data.type.value,
                 timezone=data.timezone,
-                schedule=[e.model_dump() for e in data.schedule],
+                schedule=[e.model_dump(exclude_none=True) for e in data.schedule],
+                ready_by=data.ready_by,
                 status=TaskStatus.IDLE.value,
                 created_at=now,
                 updated_at=now,
@@ -145,27 +150,36 @@ class TaskService(TaskQueries):
                 task.endpoint_id = ep.id
             elif owned and any(k in changed for k in APP_FIELDS):
                 self.endpoints.update_application(s, who, ep, new, now)
-            self._set_schedule(task, new, changed, now)
+            self._set_schedule(s, task, new, changed, now)
             record(s, task, EventKind.UPDATED, f"updated {', '.join(changed)}", {"fields": changed}, at=now)
             out = self._public(s, who, task)
         self.hooks.task_changed(out.id)
         self.hooks.desired_changed()
         return out
 
-    @staticmethod
-    def _set_schedule(task: TaskRow, new: TaskCreate, changed: Sequence[str], now: datetime) -> None:
-        if not any(k in changed for k in ("type", "timezone", "schedule")):
+    def _set_schedule(self, s: Session, task: TaskRow, new: TaskCreate, changed: Sequence[str], now: datetime) -> None:
+        if not any(k in changed for k in ("type", "timezone", "schedule", "ready_by", "endpoint")):
             return
+        task.type, task.timezone, task.updated_at, task.ready_by = new.type.value, new.timezone, now, new.ready_by
+        task.schedule = [e.model_dump(exclude_none=True) for e in new.schedule]
         if task.status == TaskStatus.ACTIVE.value:
-            nxt = next_occurrence(ScheduleSpec.build(new.type, new.timezone, [e.model_dump() for e in new.schedule]), now)
+            nxt = self._next(s, task, now)
             if nxt is None:
                 raise InvalidInput("the new schedule has no fire in the future", field="schedule")
             task.due_since, task.next_fire_at = now, nxt.at  # future fires follow the new schedule; none are back-filled
-        task.type, task.timezone, task.updated_at = new.type.value, new.timezone, now
-        task.schedule = [e.model_dump() for e in new.schedule]
+
+    def _next(self, s: Session, task: TaskRow, now: datetime) -> Occurrence | None:
+        """The first fire written after ``now`` (a ready_by one may be due at once: it starts late)."""
+        return next_occurrence(spec_for(s, task, self.ready)[0], now)
 
     def _as_create(self, task: TaskRow, ep: EndpointRow, owned: bool) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": task.name, "type": task.type, "timezone": task.timezone, "schedule": task.schedule}
+        out: dict[str, Any] = {
+            "name": task.name,
+            "type": task.type,
+            "timezone": task.timezone,
+            "schedule": task.schedule,
+            "ready_by": bool(task.ready_by),
+        }
         if not owned:
             return {**out, "endpoint": str(ep.id)}
         app = self.endpoints.as_create(ep)
@@ -191,7 +205,7 @@ class TaskService(TaskQueries):
             task = self.find(s, who, ref)
             if task.status != TaskStatus.ACTIVE.value:
                 spec = views.spec_of(task)
-                nxt = next_occurrence(spec, now)
+                nxt = self._next(s, task, now)
                 if nxt is None:
                     when = ScheduleEntry.model_validate(task.schedule[0]).time
                     raise InvalidInput(

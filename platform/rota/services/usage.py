@@ -192,7 +192,8 @@ class UsageService:
             for k, v in sorted(lines.items())
         ]
 
-    def projection(self, who: Principal, task: TaskRow, today: date, days: int) -> Projection:
+    def projection(self, who: Principal, task: TaskRow, today: date, days: int, spec: ScheduleSpec | None = None) -> Projection:
+        """``spec``: the task's schedule with its ready_by lead (default: without)."""
         with self.db.session() as s:
             ep = s.get(EndpointRow, task.endpoint_id)
             if ep is None:
@@ -200,7 +201,7 @@ class UsageService:
             priced_in, per = unit_of(ep)
             now = views.bounds(ep)  # the bounds in force until the schedule's next fire
             before = (now.min, now.max) if now else (0, 0)
-        return self._plan(who, spec_of(task), before, priced_in, per, today, days, task.name, task.status == "active")
+        return self.plan(who, spec or spec_of(task), before, priced_in, per, today, days, task.name, task.status == "active")
 
     def preview(
         self,
@@ -215,9 +216,9 @@ class UsageService:
         """The projection of a schedule not stored yet (the console's launch summary), for
         a new endpoint that sleeps until the schedule's first fire."""
         name, per = unit(gpu_type, gpu_count, resources)
-        return self._plan(who, spec, (0, 0), name, per, today, days, "", False)
+        return self.plan(who, spec, (0, 0), name, per, today, days, "", False)
 
-    def _plan(
+    def plan(
         self,
         who: Principal,
         spec: ScheduleSpec,
@@ -227,8 +228,11 @@ class UsageService:
         today: date,
         days: int,
         task: str,
-        active: bool,
+        active: bool = False,
     ) -> Projection:
+        """What ``spec`` commits to (min bounds) and allows (max) over ``days`` local days from
+        ``today``, priced in ``priced_in`` (``per`` of them per replica); ``before``: the bounds
+        until its first fire."""
         price = self.price_book(who.project_id).get(priced_in, 0.0)
         out = []
         for d in commitments(spec, today, days, before):

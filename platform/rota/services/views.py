@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from itertools import islice
 
+from rota.domain.coldstart import ColdStartStats, early_note
 from rota.domain.endpoints import (
     MASK,
     Desired,
@@ -15,10 +17,10 @@ from rota.domain.endpoints import (
     Resources,
     Scaling,
 )
-from rota.domain.schedule import ScheduleSpec, TaskType, next_occurrences, to_local
+from rota.domain.schedule import Occurrence, ScheduleSpec, TaskType, occurrences, to_local
 from rota.domain.specs import Bounds, bounds_of, settings_mark
 from rota.domain.status import EndpointStatus, ErrorCode, Phase
-from rota.domain.tasks import FireTime, RunPublic, ScheduleEntry, TaskPublic, TaskStatus
+from rota.domain.tasks import FireTime, Readiness, RunPublic, ScheduleEntry, TaskPublic, TaskStatus
 from rota.store.tables import EndpointRow, RunRow, TaskRow
 
 _EPS = timedelta(microseconds=1)
@@ -96,23 +98,43 @@ def endpoint(ep: EndpointRow, project: str, serve_url: str, owner_task: str | No
     )
 
 
-def spec_of(task: TaskRow) -> ScheduleSpec:
-    return ScheduleSpec.build(task.type, task.timezone, task.schedule)
+def spec_of(task: TaskRow, lead: timedelta = timedelta(0)) -> ScheduleSpec:
+    return ScheduleSpec.build(task.type, task.timezone, task.schedule, bool(task.ready_by), lead)
 
 
-def task(t: TaskRow, ep: EndpointRow | None, project: str, run: RunRow | None) -> TaskPublic:
-    spec = spec_of(t)
+def fire_time(spec: ScheduleSpec, o: Occurrence, figures: ColdStartStats | None) -> FireTime:
+    local = to_local(spec.tz, o.at)
+    ready = to_local(spec.tz, o.ready_by) if o.ready_by else None
+    e = o.entry
+    return FireTime(
+        utc=o.at,
+        local=local.isoformat(),
+        entry=e.index,
+        min_replicas=e.min_replicas,
+        max_replicas=e.max_replicas,
+        ready_by=o.ready_by,
+        ready_by_local=ready.isoformat() if ready else None,
+        note=early_note(local, ready, e.min_replicas, spec.timezone, figures) if ready and figures and o.at < o.written else None,
+    )
+
+
+def task(
+    t: TaskRow,
+    ep: EndpointRow | None,
+    project: str,
+    run: RunRow | None,
+    figures: ColdStartStats | None = None,
+    readiness: Readiness | None = None,
+) -> TaskPublic:
+    """``figures``: its endpoint's cold starts (a ready_by task's fires are early by their lead)."""
+    spec = spec_of(t, timedelta(seconds=figures.lead_s) if figures else timedelta(0))
     active = t.status == TaskStatus.ACTIVE.value and t.next_fire_at is not None
-    fires = [
-        FireTime(
-            utc=o.at,
-            local=to_local(spec.tz, o.at).isoformat(),
-            entry=o.entry.index,
-            min_replicas=o.entry.min_replicas,
-            max_replicas=o.entry.max_replicas,
-        )
-        for o in (next_occurrences(spec, t.next_fire_at - _EPS, 3) if active and t.next_fire_at else [])
-    ]
+    upcoming = (
+        (o for o in occurrences(spec, t.next_fire_at - spec.lead - _EPS) if o.at >= t.next_fire_at)
+        if active and t.next_fire_at
+        else iter(())
+    )
+    fires = [fire_time(spec, o, figures) for o in islice(upcoming, 3)]
     last = run_public(run) if run is not None else None
     owns = ep is not None and ep.owner_task_id == t.id
     return TaskPublic(
@@ -138,6 +160,9 @@ def task(t: TaskRow, ep: EndpointRow | None, project: str, run: RunRow | None) -
         next_fire_local=to_local(spec.tz, t.next_fire_at).isoformat() if active and t.next_fire_at else None,
         next_fires=fires,
         last_run=last,
+        ready_by=bool(t.ready_by),
+        cold_start=figures,
+        readiness=readiness,
     )
 
 
@@ -149,4 +174,7 @@ def run_public(run: RunRow) -> RunPublic:
         min_replicas=run.min_replicas,
         max_replicas=run.max_replicas,
         trigger=run.trigger,
+        ready_state=run.ready_state,
+        ready_at=run.ready_at,
+        lead_s=run.lead_s,
     )

@@ -130,6 +130,7 @@ class TaskRow(Base):
     # Fires count from here: set on activation and when an active task's schedule changes,
     # so neither applies entries that fell due before it.
     due_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    ready_by: Mapped[bool] = mapped_column(Boolean, default=False)  # entries that do not say are ready_by
 
 
 class RunRow(Base):
@@ -146,6 +147,32 @@ class RunRow(Base):
     min_replicas: Mapped[int] = mapped_column(Integer)
     max_replicas: Mapped[int] = mapped_column(Integer)
     trigger: Mapped[str] = mapped_column(String(16))
+    # A ready_by scale-up: fired early at ``fired_at``; ``scheduled_at`` is when its
+    # ``min_replicas`` should serve. ``ready_state``: pending (before then), on_time, late
+    # (not yet), ready_late, never (superseded first); ``ready_at``: when they served.
+    ready_state: Mapped[str | None] = mapped_column(String(16), nullable=True, index=True)
+    ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    lead_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class ColdStartRow(Base):
+    """A measured cold start of an endpoint (``rota.domain.coldstart``), the last few kept."""
+
+    __tablename__ = "cold_starts"
+    __table_args__ = (
+        Index("ix_cold_starts_endpoint", "endpoint_id", "id"),
+        Index("ix_cold_starts_kind", "project_id", "template", "gpu_type"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project_id: Mapped[int] = mapped_column(Integer)
+    endpoint_id: Mapped[int] = mapped_column(Integer)
+    template: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    gpu_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    began_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ready_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    phases: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    kind: Mapped[str] = mapped_column(String(8), default="deploy")  # wake (from SLEEPING) or deploy
 
 
 class EventRow(Base):

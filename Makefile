@@ -8,7 +8,7 @@ CPU := $(VENV)/.rota-cpu
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-cpu console chromium postgres images images-push manifests lint test test-unit test-integration test-e2e demo server bench bench-request-path bench-triggers bench-api bench-console bench-fire-applied bench-overload bench-request-log bench-gateway-scaleout bench-ray-idle bench-async chaos clean
+.PHONY: help install install-cpu console chromium postgres images images-push manifests lint test test-unit test-integration test-e2e ready-by demo server bench bench-request-path bench-triggers bench-api bench-console bench-fire-applied bench-overload bench-request-log bench-gateway-scaleout bench-ray-idle bench-async chaos clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-17s %s\n", $$1, $$2}'
@@ -91,6 +91,9 @@ test-integration: $(BASE) postgres ## Run the integration tests (a real local Ra
 
 test-e2e: $(CPU) console chromium ## Run the end-to-end tests (real vLLM on the CPU)
 	$(BIN)/python -m pytest -q tests/e2e $(PYTEST_ARGS)
+
+ready-by: $(CPU) ## ready_by on the tiny vLLM model over 10 windows a minute apart (`make test` runs 3), printing each
+	ROTA_READY_WINDOWS=10 $(BIN)/python -m pytest -q -s tests/e2e/test_sleep_and_wake.py $(PYTEST_ARGS)
 
 demo: $(CPU) console ## Start Rota with a scheduled vLLM endpoint and call it (MODEL=<HF id or dir>; default: a tiny generated model)
 	$(BIN)/rota demo $(if $(MODEL),--model $(MODEL),) $(if $(DEMO_EXIT),--exit,)

@@ -27,7 +27,8 @@ def llm(cluster):
     """An endpoint from the tiny CPU template (the node serving it generates the model),
     called through the OpenAI base URL with the server's admin key."""
     home = Path(tempfile.mkdtemp(prefix="rota-e2e-", dir="/tmp"))
-    srv = RotaServer(home, cluster.server_env()).start()
+    # ready_by's margin over the measured cold start: 1 s, for a model that starts in ~15 s.
+    srv = RotaServer(home, {**cluster.server_env(), "ROTA_READY_BY_MARGIN_S": "1"}).start()
     body = {
         "name": "tiny",
         "template": "tiny-llama-cpu",

@@ -71,6 +71,8 @@ def schedule_of(values: Mapping[str, str], errors: dict[str, str]) -> tuple[list
         hi = _int(values, f"schedule.{i}.max_replicas", errors)
         if at or lo is not None or hi is not None:
             entries.append({"time": at, "min_replicas": lo, "max_replicas": hi})
+            if values.get(f"schedule.{i}.ready_by") == "on":  # ready by this time: start early
+                entries[-1]["ready_by"] = True
             rows.append(i)
     if not entries:
         errors.setdefault("schedule.0.time", "schedule: give at least one time with its min and max replicas")
@@ -88,7 +90,8 @@ def read_task_edit(values: Mapping[str, str]) -> tuple[TaskUpdate | None, dict[s
     errors so far, and the form row of each entry (for the errors the service finds)."""
     errors: dict[str, str] = {}
     entries, rows = schedule_of(values, errors)
-    body = {"type": values.get("type") or None, "timezone": values.get("timezone", "").strip(), "schedule": entries}
+    body: dict[str, Any] = {"type": values.get("type") or None, "timezone": values.get("timezone", "").strip()}
+    body |= {"schedule": entries, "ready_by": False}  # each row's box says whether it is ready_by: none inherits
     return _validated(TaskUpdate, body, errors, rows, None), errors, rows
 
 

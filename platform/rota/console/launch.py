@@ -4,7 +4,7 @@ endpoint and its idle task through the same services as the REST API."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytz
@@ -16,6 +16,8 @@ from rota.console.web import Form, Who, render, rt, see_other
 from rota.domain.errors import RotaError
 from rota.domain.schedule import ScheduleSpec, next_occurrences, to_local
 from rota.services.auth import Principal
+from rota.services.coldstarts import estimate
+from rota.services.views import fire_time
 
 router = APIRouter(prefix="/console")
 ZONES = pytz.common_timezones
@@ -77,10 +79,12 @@ def _checked(request: Request, who: Principal, data: dict[str, str]) -> Launch:
 def _preview(request: Request, who: Principal, launch: Launch) -> dict[str, Any]:
     assert launch.task is not None and launch.endpoint is not None
     task = launch.task
-    spec = ScheduleSpec.build(task.type, task.timezone, [e.model_dump() for e in task.schedule])
-    now = datetime.now(timezone.utc)
-    fires = [(to_local(spec.tz, o.at), o.at, o.entry) for o in next_occurrences(spec, now, PREVIEW_FIRES)]
     ep = launch.endpoint
+    figures = estimate(rt(request).endpoints.ready, ep.template)  # a new endpoint: nothing measured yet
+    schedule = [e.model_dump() for e in task.schedule]
+    spec = ScheduleSpec.build(task.type, task.timezone, schedule, task.ready_by, timedelta(seconds=figures.lead_s))
+    now = datetime.now(timezone.utc)
+    fires = [fire_time(spec, o, figures) for o in next_occurrences(spec, now, PREVIEW_FIRES)]
     template = rt(request).catalog.get(ep.template or "")
     unit = ep.gpu_type or template.defaults.gpu_type
     count = ep.gpu_count if ep.gpu_count is not None else template.defaults.gpu_count

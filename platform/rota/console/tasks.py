@@ -3,7 +3,7 @@ next fires in local time and UTC, run history, events, delete)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -125,6 +125,7 @@ def edit_page(request: Request, ref: str, who: Who) -> Response:
             f"schedule.{i}.time": e.time,
             f"schedule.{i}.min_replicas": str(e.min_replicas),
             f"schedule.{i}.max_replicas": str(e.max_replicas),
+            f"schedule.{i}.ready_by": "on" if (task.ready_by if e.ready_by is None else e.ready_by) else "",
         }
     return _edit_form(request, who, task, values, {})
 
@@ -169,7 +170,8 @@ def delete(request: Request, ref: str, who: Who, data: Form) -> Response:
 def week(task: TaskPublic, now: datetime) -> list[DayBounds]:
     """The bounds the schedule sets through the next seven local days (DST days are 23 or
     25 hours long and drawn so), from the endpoint's bounds now until the first fire."""
-    spec = ScheduleSpec.build(task.type, task.timezone, [e.model_dump() for e in task.schedule])
+    lead = timedelta(seconds=task.cold_start.lead_s if task.cold_start else 0)  # ready_by fires start early
+    spec = ScheduleSpec.build(task.type, task.timezone, [e.model_dump() for e in task.schedule], task.ready_by, lead)
     held = task.endpoint.replicas if task.endpoint else None
     before = (held.min or 0, held.max or 0) if held and held.max is not None else (0, 0)
     return day_bounds(spec, to_local(spec.tz, now).date(), 7, before)

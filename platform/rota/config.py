@@ -137,9 +137,7 @@ class Settings(BaseSettings):
     async_max_depth: int = Field(100_000, ge=1)  # requests queued per endpoint; beyond it a submit is a 429
     async_interval_s: float = Field(0.2, gt=0)  # the dispatcher looks for work this often
     async_timeout_s: float = Field(600.0, gt=0)  # one send; a request running longer is sent again
-    # Queued work takes an endpoint's room only up to its limit minus this share (at least
-    # one slot): synchronous calls keep the rest.
-    async_reserve: float = Field(0.25, ge=0, lt=1)
+    async_reserve: float = Field(0.25, ge=0, lt=1)  # async work leaves this share of an endpoint's room to calls
     webhook_allow_private: bool = False  # webhooks to loopback and private addresses (tests, one-machine setups)
 
     # The web console (/console): a signed-in browser's session lasts this long.
@@ -149,9 +147,10 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = 2.0
     sweep_interval_s: float = 15.0
     one_off_grace_s: float = 3600.0
-    # ready_by entries fire early by the endpoint's p95 cold start plus this margin; with no
-    # start measured, its template's estimate (cold_start_s) or this default.
+    # ready_by entries fire early by the endpoint's p95 cold start plus this margin, at most
+    # ready_by_max_lead_s; with no start measured, its template's cold_start_s or this default.
     ready_by_margin_s: float = Field(30.0, ge=0, le=3600)
+    ready_by_max_lead_s: float = Field(3600.0, ge=0, le=86400)
     cold_start_default_s: float = Field(300.0, ge=0, le=86400)
     log_level: str = "INFO"
 

@@ -146,11 +146,12 @@ class StateCollector(Collector):
         with self.db.session() as s:
             judged = select(RunRow.task_id).where(RunRow.ready_state.is_not(None), RunRow.ready_state != "pending").distinct()
             named = select(TaskRow.id, TaskRow.name, ProjectRow.name).join(ProjectRow, ProjectRow.id == TaskRow.project_id)
-            for task_id, task, project in s.execute(named.where(TaskRow.id.in_(judged))).all():
-                r = readiness(s, task_id)
-                if r is not None:
-                    rate.add_metric([project, task], r.rate or 0.0)
-                    windows.add_metric([project, task], r.windows)
+            tasks = s.execute(named.where(TaskRow.id.in_(judged))).all()
+            rates = readiness(s, [t[0] for t in tasks])
+        for task_id, task, project in tasks:
+            if (r := rates.get(task_id)) is not None:
+                rate.add_metric([project, task], r.rate or 0.0)
+                windows.add_metric([project, task], r.windows)
         yield from (rate, windows)
 
 

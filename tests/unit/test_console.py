@@ -631,8 +631,8 @@ def test_messages_from_ray_are_escaped_in_the_page_and_the_live_status(browser, 
     signed_in(browser)
     page = browser.get(f"/console/endpoints/{ep['id']}").text
     block = status_block(rt.endpoints.get(rt.auth.principal_of(1), ep["id"]))
-    for html in (page, block):
-        assert "<img src=x" not in html and "&lt;img src=x" in html
+    for text in (page, block):
+        assert "<img src=x" not in text and "&lt;img src=x" in text
 
 
 def test_stream_limits_per_key_project_and_in_all():

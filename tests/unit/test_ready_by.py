@@ -221,3 +221,79 @@ def test_the_console_edits_ready_by_per_row_and_keeps_what_it_shows(client, sett
     got = client.get("/api/v1/tasks/office").json()
     # What the boxes showed is what the task does: 09:00 and 10:00 ready by, 12:00 not.
     assert [e["ready_by"] for e in got["schedule"]] == [True, None, True] and got["ready_by"] is False
+
+
+def test_a_lead_that_grew_moves_the_next_fire_earlier_at_the_next_sweep(client, rt, clock):
+    t = client.post("/api/v1/tasks", json=BODY).json()
+    assert client.post("/api/v1/tasks/office/activate").json()["next_fire_at"].startswith("2026-11-23T08:54:30")
+    with rt.db.session() as s:  # a 20-minute wake was measured meanwhile (e.g. on a busy cluster)
+        s.add(
+            ColdStartRow(
+                project_id=1,
+                endpoint_id=t["endpoint"]["id"],
+                began_at=datetime(2026, 11, 22, 9, tzinfo=UTC),
+                ready_at=datetime(2026, 11, 22, 9, 20, tzinfo=UTC),
+                phases={},
+                kind="wake",
+            )
+        )
+    clock.now = datetime(2026, 11, 23, 8, 30, tzinfo=UTC)
+    rt.scheduler.catch_up(trigger="catch_up", older_than=timedelta(seconds=5))
+    got = client.get("/api/v1/tasks/office").json()
+    # 20 min + 30 s margin before 09:00; nothing applied yet, and 09:00 is still the next window.
+    assert got["next_fire_at"].startswith("2026-11-23T08:39:30") and got["last_run"] is None
+    assert got["next_fires"][0]["ready_by"].startswith("2026-11-23T09:00:00")
+
+
+def test_an_edit_inside_the_lead_applies_to_the_window_already_started(client, rt, clock):
+    t = client.post("/api/v1/tasks", json=BODY).json()
+    client.post("/api/v1/tasks/office/activate")
+    clock.now = datetime(2026, 11, 23, 8, 54, 30, tzinfo=UTC)
+    fire(rt, t["id"], clock.now)  # 09:00's replica is starting, 1..1
+    clock.now = datetime(2026, 11, 23, 8, 57, tzinfo=UTC)
+    schedule = [{**BODY["schedule"][0], "min_replicas": 2, "max_replicas": 2}, BODY["schedule"][1]]
+    assert client.patch("/api/v1/tasks/office", json={"schedule": schedule}).status_code == 200
+    res = fire(rt, t["id"], clock.now)
+    assert res.applied is not None and res.applied.entry.min_replicas == 2
+    runs = client.get("/api/v1/tasks/office/runs").json()
+    assert [(r["scheduled_at"][:19], r["min_replicas"]) for r in runs] == [("2026-11-23T09:00:00", 2)]
+    assert client.get("/api/v1/endpoints/office").json()["replicas"]["min"] == 2
+
+
+def test_a_one_off_activated_inside_its_lead_starts_at_once_and_every_page_shows_it(client, rt, clock, settings):
+    body = {**BODY, "type": "one_off", "schedule": [{"time": "2026-11-23T08:03", "min_replicas": 1, "max_replicas": 1}]}
+    t = client.post("/api/v1/tasks", json=body).json()
+    client.post("/api/v1/tasks/office/activate")  # 08:00: it should have started at 07:57:30
+    res = process_due(rt.db, t["id"], clock.now, "schedule", timedelta(seconds=60), rt.scheduler.ready)
+    assert res.applied is not None and not res.missed
+    assert client.get("/api/v1/tasks/office/projection", params={"days": 2}).status_code == 200
+    assert sign_in(client, settings.admin_key_path.read_text()).status_code == 303
+    assert client.get(f"/console/tasks/{t['id']}").status_code == 200
+
+
+def test_a_late_window_of_a_deactivated_task_is_never_ready(client, rt, ray, clock):
+    t = client.post("/api/v1/tasks", json=BODY).json()
+    client.post("/api/v1/tasks/office/activate")
+    clock.now = datetime(2026, 11, 23, 8, 54, 30, tzinfo=UTC)
+    fire(rt, t["id"], clock.now)
+    ray.building.add(f"ep-{t['endpoint']['id']}")
+    rt.reconciler.tick()
+    clock.now = datetime(2026, 11, 23, 9, tzinfo=UTC)
+    rt.reconciler.tick()
+    client.post("/api/v1/tasks/office/deactivate")
+    rt.reconciler.tick()
+    assert [e["data"]["state"] for e in events(client, "office") if e["kind"] == "ready"] == ["late", "never"]
+
+
+def test_similar_starts_come_from_the_same_project_only(client, rt, ray, clock):
+    client.post("/api/v1/endpoints", json={"name": "a", "template": "echo-chat"})
+    start_cold(rt, ray, clock, f"ep-{client.get('/api/v1/endpoints/a').json()['id']}", 5)
+    assert client.get("/api/v1/endpoints/a").json()["cold_start"]["source"] == "measured"
+    client.post("/api/v1/projects", json={"name": "other"})
+    key = client.post("/api/v1/keys", json={"name": "k", "project": "other"}).json()["key"]
+    h = {"Authorization": f"Bearer {key}"}
+    assert client.post("/api/v1/endpoints", json={"name": "b", "template": "echo-chat"}, headers=h).status_code == 201
+    theirs = client.get("/api/v1/endpoints/b", headers=h).json()["cold_start"]
+    assert (theirs["source"], theirs["count"]) == ("default", 0)  # not project default's 5 s start
+    mine = client.post("/api/v1/endpoints", json={"name": "c", "template": "echo-chat"}).json()
+    assert client.get(f"/api/v1/endpoints/{mine['id']}").json()["cold_start"]["source"] == "similar"

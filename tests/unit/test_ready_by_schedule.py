@@ -106,8 +106,12 @@ def test_fires_are_known_by_their_written_instant():
     # never brings back a fire written at or before since.
     due = plan_catch_up(sp, utc(2026, 11, 23, 7), utc(2026, 11, 23, 7, 51), timedelta(hours=1))
     assert due.apply is not None and due.apply.written == utc(2026, 11, 23, 8)
-    longer = ScheduleSpec(sp.type, sp.timezone, sp.entries, timedelta(minutes=30))
-    assert plan_catch_up(longer, utc(2026, 11, 23, 8), utc(2026, 11, 23, 9), timedelta(hours=1)).apply is None
+    # Applied at 07:50 for 08:00; the lead then shrinks to 5 minutes (fire 07:55). Counted
+    # from the written instant (08:00) nothing is due again; counted from the fire instant
+    # (07:50) it would fire twice.
+    shorter = ScheduleSpec(sp.type, sp.timezone, sp.entries, timedelta(minutes=5))
+    assert plan_catch_up(shorter, utc(2026, 11, 23, 8), utc(2026, 11, 23, 7, 56), timedelta(hours=1)).apply is None
+    assert plan_catch_up(shorter, utc(2026, 11, 23, 7, 50), utc(2026, 11, 23, 7, 56), timedelta(hours=1)).apply is not None
 
 
 def test_a_one_off_ready_by_fires_early_and_keeps_its_grace():
@@ -118,6 +122,12 @@ def test_a_one_off_ready_by_fires_early_and_keeps_its_grace():
     assert late.missed is not None  # 70 minutes after the early instant: past the grace
     ok = plan_catch_up(sp, utc(2026, 11, 23), utc(2026, 11, 23, 9, 40), timedelta(hours=1))
     assert ok.apply is not None
+    # Activated at 08:55, inside its lead (it should have started at 08:50): it starts now,
+    # its grace counted from the activation, not from the early instant it never had.
+    now = utc(2026, 11, 23, 8, 55, 30)
+    assert plan_catch_up(sp, utc(2026, 11, 23, 8, 55), now, timedelta(seconds=60)).apply is not None
+    # The earliest history a projection asks for (a one-off's "since the beginning") works too.
+    assert list(occurrences(sp, datetime.min.replace(tzinfo=UTC)))[0].written == utc(2026, 11, 23, 9)
 
 
 T0 = utc(2026, 11, 23, 8)
@@ -164,6 +174,11 @@ def test_figures_are_nearest_rank_percentiles_and_the_lead_adds_the_margin():
     f = stats([*starts, wake], "measured", 0.0, 1.0)
     assert (f.count, f.p95_s, f.kind, f.lead_s) == (1, 5.0, "wake", 6.0)
     assert stats(starts, "measured", 0.0, 0.0, window=5).p50_s == 27.0  # 25..29 s
+    # A start stuck for hours does not make the lead keep an endpoint up all night.
+    stuck = measure([Change(at(0), "SLEEPING"), Change(at(1), "AWAKING"), Change(at(7201), "RUNNING")])
+    assert stats([stuck], "measured", 0.0, 30.0, max_lead_s=3600).lead_s == 3600
+    # A roll while asleep (UPDATING) deploys: it is not a wake.
+    assert measure([Change(at(0), "SLEEPING"), Change(at(1), "UPDATING"), Change(at(9), "RUNNING")]).kind == "deploy"
 
 
 def test_the_note_says_both_instants_and_what_the_lead_comes_from():

@@ -52,7 +52,8 @@ def measure(changes: Sequence[Change], since_created: bool = False) -> ColdStart
     """The cold start that the last change (a move to RUNNING) ends, if it ends one.
 
     ``changes`` are in time order; only the tail after the last idle status matters.
-    ``since_created``: they are all the endpoint's changes (it was created idle before them)."""
+    ``since_created``: the first is the status the endpoint was created with (a start that
+    goes back to it began at the creation)."""
     if not changes or changes[-1].status != RUNNING:
         return None
     i = len(changes) - 1
@@ -66,7 +67,9 @@ def measure(changes: Sequence[Change], since_created: bool = False) -> ColdStart
     for a, b in zip(changes[i:-1], changes[i + 1 :], strict=True):
         name = a.phase or a.status
         phases[name] = phases.get(name, 0.0) + (b.at - a.at).total_seconds()
-    kind = WAKE if i > 0 and changes[i - 1].status == EndpointStatus.SLEEPING.value else DEPLOY
+    # A wake: from asleep, replicas come back (AWAKING); a roll while asleep (UPDATING) deploys.
+    asleep = i > 0 and changes[i - 1].status == EndpointStatus.SLEEPING.value
+    kind = WAKE if asleep and changes[i].status == EndpointStatus.AWAKING.value else DEPLOY
     return ColdStart(changes[i].at, changes[-1].at, phases, kind)
 
 
@@ -93,13 +96,16 @@ class ColdStartStats(BaseModel):
     lead_s: float = Field(description="how early a ready_by scale-up fires: the p95 (or estimate) plus the margin")
 
 
-def stats(starts: Sequence[ColdStart], source: str, estimate_s: float, margin_s: float, window: int = 20) -> ColdStartStats:
+def stats(
+    starts: Sequence[ColdStart], source: str, estimate_s: float, margin_s: float, window: int = 20, max_lead_s: float = 3600.0
+) -> ColdStartStats:
     """Figures over the last ``window`` of ``starts`` (newest last): of their wakes if any (a
-    schedule's scale-up from zero is one), else of all; with none, the lead is ``estimate_s``."""
+    schedule's scale-up from zero is one), else of all; with none, the lead is ``estimate_s``.
+    The lead (+ ``margin_s``) is at most ``max_lead_s``."""
     wakes = [c for c in starts if c.kind == WAKE]
     starts = (wakes or starts)[-window:]
     if not starts:
-        return ColdStartStats(count=0, source=source, lead_s=round(estimate_s + margin_s, 1))
+        return ColdStartStats(count=0, source=source, lead_s=round(min(estimate_s + margin_s, max_lead_s), 1))
     totals = [c.seconds for c in starts]
     names = list(dict.fromkeys(n for c in starts for n in c.phases))  # in the order phases come
     per = {
@@ -115,7 +121,7 @@ def stats(starts: Sequence[ColdStart], source: str, estimate_s: float, margin_s:
         phases=per,
         source=source,
         kind=WAKE if wakes else DEPLOY,
-        lead_s=round(p95 + margin_s, 1),
+        lead_s=round(min(p95 + margin_s, max_lead_s), 1),
     )
 
 

@@ -188,9 +188,8 @@ def occurrences(spec: ScheduleSpec, after: datetime, until: datetime | None = No
         yield from _written(spec, after, until)
         return
     # Fire instants never decrease and none is more than ``lead`` early: a day of history is enough.
-    pending: Occurrence | None = None
-    before: int | None = None  # min_replicas of the entry in force before this one
-    for occ in _written(spec, after - spec.lead - timedelta(days=1)):
+    pending, before, history = None, None, spec.lead + timedelta(days=1)  # before: min_replicas in force before
+    for occ in _written(spec, after - history if after - datetime.min.replace(tzinfo=UTC) > history else after):
         e = occ.entry
         if e.ready_by and e.min_replicas >= 1 and (before is None or e.min_replicas > before):
             early = occ.at - spec.lead if pending is None else max(occ.at - spec.lead, pending.at)
@@ -270,14 +269,15 @@ def plan_catch_up(spec: ScheduleSpec, since: datetime, now: datetime, grace: tim
     """Decide the catch-up for fires in (since, now].
 
     Daily: apply the latest due entry once, skip the earlier ones (their bounds are
-    already superseded). One-off: fire if it is at most ``grace`` late, else missed.
+    already superseded). One-off: fire if it is at most ``grace`` late (counted from
+    ``since`` when it fell due before it, e.g. activated within its ready_by lead), else missed.
     """
     due = list(occurrences(spec, since, now))
     if not due:
         return CatchUp(None, 0, None)
     if spec.type is TaskType.ONE_OFF:
         occ = due[0]
-        if now - occ.at <= grace:
+        if now - max(occ.at, since) <= grace:
             return CatchUp(occ, 0, None)
         return CatchUp(None, 0, occ)
     return CatchUp(due[-1], len(due) - 1, None)

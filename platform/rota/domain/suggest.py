@@ -31,7 +31,7 @@ from rota.domain.schedule import ScheduleSpec, get_timezone, occurrences, to_utc
 IDLE = 0.1  # a period whose traffic fills less than this share of one replica sleeps and wakes on request
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Call:
     start: float  # Unix seconds
     end: float
@@ -79,9 +79,9 @@ def replicas(concurrency: float, target: float, headroom: float) -> int:
 
 
 def pattern(
-    calls: Sequence[Call], zone: str, days: Sequence[date], period_min: int, target: float, headroom: float
+    calls: Sequence[Call], zone: str, days: Sequence[date], period_min: int, target: float, headroom: float, cap: int
 ) -> list[Period]:
-    """Each period of the local day and the bounds it needs over ``days``."""
+    """Each period of the local day and the bounds it needs over ``days`` (at most ``cap``)."""
     calls = sorted(calls, key=lambda c: c.start)
     starts = [c.start for c in calls]
     longest = max((c.end - c.start for c in calls), default=0.0)
@@ -92,8 +92,8 @@ def pattern(
             worst[m] = (max(worst[m][0], mean), max(worst[m][1], peak))
     out = []
     for m, (mean, peak) in sorted(worst.items()):
-        lo = replicas(mean, target, headroom) if mean >= IDLE * target else 0
-        out.append(Period(m, round(mean, 6), peak, lo, max(lo, 1, replicas(peak, target, headroom))))
+        lo = min(cap, replicas(mean, target, headroom)) if mean >= IDLE * target else 0
+        out.append(Period(m, round(mean, 6), peak, lo, min(cap, max(lo, 1, replicas(peak, target, headroom)))))
     return out
 
 

@@ -86,12 +86,16 @@ class Scheduler:
         """Process every schedulable task whose next fire is due; (re)schedule all of them."""
         now = self.clock()
         with self.db.session() as s:
-            rows = s.execute(select(TaskRow.id, TaskRow.next_fire_at).where(TaskRow.status.in_(SCHEDULABLE))).all()
+            columns = (TaskRow.id, TaskRow.next_fire_at, TaskRow.ready_by, TaskRow.schedule)
+            rows = s.execute(select(*columns).where(TaskRow.status.in_(SCHEDULABLE))).all()
         applied = 0
-        for task_id, next_at in rows:
+        for task_id, next_at, ready_by, schedule in rows:
             try:
                 if next_at is None or next_at <= now - older_than:
                     applied += self._due(task_id, now, trigger).applied is not None
+                elif ready_by or any(e.get("ready_by") for e in schedule):
+                    # Its lead follows the cold starts measured since: plan its next fire again.
+                    applied += self._due(task_id, now, "schedule").applied is not None
                 self.sync(task_id)
             except Exception:
                 log.exception("catch-up of task %s failed; the sweep will retry", task_id)

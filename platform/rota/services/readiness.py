@@ -8,7 +8,7 @@ Serve healthy and its route served) and says so in a ``ready`` event of its task
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -23,6 +23,7 @@ from rota.store.db import Database
 from rota.store.tables import EndpointRow, RunRow, TaskRow
 
 log = logging.getLogger(__name__)
+GIVE_UP = timedelta(hours=24)  # a window still not ready after this is never
 
 
 def watch(db: Database, now: datetime) -> int:
@@ -48,7 +49,8 @@ def _watch(s: Session, now: datetime) -> int:
         later = s.scalar(
             select(func.min(RunRow.scheduled_at)).where(RunRow.task_id == task.id, RunRow.scheduled_at > run.scheduled_at)
         )
-        moved_on = later is not None and later <= now
+        # Moved on: a later entry's written time passed, the task was deactivated, or a day went by.
+        moved_on = (later is not None and later <= now) or task.status == "idle" or now - run.scheduled_at > GIVE_UP
         n = len(ep.replica_ids or []) if ep is not None and ep.status == EndpointStatus.RUNNING.value else 0
         w = step(run.ready_state or PENDING, run.ready_at, run.scheduled_at, run.min_replicas, n, now, moved_on)
         run.ready_at = w.ready_at

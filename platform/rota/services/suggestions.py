@@ -28,7 +28,7 @@ from rota.store.db import Database
 from rota.store.tables import RequestLogRow, TaskRow, utcnow
 
 PERIODS = (15, 30, 60, 120, 180, 240)  # minutes: each divides the day
-MAX_CALLS = 2_000_000  # analysed at once (in memory): more asks for fewer days
+MAX_CALLS = 500_000  # analysed at once (in memory): more asks for fewer days
 DEFAULT_COOLDOWN_S = 600.0  # Ray Serve's downscale delay when an endpoint sets none
 
 
@@ -88,7 +88,8 @@ class SuggestionService:
             figures = cold_start(s, ep, self.ready)
             cold_s = figures.p50_s if figures.p50_s is not None else figures.lead_s - self.ready.margin_s
             cooldown = scaling.cooldown_period_s if scaling and scaling.cooldown_period_s is not None else DEFAULT_COOLDOWN_S
-            periods = pattern(calls, zone, analysed, period_min, target, headroom)
+            cap = self.endpoints.settings.max_replicas  # what a schedule entry may ask for
+            periods = pattern(calls, zone, analysed, period_min, target, headroom, cap)
             schedule = entries(periods, ready_by)
             new = ScheduleSpec.build("daily", zone, schedule, False, timedelta(seconds=figures.lead_s))
             own = views.bounds(ep)

@@ -14,7 +14,7 @@ from rota.domain.schedule import TaskType
 from rota.domain.tasks import Readiness, RunPublic, TaskPublic, TaskStatus
 from rota.services import views
 from rota.services.auth import Principal
-from rota.services.coldstarts import ReadyBy, cold_start
+from rota.services.coldstarts import ReadyBy, cold_starts
 from rota.store.db import Database
 from rota.store.tables import EndpointRow, RunRow, TaskRow
 
@@ -31,18 +31,17 @@ class TaskFilter:
 WINDOWS = 30  # ready_by windows the on-time rate is over
 
 
-def readiness(s: Session, task_id: int) -> Readiness | None:
-    """How many of the task's last ready_by windows had their replicas serving in time."""
-    states = s.scalars(
-        select(RunRow.ready_state)
-        .where(RunRow.task_id == task_id, RunRow.ready_state.is_not(None), RunRow.ready_state != "pending")
-        .order_by(RunRow.scheduled_at.desc())
-        .limit(WINDOWS)
-    ).all()
-    if not states:
-        return None
-    on_time = sum(st == "on_time" for st in states)
-    return Readiness(windows=len(states), on_time=on_time, rate=round(on_time / len(states), 4))
+def readiness(s: Session, task_ids: Sequence[int]) -> dict[int, Readiness]:
+    """How many of each task's last ``WINDOWS`` judged ready_by windows had their replicas
+    serving in time (one query for any number of tasks)."""
+    judged = (RunRow.task_id.in_(task_ids)) & RunRow.ready_state.is_not(None) & (RunRow.ready_state != "pending")
+    rank = func.row_number().over(partition_by=RunRow.task_id, order_by=RunRow.scheduled_at.desc()).label("rank")
+    ranked = select(RunRow.task_id, RunRow.ready_state, rank).where(judged).subquery()
+    counts: dict[int, list[int]] = {}
+    for task_id, state in s.execute(select(ranked.c.task_id, ranked.c.ready_state).where(ranked.c.rank <= WINDOWS)):
+        c = counts.setdefault(task_id, [0, 0])
+        c[0], c[1] = c[0] + 1, c[1] + (state == "on_time")
+    return {t: Readiness(windows=n, on_time=k, rate=round(k / n, 4)) for t, (n, k) in counts.items()}
 
 
 @dataclass
@@ -70,7 +69,7 @@ class TaskQueries:
 
     def list(
         self, who: Principal, f: TaskFilter = TaskFilter(), limit: int = 50, offset: int = 0
-    ) -> tuple[list[TaskPublic], int]:
+    ) -> tuple[Sequence[TaskPublic], int]:
         with self.db.session() as s:
             stmt = select(TaskRow).where(TaskRow.project_id == who.project_id)
             if f.search:
@@ -96,7 +95,7 @@ class TaskQueries:
                     select(RunRow).join(sub, (RunRow.task_id == sub.c.task_id) & (RunRow.scheduled_at == sub.c.at))
                 )
             }
-            return [self._view(s, who, r, eps.get(r.endpoint_id), runs.get(r.id)) for r in rows], total
+            return self._views(s, who, rows, eps, runs), total
 
     def runs(self, who: Principal, ref: str | int, limit: int = 100) -> Sequence[RunPublic]:
         """The task's applied fires, newest first (caught-up ones say so in ``trigger``)."""
@@ -106,9 +105,21 @@ class TaskQueries:
 
     def _public(self, s: Session, who: Principal, task: TaskRow) -> TaskPublic:
         run = s.scalars(select(RunRow).where(RunRow.task_id == task.id).order_by(RunRow.scheduled_at.desc()).limit(1)).first()
-        return self._view(s, who, task, s.get(EndpointRow, task.endpoint_id), run)
+        ep = s.get(EndpointRow, task.endpoint_id)
+        return self._views(s, who, [task], {ep.id: ep} if ep else {}, {task.id: run} if run else {})[0]
 
-    def _view(self, s: Session, who: Principal, task: TaskRow, ep: EndpointRow | None, run: RunRow | None) -> TaskPublic:
-        if not views.spec_of(task).ready_by:
-            return views.task(task, ep, who.project, run)
-        return views.task(task, ep, who.project, run, cold_start(s, ep, self.ready), readiness(s, task.id))
+    def _views(
+        self, s: Session, who: Principal, tasks: Sequence[TaskRow], eps: dict[int, EndpointRow], runs: dict[int, RunRow]
+    ) -> Sequence[TaskPublic]:
+        """Tasks as the API shows them; ready_by ones with their endpoint's cold starts and
+        their readiness (looked up for the whole page at once)."""
+        ready = {t.id for t in tasks if views.spec_of(t).ready_by}
+        mine = {e.id: e for t in tasks if t.id in ready and (e := eps.get(t.endpoint_id)) is not None}
+        figures = cold_starts(s, [*mine.values()], self.ready) if ready else {}
+        rates = readiness(s, [*ready]) if ready else {}
+        return [
+            views.task(t, eps.get(t.endpoint_id), who.project, runs.get(t.id), figures.get(t.endpoint_id), rates.get(t.id))
+            if t.id in ready
+            else views.task(t, eps.get(t.endpoint_id), who.project, runs.get(t.id))
+            for t in tasks
+        ]

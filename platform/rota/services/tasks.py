@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from rota.config import Settings
@@ -26,7 +26,7 @@ from rota.services.coldstarts import spec_for
 from rota.services.endpoints import EndpointService
 from rota.services.events import record, transition
 from rota.services.task_queries import TaskQueries
-from rota.store.tables import EndpointRow, TaskRow, utcnow
+from rota.store.tables import EndpointRow, RunRow, TaskRow, utcnow
 
 APP_FIELDS = ("file_path", "deployment_name", "args", "env", "resources")
 
@@ -163,6 +163,8 @@ class TaskService(TaskQueries):
         task.type, task.timezone, task.updated_at, task.ready_by = new.type.value, new.timezone, now, new.ready_by
         task.schedule = [e.model_dump(exclude_none=True) for e in new.schedule]
         if task.status == TaskStatus.ACTIVE.value:
+            # A window fired early and not reached yet follows the new schedule: planned again.
+            s.execute(delete(RunRow).where(RunRow.task_id == task.id, RunRow.scheduled_at > now))
             nxt = self._next(s, task, now)
             if nxt is None:
                 raise InvalidInput("the new schedule has no fire in the future", field="schedule")

@@ -129,12 +129,12 @@ def task(
     """``figures``: its endpoint's cold starts (a ready_by task's fires are early by their lead)."""
     spec = spec_of(t, timedelta(seconds=figures.lead_s) if figures else timedelta(0))
     active = t.status == TaskStatus.ACTIVE.value and t.next_fire_at is not None
-    upcoming = (
-        (o for o in occurrences(spec, t.next_fire_at - spec.lead - _EPS) if o.at >= t.next_fire_at)
-        if active and t.next_fire_at
-        else iter(())
-    )
-    fires = [fire_time(spec, o, figures) for o in islice(upcoming, 3)]
+    # The next fires, known by their written instants: from the stored next fire (its lead may
+    # have changed since), never one the last run applied.
+    after = t.next_fire_at - spec.lead - _EPS if active and t.next_fire_at else None
+    if after is not None and run is not None:
+        after = max(after, run.scheduled_at)
+    fires = [fire_time(spec, o, figures) for o in islice(occurrences(spec, after), 3)] if after else []
     last = run_public(run) if run is not None else None
     owns = ep is not None and ep.owner_task_id == t.id
     return TaskPublic(

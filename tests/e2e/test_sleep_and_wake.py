@@ -63,12 +63,12 @@ def test_ready_by_windows_serve_at_their_written_times(llm):
 
         wait = (written[-1] - datetime.now(timezone.utc)).total_seconds() + 60
         runs = sorted(wait_until(judged, wait, interval=1, what="every window judged"), key=lambda r: r["scheduled_at"])
-        events = [e for e in llm.api.get("/events", params={"task": "ready-windows"}).json() if e["kind"] == "ready"]
+        events = [e for e in llm.api.get("/events", params={"task_name": "ready-windows"}).json() if e["kind"] == "ready"]
     finally:
         llm.api.delete("/tasks/ready-windows")
 
     on_time, rows = 0, []
-    for r in runs:
+    for k, r in enumerate(runs):
         at = datetime.fromisoformat(r["scheduled_at"])
         ready = datetime.fromisoformat(r["ready_at"]) if r["ready_at"] else None
         ahead = (at - ready).total_seconds() if ready else None
@@ -76,8 +76,11 @@ def test_ready_by_windows_serve_at_their_written_times(llm):
         rows.append((_local(at), r["lead_s"], cold, ahead, r["ready_state"]))
         if r["ready_state"] == "on_time":
             on_time += 1
-            # Up before the written time by at most 30 % of the measured cold start.
-            assert ahead <= 0.3 * cold, (r, cold)
+            # Up before the written time by at most 30 % of the measured cold start, once wakes
+            # were measured (a first window planned on the deploy's start, which is longer,
+            # is only required to be on time).
+            if k > 0 or measured["kind"] == "wake":
+                assert ahead <= 0.3 * cold, (r, cold)
     print(f"\nready_by windows ({ZONE}, margin {margin:.1f} s):")
     print(f"{'written':>9} {'early by':>9} {'p95 cold':>9} {'up before':>10}  state")
     for w, lead, cold, ahead, state in rows:

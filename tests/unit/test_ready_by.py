@@ -32,7 +32,7 @@ def fire(rt, task_id, now):
 
 
 def events(client, task):
-    return [e for e in client.get("/api/v1/events", params={"task": task}).json() if e["kind"] in ("fired", "ready")]
+    return [e for e in client.get("/api/v1/events", params={"task_name": task}).json() if e["kind"] in ("fired", "ready")]
 
 
 def start_cold(rt, ray, clock, app, seconds):
@@ -42,6 +42,19 @@ def start_cold(rt, ray, clock, app, seconds):
     clock.advance(seconds=seconds)
     ray.building.discard(app)
     rt.reconciler.tick()
+
+
+def late_at_nine(client, rt, ray, clock, body):
+    """The task activated, its 09:00 window fired early, its replica still starting at 09:00."""
+    t = client.post("/api/v1/tasks", json=body).json()
+    client.post("/api/v1/tasks/office/activate")
+    clock.now = datetime(2026, 11, 23, 8, 54, 30, tzinfo=UTC)
+    fire(rt, t["id"], clock.now)
+    ray.building.add(f"ep-{t['endpoint']['id']}")
+    rt.reconciler.tick()
+    clock.now = datetime(2026, 11, 23, 9, tzinfo=UTC)
+    rt.reconciler.tick()
+    return t
 
 
 def test_a_ready_by_task_starts_early_measures_its_starts_and_says_whether_it_was_ready(client, rt, ray, clock, settings):
@@ -135,14 +148,7 @@ def test_a_window_the_schedule_moves_past_is_never_ready(client, rt, ray, clock)
             {"time": "09:01", "min_replicas": 0, "max_replicas": 1},
         ],
     }
-    t = client.post("/api/v1/tasks", json=body).json()
-    client.post("/api/v1/tasks/office/activate")
-    clock.now = datetime(2026, 11, 23, 8, 54, 30, tzinfo=UTC)
-    fire(rt, t["id"], clock.now)
-    ray.building.add(f"ep-{t['endpoint']['id']}")
-    rt.reconciler.tick()
-    clock.now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-    rt.reconciler.tick()
+    t = late_at_nine(client, rt, ray, clock, body)
     clock.now = datetime(2026, 11, 23, 9, 1, tzinfo=UTC)
     fire(rt, t["id"], clock.now)
     rt.reconciler.tick()
@@ -272,14 +278,7 @@ def test_a_one_off_activated_inside_its_lead_starts_at_once_and_every_page_shows
 
 
 def test_a_late_window_of_a_deactivated_task_is_never_ready(client, rt, ray, clock):
-    t = client.post("/api/v1/tasks", json=BODY).json()
-    client.post("/api/v1/tasks/office/activate")
-    clock.now = datetime(2026, 11, 23, 8, 54, 30, tzinfo=UTC)
-    fire(rt, t["id"], clock.now)
-    ray.building.add(f"ep-{t['endpoint']['id']}")
-    rt.reconciler.tick()
-    clock.now = datetime(2026, 11, 23, 9, tzinfo=UTC)
-    rt.reconciler.tick()
+    late_at_nine(client, rt, ray, clock, BODY)
     client.post("/api/v1/tasks/office/deactivate")
     rt.reconciler.tick()
     assert [e["data"]["state"] for e in events(client, "office") if e["kind"] == "ready"] == ["late", "never"]

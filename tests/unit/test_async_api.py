@@ -465,3 +465,34 @@ def test_a_restart_requeues_what_the_dead_process_was_sending_without_counting_i
     assert (got["status"], got["attempts"]) == ("queued", 0)
     (again,) = queue.claim(ep["id"], 5, inv.clock(), True)
     assert again.attempt == 1 and queue.record(again, 200, b"{}", None, inv.clock()) == "done"
+
+
+def test_an_endpoints_async_queue_is_switched_off_and_sized_by_a_patch(client, ep, other):
+    r = client.patch("/api/v1/endpoints/chat", json={"async_invocations": {"max_depth": 1}})
+    assert r.status_code == 200 and r.json()["async_invocations"] == {"enabled": True, "max_depth": 1}
+    assert client.get("/api/v1/endpoints/chat/events").json()[-1]["data"]["rolling"] is False  # in place
+    assert submit(client).status_code == 202
+    r = submit(client)
+    assert r.status_code == 429 and r.json()["error"]["code"] == "queue_full" and "at most 1" in r.json()["error"]["message"]
+    r = client.post(
+        "/v1/batches",
+        json={"input_file_id": upload(client, jsonl([line(1)])), "endpoint": "/v1/chat/completions", "completion_window": "24h"},
+    )
+    assert r.status_code == 429 and r.json()["error"]["field"] == "input_file_id"
+    # Off: submits are refused; what is queued still runs. Only the fields sent change.
+    r = client.patch("/api/v1/endpoints/chat", json={"async_invocations": {"enabled": False}})
+    assert r.json()["async_invocations"] == {"enabled": False, "max_depth": 1}
+    r = submit(client)
+    assert r.status_code == 409 and r.json()["error"]["field"] == "model" and "async_invocations are off" in r.text
+    drain(client)
+    listed = client.get("/v1/async").json()["data"]
+    assert [x["status"] for x in listed] == ["succeeded"]
+    # Bad values name their field and change nothing; another project cannot touch it.
+    for bad, field in (({"max_depth": -1}, "async_invocations.max_depth"), ({"enabled": "no"}, "async_invocations.enabled")):
+        r = client.patch("/api/v1/endpoints/chat", json={"async_invocations": bad})
+        assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
+    assert client.patch("/api/v1/endpoints/chat", json={"async_invocations": {"enabled": True}}, headers=other).status_code == 404
+    assert client.get("/api/v1/endpoints/chat").json()["async_invocations"] == {"enabled": False, "max_depth": 1}
+    # Back on, with the default depth: submits queue again.
+    client.patch("/api/v1/endpoints/chat", json={"async_invocations": {"enabled": True, "max_depth": None}})
+    assert submit(client).status_code == submit(client).status_code == 202

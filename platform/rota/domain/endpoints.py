@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, StrictBool, ValidationInfo, field_validator, model_validator
 
 from rota.domain.coldstart import ColdStartStats
 from rota.domain.names import IDENT_PATTERN, NAME_PATTERN, ROUTING_KEY_PATTERN, Strict
@@ -101,6 +101,15 @@ class Engine(Strict):
         return v
 
 
+class AsyncSettings(Strict):
+    """The endpoint's async queue (``/v1/async/...`` and batches): on or off, and how deep."""
+
+    enabled: StrictBool = Field(True, description="off: submits are refused (409); queued work still runs")
+    max_depth: int | None = Field(
+        None, ge=0, le=10_000_000, description="requests waiting at most (default ROTA_ASYNC_MAX_DEPTH)"
+    )
+
+
 # A model, engine, args or env change rolls the replicas; these fields do.
 ROLLING_FIELDS = tuple("flavor gpu_type gpu_count hf_model_repo revision model_path engine env args resources".split())
 # What each kind of endpoint is made from (what a PATCH may change, and what it keeps).
@@ -133,6 +142,7 @@ class EndpointCreate(Strict):
     scaling: Scaling | None = Field(None, description="default: the template's")
     engine: Engine = Field(default_factory=Engine)
     env: EnvMap = Field(default_factory=dict, description="environment variables of the replicas (write-only)")
+    async_invocations: AsyncSettings = Field(default_factory=AsyncSettings, description="its async queue (in place)")
 
     @field_validator("hf_model_repo")
     @classmethod
@@ -227,6 +237,7 @@ class EndpointUpdate(Strict):
     scaling: Scaling | None = None
     engine: Engine | None = None
     env: dict[EnvName, EnvValue | None] | None = None
+    async_invocations: AsyncSettings | None = None
 
 
 class ReplicasPublic(BaseModel):
@@ -270,6 +281,7 @@ class EndpointPublic(EndpointBrief):
     resources: dict[str, Any] = Field(default_factory=dict)
     scaling: Scaling | None = Field(None, description="none: replicas only as a task's schedule sets them")
     engine: Engine
+    async_invocations: AsyncSettings = Field(default_factory=AsyncSettings)
     env: dict[str, str] = Field(description=f"names only: values are write-only ({MASK})")
     desired: Desired
     owner_task: str | None = Field(None, description="the task that owns this application (deleted with it)")

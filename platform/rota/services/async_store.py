@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from rota.config import Settings
 from rota.crypto import Cipher
-from rota.domain.endpoints import Desired
-from rota.domain.errors import InvalidInput, NotFound, RotaError
+from rota.domain.endpoints import AsyncSettings, Desired
+from rota.domain.errors import Conflict, InvalidInput, NotFound, RotaError
 from rota.domain.invocations import AsyncPublic, AsyncStatus, BatchStatus, FilePublic, new_id
 from rota.domain.schedule import next_window
 from rota.domain.tasks import TaskStatus
@@ -63,12 +63,16 @@ class AsyncStore:
         return int(row[0]), str(row[1])
 
     def _room(self, s: Session, ep_id: int, routing_key: str, n: int, field: str = "model") -> None:
+        """``n`` more requests fit in the endpoint's async queue: it is on (else 409) and not
+        full (its own max_depth, else ROTA_ASYNC_MAX_DEPTH; else 429)."""
+        own = AsyncSettings.model_validate(s.scalar(select(EndpointRow.async_settings).where(EndpointRow.id == ep_id)) or {})
+        if not own.enabled:
+            raise Conflict(f"endpoint {routing_key!r} takes no async requests (its async_invocations are off)", field=field)
+        limit = self.settings.async_max_depth if own.max_depth is None else own.max_depth
         depth = s.scalar(select(func.count()).where(AsyncRequestRow.endpoint_id == ep_id, AsyncRequestRow.status.in_(OPEN)))
-        if (depth or 0) + n > self.settings.async_max_depth:
+        if (depth or 0) + n > limit:
             raise QueueFull(
-                f"endpoint {routing_key!r} has {depth} async requests waiting (at most {self.settings.async_max_depth}); "
-                "retry later",
-                field=field,
+                f"endpoint {routing_key!r} has {depth} async requests waiting (at most {limit}); retry later", field=field
             )
 
     @staticmethod

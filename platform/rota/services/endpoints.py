@@ -112,6 +112,7 @@ class EndpointService:
             ):
                 raise Conflict(f"an endpoint named {data.name!r} exists (or is being deleted)", field="name")
             ep = self.insert(s, who, build, data.name, routing_key, data.env, now)
+            ep.async_settings = data.async_invocations.model_dump(exclude_none=True)
             out = self.public(s, ep, who.project)
         self.hooks.desired_changed()
         return out
@@ -195,8 +196,9 @@ class EndpointService:
             ep = self.find(s, who, ref)
             current = self.as_create(ep)
             merged = {**current, **patch.model_dump(exclude_unset=True, mode="json")}
-            if patch.engine is not None:  # partial inside engine too: only the settings sent change
-                merged["engine"] = {**current["engine"], **patch.engine.model_dump(exclude_unset=True)}
+            for part in ("engine", "async_invocations"):  # partial inside these too: only the settings sent change
+                if (given := getattr(patch, part)) is not None:
+                    merged[part] = {**current[part], **given.model_dump(exclude_unset=True)}
             if patch.env is not None:
                 self.builder.policy.check_env({k: v for k, v in patch.env.items() if v is not None}, who.admin)
                 merged["env"] = merge_env(current["env"], patch.env)
@@ -220,7 +222,7 @@ class EndpointService:
                 if new.scaling is not None:
                     self.builder.check_replicas(new.scaling.bounds[1], "scaling.max_replicas")
                 ep.scaling = new.scaling.model_dump(exclude_none=True) if new.scaling else None
-            ep.name, ep.updated_at = new.name, now
+            ep.name, ep.updated_at, ep.async_settings = new.name, now, new.async_invocations.model_dump(exclude_none=True)
             how = "replicas roll to the new settings" if rolling else "applied in place"
             data = {"fields": changed, "rolling": bool(rolling), "generation": ep.generation}
             record(s, ep, EventKind.UPDATED, f"updated {', '.join(changed)}: {how}", data, at=now)
@@ -255,6 +257,7 @@ class EndpointService:
             "routing_key": ep.routing_key,
             "scaling": ep.scaling,
             "engine": ep.engine or {},
+            "async_invocations": ep.async_settings or {},
             "env": self.cipher.decrypt_map(ep.env or {}),
         }
         renamed = {"hf_model_repo": ep.model, "model_path": ep.model, "args": ep.args or {}, "resources": ep.resources or {}}

@@ -8,6 +8,7 @@ from itertools import islice
 from rota.domain.coldstart import ColdStartStats, early_note
 from rota.domain.endpoints import (
     MASK,
+    AsyncSettings,
     Desired,
     EndpointBrief,
     EndpointKind,
@@ -86,6 +87,7 @@ def endpoint(ep: EndpointRow, project: str, serve_url: str, owner_task: str | No
         resources=ep.resources or {},
         scaling=Scaling.model_validate(ep.scaling) if ep.scaling else None,
         engine=Engine.model_validate(ep.engine or {}),
+        async_invocations=AsyncSettings.model_validate(ep.async_settings or {}),
         env=dict.fromkeys(ep.env or {}, MASK),
         desired=Desired(ep.desired),
         owner_task=owner_task,

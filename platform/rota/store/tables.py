@@ -75,6 +75,7 @@ class EndpointRow(Base):
     resources: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     engine: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     scaling: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    async_settings: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)  # AsyncSettings
     env: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # name -> encrypted value
     app_name: Mapped[str] = mapped_column(String(128))  # Ray Serve's: generated, never a user's name
     route_prefix: Mapped[str] = mapped_column(String(128))

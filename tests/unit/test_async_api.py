@@ -496,3 +496,21 @@ def test_an_endpoints_async_queue_is_switched_off_and_sized_by_a_patch(client, e
     # Back on, with the default depth: submits queue again.
     client.patch("/api/v1/endpoints/chat", json={"async_invocations": {"enabled": True, "max_depth": None}})
     assert submit(client).status_code == submit(client).status_code == 202
+
+
+def test_files_are_listed_newest_first_a_page_at_a_time_by_project(client, ep, other, clock):
+    ids = []
+    for i in range(5):
+        ids.append(upload(client, jsonl([line(i)])))
+        clock.advance(seconds=1)
+    first = client.get("/v1/files", params={"limit": 2}).json()
+    assert [f["id"] for f in first["data"]] == ids[::-1][:2] and first["has_more"] is True
+    assert first["first_id"] == ids[-1] and first["last_id"] == ids[-2]
+    rest = client.get("/v1/files", params={"limit": 10, "after": first["last_id"]}).json()
+    assert [f["id"] for f in rest["data"]] == ids[::-1][2:] and rest["has_more"] is False
+    assert client.get("/v1/files", params={"purpose": "batch_output"}).json()["data"] == []
+    # Another project sees none of them, and cannot page from one of them.
+    assert client.get("/v1/files", headers=other).json()["data"] == []
+    r = client.get("/v1/files", params={"after": ids[0]}, headers=other)
+    assert r.status_code == 404 and r.json()["error"]["field"] == "after"
+    assert client.get("/v1/files", params={"limit": 0}).status_code == 422

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, Up
 from fastapi.concurrency import run_in_threadpool
 
 from rota.api.deps import Who, runtime
-from rota.domain.invocations import AsyncPage, AsyncPublic, BatchCreate, BatchPage, BatchPublic, FilePublic
+from rota.domain.invocations import AsyncPage, AsyncPublic, BatchCreate, BatchPage, BatchPublic, FilePage, FilePublic
 from rota.services.invocations import InvocationService
 
 router = APIRouter(tags=["async"])
@@ -71,9 +71,15 @@ async def upload_file(who: Who, inv: Invocations, file: UploadFile = File(...), 
     return await run_in_threadpool(inv.create_file, who, purpose, file.filename or "file.jsonl", content)
 
 
-@router.get("/v1/files", summary="The project's files")
-def list_files(who: Who, inv: Invocations) -> dict[str, Any]:
-    return {"object": "list", "data": [f.model_dump() for f in inv.files(who)], "has_more": False}
+@router.get("/v1/files", response_model=FilePage, summary="The project's files, newest first")
+def list_files(
+    who: Who,
+    inv: Invocations,
+    limit: int = Query(100, ge=1, le=10_000),
+    after: str | None = Query(None, max_length=64, description="the last id of the previous page"),
+    purpose: str | None = Query(None, max_length=32),
+) -> FilePage:
+    return inv.files(who, limit, after, purpose)
 
 
 @router.get("/v1/files/{file_id}", response_model=FilePublic, summary="A file")

@@ -1,11 +1,8 @@
 """Async invocations and OpenAI batches: what a caller submits, the states a request goes
-through, the batch file format, and the retry rule. Pure: no store, no network.
-
-An async request is an OpenAI request body (``/v1/chat/completions`` or
-``/v1/completions``) kept in the store and sent to its endpoint later, by the dispatcher,
-when the endpoint has room. A batch is a JSONL file of such requests, one per line
-(OpenAI's Batch API format); its lines become async requests of the batch.
-"""
+through, the batch file format, and the retry rule. Pure: no store, no network. An async
+request is an OpenAI request body (``/v1/chat/completions`` or ``/v1/completions``) kept in
+the store and sent to its endpoint later, by the dispatcher, when it has room. A batch is a
+JSONL file of such requests (OpenAI's Batch API format), one per line."""
 
 from __future__ import annotations
 
@@ -14,12 +11,14 @@ import re
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Generic, TypeAlias, TypeVar
 
 from pydantic import BaseModel, Field
 
 from rota.domain.errors import InvalidInput
 from rota.domain.webhooks import webhook_url
+
+Item = TypeVar("Item")
 
 ROUTES = ("/v1/chat/completions", "/v1/completions")  # what an async request or a batch line may call
 MAX_BATCH_LINES = 50_000
@@ -280,12 +279,16 @@ class BatchPublic(BaseModel):
     window_opens_at: float | None = None
 
 
-class BatchPage(BaseModel):
+class Page(BaseModel, Generic[Item]):  # a page of a list, newest first, as OpenAI's (after: the last id seen)
     object: str = "list"
-    data: list[BatchPublic]
+    data: list[Item]
     first_id: str | None = None
     last_id: str | None = None
     has_more: bool
+
+
+BatchPage: TypeAlias = Page[BatchPublic]
+FilePage: TypeAlias = Page[FilePublic]
 
 
 def background_limit(limit: int, reserve: float) -> int:

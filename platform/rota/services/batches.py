@@ -3,11 +3,12 @@ create, read, list and cancel batches, by project only."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from rota.domain.errors import Conflict, InvalidInput
@@ -18,6 +19,7 @@ from rota.domain.invocations import (
     BatchPage,
     BatchPublic,
     BatchStatus,
+    FilePage,
     FilePublic,
     batch_lines,
     new_id,
@@ -49,12 +51,19 @@ class BatchService(AsyncStore):
         with self.db.session() as s:
             return self._file(s, who, file_id).content
 
-    def files(self, who: Principal, limit: int = 100) -> list[FilePublic]:
+    def files(self, who: Principal, limit: int = 100, after: str | None = None, purpose: str | None = None) -> FilePage:
         with self.db.session() as s:
-            rows = s.scalars(
-                select(FileRow).where(FileRow.project_id == who.project_id).order_by(FileRow.created_at.desc()).limit(limit)
-            ).all()
-            return [file_public(r) for r in rows]
+            q = select(FileRow).where(FileRow.project_id == who.project_id)
+            if purpose:
+                q = q.where(FileRow.purpose == purpose)
+            rows = newest(s, q, FileRow, self._file(s, who, after, "after") if after else None, limit)
+            data = [file_public(r) for r in rows[:limit]]
+            return FilePage(
+                data=data,
+                first_id=data[0].id if data else None,
+                last_id=data[-1].id if data else None,
+                has_more=len(rows) > limit,
+            )
 
     def delete_file(self, who: Principal, file_id: str) -> dict[str, Any]:
         with self.db.session() as s:
@@ -138,14 +147,7 @@ class BatchService(AsyncStore):
             q = select(BatchRow).where(BatchRow.project_id == who.project_id)
             if endpoint_id is not None:
                 q = q.where(BatchRow.endpoint_id == endpoint_id)
-            if after:
-                last = self._batch_row(s, who, after)
-                q = q.where(
-                    or_(
-                        BatchRow.created_at < last.created_at, and_(BatchRow.created_at == last.created_at, BatchRow.id < last.id)
-                    )
-                )
-            rows = s.scalars(q.order_by(BatchRow.created_at.desc(), BatchRow.id.desc()).limit(limit + 1)).all()
+            rows = newest(s, q, BatchRow, self._batch_row(s, who, after) if after else None, limit)
             data = [self._batch(s, r) for r in rows[:limit]]
             return BatchPage(
                 data=data,
@@ -225,3 +227,14 @@ class BatchService(AsyncStore):
             run_in_window=b.run_in_window,
             window_opens_at=window.timestamp() if window else None,
         )
+
+
+Listed = TypeVar("Listed", FileRow, BatchRow)
+
+
+def newest(s: Session, q: Select[Any], row: type[Listed], after: Listed | None, limit: int) -> Sequence[Listed]:
+    """Up to ``limit + 1`` rows of ``q``, newest first, after the row ``after`` (a keyset
+    page: one more than asked says whether there are more)."""
+    if after is not None:
+        q = q.where(or_(row.created_at < after.created_at, and_(row.created_at == after.created_at, row.id < after.id)))
+    return s.scalars(q.order_by(row.created_at.desc(), row.id.desc()).limit(limit + 1)).all()

@@ -498,6 +498,38 @@ def test_an_endpoints_async_queue_is_switched_off_and_sized_by_a_patch(client, e
     assert submit(client).status_code == submit(client).status_code == 202
 
 
+def test_an_endpoints_own_depth_only_lowers_the_servers_and_off_refuses_batches_too(client, ep):
+    client.rt.settings.async_max_depth = 2
+    client.patch("/api/v1/endpoints/chat", json={"async_invocations": {"max_depth": 1_000_000}})
+    assert submit(client).status_code == submit(client).status_code == 202
+    assert "at most 2" in submit(client).json()["error"]["message"]
+    for bad in ({"max_depth": 0}, {"max_depth": "5"}):
+        r = client.patch("/api/v1/endpoints/chat", json={"async_invocations": bad})
+        assert r.status_code == 422 and r.json()["error"]["field"] == "async_invocations.max_depth", r.text
+    client.patch("/api/v1/endpoints/chat", json={"async_invocations": {"enabled": False}})
+    file_id = upload(client, jsonl([line(1)]))
+    r = client.post(
+        "/v1/batches", json={"input_file_id": file_id, "endpoint": "/v1/chat/completions", "completion_window": "24h"}
+    )
+    assert r.status_code == 409 and r.json()["error"]["field"] == "input_file_id"
+
+
+def test_applying_a_manifest_that_does_not_mention_the_queue_leaves_it_as_it_is(client, ep):
+    from rota.cli.client import Api
+    from rota.cli.manifest import apply_manifest
+    from rota.domain.manifest import Manifest
+
+    api = Api("http://testserver")
+    api.http = client
+    client.patch("/api/v1/endpoints/chat", json={"async_invocations": {"enabled": False, "max_depth": 7}})
+    plain = {"name": "chat", "template": "echo-chat", "routing_key": "chat"}
+    apply_manifest(api, Manifest.model_validate({"endpoints": [plain]}))
+    assert client.get("/api/v1/endpoints/chat").json()["async_invocations"] == {"enabled": False, "max_depth": 7}
+    said = {**plain, "async_invocations": {"max_depth": None}}  # a manifest that says: the default depth
+    apply_manifest(api, Manifest.model_validate({"endpoints": [said]}))
+    assert client.get("/api/v1/endpoints/chat").json()["async_invocations"] == {"enabled": False, "max_depth": None}
+
+
 def test_files_are_listed_newest_first_a_page_at_a_time_by_project(client, ep, other, clock):
     ids = []
     for i in range(5):

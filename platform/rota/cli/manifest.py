@@ -67,6 +67,9 @@ def apply_manifest(api: Api, manifest: Manifest) -> list[Watch]:
     watches: dict[int, Watch] = {}
     for e in manifest.endpoints:
         body = e.model_dump(mode="json", exclude_none=True)
+        body.pop("async_invocations")  # only what the manifest says of the queue (a null resets a depth)
+        if "async_invocations" in e.model_fields_set:
+            body["async_invocations"] = e.async_invocations.model_dump(mode="json", exclude_unset=True)
         existing = api.call("GET", f"/endpoints/{e.name}", ok404=True)
         if existing is None:
             out, verb = api.call("POST", "/endpoints", json=body), "created"

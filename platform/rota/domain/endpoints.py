@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, Field, StrictBool, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, StrictBool, StrictInt, ValidationInfo, field_validator, model_validator
 
 from rota.domain.coldstart import ColdStartStats
 from rota.domain.names import IDENT_PATTERN, NAME_PATTERN, ROUTING_KEY_PATTERN, Strict
@@ -105,9 +105,7 @@ class AsyncSettings(Strict):
     """The endpoint's async queue (``/v1/async/...`` and batches): on or off, and how deep."""
 
     enabled: StrictBool = Field(True, description="off: submits are refused (409); queued work still runs")
-    max_depth: int | None = Field(
-        None, ge=0, le=10_000_000, description="requests waiting at most (default ROTA_ASYNC_MAX_DEPTH)"
-    )
+    max_depth: StrictInt | None = Field(None, ge=1, description="requests waiting at most (never above ROTA_ASYNC_MAX_DEPTH)")
 
 
 # A model, engine, args or env change rolls the replicas; these fields do.

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from rota.config import Settings
 from rota.crypto import Cipher
-from rota.domain.endpoints import AsyncSettings, Desired
+from rota.domain.endpoints import Desired
 from rota.domain.errors import Conflict, InvalidInput, NotFound, RotaError
 from rota.domain.invocations import AsyncPublic, AsyncStatus, BatchStatus, FilePublic, new_id
 from rota.domain.schedule import next_window
@@ -64,11 +64,12 @@ class AsyncStore:
 
     def _room(self, s: Session, ep_id: int, routing_key: str, n: int, field: str = "model") -> None:
         """``n`` more requests fit in the endpoint's async queue: it is on (else 409) and not
-        full (its own max_depth, else ROTA_ASYNC_MAX_DEPTH; else 429)."""
-        own = AsyncSettings.model_validate(s.scalar(select(EndpointRow.async_settings).where(EndpointRow.id == ep_id)) or {})
-        if not own.enabled:
+        full (its own max_depth, which only lowers ROTA_ASYNC_MAX_DEPTH; else 429)."""
+        stored = s.scalar(select(EndpointRow.async_settings).where(EndpointRow.id == ep_id)) or {}
+        if stored.get("enabled") is False:
             raise Conflict(f"endpoint {routing_key!r} takes no async requests (its async_invocations are off)", field=field)
-        limit = self.settings.async_max_depth if own.max_depth is None else own.max_depth
+        own = stored.get("max_depth")
+        limit = min(self.settings.async_max_depth, own) if isinstance(own, int) and own > 0 else self.settings.async_max_depth
         depth = s.scalar(select(func.count()).where(AsyncRequestRow.endpoint_id == ep_id, AsyncRequestRow.status.in_(OPEN)))
         if (depth or 0) + n > limit:
             raise QueueFull(

@@ -25,7 +25,6 @@ from rota.serve.cluster import LocalRayHead, ensure_token
 from rota.serve.logs import DashboardLogs, RayLogs
 from rota.services import Hooks
 from rota.services.async_queue import AsyncQueue
-from rota.services.async_store import webhook_secret
 from rota.services.auth import AuthService
 from rota.services.builds import Builder
 from rota.services.cluster import ClusterService
@@ -40,6 +39,7 @@ from rota.services.requests import RequestLogService
 from rota.services.suggestions import SuggestionService
 from rota.services.tasks import TaskService
 from rota.services.usage import UsageMeter, UsageService, load_prices
+from rota.services.webhook_secrets import WebhookSecrets
 from rota.store.db import Database
 from rota.telemetry import AsyncCollector, StateCollector, Telemetry
 
@@ -114,14 +114,15 @@ class Runtime:
         self.cluster = ClusterService(
             self.db, self.cipher, ray=self.ray, not_rotas=self.reconciler.not_rotas, async_reserve=settings.async_reserve
         )
-        self.invocations = InvocationService(self.db, settings, self.cipher)
+        self.invocations = InvocationService(self.db, settings)
         self.async_queue = AsyncQueue(self.db, settings)
+        self.webhook_secrets = WebhookSecrets(self.db, self.cipher)
         self.dispatcher = Dispatcher(
             self.async_queue,
             self.cluster.targets,
             lambda: settings.serve_url,
             self.internal_token,
-            lambda project_id: webhook_secret(self.cipher, project_id),
+            self.webhook_secrets.signing,
             settings.async_interval_s,
             settings.async_timeout_s,
             settings.webhook_allow_private,

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
+from rota.domain.webhooks import verify
 from support.endpoints import TEST_TEMPLATES, new_key, status_is, wait_endpoint, wait_relayed, wait_routed
 from support.procs import free_port, rota, wait_until
 
@@ -99,6 +100,17 @@ def test_a_batch_and_async_calls_through_the_base_url(srv, cluster, receiver):
     assert hmac.compare_digest(fields["sha256"], expected) and abs(time.time() - int(fields["t"])) < 120
     assert json.loads(sent)["id"] == hooked.json()["id"] and json.loads(sent)["status"] == "succeeded"
     assert wait_until(lambda: answered(hooked)["webhook"]["status"] == "delivered", 10, what="delivery recorded")
+
+    # The secret rotated with the CLI: the next delivery is signed with the new secret and,
+    # for the grace asked for, with the old one too; a receiver on either accepts it.
+    rotated = json.loads(rota(srv, "async", "webhook-secret", "--rotate", "--previous-valid", "600", "-o", "json").stdout)
+    assert rotated["secret"] != secret and rotated["previous_valid_until"]
+    again = httpx.post(f"{cluster.serve_url}/v1/async/chat/completions", json={**body, "webhook_url": url}, headers=auth)
+    wait_until(lambda: len(got) == 2, 60, 0.3, what="the second webhook")
+    sent, sig = got[1]
+    assert json.loads(sent)["id"] == again.json()["id"] and sig.count("sha256=") == 2
+    for key in (secret, rotated["secret"]):
+        assert verify(key, sig, sent, time.time()), key
 
     # Every dispatched call is in the request log under its async id.
     logged = wait_until(

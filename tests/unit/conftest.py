@@ -54,7 +54,7 @@ def rt(settings, ray, clock, ray_logs):
     r = Runtime(settings, ray=ray, ray_logs=ray_logs)
     for part in (r.tasks, r.endpoints, r.auth, r.reconciler, r.scheduler, r.cluster, r.suggestions):
         part.clock = clock
-    r.invocations.clock = r.async_queue.clock = r.dispatcher.clock = lambda: clock().timestamp()
+    r.invocations.clock = r.async_queue.clock = r.dispatcher.clock = r.webhook_secrets.clock = lambda: clock().timestamp()
     r.db.migrate(r.cipher)
     r.auth.bootstrap(settings.admin_key_path)
     yield r

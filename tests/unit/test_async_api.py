@@ -4,15 +4,20 @@ store side (claim, record once, retry, not-now, lease lapse, expiry, finalise in
 order); the dispatcher's sends and signed webhooks (an in-memory HTTP transport)."""
 
 import asyncio
+import hashlib
+import hmac
 import json
+from datetime import datetime
 
 import httpx
 import pytest
 from sqlalchemy import update
 
-from rota.domain.webhooks import SIGNATURE_HEADER, signature
+from rota.domain.webhooks import SIGNATURE_HEADER, signature, verify
 from rota.services.async_queue import Claimed
+from rota.services.webhook_secrets import WebhookSecrets
 from rota.store.async_tables import AsyncRequestRow
+from rota.store.base import DEFAULT_PROJECT_ID
 from rota.store.tables import EndpointRow
 
 CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
@@ -129,6 +134,7 @@ def test_another_projects_key_sees_nothing_and_cannot_reach_our_endpoint(client,
         ("GET", "/v1/async/async_x"),
         ("DELETE", "/v1/async/async_x"),
         ("GET", "/api/v1/async/webhook-secret"),
+        ("POST", "/api/v1/async/webhook-secret/rotate"),
         ("POST", "/v1/files"),
         ("GET", "/v1/files"),
         ("GET", "/v1/files/file_x/content"),
@@ -397,7 +403,78 @@ def test_webhooks_are_signed_with_their_time_and_retried(client, ep):
     assert sent.url.host in ("127.0.0.1", "::1") and sent.url.port == 8999 and sent.url.query == b"y=1"
     assert sent.headers["host"] == "localhost:8999"
     at = int(sent.headers[SIGNATURE_HEADER].split(",")[0].removeprefix("t="))
-    assert sent.headers[SIGNATURE_HEADER] == signature(secret, sent.content, at) and json.loads(sent.content)["id"] == a
+    assert sent.headers[SIGNATURE_HEADER] == signature([secret], sent.content, at) and json.loads(sent.content)["id"] == a
+    expected = hmac.new(secret.encode(), f"{at}.".encode() + sent.content, hashlib.sha256).hexdigest()
+    assert sent.headers[SIGNATURE_HEADER] == f"t={at},sha256={expected}"  # as a receiver computes it
+
+
+def delivered_header(client, url="http://localhost:8999/x"):
+    """The signature header of one webhook delivery, sent now."""
+    rt = client.rt
+    submit(client, {**CHAT, "webhook_url": url})
+    drain(client)
+    got = []
+    hooks_through(rt, lambda request: got.append(request) or httpx.Response(200))
+    rt.dispatcher.allow_private = True
+
+    async def deliver():
+        for hook in rt.async_queue.hooks_due(rt.invocations.clock() + 1):
+            await rt.dispatcher._deliver(hook)
+
+    asyncio.run(deliver())
+    assert len(got) == 1
+    return got[0].headers[SIGNATURE_HEADER], got[0].content
+
+
+def test_a_rotated_webhook_secret_signs_beside_the_old_one_until_its_grace_ends(client, ep, other):
+    rt = client.rt
+    old = client.get("/api/v1/async/webhook-secret").json()
+    theirs = client.get("/api/v1/async/webhook-secret", headers=other).json()["secret"]
+    assert old["previous_valid_until"] is None
+    r = client.post("/api/v1/async/webhook-secret/rotate", json={"previous_valid_s": 3600})
+    assert r.status_code == 200, r.text
+    new = r.json()
+    assert new["secret"] != old["secret"] and len(new["secret"]) == 64
+    until = datetime.fromisoformat(new["previous_valid_until"]).timestamp()
+    assert until == rt.invocations.clock() + 3600
+    assert client.get("/api/v1/async/webhook-secret").json() == new  # stored, not made up per call
+    assert client.get("/api/v1/async/webhook-secret", headers=other).json()["secret"] == theirs  # only this project's
+
+    header, body = delivered_header(client)
+    assert header.count("sha256=") == 2  # receivers on either secret accept it
+    now = rt.dispatcher.clock()
+    assert verify(new["secret"], header, body, now) and verify(old["secret"], header, body, now)
+    assert not verify(theirs, header, body, now)
+
+    # Past the grace the old secret no longer signs.
+    rt.webhook_secrets.clock = lambda: until + 1
+    header, body = delivered_header(client)
+    assert header.count("sha256=") == 1 and verify(new["secret"], header, body, now)
+    assert not verify(old["secret"], header, body, now)
+
+    # Rotating again with no grace: only the newest signs, at once; it survives a new runtime.
+    newest = client.post("/api/v1/async/webhook-secret/rotate", json={"previous_valid_s": 0}).json()
+    assert newest["previous_valid_until"] is None and newest["secret"] not in (new["secret"], old["secret"])
+    assert WebhookSecrets(rt.db, rt.cipher).signing(DEFAULT_PROJECT_ID) == [newest["secret"]]
+    by_default = client.post("/api/v1/async/webhook-secret/rotate").json()  # no body: a day's grace
+    assert datetime.fromisoformat(by_default["previous_valid_until"]).timestamp() == until + 1 + 86_400
+
+
+@pytest.mark.parametrize("bad", [-1, 604_801, "3600", 1.5, None])
+def test_a_bad_rotation_grace_is_a_422_and_the_secret_stays(client, bad):
+    before = client.get("/api/v1/async/webhook-secret").json()
+    r = client.post("/api/v1/async/webhook-secret/rotate", json={"previous_valid_s": bad})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "previous_valid_s", r.text
+    assert client.get("/api/v1/async/webhook-secret").json() == before
+
+
+def test_verify_refuses_old_times_and_malformed_headers():
+    body = b'{"id": "async_1"}'
+    header = signature(["k"], body, 1_000)
+    assert verify("k", header, body, 1_100) and not verify("k", header, body, 1_400)  # 5 minutes' tolerance
+    assert not verify("k", header, body + b" ", 1_000)
+    for bad in ("", "sha256=x", "t=abc,sha256=x", f"t=1000,t=1000,{header.split(',')[1]}"):
+        assert not verify("k", bad, body, 1_000), bad
 
 
 @pytest.mark.parametrize(

@@ -5,14 +5,20 @@ against either. Every answer is about the key's own project only."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
+from pydantic import Field
 
 from rota.api.deps import Who, runtime
 from rota.domain.invocations import AsyncPage, AsyncPublic, BatchCreate, BatchPage, BatchPublic, FilePage, FilePublic
+from rota.domain.names import Strict
+from rota.domain.webhooks import SIGNATURE_HEADER
+from rota.services.auth import Principal
 from rota.services.invocations import InvocationService
+from rota.services.webhook_secrets import MAX_GRACE_S, SigningSecrets
 
 router = APIRouter(tags=["async"])
 
@@ -59,10 +65,38 @@ def cancel_async(request_id: str, who: Who, inv: Invocations) -> AsyncPublic:
     return inv.cancel(who, request_id)
 
 
+class Rotation(Strict):
+    previous_valid_s: int = Field(
+        86_400, ge=0, le=MAX_GRACE_S, strict=True, description="how long the replaced secret keeps signing (0: not at all)"
+    )
+
+
+def _secret(who: Principal, secrets: SigningSecrets) -> dict[str, Any]:
+    until = secrets.previous_until if secrets.previous is not None else None
+    return {
+        "project": who.project,
+        "secret": secrets.current,
+        "header": SIGNATURE_HEADER,
+        "algorithm": "HMAC-SHA256",
+        "signs": 't=<unix time>,sha256=<HMAC of "<t>." + body>, one sha256= per live secret',
+        "previous_valid_until": None if until is None else datetime.fromtimestamp(until, timezone.utc).isoformat(),
+    }
+
+
 @router.get("/api/v1/async/webhook-secret", summary="The project's webhook signing secret")
-def webhook_secret(who: Who, inv: Invocations) -> dict[str, str]:
-    """Webhooks carry ``x-rota-signature: sha256=<HMAC-SHA256 of the body with this secret>``."""
-    return {"secret": inv.webhook_secret(who), "header": "x-rota-signature", "algorithm": "HMAC-SHA256"}
+def webhook_secret(who: Who, request: Request) -> dict[str, Any]:
+    """Webhooks carry ``x-rota-signature: t=<unix time>,sha256=<HMAC-SHA256 of "<t>." +
+    body>``; after a rotation, a second ``sha256=`` with the previous secret until
+    ``previous_valid_until``."""
+    return _secret(who, runtime(request).webhook_secrets.of(who.project_id))
+
+
+@router.post("/api/v1/async/webhook-secret/rotate", summary="A new webhook signing secret for the project")
+def rotate_webhook_secret(who: Who, request: Request, body: Rotation | None = None) -> dict[str, Any]:
+    """The new secret signs every delivery from now on; the replaced one signs them too for
+    ``previous_valid_s`` (default a day), so receivers can switch without refusing any."""
+    grace = (body or Rotation()).previous_valid_s
+    return _secret(who, runtime(request).webhook_secrets.rotate(who.project_id, grace))
 
 
 @router.post("/v1/files", response_model=FilePublic, summary="Upload a batch input file (JSONL)")

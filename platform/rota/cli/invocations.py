@@ -106,6 +106,22 @@ def cancel(ctx: typer.Context, request_id: str = typer.Argument(...), fmt: Outpu
     output.show(api(ctx).call("DELETE", f"/v1/async/{request_id}", prefix=""), fmt)
 
 
+@async_app.command("webhook-secret")
+def webhook_secret(
+    ctx: typer.Context,
+    rotate: bool = typer.Option(False, "--rotate", help="make a new secret; the old one keeps signing for --previous-valid"),
+    previous_valid: int = typer.Option(86_400, "--previous-valid", min=0, max=604_800, help="seconds (with --rotate)"),
+    fmt: Output = output.option(),
+) -> None:
+    """The project's webhook signing secret; --rotate replaces it."""
+    client = api(ctx)
+    if rotate:
+        got = client.call("POST", "/async/webhook-secret/rotate", json={"previous_valid_s": previous_valid})
+    else:
+        got = client.call("GET", "/async/webhook-secret")
+    output.show(got, fmt)
+
+
 def _batch_rows(items: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     out: list[tuple[str, ...]] = [("ID", "STATUS", "MODEL", "TOTAL", "COMPLETED", "FAILED", "CREATED")]
     for b in items:

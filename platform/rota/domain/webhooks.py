@@ -6,12 +6,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from rota.domain.errors import InvalidInput
 
-SIGNATURE_HEADER = "x-rota-signature"  # "t=<unix time>,sha256=<hex HMAC-SHA256 of '<t>.<body>'>"
+SIGNATURE_HEADER = "x-rota-signature"  # "t=<unix time>,sha256=<hex HMAC-SHA256 of '<t>.<body>'>[,sha256=...]"
 
 
 def webhook_url(value: Any) -> str:
@@ -45,8 +46,21 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 
 
-def signature(secret: str, body: bytes, at: int) -> str:
-    """``t=<at>,sha256=<HMAC-SHA256 of "<at>." + body>``: the time is signed too, so a
-    receiver can refuse an old delivery sent again (a replay)."""
-    mac = hmac.new(secret.encode(), f"{at}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={at},sha256={mac}"
+def signature(secrets: Sequence[str], body: bytes, at: int) -> str:
+    """``t=<at>,sha256=<HMAC-SHA256 of "<at>." + body>``, one ``sha256=`` per secret (the
+    current one first; after a rotation, the previous one too while its grace lasts): a
+    receiver accepts the delivery if any of them matches its secret. The time is signed
+    too, so a receiver can refuse an old delivery sent again (a replay)."""
+    signed = f"{at}.".encode() + body
+    return ",".join([f"t={at}"] + [f"sha256={hmac.new(s.encode(), signed, hashlib.sha256).hexdigest()}" for s in secrets])
+
+
+def verify(secret: str, header: str, body: bytes, now: float, tolerance_s: float = 300.0) -> bool:
+    """What a receiver does: the header's time is recent and one of its ``sha256=`` values
+    is the HMAC of ``"<t>." + body`` with ``secret``."""
+    parts = [p.partition("=") for p in header.split(",")]
+    times = [v for k, _, v in parts if k == "t"]
+    if len(times) != 1 or not times[0].isdigit() or abs(now - int(times[0])) > tolerance_s:
+        return False
+    want = hmac.new(secret.encode(), f"{times[0]}.".encode() + body, hashlib.sha256).hexdigest()
+    return any(k == "sha256" and hmac.compare_digest(v, want) for k, _, v in parts)

@@ -16,7 +16,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from rota.config import Settings
-from rota.crypto import Cipher
 from rota.domain.endpoints import Desired
 from rota.domain.errors import Conflict, InvalidInput, NotFound, RotaError
 from rota.domain.invocations import AsyncPublic, AsyncStatus, BatchStatus, FilePublic, new_id
@@ -43,7 +42,6 @@ class QueueFull(RotaError):
 class AsyncStore:
     db: Database
     settings: Settings
-    cipher: Cipher
     clock: Callable[[], float] = time.time
     nudge: Callable[[], None] = lambda: None  # there is new work: the dispatcher looks now
 
@@ -109,10 +107,6 @@ def owned(s: Session, who: Principal, table: type[Row], key: str, what: str, fie
     if row is None or row.project_id != who.project_id:
         raise NotFound(f"no {what} {key[:64]!r}", field=field)
     return row
-
-
-def webhook_secret(cipher: Cipher, project_id: int) -> str:
-    return cipher.derive(f"webhook-secret/{project_id}")
 
 
 def store_file(s: Session, project_id: int, purpose: str, filename: str, content: bytes, now: float, days: int) -> FileRow:

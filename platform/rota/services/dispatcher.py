@@ -47,7 +47,7 @@ class Dispatcher:
         targets: Callable[[list[int]], dict[int, dict[str, Any]]],
         base_url: Callable[[], str],
         token: str,
-        secret: Callable[[int], str],
+        secrets: Callable[[int], list[str]],
         interval_s: float = 0.2,
         timeout_s: float = 600.0,
         allow_private: bool = False,
@@ -55,8 +55,8 @@ class Dispatcher:
     ):
         """``targets``: endpoint id -> its ``status`` and ``async_limit`` (the routing table's);
         ``base_url``: where the gateway answers (it can change when Ray's port is known);
-        ``secret``: a project's webhook signing secret."""
-        self.service, self.targets, self.base_url, self.token, self.secret = service, targets, base_url, token, secret
+        ``secrets``: what a project's webhooks are signed with now."""
+        self.service, self.targets, self.base_url, self.token, self.secrets = service, targets, base_url, token, secrets
         self.interval_s, self.timeout_s, self.allow_private, self.clock = interval_s, timeout_s, allow_private, clock
         self.inflight: dict[int, int] = defaultdict(int)
         self.sent = self.recorded = self.stale = 0
@@ -227,11 +227,11 @@ class Dispatcher:
         ip = addresses[0]
         target = urlunsplit((parts.scheme, f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}", parts.path or "/", parts.query, ""))
         payload = await asyncio.to_thread(self.service.hook_payload, hook.id)
-        secret = self.secret(hook.project_id)
+        secrets = await asyncio.to_thread(self.secrets, hook.project_id)
         headers = {
             "host": parts.netloc.rsplit("@", 1)[-1],
             "content-type": "application/json",
-            SIGNATURE_HEADER: signature(secret, payload, int(self.clock())),
+            SIGNATURE_HEADER: signature(secrets, payload, int(self.clock())),
             "x-rota-async-id": hook.id,
         }
         extensions = {"sni_hostname": host} if parts.scheme == "https" else {}

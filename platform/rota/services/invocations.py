@@ -9,7 +9,7 @@ from sqlalchemy import and_, or_, select, update
 
 from rota.domain.errors import Conflict
 from rota.domain.invocations import AsyncPage, AsyncPublic, AsyncStatus, new_id, submission
-from rota.services.async_store import DAY_S, QUEUED, public, webhook_secret
+from rota.services.async_store import DAY_S, QUEUED, public
 from rota.services.auth import Principal
 from rota.services.batches import BatchService
 from rota.store.async_tables import AsyncRequestRow
@@ -105,7 +105,3 @@ class InvocationService(BatchService):
             if not getattr(changed, "rowcount", 0):
                 raise Conflict(f"request {row.id} is {row.status}: only a queued request can be cancelled", field="id")
             return public(row)
-
-    def webhook_secret(self, who: Principal) -> str:
-        """The project's webhook signing secret (HMAC-SHA256 key of ``x-rota-signature``)."""
-        return webhook_secret(self.cipher, who.project_id)

@@ -20,6 +20,10 @@ class ProjectRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     request_log_retention_days: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None: the default
     prices: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)  # over the price book
+    # Webhook signing secrets once rotated (encrypted); None: derived from the secret key.
+    webhook_secret: Mapped[str | None] = mapped_column(Text, nullable=True)
+    webhook_secret_previous: Mapped[str | None] = mapped_column(Text, nullable=True)
+    webhook_secret_previous_until: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class ApiKeyRow(Base):

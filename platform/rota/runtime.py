@@ -115,7 +115,7 @@ class Runtime:
             self.db, self.cipher, ray=self.ray, not_rotas=self.reconciler.not_rotas, async_reserve=settings.async_reserve
         )
         self.invocations = InvocationService(self.db, settings)
-        self.async_queue = AsyncQueue(self.db, settings)
+        self.async_queue = AsyncQueue(self.db, settings, loader=self.invocations.loader)
         self.webhook_secrets = WebhookSecrets(self.db, self.cipher)
         self.dispatcher = Dispatcher(
             self.async_queue,

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from rota.config import Settings
 from rota.domain.invocations import DONE, NOT_NOW, AsyncStatus, BatchStatus, backoff_s, error_code_of, outcome, output_line
 from rota.services.async_store import BATCH_OPEN, DAY_S, OPEN, QUEUED, RUNNING, json_or_text, store_file
+from rota.services.batch_loader import BatchLoader
 from rota.services.deliveries import Deliveries, mark_due
 from rota.store.async_tables import AsyncRequestRow, BatchRow, FileRow
 from rota.store.tables import EndpointRow, ProjectRow
@@ -49,6 +50,7 @@ class Claimed:
 class AsyncQueue(Deliveries):
     settings: Settings
     clock: Callable[[], float] = time.time
+    loader: BatchLoader | None = None  # resumes batches whose lines did not all go in
 
     def waiting(self, now: float) -> dict[int, int]:
         """Endpoints with requests ready to send, and how many."""
@@ -185,8 +187,12 @@ class AsyncQueue(Deliveries):
                 select(BatchRow).where(BatchRow.status.in_([BatchStatus.IN_PROGRESS.value, BatchStatus.CANCELLING.value]))
             ).all():
                 self._maybe_finalise(s, batch, now)
+        if self.loader is not None:
+            self.loader.resume()
 
     def _maybe_finalise(self, s: Session, batch: BatchRow, now: float) -> None:
+        if batch.loaded_at is None:  # its lines are still going in
+            return
         open_ = s.scalar(select(func.count()).where(AsyncRequestRow.batch_id == batch.id, AsyncRequestRow.status.in_(OPEN)))
         if open_:
             return

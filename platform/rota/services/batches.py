@@ -4,7 +4,7 @@ create, read, list and cancel batches, by project only."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -16,6 +16,7 @@ from rota.domain.invocations import (
     ROUTES,
     AsyncStatus,
     BatchCreate,
+    BatchLine,
     BatchPage,
     BatchPublic,
     BatchStatus,
@@ -27,12 +28,18 @@ from rota.domain.invocations import (
 )
 from rota.services.async_store import QUEUED, AsyncStore, file_public, owned, store_file
 from rota.services.auth import Principal
+from rota.services.batch_loader import BatchLoader
 from rota.store.async_tables import AsyncRequestRow, BatchRow, FileRow
 from rota.store.tables import EndpointRow
 
 
 @dataclass
 class BatchService(AsyncStore):
+    loader: BatchLoader = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.loader = BatchLoader(self.db, self.settings.async_max_body_bytes, lambda: self.clock())
+
     def create_file(self, who: Principal, purpose: str, filename: str, content: bytes) -> FilePublic:
         if purpose != "batch":
             raise InvalidInput("'purpose' must be 'batch' (files hold batch input here)", field="purpose")
@@ -67,15 +74,33 @@ class BatchService(AsyncStore):
 
     def delete_file(self, who: Principal, file_id: str) -> dict[str, Any]:
         with self.db.session() as s:
-            s.delete(self._file(s, who, file_id))
+            row = self._file(s, who, file_id)
+            loading = s.scalar(select(BatchRow.id).where(BatchRow.input_file_id == row.id, BatchRow.loaded_at.is_(None)))
+            if loading:
+                raise Conflict(f"batch {loading} is still queueing this file's lines: delete it once it is in progress")
+            s.delete(row)
         return {"id": file_id, "object": "file", "deleted": True}
 
     # --- batches ---------------------------------------------------------------------
 
     def create_batch(self, who: Principal, data: BatchCreate) -> BatchPublic:
+        """Checked whole (every line, the queue's room), stored ``validating``, its lines
+        queued a chunk per transaction (``batch_loader.py``), then ``in_progress``."""
         if data.endpoint not in ROUTES:
             raise InvalidInput(f"'endpoint' must be one of {', '.join(ROUTES)}", field="endpoint")
         hours = window_hours(data.completion_window)
+        batch_id = new_id("batch")
+        with self.loader.claim(batch_id):
+            lines, window = self._store_batch(who, data, batch_id, hours)
+            self.nudge()  # the first chunks can be sent while the rest go in
+            self.loader.load(batch_id, lines)
+        self.nudge()
+        with self.db.session() as s:
+            return self._batch(s, self._batch_row(s, who, batch_id), window)
+
+    def _store_batch(
+        self, who: Principal, data: BatchCreate, batch_id: str, hours: int
+    ) -> tuple[list[BatchLine], datetime | None]:
         now = self.clock()
         with self.db.session() as s:
             source = self._file(s, who, data.input_file_id, field="input_file_id")
@@ -96,47 +121,22 @@ class BatchService(AsyncStore):
                     )
             self._room(s, ep_id, key, len(lines), field="input_file_id")
             batch = BatchRow(
-                id=new_id("batch"),
+                id=batch_id,
                 project_id=who.project_id,
                 endpoint_id=ep_id,
                 model=model,
                 route=data.endpoint,
                 input_file_id=source.id,
-                status=BatchStatus.IN_PROGRESS.value,
+                status=BatchStatus.VALIDATING.value,
                 completion_window=data.completion_window,
                 meta=data.metadata,
                 run_in_window=data.run_in_window,
                 total=len(lines),
                 created_at=now,
-                in_progress_at=now,
                 expires_at=expires,
             )
             s.add(batch)
-            s.add_all(
-                AsyncRequestRow(
-                    id=f"{batch.id}_{i}",
-                    project_id=who.project_id,
-                    endpoint_id=ep_id,
-                    model=model,
-                    route=line.route,
-                    body=line.submission.body,
-                    status=QUEUED,
-                    attempts=0,
-                    not_before=0.0,
-                    run_in_window=data.run_in_window,
-                    batch_id=batch.id,
-                    custom_id=line.custom_id,
-                    line=i,
-                    webhook_attempts=0,
-                    created_at=now,
-                    expires_at=expires,
-                )
-                for i, line in enumerate(lines)
-            )
-            s.flush()
-            out = self._batch(s, batch, window)
-        self.nudge()
-        return out
+        return lines, window
 
     def batch(self, who: Principal, batch_id: str) -> BatchPublic:
         with self.db.session() as s:

@@ -90,6 +90,7 @@ class BatchRow(Base):
     total: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[float] = mapped_column(Float)
+    loaded_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # every line queued (None: still validating)
     in_progress_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     finalizing_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     completed_at: Mapped[float | None] = mapped_column(Float, nullable=True)

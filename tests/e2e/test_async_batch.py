@@ -1,6 +1,6 @@
-"""Async invocations on real vLLM: a batch through the base URL with the official `openai`
-client on the tiny model, its answers in input order and a line the engine refuses in
-the error file; a single async call with the engine's usage in its answer."""
+"""Async invocations on real vLLM: a batch of 200 chat requests through the base URL with
+the official `openai` client on the tiny model, its 200 answers in input order and a line
+the engine refuses in the error file; a single async call with the engine's usage in its answer."""
 
 import json
 
@@ -24,9 +24,9 @@ def test_a_batch_on_the_tiny_model_with_the_official_client(client, llm):
             "custom_id": f"n{i}",
             "method": "POST",
             "url": "/v1/chat/completions",
-            "body": {"model": "tiny", "messages": [{"role": "user", "content": f"say {i}"}], "max_tokens": 4},
+            "body": {"model": "tiny", "messages": [{"role": "user", "content": f"say {i}"}], "max_tokens": 4, "ignore_eos": True},
         }
-        for i in range(12)
+        for i in range(200)
     ]
     too_long = {**lines[0], "custom_id": "too-long"}
     too_long["body"] = {**lines[0]["body"], "messages": [{"role": "user", "content": "word " * 200}]}
@@ -39,9 +39,9 @@ def test_a_batch_on_the_tiny_model_with_the_official_client(client, llm):
         0.5,
         what="the batch done",
     )
-    assert done.status == "completed" and (done.request_counts.completed, done.request_counts.failed) == (12, 1)
+    assert done.status == "completed" and (done.request_counts.completed, done.request_counts.failed) == (200, 1)
     out = [json.loads(x) for x in client.files.content(done.output_file_id).text.splitlines()]
-    assert [x["custom_id"] for x in out] == [f"n{i}" for i in range(12)]
+    assert [x["custom_id"] for x in out] == [f"n{i}" for i in range(200)]
     assert all(x["response"]["body"]["usage"]["completion_tokens"] == 4 for x in out)
     (err,) = [json.loads(x) for x in client.files.content(done.error_file_id).text.splitlines()]
     assert err["custom_id"] == "too-long" and err["response"]["status_code"] == 400  # the engine's answer, kept

@@ -6,9 +6,10 @@ and batches) build on it; the dispatcher's side is ``async_queue.py``."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
@@ -39,18 +40,49 @@ class QueueFull(RotaError):
 
 
 @dataclass
+class Depths:
+    """Each endpoint's open async requests, counted in the store at most every ``fresh_s``;
+    in between, the last count plus what this process queued since. It only over-counts
+    (answers lower the real depth; other processes' submits are seen at the next count), so
+    a submit near the limit is decided on an exact count. Counting at every submit cost
+    a scan of the whole queue each: the deeper the queue, the slower the submits."""
+
+    fresh_s: float = 1.0
+    _seen: dict[int, tuple[float, int]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def estimate(self, s: Session, ep_id: int) -> int:
+        with self._lock:
+            at, depth = self._seen.get(ep_id, (-1e18, 0))
+        return depth if time.monotonic() - at < self.fresh_s else self.count(s, ep_id)
+
+    def count(self, s: Session, ep_id: int) -> int:
+        at = time.monotonic()
+        depth = s.scalar(select(func.count()).where(AsyncRequestRow.endpoint_id == ep_id, AsyncRequestRow.status.in_(OPEN))) or 0
+        with self._lock:
+            self._seen[ep_id] = (at, depth)
+        return depth
+
+    def took(self, ep_id: int, n: int) -> None:
+        with self._lock:
+            at, depth = self._seen.get(ep_id, (-1e18, 0))
+            self._seen[ep_id] = (at, depth + n)
+
+
+@dataclass
 class AsyncStore:
     db: Database
     settings: Settings
     clock: Callable[[], float] = time.time
     nudge: Callable[[], None] = lambda: None  # there is new work: the dispatcher looks now
+    depths: Depths = field(default_factory=Depths)
 
     @staticmethod
-    def _endpoint_key(s: Session, who: Principal, model: str, field: str = "model") -> tuple[int, str]:
-        """The id and routing key of the caller's endpoint ``model`` (plain columns: every
-        submit looks it up)."""
+    def _endpoint_key(s: Session, who: Principal, model: str, field: str = "model") -> tuple[int, str, dict[str, Any]]:
+        """The id, routing key and async settings of the caller's endpoint ``model`` (plain
+        columns, one query: every submit looks it up)."""
         row = s.execute(
-            select(EndpointRow.id, EndpointRow.routing_key).where(
+            select(EndpointRow.id, EndpointRow.routing_key, EndpointRow.async_settings).where(
                 EndpointRow.project_id == who.project_id,
                 EndpointRow.routing_key == model,
                 EndpointRow.desired != Desired.DELETED.value,
@@ -58,21 +90,24 @@ class AsyncStore:
         ).first()
         if row is None:
             raise NotFound(f"the model {model[:200]!r} does not exist or you do not have access to it", field=field)
-        return int(row[0]), str(row[1])
+        stored = row[2] if isinstance(row[2], dict) else {}
+        return int(row[0]), str(row[1]), stored
 
-    def _room(self, s: Session, ep_id: int, routing_key: str, n: int, field: str = "model") -> None:
+    def _room(self, s: Session, ep_id: int, routing_key: str, stored: dict[str, Any], n: int, field: str = "model") -> None:
         """``n`` more requests fit in the endpoint's async queue: it is on (else 409) and not
         full (its own max_depth, which only lowers ROTA_ASYNC_MAX_DEPTH; else 429)."""
-        stored = s.scalar(select(EndpointRow.async_settings).where(EndpointRow.id == ep_id)) or {}
         if stored.get("enabled") is False:
             raise Conflict(f"endpoint {routing_key!r} takes no async requests (its async_invocations are off)", field=field)
         own = stored.get("max_depth")
         limit = min(self.settings.async_max_depth, own) if isinstance(own, int) and own > 0 else self.settings.async_max_depth
-        depth = s.scalar(select(func.count()).where(AsyncRequestRow.endpoint_id == ep_id, AsyncRequestRow.status.in_(OPEN)))
-        if (depth or 0) + n > limit:
-            raise QueueFull(
-                f"endpoint {routing_key!r} has {depth} async requests waiting (at most {limit}); retry later", field=field
-            )
+        depth = self.depths.estimate(s, ep_id)
+        if depth + n > limit:
+            depth = self.depths.count(s, ep_id)  # near the limit: the exact figure decides
+            if depth + n > limit:
+                raise QueueFull(
+                    f"endpoint {routing_key!r} has {depth} async requests waiting (at most {limit}); retry later", field=field
+                )
+        self.depths.took(ep_id, n)
 
     @staticmethod
     def _window(s: Session, ep: EndpointRow | None, now: float, required: bool = True) -> datetime | None:

@@ -108,7 +108,7 @@ class BatchService(AsyncStore):
             if lines[0].route != data.endpoint:
                 raise InvalidInput(f"the file's lines call {lines[0].route}, not {data.endpoint}", field="endpoint")
             model = lines[0].submission.model
-            ep_id, key = self._endpoint_key(s, who, model, field="input_file_id")
+            ep_id, key, stored = self._endpoint_key(s, who, model, field="input_file_id")
             expires = now + hours * 3600
             window = None
             if data.run_in_window:
@@ -119,7 +119,7 @@ class BatchService(AsyncStore):
                         f"completion window ({data.completion_window}) ends",
                         field="completion_window",
                     )
-            self._room(s, ep_id, key, len(lines), field="input_file_id")
+            self._room(s, ep_id, key, stored, len(lines), field="input_file_id")
             batch = BatchRow(
                 id=batch_id,
                 project_id=who.project_id,

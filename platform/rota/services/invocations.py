@@ -12,6 +12,7 @@ from rota.domain.invocations import AsyncPage, AsyncPublic, AsyncStatus, new_id,
 from rota.services.async_store import DAY_S, QUEUED, public
 from rota.services.auth import Principal
 from rota.services.batches import BatchService
+from rota.services.group_commit import GroupCommit
 from rota.store.async_tables import AsyncRequestRow
 from rota.store.tables import EndpointRow
 
@@ -20,34 +21,36 @@ from rota.store.tables import EndpointRow
 class InvocationService(BatchService):
     """The async callers' service: single requests here, files and batches inherited."""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.submits = GroupCommit(self.db, AsyncRequestRow)
+
     def submit(self, who: Principal, route: str, raw: bytes) -> AsyncPublic:
         sub = submission(raw, route, self.settings.async_max_body_bytes)
         now = self.clock()
         with self.db.session() as s:
-            ep_id, key = self._endpoint_key(s, who, sub.model)
+            ep_id, key, stored = self._endpoint_key(s, who, sub.model)
             window = self._window(s, s.get(EndpointRow, ep_id), now) if sub.run_in_window else None
-            self._room(s, ep_id, key, 1)
-            row = AsyncRequestRow(
-                id=new_id("async"),
-                project_id=who.project_id,
-                endpoint_id=ep_id,
-                model=sub.model,
-                route=route,
-                body=sub.body,
-                status=QUEUED,
-                attempts=0,
-                not_before=0.0,
-                run_in_window=sub.run_in_window,
-                webhook_url=sub.webhook_url,
-                webhook_attempts=0,
-                created_at=now,
-                expires_at=now + self.settings.async_retention_days * DAY_S,
-            )
-            s.add(row)
-            s.flush()
-            out = public(row, window)
+            self._room(s, ep_id, key, stored, 1)
+        values = dict(
+            id=new_id("async"),
+            project_id=who.project_id,
+            endpoint_id=ep_id,
+            model=sub.model,
+            route=route,
+            body=sub.body,
+            status=QUEUED,
+            attempts=0,
+            not_before=0.0,
+            run_in_window=sub.run_in_window,
+            webhook_url=sub.webhook_url,
+            webhook_attempts=0,
+            created_at=now,
+            expires_at=now + self.settings.async_retention_days * DAY_S,
+        )
+        self.submits.write(values)  # with the other submits of this moment, in one transaction
         self.nudge()
-        return out
+        return public(AsyncRequestRow(**values), window)
 
     def get(self, who: Principal, request_id: str) -> AsyncPublic:
         with self.db.session() as s:

@@ -55,6 +55,9 @@ class Database:
             if path and path != ":memory:":
                 _private_file(Path(path))
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            # Up to the API's worker threads at once, kept open: past SQLAlchemy's default
+            # (5 + 10 overflow, closed on return) each burst opened new connections.
+            kwargs["pool_size"], kwargs["max_overflow"] = 40, 24
         else:
             kwargs["pool_pre_ping"] = True
         self.engine: Engine = create_engine(url, **kwargs)

@@ -1,8 +1,13 @@
 """Async invocations on real vLLM: a batch of 200 chat requests through the base URL with
 the official `openai` client on the tiny model, its 200 answers in input order and a line
-the engine refuses in the error file; a single async call with the engine's usage in its answer."""
+the engine refuses in the error file; single async calls with the engine's usage in their answer, polled and
+with a webhook to a local receiver (its signature checked); a request and a batch
+cancelled while queued (what was queued is never sent)."""
 
+import hmac
 import json
+import time
+from hashlib import sha256
 
 import httpx
 import pytest
@@ -10,6 +15,7 @@ from openai import OpenAI
 
 from support.endpoints import logged_request, wait_relayed
 from support.procs import wait_until
+from support.webhooks import webhook_receiver
 
 
 @pytest.fixture
@@ -47,16 +53,52 @@ def test_a_batch_on_the_tiny_model_with_the_official_client(client, llm):
     assert err["custom_id"] == "too-long" and err["response"]["status_code"] == 400  # the engine's answer, kept
 
 
-def test_a_single_async_call_answers_with_the_engines_body(llm):
+def test_async_calls_polled_and_with_a_webhook(llm):
     auth = {"Authorization": f"Bearer {llm.admin_key}"}
+
+    def post(body):
+        r = httpx.post(f"{llm.base_url}/async/completions", json=body, headers=auth)
+        assert r.status_code == 202, r.text
+        return r.json()["id"]
+
+    def get(rid):
+        return httpx.get(f"{llm.base_url}/async/{rid}", headers=auth).json()
+
     body = {"model": "tiny", "prompt": "once upon", "max_tokens": 3}
-    r = httpx.post(f"{llm.base_url}/async/completions", json=body, headers=auth)
-    assert r.status_code == 202, r.text
+    with webhook_receiver() as (url, got):
+        polled, hooked = post(body), post({**body, "webhook_url": url})
+        a = wait_until(lambda: (x := get(polled))["status"] in ("succeeded", "failed") and x, 120, 0.3, what="the answer")
+        assert a["status"] == "succeeded" and a["response"]["usage"]["completion_tokens"] == 3
+        assert logged_request(llm, a["id"])["gen_ai.usage.output_tokens"] == 3  # in the request log under its id
 
-    def answered():
-        a = httpx.get(f"{llm.base_url}/async/{r.json()['id']}", headers=auth).json()
-        return a if a["status"] in ("succeeded", "failed") else None
+        # The webhook, checked as its receiver would: t=<time>,sha256=<HMAC of "<t>." + body>.
+        wait_until(lambda: got, 60, 0.3, what="the webhook")
+        sent, sig = got[0]
+        secret = llm.api.get("/async/webhook-secret").json()["secret"]
+        fields = dict(part.split("=", 1) for part in sig.split(","))
+        expected = hmac.new(secret.encode(), f"{fields['t']}.".encode() + sent, sha256).hexdigest()
+        assert hmac.compare_digest(fields["sha256"], expected) and abs(time.time() - int(fields["t"])) < 120
+        delivered = json.loads(sent)
+        assert delivered["id"] == hooked and delivered["response"]["usage"]["completion_tokens"] == 3
 
-    a = wait_until(answered, 120, 0.3, what="the async answer")
-    assert a["status"] == "succeeded" and a["response"]["usage"]["completion_tokens"] == 3
-    assert logged_request(llm, a["id"])["gen_ai.usage.output_tokens"] == 3  # in the request log under its id
+
+def test_a_queued_request_and_a_batch_cancelled_with_the_official_client(client, llm):
+    auth = {"Authorization": f"Bearer {llm.admin_key}"}
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "go"}], "max_tokens": 16, "ignore_eos": True}
+    lines = [{"custom_id": f"c{i}", "method": "POST", "url": "/v1/chat/completions", "body": body} for i in range(200)]
+    f = client.files.create(file=("c.jsonl", "\n".join(map(json.dumps, lines)).encode()), purpose="batch")
+    batch = client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+    # Sent oldest first: a request submitted now waits behind the batch's 200 lines.
+    single = httpx.post(f"{llm.base_url}/async/chat/completions", json={**body, "max_tokens": 4}, headers=auth).json()["id"]
+    r = httpx.delete(f"{llm.base_url}/async/{single}", headers=auth)
+    assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
+    assert client.batches.cancel(batch.id).status in ("cancelling", "cancelled")
+    done = wait_until(lambda: (b := client.batches.retrieve(batch.id)).status == "cancelled" and b, 120, 0.5, what="cancelled")
+    sent = done.request_counts.completed + done.request_counts.failed
+    assert done.request_counts.total == 200 and 0 < sent < 200  # what was sent finished; the rest never went
+    out = [json.loads(x) for x in client.files.content(done.output_file_id).text.splitlines()]
+    assert len(out) == done.request_counts.completed and [x["custom_id"] for x in out] == sorted(
+        (x["custom_id"] for x in out), key=lambda c: int(c[1:])
+    )
+    gone = httpx.get(f"{llm.base_url}/async/{single}", headers=auth).json()
+    assert (gone["status"], gone["attempts"], gone["response"]) == ("cancelled", 0, None)  # never sent

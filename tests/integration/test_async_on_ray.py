@@ -5,10 +5,8 @@ of it."""
 
 import hmac
 import json
-import threading
 import time
 from hashlib import sha256
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import httpx
 import pytest
@@ -16,7 +14,8 @@ from openai import OpenAI
 
 from rota.domain.webhooks import verify
 from support.endpoints import TEST_TEMPLATES, new_key, status_is, wait_endpoint, wait_relayed, wait_routed
-from support.procs import free_port, rota, wait_until
+from support.procs import rota, wait_until
+from support.webhooks import webhook_receiver
 
 pytestmark = pytest.mark.integration
 
@@ -28,24 +27,8 @@ def srv(servers):
 
 @pytest.fixture
 def receiver():
-    """A webhook receiver on a free port: what it got, with the signature header."""
-    got: list[tuple[bytes, str]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["content-length"]))
-            got.append((body, self.headers.get("x-rota-signature", "")))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *a):
-            pass
-
-    server = HTTPServer(("127.0.0.1", free_port()), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/hook", got
-    server.shutdown()
-    server.server_close()
+    with webhook_receiver() as r:
+        yield r
 
 
 def test_a_batch_and_async_calls_through_the_base_url(srv, cluster, receiver):

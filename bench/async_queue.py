@@ -7,7 +7,8 @@ generation), 1 replica taking `--batch` at once. Through the OpenAI base URL:
 
 1. submit: `--submits` async requests, `--clients` at once, to a stopped endpoint (so
    nothing drains meanwhile): submits answered 202 per second, at the base URL (through
-   the gateway) and at the control plane's own port. Target >= 500/s at the base URL.
+   the gateway) and at the control plane's own port, interleaved in `--rounds` rounds;
+   the queue grows by each round's submits. Target >= 500/s at the base URL (median).
 2. drain vs synchronous, interleaved in `--rounds` rounds, the order alternating: the same
    `--requests` requests sent synchronously by as many closed-loop clients as the
    dispatcher's async limit for the endpoint, then queued at once and drained by the
@@ -74,31 +75,36 @@ def held(i: int) -> dict:
 
 
 def part_submit(a, http: httpx.Client, srv) -> tuple[dict, list[list[str]]]:
-    """Submits answered 202 per second, at the base URL and at the control plane's port."""
-    rates = {}
-    for where, url in (("base_url", None), ("control_plane", srv.url)):
-        client = http if url is None else httpx.Client(base_url=url, headers=http.headers, timeout=60)
-        codes: list[int] = []
-        s = fan_out(
-            a.submits,
-            a.clients,
-            lambda i, c=client, out=codes: out.append(c.post("/v1/async/chat/completions", json=held(i)).status_code),
-        )
-        rates[where] = {
-            "n": a.submits,
-            "clients": a.clients,
-            "seconds": s,
-            "per_s": codes.count(202) / s,
-            "statuses": sorted(set(codes)),
-        }
-        if url is not None:
-            client.close()
-    met = rates["base_url"]["per_s"] >= 500
+    """Submits answered 202 per second, at the base URL and at the control plane's port,
+    interleaved over ``--rounds`` rounds (the order alternating); the median decides."""
+    direct = httpx.Client(base_url=srv.url, headers=http.headers, timeout=60, limits=httpx.Limits(max_connections=64))
+    rounds: list[dict[str, float]] = []
+    statuses: set[int] = set()
+    for r in range(a.rounds):
+        got = {}
+        for where in ("base_url", "control_plane") if r % 2 == 0 else ("control_plane", "base_url"):
+            client = http if where == "base_url" else direct
+            codes: list[int] = []
+            s = fan_out(
+                a.submits,
+                a.clients,
+                lambda i, c=client, out=codes: out.append(c.post("/v1/async/chat/completions", json=held(i)).status_code),
+            )
+            statuses |= set(codes)
+            got[where] = codes.count(202) / s
+        rounds.append(got)
+        print(f"round {r + 1}: submits/s base URL {got['base_url']:.0f}, control plane {got['control_plane']:.0f}")
+    direct.close()
+    median = {w: statistics.median(x[w] for x in rounds) for w in ("base_url", "control_plane")}
+    met = median["base_url"] >= 500
+    per_round = " / ".join(f"{x['base_url']:.0f}" for x in rounds)
     rows = [
-        ["submits/s (base URL)", f"{rates['base_url']['per_s']:.0f}", ">= 500", str(met)],
-        ["submits/s (control plane)", f"{rates['control_plane']['per_s']:.0f}", "", ""],
+        ["submits/s (base URL), median", f"{median['base_url']:.0f}", ">= 500", str(met)],
+        ["  per round", per_round, "", ""],
+        ["submits/s (control plane), median", f"{median['control_plane']:.0f}", "", ""],
     ]
-    return {"submit": rates["base_url"], "submit_control_plane": rates["control_plane"], "met_submits_per_s": met}, rows
+    out = {"n": a.submits, "clients": a.clients, "rounds": rounds, "median": median, "statuses": sorted(statuses)}
+    return {"submit": out, "met_submits_per_s": met}, rows
 
 
 def part_drain(a, http: httpx.Client, srv) -> tuple[dict, list[list[str]]]:

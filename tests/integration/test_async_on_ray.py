@@ -1,7 +1,8 @@
 """Async invocations and the Batch API end to end on a real Ray Serve cluster: the
 official ``openai`` client at the base URL, the dispatcher sending through the gateway,
-a webhook to a local receiver (signature checked), and a second project that sees none
-of it."""
+a webhook to a local receiver (signature checked, and again after a rotation), a second
+project that sees none of it, and run_in_window work that waits, with its endpoint
+asleep, for a task's one-off window."""
 
 import hmac
 import json
@@ -15,6 +16,7 @@ from openai import OpenAI
 from rota.domain.webhooks import verify
 from support.endpoints import TEST_TEMPLATES, new_key, status_is, wait_endpoint, wait_relayed, wait_routed
 from support.procs import rota, wait_until
+from support.tasks import local_in, zone_near_noon
 from support.webhooks import webhook_receiver
 
 pytestmark = pytest.mark.integration
@@ -32,6 +34,7 @@ def receiver():
 
 
 def test_a_batch_and_async_calls_through_the_base_url(srv, cluster, receiver):
+    create_sleeper(srv)
     srv.api.post("/endpoints", json={"template": "echo-chat", "name": "bulk", "routing_key": "bulk"}).raise_for_status()
     wait_endpoint(srv, "bulk", status_is("RUNNING"), what="READY")
     wait_routed(cluster.serve_url, srv.admin_key, "bulk")
@@ -109,6 +112,8 @@ def test_a_batch_and_async_calls_through_the_base_url(srv, cluster, receiver):
     r = httpx.post(f"{cluster.serve_url}/v1/async/chat/completions", json=body, headers=other)
     assert r.status_code == 404 and r.json()["error"]["field"] == "model"
 
+    run_in_window_waits_asleep_for_the_window_then_drains(srv, cluster)
+
 
 def test_the_cli_submits_waits_and_prints_a_batchs_output(srv, cluster, tmp_path):
     srv.api.post("/endpoints", json={"template": "echo-chat", "name": "cli", "routing_key": "cli"}).raise_for_status()
@@ -129,3 +134,53 @@ def test_the_cli_submits_waits_and_prints_a_batchs_output(srv, cluster, tmp_path
     assert [x["custom_id"] for x in out] == ["c0", "c1", "c2"]
     p = rota(srv, "batches", "output", batch["id"], "--errors", check=False)
     assert p.returncode != 0 and "no error file" in p.stdout + p.stderr
+
+
+def create_sleeper(srv) -> None:
+    """An endpoint that loads at deploy (a broken one fails at once), then sleeps after Ray
+    Serve's look-back (~30 s: the test's other work runs meanwhile)."""
+    body = {
+        "template": "echo-chat",
+        "name": "nightly",
+        "routing_key": "nightly",
+        "scaling": {"min_replicas": 0, "max_replicas": 1, "cooldown_period_s": 1},
+    }
+    srv.api.post("/endpoints", json=body).raise_for_status()
+
+
+def run_in_window_waits_asleep_for_the_window_then_drains(srv, cluster) -> None:
+    """run_in_window work on the sleeping endpoint stays queued, and the endpoint asleep,
+    until a task's one-off entry opens a window; then it drains."""
+    wait_endpoint(srv, "nightly", status_is("SLEEPING"), timeout=180, what="SLEEPING")
+    wait_relayed(cluster.serve_url, srv.admin_key)
+    auth = {"Authorization": f"Bearer {srv.admin_key}"}
+    call = {"model": "nightly", "messages": [{"role": "user", "content": "later"}], "run_in_window": True}
+    r = httpx.post(f"{cluster.serve_url}/v1/async/chat/completions", json=call, headers=auth)
+    assert r.status_code == 422 and r.json()["error"]["field"] == "run_in_window"  # no window ahead yet
+
+    # A one-off entry opens a window in a few seconds.
+    tz = zone_near_noon()
+    opens = local_in(tz, 12)
+    entry = {"time": opens.strftime("%Y-%m-%dT%H:%M:%S"), "min_replicas": 1, "max_replicas": 1}
+    task = {"name": "window", "endpoint": "nightly", "type": "one_off", "timezone": tz, "schedule": [entry]}
+    srv.api.post("/tasks", json=task).raise_for_status()
+    srv.api.post("/tasks/window/activate").raise_for_status()
+    at = opens.replace(microsecond=0).timestamp()
+    ids = []
+    for _ in range(4):
+        r = httpx.post(f"{cluster.serve_url}/v1/async/chat/completions", json=call, headers=auth)
+        assert r.status_code == 202 and r.json()["window_opens_at"] == at, r.text
+        ids.append(r.json()["id"])
+
+    def answers():
+        return [httpx.get(f"{cluster.serve_url}/v1/async/{i}", headers=auth).json() for i in ids]
+
+    # Until the window: queued, and the endpoint stays asleep.
+    while time.time() < at - 2:
+        assert {a["status"] for a in answers()} == {"queued"}
+        ep = srv.api.get("/endpoints/nightly").json()
+        assert ep["status"] == "SLEEPING" and ep["replicas"]["running"] == 0, ep
+        time.sleep(1)
+    # Then the fire wakes it and they drain, none sent before the window opened.
+    done = wait_until(lambda: (x := answers()) and all(a["status"] == "succeeded" for a in x) and x, 120, 0.5, what="drained")
+    assert all(a["started_at"] >= at - 1 for a in done), [a["started_at"] - at for a in done]

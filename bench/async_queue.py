@@ -132,10 +132,7 @@ def part_drain(a, http: httpx.Client, srv) -> tuple[dict, list[list[str]]]:
                     lambda i, out=ids: out.append(http.post("/v1/async/chat/completions", json=body).json()["id"]),
                 )
                 wait_until(
-                    lambda: (
-                        srv.api.get("/endpoints/work").json()["async_queue"]
-                        == {"queued": 0, "running": 0, "oldest_queued_s": None}
-                    ),
+                    lambda: (q := srv.api.get("/endpoints/work").json()["async_queue"])["queued"] == q["running"] == 0,
                     600,
                     0.05,
                     "drained",

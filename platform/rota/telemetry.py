@@ -157,7 +157,8 @@ class StateCollector(Collector):
 
 class AsyncCollector(Collector):
     """Async queues at each scrape: requests waiting and running, the oldest waiting one's
-    age, per endpoint; and what the dispatcher sent and recorded since the start."""
+    age and those answered in the last minute, per endpoint; and what the dispatcher sent
+    and recorded since the start."""
 
     def __init__(self, depths: Callable[[], dict[tuple[str, str], dict[str, Any]]], dispatcher: Any):
         self.depths, self.dispatcher = depths, dispatcher
@@ -167,11 +168,15 @@ class AsyncCollector(Collector):
         queued = GaugeMetricFamily("rota_async_queued", "Async requests waiting to be sent", labels=labels)
         running = GaugeMetricFamily("rota_async_running", "Async requests being sent", labels=labels)
         oldest = GaugeMetricFamily("rota_async_oldest_queued_seconds", "Age of the oldest waiting async request", labels=labels)
+        done = GaugeMetricFamily(
+            "rota_async_done_last_minute", "Async requests answered (succeeded or failed) in the last 60 s", labels=labels
+        )
         for (project, endpoint), d in self.depths().items():
             queued.add_metric([project, endpoint], d["queued"])
             running.add_metric([project, endpoint], d["running"])
             oldest.add_metric([project, endpoint], d["oldest_queued_s"] or 0.0)
-        yield from (queued, running, oldest)
+            done.add_metric([project, endpoint], d["done_last_min"])
+        yield from (queued, running, oldest, done)
         d = self.dispatcher
         yield CounterMetricFamily("rota_async_sent", "Async sends that got an answer", value=d.sent)
         yield CounterMetricFamily("rota_async_recorded", "Async requests done (recorded once)", value=d.recorded)

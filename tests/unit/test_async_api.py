@@ -7,7 +7,7 @@ import asyncio
 import hashlib
 import hmac
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 
 import httpx
 import pytest
@@ -527,10 +527,20 @@ def test_queues_are_in_the_metrics(client, ep):
     assert "rota_async_oldest_queued_seconds" in text
 
 
-def test_an_endpoints_answer_shows_its_queue(client, ep):
+def test_an_endpoints_answer_shows_its_queue_and_throughput(client, ep):
     submit(client)
     q = client.get("/api/v1/endpoints/chat").json()["async_queue"]
-    assert (q["queued"], q["running"]) == (1, 0) and q["oldest_queued_s"] is not None
+    assert (q["queued"], q["running"], q["done_last_min"]) == (1, 0, 0) and q["oldest_queued_s"] is not None
+    for _ in range(2):
+        submit(client)
+    codes = iter([200, 400, 200])
+    drain(client, answer=lambda c: (next(codes), b"{}"))
+    q = client.get("/api/v1/endpoints/chat").json()["async_queue"]
+    assert (q["queued"], q["running"], q["done_last_min"]) == (0, 0, 3)  # answered, a 4xx included
+    assert 'rota_async_done_last_minute{endpoint="chat",project="default"} 3.0' in client.get("/metrics").text
+    later = datetime.fromtimestamp(client.rt.invocations.clock() + 61, timezone.utc)
+    client.rt.endpoints.clock = lambda: later
+    assert client.get("/api/v1/endpoints/chat").json()["async_queue"]["done_last_min"] == 0  # a minute later
 
 
 def test_a_restart_requeues_what_the_dead_process_was_sending_without_counting_it(client, ep):

@@ -264,7 +264,9 @@ class EndpointBrief(BaseModel):
 class EndpointPublic(EndpointBrief):
     project: str
     async_queue: dict[str, Any] | None = Field(
-        None, description="async requests queued and running, the oldest queued one's age (s)"
+        None,
+        description="async requests queued and running, the oldest queued one's age (s), and how many were "
+        "answered in the last minute (done_last_min)",
     )
     kind: EndpointKind
     template: str | None = None

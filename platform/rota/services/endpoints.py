@@ -33,7 +33,7 @@ from rota.domain.names import by_id_or_name
 from rota.domain.reconcile import ObservedApp
 from rota.domain.status import EndpointStatus, Phase
 from rota.services import Hooks, merge, merge_env, views
-from rota.services.async_queue import queues
+from rota.services.async_queue import EMPTY_QUEUE, queues
 from rota.services.auth import Principal
 from rota.services.builds import Build, Builder, llm_defaults
 from rota.services.coldstarts import ReadyBy, cold_start
@@ -70,9 +70,7 @@ class EndpointService:
     def public(self, s: Session, ep: EndpointRow, project: str) -> EndpointPublic:
         owner = s.scalar(select(TaskRow.name).where(TaskRow.id == ep.owner_task_id)) if ep.owner_task_id else None
         out = views.endpoint(ep, project, self.settings.serve_url, owner)
-        out.async_queue = queues(s, self.clock().timestamp(), [ep.id]).get(
-            ep.id, {"queued": 0, "running": 0, "oldest_queued_s": None}
-        )
+        out.async_queue = queues(s, self.clock().timestamp(), [ep.id]).get(ep.id, dict(EMPTY_QUEUE))
         return out
 
     def get(self, who: Principal, ref: str | int) -> EndpointPublic:

@@ -22,6 +22,7 @@ class AsyncRequestRow(Base):
         Index("ix_async_requests_batch", "batch_id", "line"),
         Index("ix_async_requests_webhook", "webhook_status", "webhook_next"),
         Index("ix_async_requests_expires", "expires_at"),
+        Index("ix_async_requests_finished", "finished_at"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

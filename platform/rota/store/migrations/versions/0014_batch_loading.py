@@ -1,5 +1,7 @@
 """When a batch's lines were all queued (``loaded_at``): a batch is queued a chunk per
-transaction now, and is never finalised before. Batches so far went in at once.
+transaction now, and is never finalised before. Batches so far went in at once. And an
+index on when async requests finished: each endpoint's answers in the last minute (its
+throughput) are counted from it.
 
 Revision ID: 0014
 Revises: 0013
@@ -18,8 +20,10 @@ def upgrade() -> None:
     with op.batch_alter_table("batches") as batch:
         batch.add_column(sa.Column("loaded_at", sa.Float(), nullable=True))
     op.execute("UPDATE batches SET loaded_at = created_at")
+    op.create_index("ix_async_requests_finished", "async_requests", ["finished_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_async_requests_finished", table_name="async_requests")
     with op.batch_alter_table("batches") as batch:
         batch.drop_column("loaded_at")

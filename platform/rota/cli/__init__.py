@@ -54,9 +54,16 @@ def server(
 
     from rota.api.app import create_app
     from rota.config import Settings
+    from rota.domain.errors import Conflict
+    from rota.store import single
 
     settings = Settings(**{k: v for k, v in {"host": host, "port": port}.items() if v is not None})  # type: ignore[arg-type]
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        held = single.hold(settings.resolved_database_url)  # noqa: F841 (held while the server runs)
+    except Conflict as e:
+        typer.echo(f"rota server: {e}", err=True)
+        raise typer.Exit(3) from None
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower())
 
 

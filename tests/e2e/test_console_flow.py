@@ -92,6 +92,8 @@ def test_launch_schedule_activate_and_run_an_endpoint_from_the_browser(page, llm
     page.goto(ep_url + "?tab=monitoring&window=15m")
     expect(page.locator("#chart-requests canvas")).to_be_visible()
     assert int(page.locator("#chart-requests").get_attribute("data-points")) > 0
+    for chart in ("#chart-streams", "#chart-inflight"):
+        expect(page.locator(f"{chart} canvas")).to_be_visible()
     assert re.search(r"[1-9]\d* calls? in the last 15m", page.locator("main").inner_text())
 
     page.get_by_role("link", name="Logs", exact=True).click()

@@ -56,3 +56,29 @@ def test_the_series_are_the_projects_own_and_their_window_is_checked(client):
     assert backwards.status_code == 422 and backwards.json()["error"]["field"] == "until"
     default = client.get("/api/v1/endpoints/chat/metrics").json()
     assert default["step_s"] == 30.0 and len(default["points"]) == 120  # the last hour, about 240 points or fewer
+
+
+def test_inter_token_latency_and_the_calls_in_flight_running_or_waiting(client):
+    ep = client.post("/api/v1/endpoints", json={"name": "chat", "template": "echo-chat"}).json()
+    calls = [
+        # (started, duration s, queue ms, wake ms): in flight at the first step's end (T0 + 60)?
+        (T0 - 100, 200.0, None, None),  # started before the window: running at T0 + 60, not one of its requests
+        (T0 + 50, 20.0, 0.0, None),  # running at T0 + 60
+        (T0 + 55, 30.0, 3000.0, 5000.0),  # queued then waking until T0 + 63: waiting at T0 + 60
+        (T0 + 110, 30.0, None, None),  # running at T0 + 120
+    ]
+    records = [record(endpoint_id=ep["id"], started_at=at, duration_ms=s * 1000, queue_ms=q, wake_ms=w) for at, s, q, w in calls]
+    # Streams: (1,100 - 100) ms over 10 gaps, and (2,100 - 100) over 10: 100 and 200 ms between tokens.
+    records += [
+        record(endpoint_id=ep["id"], started_at=T0 + 70, stream=True, duration_ms=1100.0, ttft_ms=100.0, output_tokens=11),
+        record(endpoint_id=ep["id"], started_at=T0 + 80, stream=True, duration_ms=2100.0, ttft_ms=100.0, output_tokens=11),
+        record(endpoint_id=ep["id"], started_at=T0 + 90, stream=True, duration_ms=50.0, ttft_ms=40.0, output_tokens=1),
+    ]
+    assert ingest(client, records).status_code == 200
+    s = client.get("/api/v1/endpoints/chat/metrics", params={"since": iso(T0), "until": iso(T0 + 120), "step": 60}).json()
+    first, second = s["points"]
+    assert (first["requests_running"], first["requests_waiting"]) == (2, 1)
+    assert (second["requests_running"], second["requests_waiting"]) == (1, 0)
+    assert first["requests"] == 2 and second["requests"] == 4  # the call from before the window is not counted
+    assert first["itl_ms"] == {"p50": None, "p95": None, "p99": None}
+    assert (second["itl_ms"]["p50"], second["itl_ms"]["p95"]) == (100.0, 200.0)  # one token: no gap to time

@@ -1,6 +1,7 @@
 """An endpoint's monitoring series: the service as its callers saw it (from the request
-log), its replicas as Ray Serve ran them (sampled every ``interval_s``, kept a day), and
-its events on the same timeline."""
+log: calls, errors, latency, TTFT, inter-token latency, tokens, and the calls in flight at
+each step's end, running or still waiting at the gateway), its replicas as Ray Serve ran
+them (sampled every ``interval_s``, kept a day), and its events on the same timeline."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from rota.store.tables import EventRow, ReplicaSampleRow, RequestLogRow
 
 MAX_POINTS = 2000
 MAX_ROWS = 100_000  # request records read for one series (the first of a busier window)
+LONGEST_S = 600.0  # calls that started this long before the window may still be in flight in it
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,9 @@ class Point(BaseModel):
     error_rate: float | None = None  # (4xx + 5xx) / requests
     latency_ms: Percentiles = Percentiles()
     ttft_ms: Percentiles = Percentiles()
+    itl_ms: Percentiles = Percentiles()  # streams: (latency - TTFT) / (output tokens - 1)
+    requests_running: int = 0  # in flight at the step's end, past their wait at the gateway
+    requests_waiting: int = 0  # in flight at the step's end, queued at the gateway or waiting for a wake
     input_tokens_per_s: float = 0.0
     output_tokens_per_s: float = 0.0
     replicas_running: int | None = None  # the last sample in the step
@@ -148,8 +153,12 @@ class MonitoringService:
                     RequestLogRow.ttft_ms,
                     RequestLogRow.input_tokens,
                     RequestLogRow.output_tokens,
+                    RequestLogRow.queue_ms,
+                    RequestLogRow.wake_ms,
                 )
-                .where(RequestLogRow.endpoint_id == ep.id, RequestLogRow.started_at >= lo, RequestLogRow.started_at < hi)
+                .where(
+                    RequestLogRow.endpoint_id == ep.id, RequestLogRow.started_at >= lo - LONGEST_S, RequestLogRow.started_at < hi
+                )
                 .order_by(RequestLogRow.started_at)
                 .limit(MAX_ROWS + 1)
             ).all()
@@ -166,13 +175,23 @@ class MonitoringService:
                 .limit(1000)
             ).all()
             timeline = [TimelineEvent(time=e.at, kind=e.kind, message=e.message) for e in events]
-        buckets: list[dict[str, list[float]]] = [{"status": [], "ms": [], "ttft": [], "in": [], "out": []} for _ in range(n)]
-        for at, status, ms, ttft, tokens_in, tokens_out in calls[:MAX_ROWS]:
+        buckets: list[dict[str, list[float]]] = [
+            {"status": [], "ms": [], "ttft": [], "itl": [], "in": [], "out": []} for _ in range(n)
+        ]
+        running_at, waiting_at = [0] * n, [0] * n
+        for at, status, ms, ttft, tokens_in, tokens_out, queue_ms, wake_ms in calls[:MAX_ROWS]:
+            waited = at + ((queue_ms or 0.0) + (wake_ms or 0.0)) / 1000
+            _in_flight(waiting_at, at, waited, lo, step)
+            _in_flight(running_at, waited, at + ms / 1000, lo, step)
+            if at < lo:  # counted only as in flight
+                continue
             b = buckets[min(n - 1, int((at - lo) // step))]
             b["status"].append(status)
             b["ms"].append(ms)
             if ttft is not None:
                 b["ttft"].append(ttft)
+                if tokens_out and tokens_out > 1:
+                    b["itl"].append((ms - ttft) / (tokens_out - 1))
             b["in"].append(tokens_in or 0)
             b["out"].append(tokens_out or 0)
         points = []
@@ -192,6 +211,9 @@ class MonitoringService:
                     error_rate=round((client + server) / total, 6) if total else None,
                     latency_ms=Percentiles(p50=_pct(b["ms"], 0.5), p95=_pct(b["ms"], 0.95), p99=_pct(b["ms"], 0.99)),
                     ttft_ms=Percentiles(p50=_pct(b["ttft"], 0.5), p95=_pct(b["ttft"], 0.95)),
+                    itl_ms=Percentiles(p50=_pct(b["itl"], 0.5), p95=_pct(b["itl"], 0.95)),
+                    requests_running=running_at[i],
+                    requests_waiting=waiting_at[i],
                     input_tokens_per_s=round(sum(b["in"]) / width, 6),
                     output_tokens_per_s=round(sum(b["out"]) / width, 6),
                 )
@@ -208,3 +230,15 @@ class MonitoringService:
             events=timeline,
             truncated=len(calls) > MAX_ROWS,
         )
+
+
+def _in_flight(counts: list[int], start: float, end: float, lo: float, step: float) -> None:
+    """Count a call in each step whose end instant ``lo + (i + 1) * step`` falls within
+    [start, end)."""
+    first = max(0, math.ceil((start - lo) / step) - 1)
+    for i in range(first, len(counts)):
+        t = lo + (i + 1) * step
+        if t >= end:
+            break
+        if t >= start:
+            counts[i] += 1

@@ -100,6 +100,8 @@ window.addEventListener("load", () => {
   const charts = {
     "chart-requests": [["requests/s", (p) => p.requests_per_s, "#0b57d0"]],
     "chart-latency": [["p50 ms", (p) => p.latency_ms.p50, "#1a7f37"], ["p99 ms", (p) => p.latency_ms.p99, "#b42318"]],
+    "chart-streams": [["TTFT p50 ms", (p) => p.ttft_ms.p50, "#0b57d0"], ["between tokens p50 ms", (p) => p.itl_ms.p50, "#1a7f37"]],
+    "chart-inflight": [["running", (p) => p.requests_running, "#1a7f37"], ["waiting", (p) => p.requests_waiting, "#b42318"]],
     "chart-tokens": [["in/s", (p) => p.input_tokens_per_s, "#0b57d0"], ["out/s", (p) => p.output_tokens_per_s, "#1a7f37"]],
     "chart-replicas": [["running", (p) => p.replicas_running, "#0b57d0"], ["min", (p) => p.min_replicas, "#57606a"], ["max", (p) => p.max_replicas, "#9a6700"]],
   };

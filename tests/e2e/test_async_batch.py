@@ -82,7 +82,8 @@ def test_a_queued_request_and_a_batch_cancelled_with_the_official_client(client,
     lines = [{"custom_id": f"c{i}", "method": "POST", "url": "/v1/chat/completions", "body": body} for i in range(200)]
     f = client.files.create(file=("c.jsonl", "\n".join(map(json.dumps, lines)).encode()), purpose="batch")
     batch = client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
-    # Sent oldest first: a request submitted now waits behind the batch's 200 lines.
+    wait_until(lambda: client.batches.retrieve(batch.id).request_counts.completed > 0, 60, 0.05, what="a line answered")
+    # Sent oldest first: a request submitted now waits behind the batch's lines still queued.
     single = httpx.post(f"{llm.base_url}/async/chat/completions", json={**body, "max_tokens": 4}, headers=auth).json()["id"]
     r = httpx.delete(f"{llm.base_url}/async/{single}", headers=auth)
     assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text

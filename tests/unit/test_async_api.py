@@ -90,6 +90,7 @@ def test_submit_then_the_answer_once_it_is_sent(client, ep):
         ({"messages": []}, "model"),
         ({**CHAT, "stream": True}, "stream"),
         ({**CHAT, "webhook_url": "ftp://x"}, "webhook_url"),
+        ({**CHAT, "webhook_url": "http://x/a\u0000b"}, "webhook_url"),  # no store takes a NUL in text
         ({**CHAT, "run_in_window": "yes"}, "run_in_window"),
         ({**CHAT, "model": "nope"}, "model"),
     ],
@@ -302,6 +303,7 @@ def test_a_batch_runs_every_line_and_writes_its_output_in_input_order(client, ep
     ("lines", "message"),
     [
         ([line(1), line(1)], "line 2: custom_id 'req-1' appears twice"),
+        ([{**line(1), "custom_id": "a\u0000b"}], "line 1: 'custom_id'"),
         ([line(1), line(2, model="other")], "line 2: every line"),
         ([line(1), {"custom_id": "x", "method": "GET", "url": "/v1/chat/completions", "body": {}}], "line 2: 'method'"),
         ([line(1, stream=True)], "line 1: an async answer"),
@@ -473,7 +475,7 @@ def test_verify_refuses_old_times_and_malformed_headers():
     header = signature(["k"], body, 1_000)
     assert verify("k", header, body, 1_100) and not verify("k", header, body, 1_400)  # 5 minutes' tolerance
     assert not verify("k", header, body + b" ", 1_000)
-    for bad in ("", "sha256=x", "t=abc,sha256=x", f"t=1000,t=1000,{header.split(',')[1]}"):
+    for bad in ("", "sha256=x", "t=abc,sha256=x", f"t=1000,t=1000,{header.split(',')[1]}", "t=²,sha256=é"):
         assert not verify("k", bad, body, 1_000), bad
 
 

@@ -1,12 +1,14 @@
 """A batch's lines go in a chunk per transaction (real SQLite): in order, resumed where a
-load was cut short, stopped by a cancel, never finalised before they are all in, and
-its input file kept until then."""
+load was cut short (by whoever holds its lease, on a thread of its own), failed after its
+tries, stopped by a cancel, never finalised before they are all in, and its input file
+kept until then."""
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from rota.services import batch_loader
 from rota.store.async_tables import AsyncRequestRow, BatchRow
+from support.procs import wait_until
 from unit.test_async_api import drain, jsonl, line, upload
 from unit.test_async_api import ep as ep
 
@@ -59,23 +61,37 @@ def test_a_large_batch_goes_in_a_chunk_at_a_time_in_order(client, ep, chunks):
     assert {st for *_, st in got} == {"queued"}
 
 
-def test_a_load_cut_short_resumes_where_it_stopped_and_the_batch_completes(client, ep, chunks):
+def set_lease(client, batch_id, until):
+    with client.rt.db.session() as s:
+        s.execute(update(BatchRow).where(BatchRow.id == batch_id).values(loading_until=until))
+
+
+@pytest.fixture
+def loader(client):
+    """The batch loader, resumed by the test itself (housekeeping would on a thread)."""
+    loader = client.rt.invocations.loader
+    loader.resume_soon = lambda: None
+    return loader
+
+
+def test_a_load_cut_short_resumes_where_it_stopped_and_the_batch_completes(client, ep, chunks, loader):
     fail_at, _ = chunks
-    fail_at[0] = 2  # the second chunk of 100 fails
+    fail_at[0] = 2  # the second chunk of 100 fails, and every one after it
     fid = upload(client, jsonl([line(i) for i in range(250)]))
-    with pytest.raises(RuntimeError):
-        client.post("/v1/batches", json={"input_file_id": fid, "endpoint": CHAT})
-    bid = batch_id_of(client)
+    r = client.post("/v1/batches", json={"input_file_id": fid, "endpoint": CHAT})
+    assert r.status_code == 200 and r.json()["status"] == "validating", r.text  # stored: the caller has it
+    bid = r.json()["id"]
     b = client.get(f"/v1/batches/{bid}").json()
-    assert b["status"] == "validating" and b["request_counts"]["total"] == 250 and len(lines_of(client, bid)) == 100
+    assert b["request_counts"]["total"] == 250 and len(lines_of(client, bid)) == 100
     r = client.delete(f"/v1/files/{fid}")  # its lines are not all in: the file stays
     assert r.status_code == 409 and bid in r.json()["error"]["message"]
-    # Lines in can be sent already, but the batch is not finalised before the rest are in
-    # (the store is still away: housekeeping's resume fails, and does not stop the sends).
+    # Lines in can be sent already, but the batch is not finalised before the rest are in;
+    # a resume while the store is still away fails, and lets go for the next.
     assert len(drain(client)) > 0 and client.get(f"/v1/batches/{bid}").json()["status"] == "validating"
+    assert loader.resume() == 0 and len(lines_of(client, bid)) == 100
 
     fail_at[0] = 0
-    client.rt.async_queue.housekeeping(client.rt.invocations.clock())  # resumes the load
+    assert loader.resume() == 1
     got = lines_of(client, bid)
     assert [n for n, *_ in got] == list(range(250)) and len({c for _, c, _ in got}) == 250
     assert client.get(f"/v1/batches/{bid}").json()["status"] == "in_progress"
@@ -86,6 +102,46 @@ def test_a_load_cut_short_resumes_where_it_stopped_and_the_batch_completes(clien
     out = client.get(f"/v1/files/{done['output_file_id']}/content").text.splitlines()
     assert len(out) == 250 and out[0].count('"req-0"') == 1 and '"req-249"' in out[-1]
     assert client.delete(f"/v1/files/{fid}").status_code == 200
+
+
+def test_a_batch_whose_lines_cannot_go_in_fails_after_its_tries_and_sends_nothing_more(client, ep, chunks, loader):
+    fail_at, _ = chunks
+    fail_at[0] = 2
+    fid = upload(client, jsonl([line(i) for i in range(250)]))
+    bid = client.post("/v1/batches", json={"input_file_id": fid, "endpoint": CHAT}).json()["id"]  # try 1
+    for _ in range(batch_loader.MAX_LOADS - 1):
+        assert loader.resume() == 0  # tries 2 to 5, each failing
+    assert client.get(f"/v1/batches/{bid}").json()["status"] == "validating"
+    assert loader.resume() == 0  # the sixth: given up
+    b = client.get(f"/v1/batches/{bid}").json()
+    assert b["status"] == "failed" and b["failed_at"] and "5 tries" in b["errors"]["data"][0]["message"]
+    assert {st for *_, st in lines_of(client, bid)} == {"cancelled"} and drain(client) == []
+    assert client.delete(f"/v1/files/{fid}").status_code == 200
+
+
+def test_a_batch_another_loader_holds_is_left_to_it_until_its_lease_lapses(client, ep, chunks, loader):
+    fail_at, _ = chunks
+    fail_at[0] = 1
+    fid = upload(client, jsonl([line(i) for i in range(3)]))
+    bid = client.post("/v1/batches", json={"input_file_id": fid, "endpoint": CHAT}).json()["id"]
+    fail_at[0] = 0
+    now = client.rt.invocations.clock()
+    set_lease(client, bid, now + 10)  # another control plane is loading it
+    assert loader.resume() == 0 and lines_of(client, bid) == []
+    set_lease(client, bid, now - 1)  # it died: its lease lapsed
+    assert loader.resume() == 1
+    assert len(lines_of(client, bid)) == 3 and client.get(f"/v1/batches/{bid}").json()["status"] == "in_progress"
+
+
+def test_housekeeping_resumes_on_a_thread_of_its_own(client, ep, chunks):
+    fail_at, _ = chunks
+    fail_at[0] = 1
+    fid = upload(client, jsonl([line(i) for i in range(3)]))
+    bid = client.post("/v1/batches", json={"input_file_id": fid, "endpoint": CHAT}).json()["id"]
+    fail_at[0] = 0
+    client.rt.async_queue.housekeeping(client.rt.invocations.clock())
+    wait_until(lambda: client.get(f"/v1/batches/{bid}").json()["status"] == "in_progress", 10, 0.05, what="resumed")
+    assert len(lines_of(client, bid)) == 3
 
 
 def test_a_batch_cancelled_while_its_lines_go_in_stops_loading_and_ends_cancelled(client, ep, chunks):
@@ -108,19 +164,16 @@ def test_a_batch_cancelled_while_its_lines_go_in_stops_loading_and_ends_cancelle
     assert end["status"] == "cancelled" and end["output_file_id"] is None
 
 
-def test_housekeeping_leaves_a_batch_a_thread_of_this_process_is_loading(client, ep, chunks):
+def test_the_lines_of_a_batch_still_going_in_count_in_its_endpoints_depth(client, ep, chunks, loader):
     fail_at, _ = chunks
-    fail_at[0] = 1
-    fid = upload(client, jsonl([line(i) for i in range(3)]))
-    with pytest.raises(RuntimeError):
-        client.post("/v1/batches", json={"input_file_id": fid, "endpoint": CHAT})
-    bid, loader, now = batch_id_of(client), client.rt.invocations.loader, client.rt.invocations.clock()
+    fail_at[0] = 2
+    client.rt.settings.async_max_depth = 300
+    client.rt.invocations.depths.fresh_s = 0  # counted in the store at every submit
+    fid = upload(client, jsonl([line(i) for i in range(250)]))
+    bid = client.post("/v1/batches", json={"input_file_id": fid, "endpoint": CHAT}).json()["id"]
+    assert len(lines_of(client, bid)) == 100  # 150 more to come
     fail_at[0] = 0
-    with loader.claim(bid) as mine:
-        assert mine
-        with loader.claim(bid) as again:
-            assert not again  # one loader per batch
-        client.rt.async_queue.housekeeping(now)
-        assert lines_of(client, bid) == [] and client.get(f"/v1/batches/{bid}").json()["status"] == "validating"
-    client.rt.async_queue.housekeeping(now)
-    assert len(lines_of(client, bid)) == 3 and client.get(f"/v1/batches/{bid}").json()["status"] == "in_progress"
+    more = upload(client, jsonl([line(i) for i in range(60)]))
+    r = client.post("/v1/batches", json={"input_file_id": more, "endpoint": CHAT})
+    assert r.status_code == 429 and "has 250 async requests" in r.json()["error"]["message"], r.text
+    assert client.post("/v1/async/chat/completions", json={"model": "chat", "messages": []}).status_code == 202

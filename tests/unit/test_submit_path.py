@@ -48,29 +48,52 @@ def test_concurrent_writes_go_in_one_transaction_and_return_once_committed(rt):
     assert gc.groups == 1  # one transaction for all 32
 
 
-def test_a_group_that_fails_fails_every_caller_in_it_and_the_next_writes(rt):
-    gc = GroupCommit(rt.db, FileRow)
+def test_a_bad_row_fails_its_own_caller_only_and_a_group_is_capped_by_bytes(rt):
+    gc = GroupCommit(rt.db, FileRow, max_bytes=10)
     gc.write(file_row(0, "file_taken"))
     gc._write_lock.acquire()
-    errors: list[BaseException] = []
+    errors: dict[int, BaseException] = {}
 
     def write(i, fid=None):
         try:
             gc.write(file_row(i, fid))
         except Exception as e:
-            errors.append(e)
+            errors[i] = e
 
     threads = [threading.Thread(target=write, args=(1,)), threading.Thread(target=write, args=(2, "file_taken"))]
+    threads += [threading.Thread(target=write, args=(3,))]
     for t in threads:
         t.start()
-    while len(gc._pending) < 2:
+    while len(gc._pending) < 3:
         threading.Event().wait(0.005)
     gc._write_lock.release()
     for t in threads:
         t.join(10)
-    assert len(errors) == 2 and count(rt.db, FileRow) == 1  # all or nothing: neither was stored
-    gc.write(file_row(3))
-    assert count(rt.db, FileRow) == 2
+    assert list(errors) == [2] and count(rt.db, FileRow) == 3  # the duplicate failed; the others are stored
+    assert gc.groups == 3  # over 10 bytes: a row a group (never none)
+
+
+def test_one_bad_row_in_a_group_fails_its_caller_only(rt):
+    gc = GroupCommit(rt.db, FileRow)
+    gc.write(file_row(0, "file_taken"))
+    gc._write_lock.acquire()
+    errors: dict[int, BaseException] = {}
+
+    def write(i, fid=None):
+        try:
+            gc.write(file_row(i, fid))
+        except Exception as e:
+            errors[i] = e
+
+    threads = [threading.Thread(target=write, args=(i, "file_taken" if i == 2 else None)) for i in (1, 2, 3)]
+    for t in threads:
+        t.start()
+    while len(gc._pending) < 3:
+        threading.Event().wait(0.005)
+    gc._write_lock.release()
+    for t in threads:
+        t.join(10)
+    assert list(errors) == [2] and count(rt.db, FileRow) == 3  # the group failed, then each alone
 
 
 @pytest.fixture

@@ -124,8 +124,8 @@ def batch_lines(content: bytes, max_bytes: int, max_lines: int = MAX_BATCH_LINES
         if not isinstance(item, dict):
             raise InvalidInput(f"{at}not a JSON object", field="input_file_id")
         custom_id, body = item.get("custom_id"), item.get("body")
-        if not isinstance(custom_id, str) or not 1 <= len(custom_id) <= 512:
-            raise InvalidInput(f"{at}'custom_id' must be a string of 1 to 512 characters", field="input_file_id")
+        if not isinstance(custom_id, str) or not 1 <= len(custom_id) <= 512 or "\x00" in custom_id:
+            raise InvalidInput(f"{at}'custom_id' must be a string of 1 to 512 characters, no NUL", field="input_file_id")
         if custom_id in seen:
             raise InvalidInput(f"{at}custom_id {custom_id[:64]!r} appears twice", field="input_file_id")
         seen.add(custom_id)

@@ -17,8 +17,8 @@ SIGNATURE_HEADER = "x-rota-signature"  # "t=<unix time>,sha256=<hex HMAC-SHA256 
 
 def webhook_url(value: Any) -> str:
     """An http(s) URL with a host (where it may point is checked when it is called)."""
-    if not isinstance(value, str) or len(value) > 2048:
-        raise InvalidInput("'webhook_url' must be an http or https URL (at most 2048 characters)", field="webhook_url")
+    if not isinstance(value, str) or len(value) > 2048 or not value.isprintable():
+        raise InvalidInput("'webhook_url' must be an http or https URL (at most 2048 printable characters)", field="webhook_url")
     parts = urlsplit(value)
     try:
         parts.port  # noqa: B018 (a port out of range raises)
@@ -58,6 +58,8 @@ def signature(secrets: Sequence[str], body: bytes, at: int) -> str:
 def verify(secret: str, header: str, body: bytes, now: float, tolerance_s: float = 300.0) -> bool:
     """What a receiver does: the header's time is recent and one of its ``sha256=`` values
     is the HMAC of ``"<t>." + body`` with ``secret``."""
+    if not header.isascii():
+        return False
     parts = [p.partition("=") for p in header.split(",")]
     times = [v for k, _, v in parts if k == "t"]
     if len(times) != 1 or not times[0].isdigit() or abs(now - int(times[0])) > tolerance_s:

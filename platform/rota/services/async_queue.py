@@ -188,7 +188,7 @@ class AsyncQueue(Deliveries):
             ).all():
                 self._maybe_finalise(s, batch, now)
         if self.loader is not None:
-            self.loader.resume()
+            self.loader.resume_soon()
 
     def _maybe_finalise(self, s: Session, batch: BatchRow, now: float) -> None:
         if batch.loaded_at is None:  # its lines are still going in

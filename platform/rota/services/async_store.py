@@ -57,8 +57,16 @@ class Depths:
         return depth if time.monotonic() - at < self.fresh_s else self.count(s, ep_id)
 
     def count(self, s: Session, ep_id: int) -> int:
+        """Open requests in the store, and the lines of batches still going in that are
+        not there yet (they were admitted whole)."""
         at = time.monotonic()
         depth = s.scalar(select(func.count()).where(AsyncRequestRow.endpoint_id == ep_id, AsyncRequestRow.status.in_(OPEN))) or 0
+        loading = s.execute(
+            select(BatchRow.id, BatchRow.total).where(BatchRow.endpoint_id == ep_id, BatchRow.loaded_at.is_(None))
+        ).all()
+        if loading:
+            stored = s.scalar(select(func.count()).where(AsyncRequestRow.batch_id.in_([b for b, _ in loading]))) or 0
+            depth += sum(total for _, total in loading) - stored
         with self._lock:
             self._seen[ep_id] = (at, depth)
         return depth

@@ -3,6 +3,7 @@ create, read, list and cancel batches, by project only."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,9 +29,11 @@ from rota.domain.invocations import (
 )
 from rota.services.async_store import QUEUED, AsyncStore, file_public, owned, store_file
 from rota.services.auth import Principal
-from rota.services.batch_loader import BatchLoader
+from rota.services.batch_loader import LEASE_S, BatchLoader
 from rota.store.async_tables import AsyncRequestRow, BatchRow, FileRow
 from rota.store.tables import EndpointRow
+
+log = logging.getLogger("rota.async")
 
 
 @dataclass
@@ -90,10 +93,12 @@ class BatchService(AsyncStore):
             raise InvalidInput(f"'endpoint' must be one of {', '.join(ROUTES)}", field="endpoint")
         hours = window_hours(data.completion_window)
         batch_id = new_id("batch")
-        with self.loader.claim(batch_id):
-            lines, window = self._store_batch(who, data, batch_id, hours)
-            self.nudge()  # the first chunks can be sent while the rest go in
+        lines, window = self._store_batch(who, data, batch_id, hours)  # with the loader's lease
+        self.nudge()  # the first chunks can be sent while the rest go in
+        try:
             self.loader.load(batch_id, lines)
+        except Exception as e:  # stored: it is the caller's, and housekeeping queues the rest
+            log.warning("async: batch %s: its lines will be queued later: %s", batch_id, e)
         self.nudge()
         with self.db.session() as s:
             return self._batch(s, self._batch_row(s, who, batch_id), window)
@@ -134,6 +139,8 @@ class BatchService(AsyncStore):
                 total=len(lines),
                 created_at=now,
                 expires_at=expires,
+                loading_until=now + LEASE_S,  # this thread loads it
+                load_tries=1,
             )
             s.add(batch)
         return lines, window
@@ -223,6 +230,10 @@ class BatchService(AsyncStore):
             cancelling_at=t(b.cancelling_at),
             cancelled_at=t(b.cancelled_at),
             request_counts={"total": b.total, "completed": counts.get("succeeded", 0), "failed": failed},
+            failed_at=t(b.failed_at),
+            errors=None
+            if b.failed_at is None
+            else {"object": "list", "data": [{"code": "batch_failed", "message": b.load_error, "param": "input_file_id"}]},
             metadata=b.meta,
             run_in_window=b.run_in_window,
             window_opens_at=window.timestamp() if window else None,

@@ -92,6 +92,10 @@ class BatchRow(Base):
     created_at: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[float] = mapped_column(Float)
     loaded_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # every line queued (None: still validating)
+    loading_until: Mapped[float | None] = mapped_column(Float, nullable=True)  # the loader's lease
+    load_tries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    load_error: Mapped[str | None] = mapped_column(Text, nullable=True)  # why the last load stopped, or failed
+    failed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     in_progress_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     finalizing_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     completed_at: Mapped[float | None] = mapped_column(Float, nullable=True)

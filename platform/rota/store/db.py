@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from rota.domain.errors import Conflict, NotFound
+from rota.store.single import sqlite_path
 
 # Unique constraints -> the field a clash is about (PostgreSQL names the constraint,
 # SQLite its columns).
@@ -51,13 +52,13 @@ class Database:
         self.url = url
         kwargs: dict[str, Any] = {}
         if url.startswith("sqlite"):
-            path = url.split("///", 1)[-1]
-            if path and path != ":memory:":
-                _private_file(Path(path))
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
-            # Up to the API's worker threads at once, kept open: past SQLAlchemy's default
-            # (5 + 10 overflow, closed on return) each burst opened new connections.
-            kwargs["pool_size"], kwargs["max_overflow"] = 40, 24
+            file = sqlite_path(url)
+            if file is not None:
+                _private_file(file)
+                # Up to the API's worker threads at once, kept open: past SQLAlchemy's default
+                # (5 + 10 overflow, closed on return) each burst opened new connections.
+                kwargs["pool_size"], kwargs["max_overflow"] = 40, 24
         else:
             kwargs["pool_pre_ping"] = True
         self.engine: Engine = create_engine(url, **kwargs)

@@ -19,7 +19,7 @@ from rota.domain.errors import Conflict
 
 def sqlite_path(url: str) -> Path | None:
     """The file of a SQLite URL (None: another database, or SQLite in memory)."""
-    if not url.startswith("sqlite"):
+    if not url.startswith("sqlite") or "///" not in url:
         return None
     path = url.split("///", 1)[-1].split("?", 1)[0]
     return Path(path) if path and path != ":memory:" else None

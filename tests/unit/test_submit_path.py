@@ -31,69 +31,51 @@ def count(db, table):
         return s.scalar(select(func.count()).select_from(table))
 
 
-def test_concurrent_writes_go_in_one_transaction_and_return_once_committed(rt):
-    gc = GroupCommit(rt.db, FileRow)
-    gc._write_lock.acquire()  # a writer is busy: the next 32 queue behind it
+def queued_behind_a_writer(gc, rows, while_held=lambda: None):
+    """Each row written by a thread of its own, all queued while another writer holds the
+    lock (``while_held`` runs then); which rows succeeded, and the errors by row."""
+    gc._write_lock.acquire()
     done: list[int] = []
-    threads = [threading.Thread(target=lambda i=i: (gc.write(file_row(i)), done.append(i))) for i in range(32)]
+    errors: dict[int, BaseException] = {}
+
+    def write(i, row):
+        try:
+            gc.write(row)
+            done.append(i)
+        except Exception as e:
+            errors[i] = e
+
+    threads = [threading.Thread(target=write, args=(i, row)) for i, row in enumerate(rows)]
     for t in threads:
         t.start()
-    while len(gc._pending) < 32:
+    while len(gc._pending) < len(rows):
         threading.Event().wait(0.005)
-    assert done == [] and count(rt.db, FileRow) == 0  # nobody answered before its row is stored
+    while_held()
     gc._write_lock.release()
     for t in threads:
         t.join(10)
-    assert sorted(done) == list(range(32)) and count(rt.db, FileRow) == 32
+    return sorted(done), errors
+
+
+def test_concurrent_writes_go_in_one_transaction_and_return_once_committed(rt):
+    gc = GroupCommit(rt.db, FileRow)
+
+    def nobody_answered_yet():
+        assert count(rt.db, FileRow) == 0
+
+    done, errors = queued_behind_a_writer(gc, [file_row(i) for i in range(32)], nobody_answered_yet)
+    assert done == list(range(32)) and not errors and count(rt.db, FileRow) == 32
     assert gc.groups == 1  # one transaction for all 32
 
 
-def test_a_bad_row_fails_its_own_caller_only_and_a_group_is_capped_by_bytes(rt):
-    gc = GroupCommit(rt.db, FileRow, max_bytes=10)
+@pytest.mark.parametrize("max_bytes", [64 * 1024 * 1024, 10])
+def test_a_bad_row_fails_its_own_caller_only(rt, max_bytes):
+    gc = GroupCommit(rt.db, FileRow, max_bytes=max_bytes)
     gc.write(file_row(0, "file_taken"))
-    gc._write_lock.acquire()
-    errors: dict[int, BaseException] = {}
-
-    def write(i, fid=None):
-        try:
-            gc.write(file_row(i, fid))
-        except Exception as e:
-            errors[i] = e
-
-    threads = [threading.Thread(target=write, args=(1,)), threading.Thread(target=write, args=(2, "file_taken"))]
-    threads += [threading.Thread(target=write, args=(3,))]
-    for t in threads:
-        t.start()
-    while len(gc._pending) < 3:
-        threading.Event().wait(0.005)
-    gc._write_lock.release()
-    for t in threads:
-        t.join(10)
-    assert list(errors) == [2] and count(rt.db, FileRow) == 3  # the duplicate failed; the others are stored
-    assert gc.groups == 3  # over 10 bytes: a row a group (never none)
-
-
-def test_one_bad_row_in_a_group_fails_its_caller_only(rt):
-    gc = GroupCommit(rt.db, FileRow)
-    gc.write(file_row(0, "file_taken"))
-    gc._write_lock.acquire()
-    errors: dict[int, BaseException] = {}
-
-    def write(i, fid=None):
-        try:
-            gc.write(file_row(i, fid))
-        except Exception as e:
-            errors[i] = e
-
-    threads = [threading.Thread(target=write, args=(i, "file_taken" if i == 2 else None)) for i in (1, 2, 3)]
-    for t in threads:
-        t.start()
-    while len(gc._pending) < 3:
-        threading.Event().wait(0.005)
-    gc._write_lock.release()
-    for t in threads:
-        t.join(10)
-    assert list(errors) == [2] and count(rt.db, FileRow) == 3  # the group failed, then each alone
+    done, errors = queued_behind_a_writer(gc, [file_row(1), file_row(2, "file_taken"), file_row(3)])
+    assert done == [0, 2] and list(errors) == [1] and count(rt.db, FileRow) == 3  # the duplicate failed alone
+    if max_bytes == 10:
+        assert gc.groups == 3  # over 10 bytes: a row a group (never none)
 
 
 @pytest.fixture

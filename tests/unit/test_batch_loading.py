@@ -3,6 +3,8 @@ load was cut short (by whoever holds its lease, on a thread of its own), failed 
 tries, stopped by a cancel, never finalised before they are all in, and its input file
 kept until then."""
 
+import threading
+
 import pytest
 from sqlalchemy import select, update
 
@@ -112,11 +114,31 @@ def test_a_batch_whose_lines_cannot_go_in_fails_after_its_tries_and_sends_nothin
     for _ in range(batch_loader.MAX_LOADS - 1):
         assert loader.resume() == 0  # tries 2 to 5, each failing
     assert client.get(f"/v1/batches/{bid}").json()["status"] == "validating"
+    (sent,) = client.rt.async_queue.claim(ep["id"], 1, client.rt.invocations.clock(), True)  # one line on its way
     assert loader.resume() == 0  # the sixth: given up
     b = client.get(f"/v1/batches/{bid}").json()
     assert b["status"] == "failed" and b["failed_at"] and "5 tries" in b["errors"]["data"][0]["message"]
+    assert {st for *_, st in lines_of(client, bid)} == {"cancelled", "running"}
+    # The line on its way lapses back to the queue: it is not sent again.
+    client.rt.async_queue.housekeeping(client.rt.invocations.clock() + client.rt.settings.async_timeout_s + 31)
     assert {st for *_, st in lines_of(client, bid)} == {"cancelled"} and drain(client) == []
     assert client.delete(f"/v1/files/{fid}").status_code == 200
+
+
+def test_a_loader_whose_lease_was_taken_over_writes_nothing_more(client, ep, chunks, loader):
+    _, before = chunks
+
+    def taken_over():  # another control plane claims it while this one stalls
+        with client.rt.db.session() as s:
+            s.execute(update(BatchRow).values(load_tries=BatchRow.load_tries + 1))
+
+    before[2] = taken_over
+    fid = upload(client, jsonl([line(i) for i in range(250)]))
+    bid = client.post("/v1/batches", json={"input_file_id": fid, "endpoint": CHAT}).json()["id"]
+    assert len(lines_of(client, bid)) == 100  # its second chunk rolled back with its failed renewal
+    assert client.get(f"/v1/batches/{bid}").json()["status"] == "validating"  # the other loader's now
+    set_lease(client, bid, client.rt.invocations.clock() - 1)  # which died too
+    assert loader.resume() == 1 and len(lines_of(client, bid)) == 250
 
 
 def test_a_batch_another_loader_holds_is_left_to_it_until_its_lease_lapses(client, ep, chunks, loader):
@@ -134,12 +156,16 @@ def test_a_batch_another_loader_holds_is_left_to_it_until_its_lease_lapses(clien
 
 
 def test_housekeeping_resumes_on_a_thread_of_its_own(client, ep, chunks):
-    fail_at, _ = chunks
+    fail_at, before = chunks
     fail_at[0] = 1
     fid = upload(client, jsonl([line(i) for i in range(3)]))
     bid = client.post("/v1/batches", json={"input_file_id": fid, "endpoint": CHAT}).json()["id"]
     fail_at[0] = 0
-    client.rt.async_queue.housekeeping(client.rt.invocations.clock())
+    go = threading.Event()
+    before[2] = lambda: go.wait(10)  # the resume's first chunk waits until told
+    client.rt.async_queue.housekeeping(client.rt.invocations.clock())  # returns while the resume waits
+    assert client.get(f"/v1/batches/{bid}").json()["status"] == "validating"
+    go.set()
     wait_until(lambda: client.get(f"/v1/batches/{bid}").json()["status"] == "in_progress", 10, 0.05, what="resumed")
     assert len(lines_of(client, bid)) == 3
 

@@ -4,6 +4,7 @@ counted in the store at most once a second, yet a submit near the limit is decid
 an exact count, other processes' submits and drained requests included."""
 
 import threading
+import time
 
 import pytest
 from sqlalchemy import event, func, insert, select
@@ -48,7 +49,9 @@ def queued_behind_a_writer(gc, rows, while_held=lambda: None):
     threads = [threading.Thread(target=write, args=(i, row)) for i, row in enumerate(rows)]
     for t in threads:
         t.start()
+    deadline = time.monotonic() + 10
     while len(gc._pending) < len(rows):
+        assert time.monotonic() < deadline, "the writers did not queue"
         threading.Event().wait(0.005)
     while_held()
     gc._write_lock.release()
@@ -68,14 +71,18 @@ def test_concurrent_writes_go_in_one_transaction_and_return_once_committed(rt):
     assert gc.groups == 1  # one transaction for all 32
 
 
-@pytest.mark.parametrize("max_bytes", [64 * 1024 * 1024, 10])
-def test_a_bad_row_fails_its_own_caller_only(rt, max_bytes):
-    gc = GroupCommit(rt.db, FileRow, max_bytes=max_bytes)
+def test_a_bad_row_fails_its_own_caller_only(rt):
+    gc = GroupCommit(rt.db, FileRow)
     gc.write(file_row(0, "file_taken"))
     done, errors = queued_behind_a_writer(gc, [file_row(1), file_row(2, "file_taken"), file_row(3)])
     assert done == [0, 2] and list(errors) == [1] and count(rt.db, FileRow) == 3  # the duplicate failed alone
-    if max_bytes == 10:
-        assert gc.groups == 3  # over 10 bytes: a row a group (never none)
+
+
+@pytest.mark.parametrize(("max_bytes", "groups"), [(64 * 1024 * 1024, 1), (10, 3)])
+def test_a_group_is_capped_by_its_bytes(rt, max_bytes, groups):
+    gc = GroupCommit(rt.db, FileRow, max_bytes=max_bytes)
+    done, errors = queued_behind_a_writer(gc, [file_row(i) for i in range(3)])
+    assert done == [0, 1, 2] and not errors and gc.groups == groups  # over 10 bytes: a row a group, never none
 
 
 @pytest.fixture

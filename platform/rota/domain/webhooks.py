@@ -62,7 +62,7 @@ def verify(secret: str, header: str, body: bytes, now: float, tolerance_s: float
         return False
     parts = [p.partition("=") for p in header.split(",")]
     times = [v for k, _, v in parts if k == "t"]
-    if len(times) != 1 or not times[0].isdigit() or abs(now - int(times[0])) > tolerance_s:
+    if len(times) != 1 or not times[0].isdigit() or len(times[0]) > 12 or abs(now - int(times[0])) > tolerance_s:
         return False
     want = hmac.new(secret.encode(), f"{times[0]}.".encode() + body, hashlib.sha256).hexdigest()
     return any(k == "sha256" and hmac.compare_digest(v, want) for k, _, v in parts)

@@ -177,8 +177,8 @@ class AsyncQueue(Deliveries):
                 .values(status=AsyncStatus.EXPIRED.value, finished_at=now, error="not done before it expired")
             )
             mark_due(s, now, AsyncRequestRow.status.in_([AsyncStatus.EXPIRED.value, AsyncStatus.FAILED.value]))
-            cancelling = select(BatchRow.id).where(BatchRow.status == BatchStatus.CANCELLING.value)
-            s.execute(  # lines of a cancelled batch that came back to the queue (a retry) are not sent again
+            cancelling = select(BatchRow.id).where(BatchRow.status.in_([BatchStatus.CANCELLING.value, BatchStatus.FAILED.value]))
+            s.execute(  # lines of a cancelled or failed batch that came back to the queue (a retry) are not sent again
                 update(AsyncRequestRow)
                 .where(AsyncRequestRow.batch_id.in_(cancelling), AsyncRequestRow.status == QUEUED)
                 .values(status=AsyncStatus.CANCELLED.value, finished_at=now)

@@ -8,7 +8,8 @@ cancelled. ``loaded_at`` says it was concluded: a batch is never finalised befor
 
 Whoever loads a batch holds a lease on its row (``loading_until``, renewed with each
 chunk; taken with the row when the API stores it), so two threads or two control planes
-never load one batch at once. Chunks go in in line order and each is whole or absent, so
+never load one batch at once; the try that took it (``load_tries``) fences a loader that
+stalled past its lease: its renewals, and so its chunks, fail. Chunks go in in line order and each is whole or absent, so
 a load cut short (a crash, the store away) resumes from the last line stored, once its
 lease lapses: ``resume`` (on a thread of its own: the dispatcher's sends do not wait
 for it). After ``MAX_LOADS`` tries, or a file that no longer parses, the batch fails,
@@ -50,15 +51,17 @@ class BatchLoader:
     clock: Callable[[], float] = time.time
     _resuming: threading.Lock = field(default_factory=threading.Lock)
 
-    def load(self, batch_id: str, lines: Sequence[BatchLine]) -> None:
-        """Queue the lines of ``batch_id`` not queued yet, then conclude it (the caller
-        holds its lease). On an error the lease is let go, for ``resume`` to go on."""
+    def load(self, batch_id: str, lines: Sequence[BatchLine], lease: int = 1) -> None:
+        """Queue the lines of ``batch_id`` not queued yet, then conclude it. The caller
+        holds its lease: ``lease`` is the try it took it with (the API's store is try 1),
+        its fencing token: a loader whose lease was taken over renews nothing, and so
+        writes nothing more. On an error the lease is let go, for ``resume`` to go on."""
         try:
-            self._load(batch_id, lines)
+            self._load(batch_id, lines, lease)
         except (LostLease, Conflict):  # a line it would add is there already: another loader's
             log.warning("async: batch %s: another loader took it over", batch_id)
         except Exception as e:
-            self._let_go(batch_id, f"{type(e).__name__}: {e}")
+            self._let_go(batch_id, lease, f"{type(e).__name__}: {e}")
             raise
 
     def resume_soon(self) -> None:
@@ -99,7 +102,7 @@ class BatchLoader:
                 self._fail(batch_id, f"its input file no longer parses: {e}")
                 return False
             log.info("async: batch %s resumes queueing its %d lines (try %d)", batch_id, len(lines), tries)
-            self.load(batch_id, lines)
+            self.load(batch_id, lines, tries)
             return True
         except Exception as e:  # the store is away again: the next housekeeping tries again
             log.warning("async: batch %s could not resume: %s", batch_id, e)
@@ -124,7 +127,7 @@ class BatchLoader:
                 return None
             return int(s.scalar(select(BatchRow.load_tries).where(BatchRow.id == batch_id)) or 0)
 
-    def _load(self, batch_id: str, lines: Sequence[BatchLine]) -> None:
+    def _load(self, batch_id: str, lines: Sequence[BatchLine], lease: int) -> None:
         with self.db.session() as s:
             b = s.get(BatchRow, batch_id)
             if b is None or b.loaded_at is not None:
@@ -167,7 +170,7 @@ class BatchLoader:
                 now = self.clock()
                 renewed = s.execute(  # in the chunk's transaction: a loader that lost its lease writes nothing
                     update(BatchRow)
-                    .where(BatchRow.id == batch_id, BatchRow.loaded_at.is_(None), BatchRow.loading_until >= now)
+                    .where(BatchRow.id == batch_id, BatchRow.loaded_at.is_(None), BatchRow.load_tries == lease)
                     .values(loading_until=now + LEASE_S)
                     .execution_options(synchronize_session=False)
                 )
@@ -200,12 +203,12 @@ class BatchLoader:
             self._cancel_queued(s, batch_id, now, BatchStatus.FAILED.value, CANCELLING)
             s.execute(update(BatchRow).where(BatchRow.id == batch_id).values(loaded_at=now, loading_until=None))
 
-    def _let_go(self, batch_id: str, error: str) -> None:
+    def _let_go(self, batch_id: str, lease: int, error: str) -> None:
         try:
             with self.db.session() as s:
                 s.execute(
                     update(BatchRow)
-                    .where(BatchRow.id == batch_id, BatchRow.loaded_at.is_(None))
+                    .where(BatchRow.id == batch_id, BatchRow.loaded_at.is_(None), BatchRow.load_tries == lease)
                     .values(loading_until=None, load_error=error[:2000])
                 )
         except Exception as e:  # the store is away: the lease lapses by itself

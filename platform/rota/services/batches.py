@@ -93,19 +93,22 @@ class BatchService(AsyncStore):
             raise InvalidInput(f"'endpoint' must be one of {', '.join(ROUTES)}", field="endpoint")
         hours = window_hours(data.completion_window)
         batch_id = new_id("batch")
-        lines, window = self._store_batch(who, data, batch_id, hours)  # with the loader's lease
-        self.nudge()  # the first chunks can be sent while the rest go in
+        lines, window, stored = self._store_batch(who, data, batch_id, hours)  # with the loader's lease
+        # Stored: from here on the batch is the caller's whatever happens (an error would
+        # make a client retry, and create it twice); housekeeping queues what is left.
         try:
+            self.nudge()  # the first chunks can be sent while the rest go in
             self.loader.load(batch_id, lines)
-        except Exception as e:  # stored: it is the caller's, and housekeeping queues the rest
+            self.nudge()
+            with self.db.session() as s:
+                return self._batch(s, self._batch_row(s, who, batch_id), window)
+        except Exception as e:
             log.warning("async: batch %s: its lines will be queued later: %s", batch_id, e)
-        self.nudge()
-        with self.db.session() as s:
-            return self._batch(s, self._batch_row(s, who, batch_id), window)
+            return stored
 
     def _store_batch(
         self, who: Principal, data: BatchCreate, batch_id: str, hours: int
-    ) -> tuple[list[BatchLine], datetime | None]:
+    ) -> tuple[list[BatchLine], datetime | None, BatchPublic]:
         now = self.clock()
         with self.db.session() as s:
             source = self._file(s, who, data.input_file_id, field="input_file_id")
@@ -143,7 +146,8 @@ class BatchService(AsyncStore):
                 load_tries=1,
             )
             s.add(batch)
-        return lines, window
+            s.flush()
+            return lines, window, self._batch(s, batch, window)
 
     def batch(self, who: Principal, batch_id: str) -> BatchPublic:
         with self.db.session() as s:

@@ -21,7 +21,7 @@ from rota.store.base import Base
 from rota.store.db import Database
 
 
-@dataclass
+@dataclass(eq=False)  # one caller's row: the same values twice are two tickets
 class _Ticket:
     values: dict[str, Any]
     written: bool = False
@@ -53,7 +53,10 @@ class GroupCommit:
                         self._write(group)
                     except BaseException:  # not an error of the rows (an interrupt): the others stay queued
                         with self._queue_lock:
-                            self._pending[:0] = [t for t in group if t is not ticket and not t.written]
+                            back = [t for t in group if t is not ticket and not t.written and t.error is None]
+                            self._pending[:0] = back
+                            if ticket in self._pending:  # its caller is gone: its row is not written later
+                                self._pending.remove(ticket)
                         raise
             if ticket.error is not None:
                 raise ticket.error

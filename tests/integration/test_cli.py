@@ -189,6 +189,7 @@ def test_help_everywhere():
         ["keys", "bootstrap"],
         ["demo"],
         ["async", "submit"],
+        ["async", "webhook-secret"],
         ["batches", "create"],
     ):
         p = subprocess.run([sys.executable, "-m", "rota", *args, "--help"], capture_output=True, text=True, timeout=60)

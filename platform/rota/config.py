@@ -121,6 +121,13 @@ class Settings(BaseSettings):
     # The control plane's URL as the cluster reaches it (the gateway pulls its routing table there).
     public_url: str | None = None
 
+    # Several control planes on one PostgreSQL: one runs the scheduler and the reconciler,
+    # holding a lease in the store for ``leader_lease_s`` and renewing it every
+    # ``leader_renew_s``; a standby takes over once it lapses. (SQLite is one process's.)
+    leader_lease_s: float = Field(15.0, gt=0, le=600)
+    leader_renew_s: float = Field(5.0, gt=0, le=300)
+    instance_id: str | None = Field(None, max_length=200)  # how /healthz names this process; default host:pid:random
+
     # The price book (USD per GPU- or vCPU-hour); unset: platform/rota/catalog/prices.yaml.
     prices_path: Path | None = None
 
@@ -160,6 +167,10 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"ROTA_GATEWAY_MIN_REPLICAS ({self.gateway_min_replicas}) is above "
                 f"ROTA_GATEWAY_MAX_REPLICAS ({self.gateway_max_replicas})"
+            )
+        if self.leader_renew_s >= self.leader_lease_s:
+            raise ValueError(
+                f"ROTA_LEADER_RENEW_S ({self.leader_renew_s}) must be shorter than ROTA_LEADER_LEASE_S ({self.leader_lease_s})"
             )
         return self
 

@@ -1,8 +1,9 @@
 """Wiring: build the control plane's parts from Settings, start them, stop them.
 
-Start order matters: the database first (everything reads it), then the scheduler's
-catch-up (fires that fell due while down are recorded before anything else runs), then
-the reconciler. The embedded Ray head starts in the background so the API answers at
+Start order matters: the database first (everything reads it), then, on the control plane
+that holds the lease (``rota.services.leadership``: any number serve the API, one runs the
+loops), the scheduler's catch-up (fires that fell due while down are recorded before
+anything else runs), then the reconciler. The embedded Ray head starts in the background so the API answers at
 once; until Ray is up, endpoints keep the status they had.
 """
 
@@ -33,6 +34,7 @@ from rota.services.dispatcher import Dispatcher
 from rota.services.endpoints import EndpointService
 from rota.services.events import EventService
 from rota.services.invocations import InvocationService
+from rota.services.leadership import Leadership, identity
 from rota.services.logs import LogService
 from rota.services.monitoring import MonitoringService, ReplicaSampler, counts
 from rota.services.requests import RequestLogService
@@ -41,6 +43,7 @@ from rota.services.tasks import TaskService
 from rota.services.usage import UsageMeter, UsageService, load_prices
 from rota.services.webhook_secrets import WebhookSecrets
 from rota.store.db import Database
+from rota.store.single import sqlite_path
 from rota.telemetry import AsyncCollector, StateCollector, Telemetry
 
 log = logging.getLogger(__name__)
@@ -95,7 +98,18 @@ class Runtime:
         self.scheduler = Scheduler(
             self.db, timedelta(seconds=settings.one_off_grace_s), self.reconciler.nudge, settings.sweep_interval_s
         )
-        hooks = Hooks(self.scheduler.sync, self.reconciler.nudge)
+        # Several control planes on one store: the scheduler and the reconciler run on the
+        # one holding the lease; a change made through another one's API nudges it.
+        self.leadership = Leadership(
+            self.db,
+            settings.instance_id or identity(),
+            settings.leader_lease_s,
+            settings.leader_renew_s,
+            alone=sqlite_path(self.db.url) is not None,
+        )
+        self.reconciler.may_act = lambda: self.leadership.leading
+        self.reconciler.fence = self.leadership.fence
+        hooks = Hooks(self._task_changed, self._desired_changed)
         self.catalog = load_catalog(settings.templates_path)
         builder = Builder(settings, self.catalog, settings.policy())
         ready = ReadyBy.of(settings, self.catalog)  # how early ready_by entries fire
@@ -110,7 +124,9 @@ class Runtime:
         self.scheduler.observe = lambda r, now, trigger: self.telemetry.fired(
             now if r.applied else None, r.applied.at if r.applied else None, trigger, r.missed
         )
-        self.telemetry.watch(StateCollector(self.db, self.reconciler, lambda: dict(self.requests.gateway_dropped)))
+        self.telemetry.watch(
+            StateCollector(self.db, self.reconciler, lambda: dict(self.requests.gateway_dropped), self.leadership)
+        )
         self.cluster = ClusterService(
             self.db, self.cipher, ray=self.ray, not_rotas=self.reconciler.not_rotas, async_reserve=settings.async_reserve
         )
@@ -128,6 +144,7 @@ class Runtime:
             settings.webhook_allow_private,
         )
         self.invocations.nudge = self.dispatcher.nudge
+        self.dispatcher.active = lambda: self.leadership.leading
         self.telemetry.watch(AsyncCollector(self.async_queue.named_depths, self.dispatcher))
         self.auth = AuthService(self.db)
         self.ray_logs = ray_logs or DashboardLogs(settings.dashboard_url, settings.ray_token())
@@ -159,7 +176,34 @@ class Runtime:
         self.dispatcher.start()
         if self.head:
             threading.Thread(target=self._start_head, name="ray-head", daemon=True).start()
+        self.leadership.start(elected=self._lead, deposed=self._follow, nudged=self._nudged)
+
+    # ------------------------------------------------------------ leadership
+    def _lead(self) -> None:
+        """This process holds the lease: catch up and schedule from the store, reconcile."""
+        self.scheduler.lead()
         self.reconciler.start()
+
+    def _follow(self) -> None:
+        self.reconciler.stop()
+        self.scheduler.follow()
+
+    def _nudged(self, task_ids: list[int]) -> None:
+        for task_id in task_ids:
+            self.scheduler.sync(task_id)
+        self.reconciler.nudge()
+
+    def _task_changed(self, task_id: int) -> None:
+        if self.leadership.leading:
+            self.scheduler.sync(task_id)
+        else:
+            self.leadership.nudge(task_id)
+
+    def _desired_changed(self) -> None:
+        if self.leadership.leading:
+            self.reconciler.nudge()
+        else:
+            self.leadership.nudge(None)
 
     def _start_head(self) -> None:
         assert self.head is not None
@@ -176,6 +220,7 @@ class Runtime:
 
     def stop(self, stop_ray: bool = True) -> None:
         self.dispatcher.stop()
+        self.leadership.stop()  # the loops stop, and a standby takes over at once
         self.scheduler.shutdown()
         self.reconciler.stop()
         if self.head and stop_ray:

@@ -106,10 +106,10 @@ class Telemetry:
 
 class StateCollector(Collector):
     """What is read at each scrape: tasks and endpoints by status, the reconciler's loop,
-    Ray's reachability, and what gateways say they dropped."""
+    Ray's reachability, what gateways say they dropped, and whether this process leads."""
 
-    def __init__(self, db: Database, reconciler: Any, dropped: Callable[[], dict[str, int]]):
-        self.db, self.reconciler, self.dropped = db, reconciler, dropped
+    def __init__(self, db: Database, reconciler: Any, dropped: Callable[[], dict[str, int]], leadership: Any):
+        self.db, self.reconciler, self.dropped, self.leadership = db, reconciler, dropped, leadership
 
     def collect(self) -> Iterable[Any]:
         with self.db.session() as s:
@@ -135,6 +135,12 @@ class StateCollector(Collector):
         for gateway, n in self.dropped().items():
             dropped.add_metric([gateway], n)
         yield dropped
+        lead = self.leadership
+        yield GaugeMetricFamily(
+            "rota_leader", "1 if this control plane runs the scheduler and the reconciler", value=float(lead.leading)
+        )
+        yield GaugeMetricFamily("rota_leader_epoch", "The lease's epoch this process holds (0: none)", value=lead.epoch or 0)
+        yield CounterMetricFamily("rota_leader_elections", "Times this process became the leader", value=lead.elections)
 
     def _readiness(self) -> Iterable[Any]:
         """ready_by tasks: the share of their last 30 windows whose replicas served in time."""

@@ -15,6 +15,7 @@ from rota.services.fires import process_due
 from rota.store.tables import RunRow
 from support.endpoints import TEST_TEMPLATES
 from support.fake_ray import FakeRay
+from support.leading import lead
 from support.postgres import Postgres
 from support.procs import TEST_APPS
 
@@ -38,7 +39,9 @@ def rt(pg, tmp_path):
     r = Runtime(s, ray=FakeRay())
     r.db.migrate(r.cipher)
     r.admin = r.auth.authenticate(f"Bearer {r.auth.mint_admin(s.admin_key_path, 'test').key}")
+    lead(r)
     yield r
+    r.leadership.stop()
     r.db.dispose()
 
 

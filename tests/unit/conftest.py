@@ -11,6 +11,7 @@ from rota.config import Settings
 from rota.runtime import Runtime
 from support.endpoints import TEST_TEMPLATES
 from support.fake_ray import FakeLogs, FakeRay
+from support.leading import lead
 from support.procs import REPO, TEST_APPS
 
 
@@ -57,7 +58,9 @@ def rt(settings, ray, clock, ray_logs):
     r.invocations.clock = r.async_queue.clock = r.dispatcher.clock = r.webhook_secrets.clock = lambda: clock().timestamp()
     r.db.migrate(r.cipher)
     r.auth.bootstrap(settings.admin_key_path)
+    lead(r)
     yield r
+    r.leadership.stop()
     r.db.dispose()
 
 

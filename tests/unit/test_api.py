@@ -144,11 +144,19 @@ def test_lifecycle_and_events(client):
     assert all(e["at"].endswith("Z") or "+00:00" in e["at"] for e in ev)
 
 
-def test_health_is_open_and_says_nothing_else_status_needs_a_key(client):
-    assert client.get("/healthz", headers={"Authorization": ""}).json() == {"status": "ok", "version": client.app.version}
+def test_health_is_open_and_says_who_leads_status_needs_a_key(client):
+    me = client.rt.leadership.me
+    leader = {"this_process": me, "leading": True, "leader": me, "epoch": 1, "since": client.rt.leadership.view()["since"]}
+    assert client.get("/healthz", headers={"Authorization": ""}).json() == {
+        "status": "ok",
+        "version": client.app.version,
+        "leader": leader,
+    }
+    assert leader["since"] is not None
     assert client.get("/api/v1/status", headers={"Authorization": ""}).status_code == 401
     h = client.get("/api/v1/status").json()
     assert "reconciler" in h and h["scheduler"]["last_catch_up_s"] is not None and "error" in h["ray"]
+    assert h["leader"] == leader
 
 
 def test_patch_with_same_values_is_not_a_change(client):

@@ -83,6 +83,7 @@ def test_fires_their_lateness_and_the_state_of_tasks_and_endpoints(client, clock
     assert sum(v for (name, _), v in m.items() if name == "rota_endpoints") == 1
     assert value(m, "rota_ray_puts_total") >= 1 and value(m, "rota_reconcile_ticks_total") >= 1
     assert value(m, "rota_ray_reachable") == 1
+    assert (value(m, "rota_leader"), value(m, "rota_leader_epoch"), value(m, "rota_leader_elections_total")) == (1, 1, 1)
 
 
 def test_every_series_the_grafana_dashboard_charts_is_one_rota_exports(client, clock):

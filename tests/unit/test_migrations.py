@@ -13,10 +13,11 @@ from sqlalchemy import inspect, select, text
 from rota.config import Settings
 from rota.crypto import Cipher
 from rota.runtime import Runtime
-from rota.store import async_tables  # noqa: F401 (its rows are in the metadata compared below)
+from rota.store import async_tables, leader_tables  # noqa: F401 (their rows are in the metadata compared below)
 from rota.store.db import Database
 from rota.store.tables import Base, EndpointRow, TaskRow
 from support.fake_ray import FakeRay
+from support.leading import lead
 from support.procs import REPO, TEST_APPS
 
 V01 = REPO / "tests" / "data" / "v0.1"
@@ -33,7 +34,7 @@ def test_migrations_match_the_orm(tmp_path):
     with db.engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         assert diffs == [], diffs
-        assert MigrationContext.configure(conn).get_current_revision() == "0014"
+        assert MigrationContext.configure(conn).get_current_revision() == "0015"
     uniques = {tuple(u["column_names"]) for u in inspect(db.engine).get_unique_constraints("endpoints")}
     assert {("project_id", "name"), ("project_id", "routing_key"), ("app_name",), ("route_prefix",)} <= uniques
     assert (tmp_path / "m.db").stat().st_mode & 0o777 == 0o600
@@ -66,6 +67,7 @@ def test_a_v01_store_upgrades_with_nothing_lost_and_nothing_redeployed(tmp_path)
     }
     rt = Runtime(settings, ray=ray)
     rt.db.migrate(rt.cipher)
+    lead(rt)
     db = rt.db
 
     # Tasks: schedules only, each with its endpoint; statuses are the schedule's.

@@ -40,9 +40,9 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
     uploads = {"/v1/files": settings.async_max_file_bytes, "/v1/async/": settings.async_max_body_bytes}
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, wider=uploads)
 
-    @app.get("/healthz", tags=["health"], summary="Liveness (no key needed; says nothing else)")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok", "version": __version__}
+    @app.get("/healthz", tags=["health"], summary="Liveness, and which control plane leads since when (no key needed)")
+    def healthz(request: Request) -> dict[str, Any]:
+        return {"status": "ok", "version": __version__, "leader": runtime(request).leadership.view()}
 
     @app.get("/api/v1/status", tags=["health"], summary="Ray reachability and the loops (details for admin keys)")
     def status(request: Request, who: Who) -> dict[str, Any]:
@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
             "openai_base_url": f"{r.settings.serve_url}/v1",
             "reconciler": {"ticks": r.reconciler.ticks, "last_tick_s": r.reconciler.last_tick_s},
             "scheduler": {"last_catch_up_s": r.scheduler.last_catch_up_s},
+            "leader": r.leadership.view(),
         }
         if who.admin:  # these may name any project's applications
             out["ray"].update(dashboard=r.settings.dashboard_url, error=r.reconciler.ray_error, start_error=r.ray_start_error)

@@ -17,63 +17,24 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import not_, or_, select
 from sqlalchemy.orm import Session
 
 from rota.crypto import Cipher
-from rota.domain.endpoints import Desired, Scaling
 from rota.domain.errors import RayRejected, RayUnavailable
 from rota.domain.reconcile import Observation, ObservedApp, config_matches, decide, marked, refused, screen, why_refused
 from rota.domain.specs import AppSpec, EndpointState, endpoint_spec, settings_mark
 from rota.domain.status import EndpointStatus, Observed, Phase, Replicas, derive
 from rota.reconciler.applied import record_applied
 from rota.reconciler.sharing import Sharing
+from rota.reconciler.snapshot import snapshot
 from rota.serve.client import RayServe
-from rota.services import readiness, views
+from rota.services import readiness
 from rota.services.events import set_endpoint_status
+from rota.services.leadership import Deposed
 from rota.store.db import Database
 from rota.store.tables import EndpointRow, utcnow
 
 log = logging.getLogger(__name__)
-
-# Endpoints with something to reconcile: all but those settled where nothing runs (stopped,
-# or waiting for a schedule's first fire). At 10,000 tasks waiting for their first fire,
-# loading all on every tick would be what costs.
-_SETTLED = or_(
-    (EndpointRow.status == EndpointStatus.STOPPED.value) & (EndpointRow.desired == Desired.STOPPED.value),
-    (EndpointRow.status == EndpointStatus.PENDING.value)
-    & (EndpointRow.desired == Desired.RUNNING.value)
-    & EndpointRow.scaling.is_(None)
-    & EndpointRow.scheduled_min.is_(None),
-)
-_TO_RECONCILE = not_(_SETTLED)
-
-
-def state_of(ep: EndpointRow, cipher: Cipher) -> EndpointState:
-    scaling = Scaling.model_validate(ep.scaling) if ep.scaling else None
-    applied = (ep.applied_min, ep.applied_max) if ep.applied_min is not None and ep.applied_max is not None else None
-    return EndpointState(
-        id=ep.id,
-        app_name=ep.app_name,
-        route_prefix=ep.route_prefix,
-        import_path=f"{ep.file_path}:{ep.deployment_name}",
-        ingress=ep.ingress,
-        desired=ep.desired,
-        bounds=views.bounds(ep),
-        args=dict(ep.args or {}),
-        env=cipher.decrypt_map(ep.env or {}),
-        resources=dict(ep.resources or {}),
-        per_replica=ep.per_replica,
-        cooldown_s=scaling.cooldown_period_s if scaling else None,
-        target_ongoing=scaling.target_ongoing_requests if scaling else None,
-        token=cipher.decrypt(ep.token) if ep.token_arg else None,
-        token_arg=ep.token_arg,
-        generation=ep.generation,
-        ready_generation=ep.ready_generation,
-        status=ep.status,
-        reported_phase=ep.reported_phase,
-        applied=applied,
-    )
 
 
 class Reconciler:
@@ -102,6 +63,10 @@ class Reconciler:
         self.ticks = 0
         self.puts = 0  # declarative PUTs sent (metrics)
         self.metered: Callable[[list[EndpointState], Observation], None] = lambda states, seen: None  # usage, monitoring
+        # Several control planes: this one acts only while it leads (checked before each
+        # PUT), and what it records is fenced by its lease in the same transaction.
+        self.may_act: Callable[[], bool] = lambda: True
+        self.fence: Callable[[Session], None] = lambda s: None
         self.last_tick_s: float | None = None
         self.last_error: str | None = None
         self.ray_reachable: bool | None = None
@@ -110,6 +75,7 @@ class Reconciler:
 
     # ------------------------------------------------------------ loop
     def start(self) -> None:
+        self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="reconciler", daemon=True)
         self._thread.start()
 
@@ -129,6 +95,8 @@ class Reconciler:
             try:
                 self.tick()
                 failures, self.last_error = 0, None
+            except Deposed as e:  # another control plane leads: this loop is being stopped
+                log.warning("not recording this tick: %s", e)
             except Exception as e:  # a bug or the database: log, back off, keep going
                 failures += 1
                 self.last_error = f"{type(e).__name__}: {e}"
@@ -141,17 +109,7 @@ class Reconciler:
     # ------------------------------------------------------------ one tick
 
     def load(self) -> tuple[list[EndpointState], set[str]]:
-        """One snapshot: everything this tick PUTs and records comes from it. Rows that
-        cannot be read are logged and their applications left as Ray Serve has them."""
-        states, unreadable = [], set()
-        with self.db.session() as s:
-            for row in s.scalars(select(EndpointRow).where(_TO_RECONCILE).order_by(EndpointRow.id)):
-                try:
-                    states.append(state_of(row, self.cipher))
-                except Exception:  # one bad row must not stop the others
-                    log.exception("endpoint %s cannot be reconciled; its application is left as it is", row.id)
-                    unreadable.add(row.app_name)
-        return states, unreadable
+        return snapshot(self.db, self.cipher)
 
     @property
     def held(self) -> dict[str, ObservedApp]:
@@ -162,6 +120,8 @@ class Reconciler:
         return self.sharing.not_rotas(observation, self.sharing.known(self.db, self.gateway))
 
     def tick(self) -> None:
+        if not self.may_act():
+            return
         states, unreadable = self.load()
         observation = self.ray.observe()
         known = self.sharing.known(self.db, self.gateway) if self.sharing.active else {}
@@ -217,6 +177,9 @@ class Reconciler:
                 # serve.run's are kept by Ray anyway; one being deleted must not come back
                 if n in keep - sent and a.deployed_config and a.source != "imperative" and a.status != "DELETING"
             ]
+            if not self.may_act():  # the lease lapsed during this tick: the next leader PUTs
+                log.warning("not PUTting: this control plane no longer leads")
+                return set(), observation
             try:
                 self.ray.apply([s.to_serve_config() for s in specs] + kept)
                 return sent, self.ray.observe()
@@ -246,6 +209,7 @@ class Reconciler:
     ) -> None:
         now = self.clock()
         with self.db.session() as s:
+            self.fence(s)
             for st in states:
                 ep = s.get(EndpointRow, st.id)
                 spec = specs[st.id]

@@ -1,4 +1,4 @@
-"""One APScheduler date job per schedulable task, rebuilt from the database at start.
+"""One APScheduler date job per schedulable task, rebuilt from the database when this process leads.
 
 Jobs carry no state of their own: a job only says "look at task N now". What is due is
 decided from the database by ``rota.services.fires.process_due``, which also serves the
@@ -50,14 +50,21 @@ class Scheduler:
         self.last_catch_up_s: float | None = None
         self.observe: Callable[[FireResult, datetime, str], None] = lambda result, now, trigger: None  # metrics
         self.ready = ReadyBy()  # how early ready_by entries fire (the runtime sets the configured one)
+        self.leading = False  # jobs run here (``lead``); a job left over from before ``follow`` does nothing
+        self._housekeeping: dict[str, tuple[float, Callable[[], None]]] = {}
 
     def start(self) -> None:
-        """Catch up on what fell due while Rota was down, then schedule every task."""
+        """Run APScheduler; jobs come with ``lead`` (several control planes: on one only)."""
+        self._aps.start()
+
+    def lead(self) -> None:
+        """Catch up on what fell due while no scheduler ran, then schedule every task, the
+        sweep and the housekeeping jobs."""
+        self.leading = True
         t0 = time.monotonic()
         self.catch_up(trigger="catch_up")
         self.last_catch_up_s = time.monotonic() - t0
         log.info("catch-up took %.3fs", self.last_catch_up_s)
-        self._aps.start()
         self._aps.add_job(
             self._sweep,
             IntervalTrigger(seconds=self.sweep_interval_s),
@@ -65,10 +72,22 @@ class Scheduler:
             coalesce=True,
             max_instances=1,
             misfire_grace_time=None,
+            replace_existing=True,
         )
+        for name, (seconds, run) in self._housekeeping.items():
+            self._aps.add_job(
+                run, IntervalTrigger(seconds=seconds), id=name, coalesce=True, max_instances=1, replace_existing=True
+            )
+
+    def follow(self) -> None:
+        """Another control plane leads: no job runs here (a fire already running ends as it
+        would; the store keeps it exactly once)."""
+        self.leading = False
+        self._aps.remove_all_jobs()
 
     def every(self, name: str, seconds: float, job: Callable[[], object]) -> None:
-        """A housekeeping job (e.g. pruning request logs) every ``seconds``; it logs its failures."""
+        """A housekeeping job (e.g. pruning request logs) every ``seconds`` while this
+        process leads; it logs its failures."""
 
         def run() -> None:
             try:
@@ -76,9 +95,14 @@ class Scheduler:
             except Exception:
                 log.exception("%s failed; it runs again in %ss", name, seconds)
 
-        self._aps.add_job(run, IntervalTrigger(seconds=seconds), id=name, coalesce=True, max_instances=1, replace_existing=True)
+        self._housekeeping[name] = (seconds, run)
+        if self.leading:
+            self._aps.add_job(
+                run, IntervalTrigger(seconds=seconds), id=name, coalesce=True, max_instances=1, replace_existing=True
+            )
 
     def shutdown(self) -> None:
+        self.leading = False
         if self._aps.running:
             self._aps.shutdown(wait=False)
 
@@ -106,6 +130,8 @@ class Scheduler:
     def _sweep(self) -> None:
         # A job can only be lost by a bug or a clock jump; fires older than a few
         # seconds with no job having applied them are caught up here.
+        if not self.leading:
+            return
         try:
             self.catch_up(trigger="catch_up", older_than=timedelta(seconds=5))
         except Exception:
@@ -113,6 +139,8 @@ class Scheduler:
 
     def sync(self, task_id: int) -> None:
         """Make the task's job match the database: one date job at its next fire, or none."""
+        if not self.leading:
+            return
         with self.db.session() as s:
             task = s.get(TaskRow, task_id)
             when = task.next_fire_at if task is not None and task.status in SCHEDULABLE else None
@@ -137,6 +165,8 @@ class Scheduler:
         return result
 
     def _fire(self, task_id: int) -> None:
+        if not self.leading:
+            return
         try:
             result = self._due(task_id, self.clock(), "schedule")
             if result.applied is not None:

@@ -261,6 +261,12 @@ class AuthService:
         """Make sure an admin key exists: the one in ``path`` (registered if this store
         has not seen it), or a new one written there when the store has none."""
         existing = read_secret(path)
+        try:
+            self._bootstrap(path, existing)
+        except Conflict:  # another control plane registered the same shared key just now
+            log.info("the admin key in %s was registered by another control plane", path)
+
+    def _bootstrap(self, path: Path, existing: str | None) -> None:
         with self.db.session() as s:
             if existing:
                 if s.scalar(select(ApiKeyRow.id).where(ApiKeyRow.key_hash == digest(existing))) is None:

@@ -68,6 +68,7 @@ class Dispatcher:
         self._stopping = False
         self._housekept = float("-inf")
         self._dns = ThreadPoolExecutor(4, thread_name_prefix="webhook-dns")  # slow names never hold the store's threads
+        self.active: Callable[[], bool] = lambda: True  # this control plane leads
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -126,7 +127,10 @@ class Dispatcher:
     # --- one look (on a worker thread: store calls block) ----------------------------
 
     def tick(self) -> tuple[list[Claimed], list[Hook]]:
-        """Housekeeping, then what to send now and which webhooks to deliver."""
+        """Housekeeping, then what to send now and which webhooks to deliver (nothing where
+        another control plane leads: one dispatcher keeps each endpoint's share of room)."""
+        if not self.active():
+            return [], []
         now = self.clock()
         svc = self.service
         if now - self._housekept >= HOUSEKEEPING_S:  # writes: not at every look

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,6 +21,8 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from rota.domain.errors import Conflict, NotFound
 from rota.store.single import sqlite_path
+
+MIGRATION_LOCK = 0x726F7461  # PostgreSQL advisory lock held while migrating ("rota")
 
 # Unique constraints -> the field a clash is about (PostgreSQL names the constraint,
 # SQLite its columns).
@@ -75,6 +77,8 @@ class Database:
         cfg = Config()
         cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":  # several control planes starting at once: one migrates, the others wait
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             cfg.attributes["connection"] = conn
             cfg.attributes["cipher"] = cipher
             command.upgrade(cfg, "head")

@@ -2,9 +2,9 @@
 
 from alembic import context
 
-from rota.store import async_tables, tables
+from rota.store import async_tables, leader_tables, tables
 
-assert async_tables.AsyncRequestRow.metadata is tables.Base.metadata  # every row in one metadata
+assert async_tables.AsyncRequestRow.metadata is leader_tables.LeaseRow.metadata is tables.Base.metadata  # one metadata
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=tables.Base.metadata, render_as_batch=True)

@@ -54,6 +54,17 @@ class Postgres:
         psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres").close()
         return True
 
+    def database(self, name: str) -> str:
+        """A new, empty database on this server: its URL."""
+        import psycopg2
+
+        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres")
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        conn.close()
+        return self.url.rsplit("/", 1)[0] + f"/{name}"
+
     def stop(self) -> None:
         try:
             self._run(_bin("pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate", "stop")

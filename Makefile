@@ -131,7 +131,7 @@ bench-request-log: $(BASE) ## The request log with 1,000,000 records in SQLite: 
 bench-overload: $(BASE) ## An endpoint at 2x capacity: 429s with Retry-After, admitted p99 vs unloaded
 	$(BIN)/python bench/overload.py
 
-chaos: $(BASE) ## Fault tests at full size (e.g. 20 SIGKILLs during a fire storm); `make test` runs them small
+chaos: $(BASE) postgres ## Fault tests at full size (e.g. 20 SIGKILLs during a fire storm, 10 of the leader of three); `make test` runs them small
 	ROTA_CHAOS=full $(BIN)/python -m pytest -q -s tests/chaos $(PYTEST_ARGS)
 
 server: $(BASE) console ## Run `rota server` (embedded Ray, SQLite under ~/.rota)

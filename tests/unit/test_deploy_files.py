@@ -87,7 +87,7 @@ def test_the_crd_is_kuberays_own():
 
 def test_every_manifest_validates_against_kuberay_and_kubernetes_schemas():
     docs = manifests()
-    assert {d["kind"] for d in docs} >= {"Namespace", "RayCluster", "Deployment", "Service", "PersistentVolumeClaim"}
+    assert {d["kind"] for d in docs} >= {"Namespace", "RayCluster", "Deployment", "Service", "StatefulSet", "PodDisruptionBudget"}
     for doc in docs:
         validate(doc)
 
@@ -134,9 +134,31 @@ def test_the_raycluster_scales_gpus_from_zero_with_token_auth_and_room_for_vllm(
 
 def test_images_are_the_registry_and_tag_asked_for_and_never_latest():
     images = {c["image"] for d in manifests("ghcr.io/acme/", "2.0.1") for c in render.containers(d)}
-    assert images == {f"ghcr.io/acme/rota-{n}:2.0.1" for n in ("worker-cpu", "worker-gpu", "control-plane")}
+    ours = {i for i in images if "rota-" in i}
+    assert ours == {f"ghcr.io/acme/rota-{n}:2.0.1" for n in ("worker-cpu", "worker-gpu", "control-plane")}
+    assert images - ours == {"postgres:17.6-bookworm"}  # another's image: pinned to a release, never moved
     plain = {c["image"] for d in manifests("", VERSIONS["VERSION"]) for c in render.containers(d)}
-    assert all(i.startswith("rota-") and i.endswith(":" + VERSIONS["VERSION"]) for i in plain)
+    assert all(i.endswith(":" + VERSIONS["VERSION"]) for i in plain if i.startswith("rota-"))
+
+
+def test_the_control_plane_runs_twice_with_its_secrets_shared_and_nothing_on_one_pods_volume():
+    docs = manifests()
+    (cp,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "rota-control-plane"]
+    pod = cp["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert cp["spec"]["replicas"] >= 2 and cp["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    for name in ("ROTA_DATABASE_URL", "ROTA_SECRET_KEY"):
+        assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "rota-control-plane"
+    assert env["ROTA_INSTANCE_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "persistentVolumeClaim" not in str(volumes) and "emptyDir" in volumes["home"]
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    admin = mounts["/var/lib/rota/admin_key"]
+    assert volumes[admin["name"]]["secret"]["secretName"] == "rota-control-plane" and admin["subPath"] == "admin_key"
+    assert any(d["kind"] == "PodDisruptionBudget" and d["spec"]["minAvailable"] == 1 for d in docs)
+    (pg,) = [d for d in docs if d["kind"] == "StatefulSet"]
+    assert pg["spec"]["replicas"] == 1 and any(d["kind"] == "Service" and d["metadata"]["name"] == "postgres" for d in docs)
 
 
 def test_dockerfiles_pass_hadolint():

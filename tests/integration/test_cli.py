@@ -149,6 +149,7 @@ def test_endpoints_keys_and_manifests_from_the_cli(servers, tmp_path):
 
     status = rota(srv, "status").stdout
     assert "Ray (remote cluster): reachable" in status and "its scaling" in status and "no active task" in status
+    assert re.search(r"^Control plane \S+; leader: this one since 20\d\d-", status, re.M), status
     assert json.loads(rota(srv, "status", "-o", "json").stdout)["status"]["ray"]["reachable"] is True
     rota(srv, "tasks", "activate", "cli-drive")
     nxt = srv.api.get("/tasks/cli-drive").json()["next_fire_local"]

@@ -168,3 +168,20 @@ def test_a_deposed_reconciler_puts_nothing_more_and_records_nothing(rt, admin, r
     assert not rt.leadership.leading
     reconciler.tick()
     assert ray.puts == puts + 1  # deposed: no PUT after the new leader's
+
+
+def test_a_standby_runtime_leaves_its_changes_to_the_leader_and_sends_nothing(rt, admin, db):
+    other = Leadership(db, "the leader", alone=True)
+    rt.leadership.candidate.alone = False  # as on PostgreSQL: it waits for the lease to lapse
+    assert other.acquire() and not rt.leadership.acquire()  # this runtime is a standby now
+    t = make(rt, admin)
+    rt.tasks.activate(admin, t.id)
+    with db.session() as s:
+        nudged = s.scalars(select(NudgeRow.task_id)).all()
+    assert nudged == [t.id, t.id]  # created, activated: the leader looks at the task
+    seen = []
+    other._nudged = seen.append
+    other._poll_nudges()
+    other._work.submit(lambda: None).result()
+    assert seen == [[t.id]]
+    assert rt.dispatcher.tick() == ([], [])  # the leader's dispatcher sends

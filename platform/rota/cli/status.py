@@ -13,7 +13,7 @@ from rota.cli.output import Output
 
 
 def status(ctx: typer.Context, fmt: Output = output.option()) -> None:
-    """Ray's reachability, every endpoint (status, replicas running/target, bounds and who
+    """Ray's reachability, which control plane leads, every endpoint (status, replicas running/target, bounds and who
     set them) and the active tasks with their next fire, local and UTC."""
     client = api(ctx)
     data = {
@@ -26,10 +26,14 @@ def status(ctx: typer.Context, fmt: Output = output.option()) -> None:
     st = data["status"]
     ray = st["ray"]
     where = "embedded head" if ray["embedded"] else "remote cluster"
-    reach = {True: "reachable", None: "not checked yet"}.get(
+    lead = st["leader"]
+    reach = {True: "reachable", None: "not checked yet" if lead["leading"] else "checked by the leader"}.get(
         ray["reachable"], "UNREACHABLE" + (f": {ray['error']}" if ray.get("error") else "")
     )
-    typer.echo(f"Ray ({where}): {reach}\nOpenAI base URL: {st['openai_base_url']}\n")
+    leader = "this one" if lead["leading"] else (lead["leader"] or "none (a standby takes over)")
+    typer.echo(f"Ray ({where}): {reach}\nOpenAI base URL: {st['openai_base_url']}")
+    typer.echo(f"Control plane {lead['this_process']}; leader: {leader}" + (f" since {lead['since']}" if lead["since"] else ""))
+    typer.echo()
     for rows, none in ((_endpoints(data["endpoints"], data["tasks"]), "no endpoints"), (_tasks(data["tasks"]), "no active task")):
         output.table(rows) if len(rows) > 1 else typer.echo(f"({none})")
         typer.echo()

@@ -75,8 +75,10 @@ class Reconciler:
 
     # ------------------------------------------------------------ loop
     def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="reconciler", daemon=True)
+        """A loop of its own (stop flag included): one left over from before a ``stop``
+        that outlived its join ends with its own flag, fenced by the lease meanwhile."""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(self._stop,), name="reconciler", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -88,9 +90,9 @@ class Reconciler:
     def nudge(self) -> None:
         self._nudge.set()
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         failures = 0
-        while not self._stop.is_set():
+        while not stop.is_set():
             t0 = time.monotonic()
             try:
                 self.tick()

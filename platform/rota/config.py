@@ -168,9 +168,10 @@ class Settings(BaseSettings):
                 f"ROTA_GATEWAY_MIN_REPLICAS ({self.gateway_min_replicas}) is above "
                 f"ROTA_GATEWAY_MAX_REPLICAS ({self.gateway_max_replicas})"
             )
-        if self.leader_renew_s >= self.leader_lease_s:
+        if self.leader_lease_s < 2 * self.leader_renew_s + 1:  # a leader acts lease - renew after a renewal began
             raise ValueError(
-                f"ROTA_LEADER_RENEW_S ({self.leader_renew_s}) must be shorter than ROTA_LEADER_LEASE_S ({self.leader_lease_s})"
+                f"ROTA_LEADER_LEASE_S ({self.leader_lease_s}) must be at least twice ROTA_LEADER_RENEW_S "
+                f"({self.leader_renew_s}) plus 1 s: a renewal that comes a little late must not depose the leader"
             )
         return self
 

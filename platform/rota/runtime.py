@@ -107,8 +107,8 @@ class Runtime:
             settings.leader_renew_s,
             alone=sqlite_path(self.db.url) is not None,
         )
-        self.reconciler.may_act = lambda: self.leadership.leading
-        self.reconciler.fence = self.leadership.fence
+        self.reconciler.leadership = self.leadership
+        self.scheduler.may_act = lambda: self.leadership.leading
         hooks = Hooks(self._task_changed, self._desired_changed)
         self.catalog = load_catalog(settings.templates_path)
         builder = Builder(settings, self.catalog, settings.policy())
@@ -180,13 +180,17 @@ class Runtime:
 
     # ------------------------------------------------------------ leadership
     def _lead(self) -> None:
-        """This process holds the lease: catch up and schedule from the store, reconcile."""
+        """This process holds the lease: async sends a previous leader left running go back
+        to the queue (a deposed one still sending has its answer discarded as stale), then
+        catch up and schedule from the store, and reconcile."""
+        if n := self.async_queue.recover(self.async_queue.clock()):
+            log.info("async: %d requests a previous leader was sending are queued again", n)
         self.scheduler.lead()
         self.reconciler.start()
 
     def _follow(self) -> None:
-        self.reconciler.stop()
         self.scheduler.follow()
+        self.reconciler.stop()
 
     def _nudged(self, task_ids: list[int]) -> None:
         for task_id in task_ids:
@@ -220,7 +224,7 @@ class Runtime:
 
     def stop(self, stop_ray: bool = True) -> None:
         self.dispatcher.stop()
-        self.leadership.stop()  # the loops stop, and a standby takes over at once
+        self.leadership.stop(loops_stopped=lambda: not self.reconciler.running)  # a standby takes over at once
         self.scheduler.shutdown()
         self.reconciler.stop()
         if self.head and stop_ray:

@@ -122,6 +122,25 @@ class StateCollector(Collector):
         yield _gauge("rota_tasks", "Tasks by status", "status", tasks)
         yield _gauge("rota_endpoints", "Endpoints by status", "status", endpoints)
         yield from self._readiness()
+        yield from self._loops()
+        dropped = GaugeMetricFamily(
+            "rota_gateway_request_log_dropped", "Request records a gateway dropped (its buffer was full)", labels=["gateway"]
+        )
+        for gateway, n in self.dropped().items():
+            dropped.add_metric([gateway], n)
+        yield dropped
+
+    def _loops(self) -> Iterable[Any]:
+        """Whether this process leads; the reconciler's series only where it runs (on a
+        standby they would say nothing true)."""
+        lead = self.leadership
+        yield GaugeMetricFamily(
+            "rota_leader", "1 if this control plane runs the scheduler and the reconciler", value=float(lead.leading)
+        )
+        yield GaugeMetricFamily("rota_leader_epoch", "The lease's epoch this process holds (0: none)", value=lead.epoch or 0)
+        yield CounterMetricFamily("rota_leader_elections", "Times this process became the leader", value=lead.elections)
+        if not lead.leading:
+            return
         rc = self.reconciler
         yield CounterMetricFamily("rota_reconcile_ticks", "Reconcile ticks done", value=rc.ticks)
         yield CounterMetricFamily("rota_ray_puts", "Declarative PUTs sent to Ray Serve", value=rc.puts)
@@ -129,18 +148,6 @@ class StateCollector(Collector):
         yield GaugeMetricFamily(
             "rota_ray_reachable", "1 if Ray's dashboard answered the last tick", value=float(bool(rc.ray_reachable))
         )
-        dropped = GaugeMetricFamily(
-            "rota_gateway_request_log_dropped", "Request records a gateway dropped (its buffer was full)", labels=["gateway"]
-        )
-        for gateway, n in self.dropped().items():
-            dropped.add_metric([gateway], n)
-        yield dropped
-        lead = self.leadership
-        yield GaugeMetricFamily(
-            "rota_leader", "1 if this control plane runs the scheduler and the reconciler", value=float(lead.leading)
-        )
-        yield GaugeMetricFamily("rota_leader_epoch", "The lease's epoch this process holds (0: none)", value=lead.epoch or 0)
-        yield CounterMetricFamily("rota_leader_elections", "Times this process became the leader", value=lead.elections)
 
     def _readiness(self) -> Iterable[Any]:
         """ready_by tasks: the share of their last 30 windows whose replicas served in time."""

@@ -39,7 +39,7 @@ def rt(pg, tmp_path):
     r = Runtime(s, ray=FakeRay())
     r.db.migrate(r.cipher)
     r.admin = r.auth.authenticate(f"Bearer {r.auth.mint_admin(s.admin_key_path, 'test').key}")
-    lead(r)
+    lead(r, scheduler=False)  # the tests fire by hand
     yield r
     r.leadership.stop()
     r.db.dispose()

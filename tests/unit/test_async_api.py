@@ -15,6 +15,7 @@ from sqlalchemy import update
 
 from rota.domain.webhooks import SIGNATURE_HEADER, signature, verify
 from rota.services.async_queue import Claimed
+from rota.services.leadership import Leadership
 from rota.services.webhook_secrets import WebhookSecrets
 from rota.store.async_tables import AsyncRequestRow
 from rota.store.base import DEFAULT_PROJECT_ID
@@ -545,13 +546,16 @@ def test_an_endpoints_answer_shows_its_queue_and_throughput(client, ep):
     assert client.get("/api/v1/endpoints/chat").json()["async_queue"]["done_last_min"] == 0  # a minute later
 
 
-def test_a_restart_requeues_what_the_dead_process_was_sending_without_counting_it(client, ep):
-    inv, queue = client.rt.invocations, client.rt.async_queue
+def test_a_new_leader_requeues_what_the_old_one_was_sending_without_counting_it(client, ep):
+    rt = client.rt
+    inv, queue = rt.invocations, rt.async_queue
     a = submit(client).json()["id"]
     (cut,) = queue.claim(ep["id"], 5, inv.clock(), True)
-    assert queue.recover(inv.clock()) == 1  # the next process's dispatcher, at its start
+    rt._lead()  # this process is elected (after a leader that died sending it)
+    rt._follow()
     got = client.get(f"/v1/async/{a}").json()
     assert (got["status"], got["attempts"]) == ("queued", 0)
+    assert queue.record(cut, 200, b"{}", None, inv.clock()) == "stale"  # the old leader's answer, if it comes
     (again,) = queue.claim(ep["id"], 5, inv.clock(), True)
     assert again.attempt == 1 and queue.record(again, 200, b"{}", None, inv.clock()) == "done"
 
@@ -635,3 +639,17 @@ def test_files_are_listed_newest_first_a_page_at_a_time_by_project(client, ep, o
     r = client.get("/v1/files", params={"after": ids[0]}, headers=other)
     assert r.status_code == 404 and r.json()["error"]["field"] == "after"
     assert client.get("/v1/files", params={"limit": 0}).status_code == 422
+
+
+def test_only_the_leader_dispatches(client, ep):
+    rt = client.rt
+    a = submit(client).json()["id"]
+    rt.leadership.candidate.alone = False  # as on PostgreSQL: another control plane can lead
+    leader = Leadership(rt.db, "the leader", alone=True)
+    assert leader.acquire() and not rt.leadership.acquire()
+    assert rt.dispatcher.tick() == ([], [])  # a standby sends nothing
+    assert client.get(f"/v1/async/{a}").json()["status"] == "queued"
+    leader.stop()  # lets the lease go
+    assert rt.leadership.acquire()
+    (claimed,) = rt.dispatcher.tick()[0]
+    assert claimed.id == a

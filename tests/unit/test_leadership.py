@@ -94,10 +94,13 @@ def test_a_lapsed_lease_is_taken_over_and_its_old_holder_is_fenced(store):
     assert b.acquire() and lease(store) == ("b", 2) and b.view()["since"] is not None
     assert a.leading  # a (paused, say) has not looked yet: what it records is fenced
     with pytest.raises(Deposed), store.session() as s:
-        a.fence(s)
+        a.fence(s, 1)
     assert not a.leading and not a.acquire()
     with store.session() as s:
-        b.fence(s)  # the holder passes
+        b.fence(s, 2)  # the holder passes
+    with pytest.raises(Deposed), store.session() as s:
+        b.fence(s, 1)  # not under an epoch a tick began before it held this one
+    assert b.leading
 
 
 class Away:
@@ -142,9 +145,13 @@ def test_a_standby_nudges_the_leader_through_the_store(store):
     assert seen == [[3, 7]]
     a._poll_nudges()
     a._work.submit(lambda: None).result()
-    assert seen == [[3, 7]]  # each once
+    assert seen == [[3, 7]]  # each once: consumed as read
     with store.session() as s:
-        assert s.scalar(select(NudgeRow.id).order_by(NudgeRow.id.desc())) == 3
+        assert s.scalars(select(NudgeRow)).all() == []
+    b.nudge(9)  # one committed after a read is read the next time
+    a._poll_nudges()
+    a._work.submit(lambda: None).result()
+    assert seen == [[3, 7], [9]]
 
 
 # ---------------------------------------------------------------- the reconciler, fenced
@@ -185,3 +192,40 @@ def test_a_standby_runtime_leaves_its_changes_to_the_leader_and_sends_nothing(rt
     other._work.submit(lambda: None).result()
     assert seen == [[t.id]]
     assert rt.dispatcher.tick() == ([], [])  # the leader's dispatcher sends
+
+
+def test_a_failed_start_of_the_loops_is_undone_and_tried_again(store):
+    a = candidate(store, "a", Clock())
+    calls = []
+
+    def elected():
+        calls.append("elected")
+        if calls.count("elected") == 1:
+            raise ConnectionError("the store went away during the catch-up")
+
+    a.start(elected=elected, deposed=lambda: calls.append("deposed"), nudged=lambda ids: None)
+    assert calls[:2] == ["elected", "deposed"]  # what had started is stopped
+    a._transition().result()
+    assert calls == ["elected", "deposed", "elected"]  # and tried again: it leads, with its loops
+    a.stop()
+    assert calls[-1] == "deposed" and lease(store) == (None, 1)
+
+
+def test_the_scheduler_acts_only_while_it_leads(rt, admin, clock, db):
+    t = rt.tasks.activate(admin, make(rt, admin).id)
+    sched = rt.scheduler
+    sched.start()
+    try:
+        sched.lead()
+        assert sched._aps.get_job(f"task-{t.id}") and sched._aps.get_job("sweep")
+        sched.follow()
+        sched.sync(t.id)  # a change seen while another process leads schedules nothing here
+        assert sched._aps.get_jobs() == []
+        sched.leading, sched.may_act = True, lambda: False  # its lease lapsed; follow() has not run yet
+        clock.now = t.next_fire_at
+        sched._fire(t.id)
+        assert sched.catch_up(trigger="catch_up") == 0
+        with db.session() as s:
+            assert s.scalars(select(EventRow).where(EventRow.kind.in_(["fired", "caught_up"]))).all() == []
+    finally:
+        sched.shutdown()

@@ -71,4 +71,19 @@ class Candidate:
         self.epoch, self.valid_until = None, float("-inf")
 
     def leading(self, now: float) -> bool:
-        return self.epoch is not None and now < self.valid_until
+        """Alone, nobody else can take the lease: a renewal held up (a busy store) does not
+        depose it."""
+        return self.epoch is not None and (self.alone or now < self.valid_until)
+
+
+class Solo:
+    """What a loop acts under when nothing else can run it (a reconciler on its own, as in
+    tests): always held, nothing to fence."""
+
+    epoch: int | None = 0
+
+    def holds(self, epoch: int | None) -> bool:
+        return True
+
+    def fence(self, s: object, epoch: int | None) -> None:
+        return None

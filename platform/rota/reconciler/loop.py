@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from rota.crypto import Cipher
 from rota.domain.errors import RayRejected, RayUnavailable
+from rota.domain.leadership import Solo
 from rota.domain.reconcile import Observation, ObservedApp, config_matches, decide, marked, refused, screen, why_refused
 from rota.domain.specs import AppSpec, EndpointState, endpoint_spec, settings_mark
 from rota.domain.status import EndpointStatus, Observed, Phase, Replicas, derive
@@ -63,10 +64,9 @@ class Reconciler:
         self.ticks = 0
         self.puts = 0  # declarative PUTs sent (metrics)
         self.metered: Callable[[list[EndpointState], Observation], None] = lambda states, seen: None  # usage, monitoring
-        # Several control planes: this one acts only while it leads (checked before each
-        # PUT), and what it records is fenced by its lease in the same transaction.
-        self.may_act: Callable[[], bool] = lambda: True
-        self.fence: Callable[[Session], None] = lambda s: None
+        # Several control planes: a tick acts only under the epoch it began with (checked
+        # before each PUT), and what it records is fenced by it in the same transaction.
+        self.leadership: Any = Solo()
         self.last_tick_s: float | None = None
         self.last_error: str | None = None
         self.ray_reachable: bool | None = None
@@ -76,7 +76,8 @@ class Reconciler:
     # ------------------------------------------------------------ loop
     def start(self) -> None:
         """A loop of its own (stop flag included): one left over from before a ``stop``
-        that outlived its join ends with its own flag, fenced by the lease meanwhile."""
+        that outlived its join ends with its own flag; its tick's epoch is not the new one,
+        so it neither PUTs nor records."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(self._stop,), name="reconciler", daemon=True)
         self._thread.start()
@@ -89,6 +90,10 @@ class Reconciler:
 
     def nudge(self) -> None:
         self._nudge.set()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def _run(self, stop: threading.Event) -> None:
         failures = 0
@@ -122,7 +127,8 @@ class Reconciler:
         return self.sharing.not_rotas(observation, self.sharing.known(self.db, self.gateway))
 
     def tick(self) -> None:
-        if not self.may_act():
+        epoch = self.leadership.epoch
+        if epoch is None:  # another control plane leads
             return
         states, unreadable = self.load()
         observation = self.ray.observe()
@@ -140,13 +146,13 @@ class Reconciler:
         self.ray_error = observation.error
         if decision.put and observation.reachable and trusted and self.sharing.may_put():
             log.info("applying %d application(s): %s", len(ok), "; ".join(decision.reasons))
-            put, observation = self._apply(ok, observation, rejected, keep, known)
+            put, observation = self._apply(epoch, ok, observation, rejected, keep, known)
             self.puts += 1
         self.ray_reachable = observation.reachable
         if (why := rejected.get(self.gateway.name) if self.gateway else None) and why != self.gateway_error:
             log.warning("the base URL cannot be deployed: %s", why)
         self.gateway_error = why
-        self._record(states, specs, rejected, put, decision.missing, self._own(observation))
+        self._record(epoch, states, specs, rejected, put, decision.missing, self._own(observation))
         if observation.reachable:
             self.metered(states, observation)
         self.ticks += 1
@@ -158,7 +164,13 @@ class Reconciler:
         return replace(observation, apps={n: a for n, a in observation.apps.items() if n not in self.held})
 
     def _apply(
-        self, specs: list[AppSpec], observation: Observation, rejected: dict[str, str], keep: set[str], known: Mapping[str, Any]
+        self,
+        epoch: int,
+        specs: list[AppSpec],
+        observation: Observation,
+        rejected: dict[str, str],
+        keep: set[str],
+        known: Mapping[str, Any],
     ) -> tuple[set[str], Observation]:
         """PUT the specs. An application Ray refuses is left out (keeping the config it
         runs, if any) and the others are PUT again: one bad application never stops the
@@ -179,7 +191,7 @@ class Reconciler:
                 # serve.run's are kept by Ray anyway; one being deleted must not come back
                 if n in keep - sent and a.deployed_config and a.source != "imperative" and a.status != "DELETING"
             ]
-            if not self.may_act():  # the lease lapsed during this tick: the next leader PUTs
+            if not self.leadership.holds(epoch):  # the lease lapsed during this tick: the next leader PUTs
                 log.warning("not PUTting: this control plane no longer leads")
                 return set(), observation
             try:
@@ -202,6 +214,7 @@ class Reconciler:
 
     def _record(
         self,
+        epoch: int,
         states: list[EndpointState],
         specs: dict[int, AppSpec | None],
         rejected: dict[str, str],
@@ -211,7 +224,6 @@ class Reconciler:
     ) -> None:
         now = self.clock()
         with self.db.session() as s:
-            self.fence(s)
             for st in states:
                 ep = s.get(EndpointRow, st.id)
                 spec = specs[st.id]
@@ -220,6 +232,7 @@ class Reconciler:
                 if spec is not None and spec.name in put:
                     record_applied(s, ep, spec, st.applied, spec.name in missing, now)
                 self._record_endpoint(s, ep, st, spec, rejected.get(st.app_name), observation, now)
+            self.leadership.fence(s, epoch)  # last: the lease row is locked only until the commit
         readiness.watch(self.db, now)  # were ready_by windows serving at their written time?
 
     @staticmethod

@@ -51,6 +51,7 @@ class Scheduler:
         self.observe: Callable[[FireResult, datetime, str], None] = lambda result, now, trigger: None  # metrics
         self.ready = ReadyBy()  # how early ready_by entries fire (the runtime sets the configured one)
         self.leading = False  # jobs run here (``lead``); a job left over from before ``follow`` does nothing
+        self.may_act: Callable[[], bool] = lambda: True  # the lease, on its own clock: nothing runs past it
         self._housekeeping: dict[str, tuple[float, Callable[[], None]]] = {}
 
     def start(self) -> None:
@@ -90,6 +91,8 @@ class Scheduler:
         process leads; it logs its failures."""
 
         def run() -> None:
+            if not self._acting():
+                return
             try:
                 job()
             except Exception:
@@ -102,7 +105,6 @@ class Scheduler:
             )
 
     def shutdown(self) -> None:
-        self.leading = False
         if self._aps.running:
             self._aps.shutdown(wait=False)
 
@@ -114,6 +116,8 @@ class Scheduler:
             rows = s.execute(select(*columns).where(TaskRow.status.in_(SCHEDULABLE))).all()
         applied = 0
         for task_id, next_at, ready_by, schedule in rows:
+            if not self._acting():  # the lease was lost meanwhile: the next leader catches up
+                break
             try:
                 if next_at is None or next_at <= now - older_than:
                     applied += self._due(task_id, now, trigger).applied is not None
@@ -130,7 +134,7 @@ class Scheduler:
     def _sweep(self) -> None:
         # A job can only be lost by a bug or a clock jump; fires older than a few
         # seconds with no job having applied them are caught up here.
-        if not self.leading:
+        if not self._acting():
             return
         try:
             self.catch_up(trigger="catch_up", older_than=timedelta(seconds=5))
@@ -164,8 +168,11 @@ class Scheduler:
         self.observe(result, now, trigger)
         return result
 
+    def _acting(self) -> bool:
+        return self.leading and self.may_act()
+
     def _fire(self, task_id: int) -> None:
-        if not self.leading:
+        if not self._acting():
             return
         try:
             result = self._due(task_id, self.clock(), "schedule")

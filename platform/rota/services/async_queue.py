@@ -136,9 +136,10 @@ class AsyncQueue(Deliveries):
         return "done" if final else verdict
 
     def recover(self, now: float) -> int:
-        """At the dispatcher's start: what a previous process was sending when it died goes
-        back to the queue (its send was cut short: not counted as an attempt). One process
-        dispatches (SQLite is one process's), so nothing else can be sending these."""
+        """When this control plane becomes the leader (the one that dispatches): what a
+        previous leader was sending goes back to the queue (its send was cut short: not
+        counted as an attempt). A deposed leader still sending one records nothing: its
+        claim is gone."""
         with self.db.session() as s:
             changed = s.execute(
                 update(AsyncRequestRow)

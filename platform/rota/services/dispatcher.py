@@ -93,11 +93,6 @@ class Dispatcher:
 
     async def _main(self) -> None:
         self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
-        try:
-            if n := await asyncio.to_thread(self.service.recover, self.clock()):
-                log.info("async dispatcher: %d requests a previous process was sending are queued again", n)
-        except Exception as e:  # the store is away: the leases lapse and housekeeping requeues them
-            log.warning("async dispatcher: recovery failed: %s", e)
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
         self._hook_slots = asyncio.Semaphore(WEBHOOKS_AT_ONCE)
         hook_client = httpx.AsyncClient(timeout=httpx.Timeout(10.0), trust_env=False, follow_redirects=False)

@@ -1,15 +1,19 @@
-"""One control plane runs the scheduler and the reconciler; any number serve the API.
+"""One control plane runs the scheduler, the reconciler and the dispatcher; any number
+serve the API.
 
 Every ``rota server`` on one store is a candidate for the ``control`` lease (a row of the
 store, ``rota.domain.leadership`` decides). The leader renews it every ``renew_s``; a
 standby takes it over when it lapses and rebuilds its jobs from the store (``elected``),
-and a leader that lost it stops its loops (``deposed``) before anyone else may start. The
-epoch is the fencing token: what the reconciler records is checked against it in the
-same transaction (``fence``). A standby's API changes a task or an endpoint: it leaves a
-nudge in the store, which the leader picks up within ``poll_s``.
+and a leader that lost it stops its loops (``deposed``). Each loop also asks ``leading``
+(or ``holds(epoch)``) before it acts, so none acts past the lease even while the
+transition is on its way. The epoch is the fencing token: what the reconciler records is
+checked against the epoch its tick began under, in the same transaction (``fence``). A
+standby's API changes a task or an endpoint: it leaves a nudge in the store, which the
+leader consumes within ``poll_s``.
 
 The transitions and the nudges run on a thread of their own: a long catch-up never holds
-a renewal back.
+a renewal back. What ``/healthz`` shows is the lease as this loop last read it: no store
+call on a probe.
 """
 
 from __future__ import annotations
@@ -23,10 +27,9 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from rota.domain.leadership import Candidate, Lease, Step
@@ -37,7 +40,6 @@ from rota.store.tables import utcnow
 log = logging.getLogger(__name__)
 
 NAME = "control"
-NUDGES_KEPT_S = 300  # nudges older than this are deleted by the leader (it has seen them)
 
 
 def identity() -> str:
@@ -46,7 +48,8 @@ def identity() -> str:
 
 
 class Deposed(Exception):
-    """This process no longer holds the lease: what it was about to record is not recorded."""
+    """This process no longer holds the lease (or not the epoch a tick began under): what
+    it was about to record is not recorded."""
 
 
 class Leadership:
@@ -63,8 +66,8 @@ class Leadership:
         self.db, self.clock, self.poll_s = db, clock, poll_s
         self.candidate = Candidate(me, lease_s, renew_s, alone=alone)
         self.elections = 0  # times this process became the leader (metrics)
+        self.seen: dict[str, Any] = {"leader": None, "epoch": None, "since": None}  # the lease as last read
         self._acting = False  # the loops run here (the transitions thread's view)
-        self._last_nudge = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._work = ThreadPoolExecutor(1, thread_name_prefix="leadership")
@@ -78,11 +81,16 @@ class Leadership:
 
     @property
     def leading(self) -> bool:
-        return self.candidate.leading(self.clock())
+        return not self._stop.is_set() and self.candidate.leading(self.clock())
 
     @property
     def epoch(self) -> int | None:
+        """The epoch this process acts under now (None: it does not lead)."""
         return self.candidate.epoch if self.leading else None
+
+    def holds(self, epoch: int | None) -> bool:
+        """Whether this process still leads under ``epoch`` (a tick's, taken when it began)."""
+        return epoch is not None and self.epoch == epoch
 
     # ------------------------------------------------------------ loop
     def start(self, elected: Callable[[], None], deposed: Callable[[], None], nudged: Callable[[list[int]], None]) -> None:
@@ -104,29 +112,33 @@ class Leadership:
             log.warning("the lease could not be read; trying again", exc_info=True)
         return self.leading
 
-    def stop(self) -> None:
-        """Stop the loops here and let the lease go, so a standby takes over at once."""
-        self._stop.set()
+    def stop(self, loops_stopped: Callable[[], bool] = lambda: True) -> None:
+        """Stop acting here, stop the loops, and let the lease go so that a standby takes
+        over at once: unless ``loops_stopped`` says one still runs (a PUT that outlived its
+        join), then the lease is left to lapse."""
+        self._stop.set()  # ``leading`` is False from here on, and ``_step`` writes nothing more
         if self._thread:
             self._thread.join(timeout=10)
         was = self.candidate.epoch
-        self.candidate.lost()
-        self._transition().result(timeout=60)
-        self._work.shutdown(wait=True)
-        if was is not None:
-            try:
-                with self.db.session() as s:
-                    s.execute(
-                        update(LeaseRow)
-                        .where(LeaseRow.name == NAME, LeaseRow.holder == self.me, LeaseRow.epoch == was)
-                        .values(holder=None, renewals=LeaseRow.renewals + 1, renewed_at=utcnow())
-                    )
-            except Exception:
-                log.warning("could not let the lease go; a standby takes over once it lapses", exc_info=True)
+        with contextlib.suppress(Exception):  # logged by _follow_leadership; a timeout leaves the lease to lapse
+            self._transition().result(timeout=30)
+        self._work.shutdown(wait=False)
+        if was is None or not loops_stopped():
+            return
+        try:
+            with self.db.session() as s:
+                s.execute(
+                    update(LeaseRow)
+                    .where(LeaseRow.name == NAME, LeaseRow.holder == self.me, LeaseRow.epoch == was)
+                    .values(holder=None, renewals=LeaseRow.renewals + 1, renewed_at=utcnow())
+                )
+        except Exception:
+            log.warning("could not let the lease go; a standby takes over once it lapses", exc_info=True)
 
     def _run(self) -> None:
-        """The leader renews every ``renew_s`` and looks at the nudges in between; a standby
-        reads the lease every ``poll_s`` (a takeover comes at most ``poll_s`` after the lapse)."""
+        """The leader renews every ``renew_s`` and consumes the nudges in between; a
+        standby reads the lease every ``poll_s`` (a takeover comes at most ``poll_s`` after
+        the lapse)."""
         renew_at = self.clock() + self.candidate.renew_s
         while not self._stop.wait(self.poll_s):
             try:
@@ -142,11 +154,16 @@ class Leadership:
 
     def _step(self) -> None:
         """Read the lease and create, renew, take it, or wait."""
-        began = self.clock()
+        began = self.clock()  # a hold counts from before its write: the conservative end
         with self.db.session() as s:
             row = s.get(LeaseRow, NAME)
             lease = Lease(row.holder, row.epoch, row.renewals) if row else None
-            step = self.candidate.next(lease, began)
+            if row:
+                self.seen = {"leader": row.holder, "epoch": row.epoch, "since": row.since.isoformat() if row.holder else None}
+            if self._stop.is_set():
+                return
+            # A standby counts from after its read: a slow read never shortens the lease.
+            step = self.candidate.next(lease, self.clock())
             now = utcnow()
             if step is Step.CREATE:
                 s.add(LeaseRow(name=NAME, holder=self.me, epoch=1, renewals=0, since=now, renewed_at=now))
@@ -168,10 +185,10 @@ class Leadership:
                     self.candidate.lost()
                     return
         # committed (a CREATE racing another's raised a Conflict: this one waits, and reads again)
+        self.candidate.held(epoch, began)
         if step is not Step.RENEW:
             log.info("this control plane leads now (epoch %d)", epoch)
-            self._last_nudge = self._newest_nudge()
-        self.candidate.held(epoch, began)
+            self.seen = {"leader": self.me, "epoch": epoch, "since": now.isoformat()}
 
     def _transition(self) -> Future[None]:
         """Start or stop the loops here when leadership changed (on the work thread)."""
@@ -189,53 +206,56 @@ class Leadership:
         self._acting = leading
         if leading:
             self.elections += 1
-            self._elected()
+            try:
+                self._elected()
+            except Exception:  # e.g. the store failed during the catch-up: stop what started, try again
+                log.exception("starting the loops failed; trying again")
+                self._acting = False
+                self._safely(self._deposed)
         else:
             log.warning("this control plane no longer leads: its scheduler and reconciler stop")
-            self._deposed()
+            self._safely(self._deposed)
+
+    @staticmethod
+    def _safely(fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception:
+            log.exception("stopping the loops failed")
 
     # ------------------------------------------------------------ nudges
     def nudge(self, task_id: int | None) -> None:
-        """A change made here while another process leads: it looks at it within ``poll_s``."""
-        with self.db.session() as s:
-            s.add(NudgeRow(task_id=task_id, at=utcnow()))
-
-    def _newest_nudge(self) -> int:
-        with self.db.session() as s:
-            return int(s.scalar(select(func.max(NudgeRow.id))) or 0)
+        """A change made here while another process leads: it looks at it within
+        ``poll_s``. The change is committed already: a failure here is logged (the
+        leader's sweep looks at every task anyway)."""
+        try:
+            with self.db.session() as s:
+                s.add(NudgeRow(task_id=task_id, at=utcnow()))
+        except Exception:
+            log.warning("could not nudge the leader; its sweep finds the change", exc_info=True)
 
     def _poll_nudges(self) -> None:
+        """Consume every nudge there is (deleted as read: one committed late is read next
+        time, never skipped)."""
         with self.db.session() as s:
-            rows = s.execute(select(NudgeRow.id, NudgeRow.task_id).where(NudgeRow.id > self._last_nudge)).all()
-            if rows:
-                s.execute(delete(NudgeRow).where(NudgeRow.at < utcnow() - timedelta(seconds=NUDGES_KEPT_S)))
+            rows = s.execute(delete(NudgeRow).returning(NudgeRow.task_id)).all()
         if rows:
-            self._last_nudge = max(r.id for r in rows)
             task_ids = sorted({r.task_id for r in rows if r.task_id is not None})
             with contextlib.suppress(RuntimeError):  # stopped meanwhile
                 self._work.submit(self._nudged, task_ids)
 
     # ------------------------------------------------------------ fencing and views
-    def fence(self, s: Session) -> None:
-        """In a transaction that records what the loops did: Deposed unless this process
-        still holds the lease (the row is locked until the commit: a takeover waits)."""
+    def fence(self, s: Session, epoch: int | None) -> None:
+        """In the transaction that records what a loop did under ``epoch``, last before its
+        commit: Deposed unless this process still holds the lease at that epoch (the row
+        stays locked until the commit: a takeover waits for it)."""
         row = s.execute(select(LeaseRow).where(LeaseRow.name == NAME).with_for_update()).scalar_one_or_none()
-        if row is None or row.holder != self.me or row.epoch != self.candidate.epoch:
-            self.candidate.lost()
-            self._transition()
-            raise Deposed(f"the lease is held by {row.holder if row else 'nobody'} (epoch {row.epoch if row else '-'})")
+        if row is None or row.holder != self.me or row.epoch != epoch or epoch != self.candidate.epoch:
+            if row is None or row.holder != self.me or row.epoch != self.candidate.epoch:
+                self.candidate.lost()
+                self._transition()
+            raise Deposed(f"the lease is at epoch {row.epoch if row else '-'}, this tick began under {epoch}")
 
     def view(self) -> dict[str, Any]:
-        """Who leads and since when, as the store says (None if it cannot be read)."""
-        try:
-            with self.db.session() as s:
-                row = s.get(LeaseRow, NAME)
-        except Exception:
-            row = None
-        return {
-            "this_process": self.me,
-            "leading": self.leading,
-            "leader": row.holder if row else None,
-            "epoch": row.epoch if row else None,
-            "since": row.since.isoformat() if row and row.holder else None,
-        }
+        """Who leads and since when, as this process last read the lease (no store call)."""
+        return {"this_process": self.me, "leading": self.leading, **self.seen}

@@ -16,7 +16,7 @@ from support.storm import all_events, daily_storm, not_applied_once
 
 
 def test_sigkill_storm_applies_every_fire_exactly_once(servers, tmp_path, full):
-    kills = 20 if full else 3
+    kills = 20 if full else 2  # small: the leader failover test SIGKILLs control planes during a storm too
     rng = random.Random(11)
     home = tmp_path / "rota"
     env = {

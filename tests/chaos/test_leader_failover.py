@@ -120,7 +120,9 @@ def test_a_leader_cut_off_from_the_store_then_leaders_sigkilled_during_a_fire_st
         fleet.start(others)
         assert fleet.one_leader(10) is first
         window = 2 * lease[0] + 20 + kills * (lease[0] + 7)  # the cut, then the kills (each: the takeover, the restart)
-        due, end = daily_storm(fleet.call, 20 if full else 6, window, rng, lead_s=4)  # through every process: the standbys nudge
+        spacing = int(lease[0]) * 2 + 5  # longer than a takeover: no fire superseded by a later one
+        # Created through every process: the standbys nudge the leader.
+        due, end = daily_storm(fleet.call, 20 if full else 6, window, rng, lead_s=4, spacing_s=spacing)
 
         # 1. Cut off from the store while it runs: it stops acting before another takes over.
         wait_until(lambda: counters(first)["rota_fires_total"] > 0, 20, what="the leader's first fire")

@@ -16,15 +16,19 @@ from rota.store.tables import RunRow, TaskRow
 SPACING_S = 9  # between two entries of a task: more than any downtime, so no fire is superseded by a later one
 
 
-def daily_storm(call: Callable[..., object], n_tasks: int, window_s: float, rng: random.Random, lead_s: float = 8):
-    """``n_tasks`` daily tasks, each with entries ``SPACING_S`` apart over ``window_s``
-    starting within ``lead_s`` + ``SPACING_S`` s, created and activated with
-    ``call(method, path, json=...)``; the fires due, and when the last one is."""
+def daily_storm(
+    call: Callable[..., object], n_tasks: int, window_s: float, rng: random.Random, lead_s: float = 8, spacing_s: int = SPACING_S
+):
+    """``n_tasks`` daily tasks, each with entries ``spacing_s`` apart over ``window_s``
+    starting within ``lead_s`` + ``spacing_s`` s, created and activated with
+    ``call(method, path, json=...)``; the fires due, and when the last one is. The spacing
+    must be longer than any time with no scheduler running: a catch-up applies only the
+    latest entry due (the earlier ones are superseded)."""
     t0 = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=lead_s)
     expected = set()
     for i in range(n_tasks):
-        first = t0 + timedelta(seconds=rng.randrange(SPACING_S))
-        times = [first + timedelta(seconds=k * SPACING_S) for k in range(int(window_s // SPACING_S))]
+        first = t0 + timedelta(seconds=rng.randrange(spacing_s))
+        times = [first + timedelta(seconds=k * spacing_s) for k in range(int(window_s // spacing_s))]
         schedule = [{"time": at.strftime("%H:%M:%S"), "min_replicas": k % 2, "max_replicas": 2} for k, at in enumerate(times)]
         body = {"name": f"s{i}", "file_path": "echo", "deployment_name": "app", "type": "daily", "timezone": "UTC"}
         call("POST", "/tasks", json={**body, "schedule": schedule})

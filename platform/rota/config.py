@@ -9,7 +9,6 @@ configurable so that tests, and several instances on one machine, never collide.
 from __future__ import annotations
 
 import os
-import socket
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -18,6 +17,7 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rota.addresses import address_toward, bracketed
 from rota.domain.policy import Policy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -27,19 +27,6 @@ MIB = 1024 * 1024
 
 def _home() -> Path:
     return Path("~/.rota").expanduser()
-
-
-def address_toward(host: str) -> str | None:
-    """This host's own IPv4 address on the route to ``host`` (a UDP socket is connected,
-    which sends nothing): what a peer there can reach a server bound to 0.0.0.0 at. None if
-    it cannot be told (the name does not resolve)."""
-    try:
-        _, _, _, _, peer = socket.getaddrinfo(host, 9, family=socket.AF_INET, type=socket.SOCK_DGRAM)[0]
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.connect(peer)
-            return str(sock.getsockname()[0])
-    except OSError:
-        return None
 
 
 def _names(text: str) -> frozenset[str]:
@@ -121,9 +108,8 @@ class Settings(BaseSettings):
     # The control plane's URL as the cluster reaches it (the gateway pulls its routing table there).
     public_url: str | None = None
 
-    # Several control planes on one PostgreSQL: one runs the scheduler and the reconciler,
-    # holding a lease in the store for ``leader_lease_s`` and renewing it every
-    # ``leader_renew_s``; a standby takes over once it lapses. (SQLite is one process's.)
+    # Several control planes on one PostgreSQL: the one holding the store's lease (renewed
+    # every ``leader_renew_s``) runs the loops; a standby takes over once it lapses.
     leader_lease_s: float = Field(15.0, gt=0, le=600)
     leader_renew_s: float = Field(5.0, gt=0, le=300)
     instance_id: str | None = Field(None, max_length=200)  # how /healthz names this process; default host:pid:random
@@ -233,7 +219,7 @@ class Settings(BaseSettings):
         host = self.serve_listen_host
         if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1" if self.embedded_ray else (urlsplit(self.dashboard_url).hostname or "127.0.0.1")
-        return f"http://{_bracketed(host)}:{self.serve_port}"
+        return f"http://{bracketed(host)}:{self.serve_port}"
 
     @property
     def api_url(self) -> str:
@@ -256,7 +242,7 @@ class Settings(BaseSettings):
                 if found is None:
                     raise ValueError(f"cannot tell this host's address toward the Ray head {head!r}: set ROTA_PUBLIC_URL")
                 host = found
-        return f"http://{_bracketed(host)}:{self.port}"
+        return f"http://{bracketed(host)}:{self.port}"
 
     @property
     def admin_key_path(self) -> Path:
@@ -278,10 +264,6 @@ class Settings(BaseSettings):
             extra_env=_names(self.allowed_env),
             extra_engine_args=_names(self.allowed_engine_args),
         )
-
-
-def _bracketed(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
 
 
 class ClientSettings(BaseSettings):

@@ -136,10 +136,8 @@ class AsyncQueue(Deliveries):
         return "done" if final else verdict
 
     def recover(self, now: float) -> int:
-        """When this control plane becomes the leader (the one that dispatches): what a
-        previous leader was sending goes back to the queue (its send was cut short: not
-        counted as an attempt). A deposed leader still sending one records nothing: its
-        claim is gone."""
+        """On election (the leader dispatches): what a previous leader was sending goes back
+        to the queue, not counted as an attempt; a deposed one still sending records nothing."""
         with self.db.session() as s:
             changed = s.execute(
                 update(AsyncRequestRow)

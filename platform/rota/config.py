@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     serve_ingress: Literal["haproxy", "proxy"] = "haproxy"
     haproxy_stats_port: int | None = None  # unset: free ports picked when the head starts
     haproxy_metrics_port: int | None = None
+    # How long a stopping replica stays reachable behind HAProxy before it refuses new
+    # connections (Ray's default, 30 s, is sized for external load balancers).
+    serve_drain_s: float = Field(10.0, ge=0)
     # Folders whose scripts are Ray Serve applications, os.pathsep-separated.
     serve_apps_path: str = str(DEFAULT_SERVE_APPS)
 

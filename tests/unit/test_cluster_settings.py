@@ -16,6 +16,12 @@ def test_haproxy_files_are_per_cluster_and_short(tmp_path):
     other = LocalRayHead(Settings(home=tmp_path, ray_dashboard_port=41724)).ingress_env()
     assert other["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"] != env["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"]
     assert env["RAY_SERVE_HAPROXY_STATS_PORT"] != env["RAY_SERVE_HAPROXY_METRICS_PORT"]
+    # A stopping replica stays reachable 10 s (Ray's 30 s is for external load balancers).
+    assert env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "10.0"
+    assert (
+        LocalRayHead(Settings(home=tmp_path, serve_drain_s=2)).ingress_env()["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"]
+        == "2.0"
+    )
 
 
 def test_python_proxy_mode_sets_nothing(tmp_path):

@@ -24,6 +24,7 @@ class FakeRay:
         self.apps: dict[str, dict[str, Any]] = {}
         self.reachable = True
         self.puts = 0
+        self.waits: list[float | None] = []  # how long each PUT was willing to wait for Ray's answer
         self.failing: dict[str, str] = {}
         self.refuse: set[str] = set()
         self.unrouted: set[str] = set()  # apps whose HTTP route is not served yet
@@ -63,7 +64,8 @@ class FakeRay:
         routes = {a["config"]["route_prefix"]: n for n, a in self.apps.items() if n not in self.unrouted}
         return Observation(True, out, routes=routes)
 
-    def apply(self, configs: list[dict[str, Any]]) -> None:
+    def apply(self, configs: list[dict[str, Any]], within: float | None = None) -> None:
+        self.waits.append(within)
         if not self.reachable:
             raise RayUnavailable("connection refused")
         names = [c["name"] for c in configs]

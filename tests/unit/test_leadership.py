@@ -39,6 +39,16 @@ def test_a_candidate_creates_renews_and_acts_a_renewal_short_of_the_lease():
     assert c.leading(14.9)
 
 
+def test_a_leader_knows_how_long_it_may_still_act():
+    c = Candidate("a", lease_s=15, renew_s=5)
+    assert c.left(0.0) == 0.0
+    c.held(1, began=0.0)
+    assert c.left(3.0) == 7.0 and c.left(10.0) == 0.0
+    alone = Candidate("a", 15, 5, alone=True)
+    alone.held(1, began=0.0)
+    assert alone.left(1e6) == float("inf")  # nobody else can take it
+
+
 def test_a_standby_takes_over_only_after_a_whole_lease_unchanged_on_its_own_clock():
     b = Candidate("b", lease_s=15, renew_s=5)
     assert b.next(Lease("a", 3, 7), 1000.0) is Step.WAIT
@@ -175,6 +185,26 @@ def test_a_deposed_reconciler_puts_nothing_more_and_records_nothing(rt, admin, r
     assert not rt.leadership.leading
     reconciler.tick()
     assert ray.puts == puts + 1  # deposed: no PUT after the new leader's
+
+
+def test_a_put_waits_no_longer_than_the_leader_may_act_and_none_goes_at_the_end(rt, admin, ray, reconciler, db):
+    rt.leadership.stop()  # the embedded one lets the lease go; one that shares its store takes it
+    mono = Clock()
+    lead = candidate(db, "this one", mono)
+    assert lead.acquire()
+    reconciler.leadership = lead
+    t = rt.tasks.activate(admin, make(rt, admin).id)
+    process_due(db, t.id, t.next_fire_at, "schedule", timedelta(hours=1))
+    mono.t += 6  # 4 s left of the 10 s it may act after its renewal began
+    reconciler.tick()
+    assert ray.puts == 1 and ray.waits == [pytest.approx(4.0)]
+    ray.apps.clear()  # something to PUT again
+    mono.t += 3.6  # 0.4 s left: too little for Ray to answer
+    reconciler.tick()
+    assert ray.puts == 1
+    assert lead.acquire()  # renewed: 10 s to act again
+    reconciler.tick()
+    assert ray.puts == 2 and ray.waits[-1] == pytest.approx(10.0)
 
 
 def test_a_standby_runtime_leaves_its_changes_to_the_leader_and_sends_nothing(rt, admin, db):

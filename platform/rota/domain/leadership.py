@@ -7,12 +7,13 @@ Kubernetes' leader election, a standby takes over once it has seen the same
 lease minus one renewal interval after a renewal *began*. A renewal commits after it
 began, and a standby starts counting after it saw the commit, so the leader has stopped
 acting at least one renewal interval before anyone may take over: room for a PUT that was
-already on its way. The epoch is the fencing token: whatever the leader records is
+already on its way (a PUT waits no longer than the leader may still act). The epoch is the fencing token: whatever the leader records is
 checked against it in the same transaction.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import Enum
 
@@ -75,6 +76,12 @@ class Candidate:
         depose it."""
         return self.epoch is not None and (self.alone or now < self.valid_until)
 
+    def left(self, now: float) -> float:
+        """How long it may still act without renewing (0: it does not lead)."""
+        if not self.leading(now):
+            return 0.0
+        return math.inf if self.alone else self.valid_until - now
+
 
 class Solo:
     """What a loop acts under when nothing else can run it (a reconciler on its own, as in
@@ -84,6 +91,9 @@ class Solo:
 
     def holds(self, epoch: int | None) -> bool:
         return True
+
+    def left(self, epoch: int | None) -> float:
+        return math.inf
 
     def fence(self, s: object, epoch: int | None) -> None:
         return None

@@ -9,6 +9,7 @@ ran (usage). Ticks run every ``interval`` s and when nudged (a fire, an edit); R
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
@@ -36,6 +37,8 @@ from rota.store.db import Database
 from rota.store.tables import EndpointRow, utcnow
 
 log = logging.getLogger(__name__)
+
+MIN_PUT_S = 0.5  # a PUT needs at least this long left on the lease to be sent
 
 
 class Reconciler:
@@ -191,11 +194,14 @@ class Reconciler:
                 # serve.run's are kept by Ray anyway; one being deleted must not come back
                 if n in keep - sent and a.deployed_config and a.source != "imperative" and a.status != "DELETING"
             ]
-            if not self.leadership.holds(epoch):  # the lease lapsed during this tick: the next leader PUTs
+            # The PUT waits no longer than this process may still act: one that would be
+            # answered after the lease lapsed is given up (the next leader PUTs).
+            left = self.leadership.left(epoch)
+            if left < MIN_PUT_S:
                 log.warning("not PUTting: this control plane no longer leads")
                 return set(), observation
             try:
-                self.ray.apply([s.to_serve_config() for s in specs] + kept)
+                self.ray.apply([s.to_serve_config() for s in specs] + kept, within=None if math.isinf(left) else left)
                 return sent, self.ray.observe()
             except RayUnavailable as e:
                 self.ray_error = e.message

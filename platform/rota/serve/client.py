@@ -17,8 +17,9 @@ from rota.domain.reconcile import Observation, ObservedApp
 class RayServe(Protocol):
     def observe(self) -> Observation: ...
 
-    def apply(self, apps: list[dict[str, Any]]) -> None:
-        """Make ``apps`` (Serve application configs) the whole declarative set."""
+    def apply(self, apps: list[dict[str, Any]], within: float | None = None) -> None:
+        """Make ``apps`` (Serve application configs) the whole declarative set; wait for
+        Ray's answer ``within`` seconds at most (None: the client's own timeout)."""
 
 
 class ServeClient:
@@ -35,6 +36,7 @@ class ServeClient:
         self.token = token
         self.http_options = {"host": serve_host, "port": serve_port}
         self.target_capacity: float | None = None
+        self.timeout = timeout
         self._http = httpx.Client(timeout=timeout)
 
     def _request(self, method: str, **kw: Any) -> httpx.Response:
@@ -67,11 +69,11 @@ class ServeClient:
         except (httpx.HTTPError, ValueError) as e:
             return Observation(True, apps, routes_error=f"{self.routes_url}: {type(e).__name__}: {e}")
 
-    def apply(self, apps: list[dict[str, Any]]) -> None:
+    def apply(self, apps: list[dict[str, Any]], within: float | None = None) -> None:
         config: dict[str, Any] = {"http_options": self.http_options, "applications": apps}
         if self.target_capacity is not None:  # left out, Ray would reset it for every application
             config["target_capacity"] = self.target_capacity
-        self._request("PUT", json=config)
+        self._request("PUT", json=config, timeout=self.timeout if within is None else min(self.timeout, within))
 
     def close(self) -> None:
         self._http.close()

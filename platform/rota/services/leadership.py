@@ -92,6 +92,10 @@ class Leadership:
         """Whether this process still leads under ``epoch`` (a tick's, taken when it began)."""
         return epoch is not None and self.epoch == epoch
 
+    def left(self, epoch: int | None) -> float:
+        """How long this process may still act under ``epoch`` (0: no longer)."""
+        return self.candidate.left(self.clock()) if self.holds(epoch) else 0.0
+
     # ------------------------------------------------------------ loop
     def start(self, elected: Callable[[], None], deposed: Callable[[], None], nudged: Callable[[list[int]], None]) -> None:
         """Try once at once (a lone process starts leading before this returns, its

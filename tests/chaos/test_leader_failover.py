@@ -1,14 +1,16 @@
-"""Several control planes on one PostgreSQL, one leading, during a fire storm: the leader
-cut off from the store while it runs, then leaders SIGKILLed again and again. Every fire is applied
-exactly once (runs and events), a standby takes over within the lease, and API calls
-spread over the live processes are all answered.
+"""Several control planes on one PostgreSQL and the session's Ray cluster, one leading,
+during a fire storm: the leader cut off from the store while it runs, then leaders
+SIGKILLed again and again. Every fire is applied exactly once (runs and events), a standby
+takes over within the lease, API calls spread over the live processes are all answered,
+and no PUT of a deposed leader reaches Ray after one of its successor's: each process
+reaches Ray's dashboard through a relay that writes down every PUT in the order Ray got
+them, with the epoch it was sent under (tests/support/recorder.py).
 
-No Ray cluster (as in test_crash_storm): fires never call Ray; the reconciler's fencing
-against a deposed leader's PUTs is tested with the in-memory Ray (tests/unit/test_leadership.py).
-Which process fires is checked too (the store alone would keep fires once even if every
-process fired): one never elected has fired nothing, by its own /metrics. `make test` runs
-this small with a 4 s lease renewed every second; `make chaos` with the defaults (15 s,
-renewed every 5 s) and 10 kills.
+The storm's entries keep min_replicas at 0 and move max_replicas, so every fire changes the
+applications (a PUT) and no replica starts. Which process fires is checked too (the store
+alone would keep fires once even if every process fired): one never elected has fired
+nothing, by its own /metrics. `make test` runs this small with a 4 s lease renewed every
+second; `make chaos` with the defaults (15 s, renewed every 5 s) and 10 kills.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from rota.crypto import write_secret
 from rota.services.auth import new_key
 from support.link import Link
 from support.postgres import Postgres
-from support.procs import TEST_APPS, RotaServer, free_port, wait_until
+from support.procs import RotaServer, free_port, wait_until
+from support.recorder import History, Relay
 from support.storm import all_events, daily_storm, not_applied_once
 
 
@@ -42,17 +45,20 @@ class Fleet:
     """``rota server`` processes on one store, sharing their secret key and admin key as a
     deployment's secrets would; each keeps its port across restarts."""
 
-    def __init__(self, tmp_path, urls: list[str], lease_s: float, renew_s: float):
+    def __init__(self, tmp_path, urls: list[str], lease_s: float, renew_s: float, cluster):
         secret, admin = Fernet.generate_key().decode(), new_key()
         self.servers: list[RotaServer] = []
+        self.history = History()
+        self.relays: list[Relay] = []
         for i, url in enumerate(urls):
             home = tmp_path / f"cp{i}"
             write_secret(home / "admin_key", admin)
+            self.relays.append(Relay(f"cp{i}", cluster.dashboard_url, self.history))
             env = {
+                **cluster.server_env(),
+                "ROTA_RAY_ADDRESS": self.relays[-1].url,  # Ray's dashboard, through a relay that records PUTs
                 "ROTA_DATABASE_URL": url,
                 "ROTA_SECRET_KEY": secret,
-                "ROTA_RAY_ADDRESS": f"http://127.0.0.1:{free_port()}",
-                "ROTA_SERVE_APPS_PATH": str(TEST_APPS),
                 "ROTA_SWEEP_INTERVAL_S": "2",
                 "ROTA_LEADER_LEASE_S": str(lease_s),
                 "ROTA_LEADER_RENEW_S": str(renew_s),
@@ -106,14 +112,16 @@ class Fleet:
     def kill_all(self) -> None:
         for s in self.servers:
             s.kill()
+        for r in self.relays:
+            r.close()
 
 
-def test_a_leader_cut_off_from_the_store_then_leaders_sigkilled_during_a_fire_storm(pg, tmp_path, full):
+def test_a_leader_cut_off_from_the_store_then_leaders_sigkilled_during_a_fire_storm(pg, cluster, tmp_path, full):
     kills, lease = (10, (15.0, 5.0)) if full else (2, (4.0, 1.0))
     rng = random.Random(13)
     link = Link(pg.port)
     url = pg.database("storm")
-    fleet = Fleet(tmp_path, [url.replace(f":{pg.port}/", f":{link.port}/"), url, url], *lease)
+    fleet = Fleet(tmp_path, [url.replace(f":{pg.port}/", f":{link.port}/"), url, url], *lease, cluster)
     first, *others = fleet.servers  # the first reaches the store through a link the test can cut
     try:
         fleet.start([first])  # it leads
@@ -122,7 +130,9 @@ def test_a_leader_cut_off_from_the_store_then_leaders_sigkilled_during_a_fire_st
         window = 2 * lease[0] + 20 + kills * (lease[0] + 7)  # the cut, then the kills (each: the takeover, the restart)
         spacing = int(lease[0]) * 2 + 5  # longer than a takeover: no fire superseded by a later one
         # Created through every process: the standbys nudge the leader.
-        due, end = daily_storm(fleet.call, 20 if full else 6, window, rng, lead_s=4, spacing_s=spacing)
+        due, end = daily_storm(
+            fleet.call, 20 if full else 6, window, rng, lead_s=4, spacing_s=spacing, bounds=lambda k: (0, 1 + k % 2)
+        )
 
         # 1. Cut off from the store while it runs: it stops acting before another takes over.
         wait_until(lambda: counters(first)["rota_fires_total"] > 0, 20, what="the leader's first fire")
@@ -177,13 +187,21 @@ def test_a_leader_cut_off_from_the_store_then_leaders_sigkilled_during_a_fire_st
         events = all_events(lambda path, **kw: fleet.call("GET", path, **kw))
         assert not_applied_once(due, events, url) == {"events": [], "runs": [], "skipped": []}
         assert not failed and answered[0] > 0, failed[:3]
+        # Ray's side: no PUT of a deposed leader after its successor's first; every leader PUT.
+        puts = fleet.history.puts
+        assert fleet.history.late() == [], fleet.history.late()[:3]
+        assert len({p.epoch for p in puts}) >= kills + 2, [
+            (p.who, p.epoch) for p in puts
+        ]  # the first, after the cut, after each kill
+        assert all(p.who == p.relay for p in puts)  # each through its own relay
         ordered = sorted(takeovers)
         p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
         assert p99 <= 20.0, takeovers
         print(
             f"cut off: stepped down after {stepped_down:.1f}s, another led after {took_over:.1f}s; "
             f"{kills} leaders SIGKILLed (lease {lease[0]:g}s): takeover p50 {ordered[len(ordered) // 2]:.1f}s, "
-            f"p99 {p99:.1f}s; {len(due)} fires due, all applied once; {answered[0]} API calls answered, 0 failed"
+            f"p99 {p99:.1f}s; {len(due)} fires due, all applied once; {answered[0]} API calls answered, 0 failed; "
+            f"{len(puts)} PUTs to Ray under {len({p.epoch for p in puts})} epochs, none after a newer epoch's"
         )
     finally:
         fleet.kill_all()

@@ -25,6 +25,7 @@ class FakeRay:
         self.reachable = True
         self.puts = 0
         self.waits: list[float | None] = []  # how long each PUT was willing to wait for Ray's answer
+        self.by: list[str | None] = []  # who each PUT said it came from
         self.failing: dict[str, str] = {}
         self.refuse: set[str] = set()
         self.unrouted: set[str] = set()  # apps whose HTTP route is not served yet
@@ -64,8 +65,9 @@ class FakeRay:
         routes = {a["config"]["route_prefix"]: n for n, a in self.apps.items() if n not in self.unrouted}
         return Observation(True, out, routes=routes)
 
-    def apply(self, configs: list[dict[str, Any]], within: float | None = None) -> None:
+    def apply(self, configs: list[dict[str, Any]], within: float | None = None, by: str | None = None) -> None:
         self.waits.append(within)
+        self.by.append(by)
         if not self.reachable:
             raise RayUnavailable("connection refused")
         names = [c["name"] for c in configs]

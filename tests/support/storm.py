@@ -17,19 +17,29 @@ SPACING_S = 9  # between two entries of a task: more than any downtime, so no fi
 
 
 def daily_storm(
-    call: Callable[..., object], n_tasks: int, window_s: float, rng: random.Random, lead_s: float = 8, spacing_s: int = SPACING_S
+    call: Callable[..., object],
+    n_tasks: int,
+    window_s: float,
+    rng: random.Random,
+    lead_s: float = 8,
+    spacing_s: int = SPACING_S,
+    bounds: Callable[[int], tuple[int, int]] = lambda k: (k % 2, 2),
 ):
     """``n_tasks`` daily tasks, each with entries ``spacing_s`` apart over ``window_s``
     starting within ``lead_s`` + ``spacing_s`` s, created and activated with
     ``call(method, path, json=...)``; the fires due, and when the last one is. The spacing
     must be longer than any time with no scheduler running: a catch-up applies only the
-    latest entry due (the earlier ones are superseded)."""
+    latest entry due (the earlier ones are superseded). ``bounds``: entry k's min and max
+    replicas."""
     t0 = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=lead_s)
     expected = set()
     for i in range(n_tasks):
         first = t0 + timedelta(seconds=rng.randrange(spacing_s))
         times = [first + timedelta(seconds=k * spacing_s) for k in range(int(window_s // spacing_s))]
-        schedule = [{"time": at.strftime("%H:%M:%S"), "min_replicas": k % 2, "max_replicas": 2} for k, at in enumerate(times)]
+        schedule = [
+            {"time": at.strftime("%H:%M:%S"), "min_replicas": bounds(k)[0], "max_replicas": bounds(k)[1]}
+            for k, at in enumerate(times)
+        ]
         body = {"name": f"s{i}", "file_path": "echo", "deployment_name": "app", "type": "daily", "timezone": "UTC"}
         call("POST", "/tasks", json={**body, "schedule": schedule})
         call("POST", f"/tasks/s{i}/activate")

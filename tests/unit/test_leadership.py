@@ -197,7 +197,7 @@ def test_a_put_waits_no_longer_than_the_leader_may_act_and_none_goes_at_the_end(
     process_due(db, t.id, t.next_fire_at, "schedule", timedelta(hours=1))
     mono.t += 6  # 4 s left of the 10 s it may act after its renewal began
     reconciler.tick()
-    assert ray.puts == 1 and ray.waits == [pytest.approx(4.0)]
+    assert ray.puts == 1 and ray.waits == [pytest.approx(4.0)] and ray.by == ["this one; epoch 2"]
     ray.apps.clear()  # something to PUT again
     mono.t += 3.6  # 0.4 s left: too little for Ray to answer
     reconciler.tick()

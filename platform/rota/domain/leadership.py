@@ -95,5 +95,8 @@ class Solo:
     def left(self, epoch: int | None) -> float:
         return math.inf
 
+    def signature(self, epoch: int | None) -> str | None:
+        return None
+
     def fence(self, s: object, epoch: int | None) -> None:
         return None

@@ -201,7 +201,11 @@ class Reconciler:
                 log.warning("not PUTting: this control plane no longer leads")
                 return set(), observation
             try:
-                self.ray.apply([s.to_serve_config() for s in specs] + kept, within=None if math.isinf(left) else left)
+                self.ray.apply(
+                    [s.to_serve_config() for s in specs] + kept,
+                    within=None if math.isinf(left) else left,
+                    by=self.leadership.signature(epoch),
+                )
                 return sent, self.ray.observe()
             except RayUnavailable as e:
                 self.ray_error = e.message

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from rota import __version__
 from rota.domain.errors import RayRejected, RayUnavailable
 from rota.domain.reconcile import Observation, ObservedApp
 
@@ -17,9 +18,10 @@ from rota.domain.reconcile import Observation, ObservedApp
 class RayServe(Protocol):
     def observe(self) -> Observation: ...
 
-    def apply(self, apps: list[dict[str, Any]], within: float | None = None) -> None:
+    def apply(self, apps: list[dict[str, Any]], within: float | None = None, by: str | None = None) -> None:
         """Make ``apps`` (Serve application configs) the whole declarative set; wait for
-        Ray's answer ``within`` seconds at most (None: the client's own timeout)."""
+        Ray's answer ``within`` seconds at most (None: the client's own timeout). ``by``:
+        who PUTs (the control plane and its lease's epoch), in the request's User-Agent."""
 
 
 class ServeClient:
@@ -39,8 +41,9 @@ class ServeClient:
         self.timeout = timeout
         self._http = httpx.Client(timeout=timeout)
 
-    def _request(self, method: str, **kw: Any) -> httpx.Response:
+    def _request(self, method: str, by: str | None = None, **kw: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        headers["User-Agent"] = f"rota/{__version__}" + (f" ({by})" if by else "")
         try:
             r = self._http.request(method, self.url, headers=headers, **kw)
         except httpx.HTTPError as e:
@@ -69,11 +72,11 @@ class ServeClient:
         except (httpx.HTTPError, ValueError) as e:
             return Observation(True, apps, routes_error=f"{self.routes_url}: {type(e).__name__}: {e}")
 
-    def apply(self, apps: list[dict[str, Any]], within: float | None = None) -> None:
+    def apply(self, apps: list[dict[str, Any]], within: float | None = None, by: str | None = None) -> None:
         config: dict[str, Any] = {"http_options": self.http_options, "applications": apps}
         if self.target_capacity is not None:  # left out, Ray would reset it for every application
             config["target_capacity"] = self.target_capacity
-        self._request("PUT", json=config, timeout=self.timeout if within is None else min(self.timeout, within))
+        self._request("PUT", by=by, json=config, timeout=self.timeout if within is None else min(self.timeout, within))
 
     def close(self) -> None:
         self._http.close()

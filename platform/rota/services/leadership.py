@@ -96,6 +96,10 @@ class Leadership:
         """How long this process may still act under ``epoch`` (0: no longer)."""
         return self.candidate.left(self.clock()) if self.holds(epoch) else 0.0
 
+    def signature(self, epoch: int | None) -> str:
+        """Who acts under ``epoch``, as a PUT to Ray names it (its User-Agent)."""
+        return f"{self.candidate.me}; epoch {epoch}"
+
     # ------------------------------------------------------------ loop
     def start(self, elected: Callable[[], None], deposed: Callable[[], None], nudged: Callable[[list[int]], None]) -> None:
         """Try once at once (a lone process starts leading before this returns, its

@@ -114,7 +114,7 @@ class Runtime:
         builder = Builder(settings, self.catalog, settings.policy())
         ready = ReadyBy.of(settings, self.catalog)  # how early ready_by entries fire
         self.endpoints = EndpointService(
-            self.db, settings, builder, self.cipher, hooks, held=lambda: self.reconciler.held, ready=ready
+            self.db, settings, builder, self.cipher, hooks, held=self.reconciler.held_now, ready=ready
         )
         self.tasks = TaskService(self.db, settings, self.endpoints, hooks)
         self.scheduler.ready = self.tasks.ready

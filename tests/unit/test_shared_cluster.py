@@ -6,6 +6,7 @@ from typer.testing import CliRunner
 
 from rota.cli import app as cli
 from rota.domain.specs import OWNER_ENV
+from rota.services.leadership import Leadership
 
 TEAM = {"name": "team", "route_prefix": "/team", "import_path": "team_app:app", "deployments": [{"name": "Team"}]}
 
@@ -57,6 +58,20 @@ def test_another_rotas_applications_are_foreign_too(client, ray):
     assert ep["id"] == 1 and ep["url"] != client.rt.settings.serve_url + "/ep/1"  # it takes neither name nor route
     assert client.get("/api/v1/endpoints/chat").json()["status"] == "RUNNING"
     assert ray.apps["ep-1"]["config"] == other
+
+
+def test_a_standby_asks_ray_what_is_not_rotas_before_it_names_an_endpoint(client, ray, db):
+    other = {**TEAM, "name": "ep-1", "route_prefix": "/ep/1", "runtime_env": {"env_vars": {OWNER_ENV: "another-rota"}}}
+    deploy_foreign(ray, other)
+    leader = Leadership(db, "the leader", alone=True)
+    client.rt.leadership.candidate.alone = False  # as on PostgreSQL
+    assert leader.acquire() and not client.rt.leadership.acquire()  # this one stands by: it runs no ticks
+    ep = client.post("/api/v1/endpoints", json=endpoint("chat", scaling={"replicas": 1})).json()
+    assert ep["id"] == 1 and ep["url"] != client.rt.settings.serve_url + "/ep/1"  # it asked Ray: neither name nor route
+    status = client.get("/api/v1/status").json()["ray"]
+    assert status["reachable"] is True
+    ray.reachable = False
+    assert client.get("/api/v1/status").json()["ray"]["reachable"] is False  # as it is now, not as a tick once saw
 
 
 def test_an_application_that_takes_an_endpoints_name_is_left_alone_and_the_endpoint_says_why(client, ray):

@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
     @app.get("/api/v1/status", tags=["health"], summary="Ray reachability and the loops (details for admin keys)")
     def status(request: Request, who: Who) -> dict[str, Any]:
         r: Runtime = runtime(request)
+        r.reconciler.look()
         out: dict[str, Any] = {
             "ray": {"embedded": r.settings.embedded_ray, "reachable": r.reconciler.ray_reachable},
             "openai_base_url": f"{r.settings.serve_url}/v1",

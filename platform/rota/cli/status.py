@@ -27,7 +27,7 @@ def status(ctx: typer.Context, fmt: Output = output.option()) -> None:
     ray = st["ray"]
     where = "embedded head" if ray["embedded"] else "remote cluster"
     lead = st["leader"]
-    reach = {True: "reachable", None: "not checked yet" if lead["leading"] else "checked by the leader"}.get(
+    reach = {True: "reachable", None: "not checked yet"}.get(
         ray["reachable"], "UNREACHABLE" + (f": {ray['error']}" if ray.get("error") else "")
     )
     leader = "this one" if lead["leading"] else (lead["leader"] or "none (a standby takes over)")

@@ -126,6 +126,18 @@ class Reconciler:
         """The applications on the cluster that are not Rota's, as the last tick saw them."""
         return self.sharing.held
 
+    def look(self) -> None:
+        """On a standby (no ticks): reachability and what is not Rota's, from one GET to Ray now."""
+        if self.leadership.epoch is not None:
+            return
+        observation = self.ray.observe()
+        self.ray_reachable, self.ray_error = observation.reachable, observation.error
+        self.sharing.observe(observation, self.sharing.known(self.db, self.gateway) if self.sharing.active else {})
+
+    def held_now(self) -> dict[str, ObservedApp]:  # a standby's creates avoid their names too
+        self.look()
+        return self.held
+
     def not_rotas(self, observation: Observation) -> dict[str, ObservedApp]:
         return self.sharing.not_rotas(observation, self.sharing.known(self.db, self.gateway))
 

@@ -71,7 +71,9 @@ class LLMConfig(BaseModel):
         default_factory=dict, description="extra vLLM engine flags, e.g. {kv_cache_dtype: fp8}"
     )
     api_key: str | None = Field(None, description="required as a Bearer token on every route (Rota's gateway sends it)")
-    report_url: str | None = Field(None, description="where a starting replica reports its phase (Rota's control plane)")
+    report_url: str | None = Field(
+        None, description="where a starting replica reports its phase, and a running one its figures (Rota's control plane)"
+    )
     accelerator_type: str | None = Field(None, description="GPU type of the tensor-parallel workers, e.g. H100")
 
     @model_validator(mode="after")
@@ -192,9 +194,14 @@ class LLMServer:
             if v is not None
         }
         asgi = RequestDefaults(app, defaults) if defaults else app
-        asgi = ReplicaHeader(asgi, serve.get_replica_context().replica_id.unique_id)
+        replica = serve.get_replica_context().replica_id.unique_id
+        asgi = ReplicaHeader(asgi, replica)
         self._asgi = TokenGuard(asgi, cfg.api_key) if cfg.api_key else asgi
         self.config = cfg
+        if cfg.report_url:  # its engine's gauges and its hardware, every 10 s (_replica_stats.py)
+            from _replica_stats import report_forever
+
+            self._reporting = asyncio.get_running_loop().create_task(report_forever(cfg.report_url, cfg.api_key, replica))
         log.info("vLLM engine ready: %s (eager=%s, gpu=%s)", cfg.model, enforce_eager, gpu)
 
     def __serve_build_asgi_app__(self):

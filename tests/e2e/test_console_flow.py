@@ -89,10 +89,27 @@ def test_launch_schedule_activate_and_run_an_endpoint_from_the_browser(page, llm
     expect(page.locator("main")).to_contain_text("chat")
     page.go_back()
 
+    # Each vLLM replica reports its engine's gauges and its hardware every 10 s.
+    series = wait_until(
+        lambda: (
+            (s := llm.api.get("/endpoints/wizard/metrics").json())["hardware"]
+            and any(p["kv_cache_usage"] is not None for p in s["points"])
+            and s
+        ),
+        40,
+        what="the replica's own figures",
+    )
+    (replica,) = series["hardware"]
+    assert replica["replica"] in llm.api.get("/endpoints/wizard").json()["replicas"]["ids"]
+    assert all(
+        p["memory_bytes"] > 2**27 and p["cpu_percent"] >= 0 for p in replica["points"]
+    )  # vLLM's processes: well over 128 MiB
+    engine = [p for p in series["points"] if p["kv_cache_usage"] is not None]
+    assert all(0 <= p["kv_cache_usage"] <= 1 and p["engine_running"] >= 0 and p["engine_waiting"] >= 0 for p in engine)
     page.goto(ep_url + "?tab=monitoring&window=15m")
     expect(page.locator("#chart-requests canvas")).to_be_visible()
     assert int(page.locator("#chart-requests").get_attribute("data-points")) > 0
-    for chart in ("#chart-streams", "#chart-inflight"):
+    for chart in ("#chart-streams", "#chart-inflight", "#chart-kv", "#chart-engine", "#chart-cpu", "#chart-memory"):
         expect(page.locator(f"{chart} canvas")).to_be_visible()
     assert re.search(r"[1-9]\d* calls? in the last 15m", page.locator("main").inner_text())
 

@@ -281,6 +281,24 @@ def test_a_key_sees_only_its_project_in_every_page_and_action(browser, rt):
     assert r.status_code in (403, 422) and not any(k["name"] == "sneaky" for k in api.get("/api/v1/keys").json())
 
 
+def test_the_monitoring_tab_charts_each_replicas_hardware_once_it_reported(browser, rt):
+    browser.api.post("/api/v1/endpoints", json={"name": "e1", "template": "echo-chat", "routing_key": "e1-key"})
+    signed_in(browser)
+    page = browser.get("/console/endpoints/e1?tab=monitoring").text
+    assert 'id="chart-kv"' in page and 'id="chart-cpu"' not in page and "No replica reported its hardware" in page
+    token = next(e["token"] for e in rt.cluster.routing_table([])["endpoints"] if e["routing_key"] == "e1-key")
+    rt.cluster.clock = lambda: datetime.now(timezone.utc)  # the tab shows the last hour of the real clock
+    r = browser.api.post(
+        "/internal/v1/replica-stats",
+        json={"replica": "r1", "cpu_percent": 42.0, "memory_bytes": 3e9, "kv_cache_usage": 0.25},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert r.status_code == 204, r.text
+    page = browser.get("/console/endpoints/e1?tab=monitoring").text
+    assert 'id="chart-cpu"' in page and 'id="chart-memory"' in page and 'id="chart-gpu"' not in page  # no GPU reported
+    assert '"replica":"r1"' in page.replace(" ", "")  # the series the charts draw
+
+
 def test_endpoint_page_tabs_scaling_edit_stop_start_delete(browser, rt):
     browser.api.post("/api/v1/endpoints", json={"name": "e1", "template": "echo-chat", "routing_key": "e1-key"})
     signed_in(browser)

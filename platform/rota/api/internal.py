@@ -1,11 +1,13 @@
 """``/internal/v1``: what the cluster calls. The routing table needs the gateway's token;
-a starting replica reports its phase with its own endpoint's token, for that endpoint only."""
+a starting replica reports its phase, and a running one its figures, with its own
+endpoint's token, for that endpoint only."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from pydantic import Field
 
 from rota.api.deps import bearer, gateway, runtime
 from rota.domain.errors import Unauthorized
@@ -25,6 +27,25 @@ class PhaseReport(Strict):
 def report_phase(body: PhaseReport, request: Request, token: Annotated[str, Depends(bearer)]) -> Response:
     """A starting endpoint replica says what it is doing (``serve_apps/serve.py``)."""
     if not runtime(request).cluster.report_phase(token, body.phase):
+        raise Unauthorized("not an endpoint's token", field="Authorization")
+    return Response(status_code=204)
+
+
+class ReplicaReport(Strict):
+    replica: str = Field(min_length=1, max_length=128)
+    cpu_percent: float | None = Field(None, ge=0, le=100_000)  # of one core, summed over its processes
+    memory_bytes: float | None = Field(None, ge=0, le=2**60)
+    gpu_percent: float | None = Field(None, ge=0, le=100)
+    gpu_memory_bytes: float | None = Field(None, ge=0, le=2**60)
+    kv_cache_usage: float | None = Field(None, ge=0, le=1)
+    engine_running: float | None = Field(None, ge=0, le=1e9)
+    engine_waiting: float | None = Field(None, ge=0, le=1e9)
+
+
+@router.post("/replica-stats", status_code=204)
+def report_stats(body: ReplicaReport, request: Request, token: Annotated[str, Depends(bearer)]) -> Response:
+    """A running endpoint replica's figures (``serve_apps/_replica_stats.py``)."""
+    if not runtime(request).cluster.report_stats(token, body.replica, body.model_dump(exclude={"replica"})):
         raise Unauthorized("not an endpoint's token", field="Authorization")
     return Response(status_code=204)
 

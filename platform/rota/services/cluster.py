@@ -1,6 +1,6 @@
 """The cluster and the control plane: what the cluster asks of it (the gateway's routing
-table, the phase a starting replica reports: authenticated by cluster tokens, not user
-keys), and what an operator sees of the cluster (every application, and whose it is)."""
+table, the phase a starting replica reports and a running one's figures: authenticated
+by cluster tokens, not user keys), and what an operator sees of the cluster (every application, and whose it is)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from rota.services.auth import Principal
 from rota.services.builds import LLM_SCRIPT
 from rota.services.events import set_endpoint_status
 from rota.store.db import Database
-from rota.store.tables import EndpointRow, ProjectRow, TaskRow, utcnow
+from rota.store.tables import EndpointRow, ProjectRow, ReplicaStatsRow, TaskRow, utcnow
 
 
 @dataclass
@@ -98,6 +98,16 @@ class ClusterService:
             ep.reported_phase = phase.value
             if EndpointStatus(ep.status) in EndpointStatus.starting():
                 set_endpoint_status(s, ep, Derived(EndpointStatus(ep.status), phase), self.clock())
+            return True
+
+    def report_stats(self, token: str, replica: str, figures: dict[str, float | None]) -> bool:
+        """A running replica's figures (its engine's gauges, its hardware), for its own
+        endpoint only. False: no endpoint has that token."""
+        with self.db.session() as s:
+            endpoint_id = s.scalar(select(EndpointRow.id).where(EndpointRow.token_hash == digest(token)))
+            if endpoint_id is None:
+                return False
+            s.add(ReplicaStatsRow(endpoint_id=endpoint_id, replica=replica, at=self.clock().timestamp(), **figures))
             return True
 
     def routing_table(self, keys: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """An endpoint's monitoring series: the service as its callers saw it (from the request
 log: calls, errors, latency, TTFT, inter-token latency, tokens, and the calls in flight at
 each step's end, running or still waiting at the gateway), its replicas as Ray Serve ran
-them (sampled every ``interval_s``, kept a day), and its events on the same timeline."""
+them (sampled every ``interval_s``, kept a day), what the replicas report of themselves
+(their engine's KV cache and queues; CPU, memory and GPU per replica, kept a day), and its
+events on the same timeline."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from rota.domain.specs import EndpointState
 from rota.services.auth import Principal
 from rota.services.endpoints import EndpointService
 from rota.store.db import Database
-from rota.store.tables import EventRow, ReplicaSampleRow, RequestLogRow
+from rota.store.tables import EventRow, ReplicaSampleRow, ReplicaStatsRow, RequestLogRow
 
 MAX_POINTS = 2000
 MAX_ROWS = 100_000  # request records read for one series (the first of a busier window)
@@ -69,6 +71,7 @@ class ReplicaSampler:
             )
             if now >= self._next_prune:
                 s.execute(delete(ReplicaSampleRow).where(ReplicaSampleRow.at < now - self.keep_s))
+                s.execute(delete(ReplicaStatsRow).where(ReplicaStatsRow.at < now - self.keep_s))
                 self._next_prune = now + 600
 
 
@@ -97,6 +100,23 @@ class Point(BaseModel):
     replicas_target: int | None = None
     min_replicas: int | None = None
     max_replicas: int | None = None
+    # The engines' own, from each replica's last report in the step (None: none reported)
+    kv_cache_usage: float | None = None  # the fullest replica's KV cache, 0..1
+    engine_running: float | None = None  # requests the engines run, summed over replicas
+    engine_waiting: float | None = None  # requests waiting in the engines' own queues
+
+
+class HardwarePoint(BaseModel):
+    time: datetime  # the step's start; the replica's last report in it
+    cpu_percent: float | None = None  # of one core, summed over the replica's processes
+    memory_bytes: float | None = None  # resident
+    gpu_percent: float | None = None
+    gpu_memory_bytes: float | None = None
+
+
+class ReplicaHardware(BaseModel):
+    replica: str
+    points: list[HardwarePoint]
 
 
 class TimelineEvent(BaseModel):
@@ -112,6 +132,7 @@ class Series(BaseModel):
     step_s: float
     points: list[Point]
     events: list[TimelineEvent]
+    hardware: list[ReplicaHardware] = []  # per replica, the steps it reported in
     truncated: bool = False  # more than MAX_ROWS calls in the window: the series are of the first
 
 
@@ -168,6 +189,12 @@ class MonitoringService:
                 )
             ).scalars()
             sampled = [(x.at, x.running, x.target, x.min, x.max) for x in samples]
+            reports = s.scalars(
+                select(ReplicaStatsRow)
+                .where(ReplicaStatsRow.endpoint_id == ep.id, ReplicaStatsRow.at >= lo, ReplicaStatsRow.at < hi)
+                .order_by(ReplicaStatsRow.at)
+                .limit(MAX_ROWS)
+            ).all()
             events = s.scalars(
                 select(EventRow)
                 .where(EventRow.endpoint_id == ep.id, EventRow.at >= since, EventRow.at < until)
@@ -221,6 +248,7 @@ class MonitoringService:
         for at, running, target, lo_b, hi_b in sorted(sampled):
             p = points[min(n - 1, int((at - lo) // step))]
             p.replicas_running, p.replicas_target, p.min_replicas, p.max_replicas = running, target, lo_b, hi_b
+        hardware = _reported(points, reports, lo, step)
         return Series(
             endpoint=ep.name,
             since=since,
@@ -228,8 +256,36 @@ class MonitoringService:
             step_s=step,
             points=points,
             events=timeline,
+            hardware=hardware,
             truncated=len(calls) > MAX_ROWS,
         )
+
+
+def _reported(points: list[Point], reports: Sequence[ReplicaStatsRow], lo: float, step: float) -> list[ReplicaHardware]:
+    """Each replica's last report in each step: the engines' gauges into ``points``, and
+    the hardware per replica."""
+    last: list[dict[str, ReplicaStatsRow]] = [{} for _ in points]
+    for r in reports:  # in time order: a later report in a step replaces the earlier
+        last[min(len(points) - 1, int((r.at - lo) // step))][r.replica] = r
+    per: dict[str, list[HardwarePoint]] = {}
+    for p, seen in zip(points, last, strict=True):
+        kv = [r.kv_cache_usage for r in seen.values() if r.kv_cache_usage is not None]
+        running = [r.engine_running for r in seen.values() if r.engine_running is not None]
+        waiting = [r.engine_waiting for r in seen.values() if r.engine_waiting is not None]
+        p.kv_cache_usage = max(kv) if kv else None
+        p.engine_running = sum(running) if running else None
+        p.engine_waiting = sum(waiting) if waiting else None
+        for replica, r in seen.items():
+            per.setdefault(replica, []).append(
+                HardwarePoint(
+                    time=p.time,
+                    cpu_percent=r.cpu_percent,
+                    memory_bytes=r.memory_bytes,
+                    gpu_percent=r.gpu_percent,
+                    gpu_memory_bytes=r.gpu_memory_bytes,
+                )
+            )
+    return [ReplicaHardware(replica=k, points=v) for k, v in sorted(per.items())]
 
 
 def _in_flight(counts: list[int], start: float, end: float, lo: float, step: float) -> None:

@@ -270,3 +270,23 @@ class ReplicaSampleRow(Base):
 
 
 __all__ = ["DEFAULT_PROJECT_ID", "Base", "UTCDateTime", "utcnow"]  # re-exported: every service imports them from here
+
+
+class ReplicaStatsRow(Base):
+    """What an endpoint replica reported of itself (``serve_apps/_replica_stats.py``):
+    its engine's gauges and its hardware, every ten seconds, kept a day."""
+
+    __tablename__ = "replica_stats"
+    __table_args__ = (Index("ix_replica_stats_endpoint_at", "endpoint_id", "at"), Index("ix_replica_stats_at", "at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    endpoint_id: Mapped[int] = mapped_column(Integer)
+    replica: Mapped[str] = mapped_column(String(128))
+    at: Mapped[float] = mapped_column(Float)  # Unix time, as the control plane received it
+    cpu_percent: Mapped[float | None] = mapped_column(Float, nullable=True)  # of one core, summed over its processes
+    memory_bytes: Mapped[float | None] = mapped_column(Float, nullable=True)
+    gpu_percent: Mapped[float | None] = mapped_column(Float, nullable=True)
+    gpu_memory_bytes: Mapped[float | None] = mapped_column(Float, nullable=True)
+    kv_cache_usage: Mapped[float | None] = mapped_column(Float, nullable=True)  # 0..1
+    engine_running: Mapped[float | None] = mapped_column(Float, nullable=True)
+    engine_waiting: Mapped[float | None] = mapped_column(Float, nullable=True)

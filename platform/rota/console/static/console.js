@@ -104,7 +104,20 @@ window.addEventListener("load", () => {
     "chart-inflight": [["running", (p) => p.requests_running, "#1a7f37"], ["waiting", (p) => p.requests_waiting, "#b42318"]],
     "chart-tokens": [["in/s", (p) => p.input_tokens_per_s, "#0b57d0"], ["out/s", (p) => p.output_tokens_per_s, "#1a7f37"]],
     "chart-replicas": [["running", (p) => p.replicas_running, "#0b57d0"], ["min", (p) => p.min_replicas, "#57606a"], ["max", (p) => p.max_replicas, "#9a6700"]],
+    "chart-kv": [["KV cache %", (p) => (p.kv_cache_usage == null ? null : p.kv_cache_usage * 100), "#0b57d0"]],
+    "chart-engine": [["running", (p) => p.engine_running, "#1a7f37"], ["waiting", (p) => p.engine_waiting, "#b42318"]],
   };
+  // Hardware: a line per replica, on the same steps.
+  const palette = ["#0b57d0", "#1a7f37", "#b42318", "#9a6700", "#8250df", "#57606a"];
+  const gib = (v) => (v == null ? null : v / 2 ** 30);
+  const perReplica = (get) => series.hardware.map((h, i) => {
+    const at = new Map(h.points.map((p) => [p.time, get(p)]));
+    return [h.replica, (p) => at.get(p.time) ?? null, palette[i % palette.length]];
+  });
+  charts["chart-cpu"] = perReplica((p) => p.cpu_percent);
+  charts["chart-memory"] = perReplica((p) => gib(p.memory_bytes));
+  charts["chart-gpu"] = perReplica((p) => p.gpu_percent);
+  charts["chart-gpu-memory"] = perReplica((p) => gib(p.gpu_memory_bytes));
   const plots = [];
   const widthOf = (el) => Math.max(240, Math.min(el.parentElement.clientWidth, 1100));
   window.addEventListener("resize", () => {  // a chart follows the page's width

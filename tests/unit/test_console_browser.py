@@ -212,3 +212,55 @@ def test_every_page_is_accessible_fits_both_sizes_and_refuses_what_it_must(conso
     expect(second.get_by_role("heading", name="Not found")).to_be_visible()
     check(second, "not-found")
     assert blocked == []
+
+
+def tab_to(page, target, limit=120):
+    """Press Tab until ``target`` has the focus (so it is reachable by keyboard, in order),
+    and check that the focus is drawn."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if target.evaluate("el => el === document.activeElement"):
+            outline = target.evaluate("el => getComputedStyle(el).outlineStyle + ' ' + getComputedStyle(el).boxShadow")
+            assert outline != "none none", f"no visible focus on {target}"
+            return
+    raise AssertionError(f"Tab never reached {target}")
+
+
+def test_sign_in_launch_and_activate_with_the_keyboard_alone(console, chromium):
+    url, api, admin_key = console
+    page = chromium.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(url + "/console/sign-in")
+    tab_to(page, page.get_by_label("API key"))
+    page.keyboard.type(admin_key)
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r"/console/endpoints$"))
+
+    tab_to(page, page.get_by_role("link", name="Models"))
+    page.keyboard.press("Enter")
+    tab_to(page, page.get_by_role("link", name="Dedicated endpoint from echo-chat"))
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Launch a dedicated endpoint")).to_be_visible()
+    for label, text in (
+        ("Endpoint name", "kb-ep"),
+        ("Task name", "kb-task"),
+        ("Timezone (IANA name; type to search)", "Europe/Paris"),
+        ("Time 1", "07:00"),
+        ("Min replicas 1", "1"),
+        ("Max replicas 1", "2"),
+    ):
+        tab_to(page, page.get_by_label(label, exact=True))
+        page.keyboard.type(text)
+    tab_to(page, page.get_by_label("Ready by: start row 1 early"))
+    page.keyboard.press("Space")
+    tab_to(page, page.get_by_role("button", name="Review"))
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Summary")).to_be_visible()
+    tab_to(page, page.get_by_role("button", name="Launch"))
+    page.keyboard.press("Enter")
+    expect(page.locator(".notice")).to_contain_text("Launched")
+    tab_to(page, page.get_by_role("button", name="Activate"))
+    page.keyboard.press("Enter")
+    expect(page.locator("h1 .badge")).to_have_text("active")
+    task = api.get("/tasks/kb-task").json()
+    assert (task["status"], task["timezone"], task["endpoint"]["name"]) == ("active", "Europe/Paris", "kb-ep")
+    assert task["schedule"][0] == {"time": "07:00", "min_replicas": 1, "max_replicas": 2, "ready_by": True}

@@ -59,20 +59,19 @@ class Reconciler:
         set on every application this Rota deploys; ``own_cluster``: every other
         application on the cluster is removed (else each is left as it is)."""
         self.db, self.ray, self.cipher, self.clock = db, ray, cipher, clock
-        self.gateway, self.report_url, self.interval = gateway, report_url, interval
-        self.owner = owner
+        self.gateway, self.report_url, self.interval, self.owner = gateway, report_url, interval, owner
         self.sharing = Sharing(owner, own_cluster)
         self._nudge, self._stop = threading.Event(), threading.Event()
         self._thread: threading.Thread | None = None
-        self.ticks = 0
-        self.puts = 0  # declarative PUTs sent (metrics)
+        self.ticks, self.puts = 0, 0  # ticks run; declarative PUTs sent (metrics)
         self.metered: Callable[[list[EndpointState], Observation], None] = lambda states, seen: None  # usage, monitoring
         # Several control planes: a tick acts only under the epoch it began with (checked
         # before each PUT), and what it records is fenced by it in the same transaction.
         self.leadership: Any = Solo()
         self.last_tick_s: float | None = None
-        self.last_error: str | None = None
+        self.last_error: str | None = None  # the last tick's failure, if it failed
         self.ray_reachable: bool | None = None
+        self._looked, self.look_every_s = float("-inf"), 1.0  # when a standby last asked Ray (look), how often
         self.ray_error: str | None = None  # Ray's own words: operators only (they may name any application)
         self.gateway_error: str | None = None  # why the base URL's application cannot be deployed, if so
 
@@ -122,14 +121,15 @@ class Reconciler:
         return snapshot(self.db, self.cipher)
 
     @property
-    def held(self) -> dict[str, ObservedApp]:
-        """The applications on the cluster that are not Rota's, as the last tick saw them."""
+    def held(self) -> dict[str, ObservedApp]:  # not Rota's, as the last tick (or look) saw them
         return self.sharing.held
 
     def look(self) -> None:
-        """On a standby (no ticks): reachability and what is not Rota's, from one GET to Ray now."""
-        if self.leadership.epoch is not None:
+        """On a standby (no ticks): reachability and what is not Rota's, from a GET to Ray
+        (at most one a second however often it is asked)."""
+        if self.leadership.epoch is not None or time.monotonic() - self._looked < self.look_every_s:
             return
+        self._looked = time.monotonic()
         observation = self.ray.observe()
         self.ray_reachable, self.ray_error = observation.reachable, observation.error
         self.sharing.observe(observation, self.sharing.known(self.db, self.gateway) if self.sharing.active else {})

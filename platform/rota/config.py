@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     haproxy_metrics_port: int | None = None
     # How long a stopping replica stays reachable behind HAProxy before it refuses new
     # connections (Ray's default, 30 s, is sized for external load balancers).
-    serve_drain_s: float = Field(10.0, ge=0)
+    serve_drain_s: float = Field(10.0, gt=0)
     # Folders whose scripts are Ray Serve applications, os.pathsep-separated.
     serve_apps_path: str = str(DEFAULT_SERVE_APPS)
 
@@ -115,7 +115,9 @@ class Settings(BaseSettings):
     # every ``leader_renew_s``) runs the loops; a standby takes over once it lapses.
     leader_lease_s: float = Field(15.0, gt=0, le=600)
     leader_renew_s: float = Field(5.0, gt=0, le=300)
-    instance_id: str | None = Field(None, max_length=200)  # how /healthz names this process; default host:pid:random
+    instance_id: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,99}$"
+    )  # how /healthz names this process; default host:pid:random
 
     # The price book (USD per GPU- or vCPU-hour); unset: platform/rota/catalog/prices.yaml.
     prices_path: Path | None = None

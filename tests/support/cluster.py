@@ -25,7 +25,8 @@ class Cluster:
             serve_apps_path=os.pathsep.join([str(REPO / "serve_apps"), str(TEST_APPS)]),
             ray_num_cpus=4,
             # A stopping replica is held reachable 3 s, not 10: the session waits for many
-            # stops, and HAProxy on this one node drops a replica within a second.
+            # stops, and HAProxy on this one node drops a replica within a second of the
+            # reload (then retries another on a refused connection).
             serve_drain_s=3,
         )
         self.head = LocalRayHead(self.settings)

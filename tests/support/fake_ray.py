@@ -13,7 +13,7 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
-from rota.domain.errors import RayRejected, RayUnavailable
+from rota.domain.errors import RayRejected, RayTimedOut, RayUnavailable
 from rota.domain.reconcile import Observation, ObservedApp
 
 _ids = (f"r{n:05d}" for n in itertools.count())
@@ -26,6 +26,7 @@ class FakeRay:
         self.puts = 0
         self.waits: list[float | None] = []  # how long each PUT was willing to wait for Ray's answer
         self.by: list[str | None] = []  # who each PUT said it came from
+        self.answer_late = False  # the next PUT is applied, then times out on the client's side
         self.failing: dict[str, str] = {}
         self.refuse: set[str] = set()
         self.unrouted: set[str] = set()  # apps whose HTTP route is not served yet
@@ -99,6 +100,9 @@ class FakeRay:
             del replicas[target:]
             new[cfg["name"]] = {"config": cfg, "target": target, "replicas": replicas}
         self.apps = new
+        if self.answer_late:  # Ray took it; its answer came after the client gave up
+            self.answer_late = False
+            raise RayTimedOut("did not answer in time")
 
     def autoscale(self, name: str, replicas: int) -> None:
         """What Ray Serve's autoscaler would do within the bounds (e.g. to zero when idle)."""

@@ -16,12 +16,13 @@ import httpx
 SENT_BY = re.compile(r"\((?P<who>[^;]+); epoch (?P<epoch>\d+)\)")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Put:
-    at: float  # monotonic, when it reached the relay (before Ray saw it)
+    at: float  # monotonic, when it was forwarded to Ray (in the order Ray got them)
     relay: str  # which control plane's relay
     who: str
     epoch: int
+    status: int | None = None  # Ray's answer (None: none came, e.g. the relay's own timeout)
 
 
 class History:
@@ -29,9 +30,11 @@ class History:
         self.puts: list[Put] = []
         self.order = threading.Lock()  # held while a PUT is recorded and forwarded: Ray sees them in this order
 
-    def add(self, relay: str, agent: str) -> None:
+    def add(self, relay: str, agent: str) -> Put:
         m = SENT_BY.search(agent)
-        self.puts.append(Put(time.monotonic(), relay, m["who"] if m else agent, int(m["epoch"]) if m else -1))
+        put = Put(time.monotonic(), relay, m["who"] if m else agent, int(m["epoch"]) if m else -1)
+        self.puts.append(put)
+        return put
 
     def late(self) -> list[tuple[Put, Put]]:
         """PUTs that reached Ray after one of a newer epoch (a deposed leader's), each with
@@ -59,9 +62,10 @@ class Relay:
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")}
                 try:
                     if self.command == "PUT":
-                        with relay.history.order:
-                            relay.history.add(relay.name, self.headers.get("User-Agent", ""))
+                        with relay.history.order:  # recorded and forwarded at once: Ray sees them in this order
+                            put = relay.history.add(relay.name, self.headers.get("User-Agent", ""))
                             r = relay.http.request(self.command, relay.target + self.path, headers=headers, content=body)
+                            put.status = r.status_code
                     else:
                         r = relay.http.request(self.command, relay.target + self.path, headers=headers, content=body)
                 except httpx.HTTPError:

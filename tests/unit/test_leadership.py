@@ -207,6 +207,20 @@ def test_a_put_waits_no_longer_than_the_leader_may_act_and_none_goes_at_the_end(
     assert ray.puts == 2 and ray.waits[-1] == pytest.approx(10.0)
 
 
+def test_a_put_ray_took_but_answered_too_late_is_recorded_as_applied(rt, admin, ray, reconciler, db):
+    t = rt.tasks.activate(admin, make(rt, admin).id)
+    process_due(db, t.id, t.next_fire_at, "schedule", timedelta(hours=1))
+    ray.answer_late = True
+    reconciler.tick()  # timed out: Ray is asked what it runs, and it runs what was sent
+    with db.session() as s:
+        ep = s.scalar(select(EndpointRow).where(EndpointRow.name == "t1"))
+        kinds = [e.kind for e in s.scalars(select(EventRow).where(EventRow.endpoint_id == ep.id))]
+        assert ep.applied_min is not None and "deploying" in kinds
+    assert reconciler.ray_reachable is True and ray.puts == 1
+    reconciler.tick()
+    assert ray.puts == 1  # nothing left to send
+
+
 def test_a_standby_runtime_leaves_its_changes_to_the_leader_and_sends_nothing(rt, admin, db):
     other = Leadership(db, "the leader", alone=True)
     rt.leadership.candidate.alone = False  # as on PostgreSQL: it waits for the lease to lapse

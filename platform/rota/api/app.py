@@ -47,16 +47,16 @@ def create_app(settings: Settings | None = None, rt: Runtime | None = None) -> F
     @app.get("/api/v1/status", tags=["health"], summary="Ray reachability and the loops (details for admin keys)")
     def status(request: Request, who: Who) -> dict[str, Any]:
         r: Runtime = runtime(request)
-        r.reconciler.look()
+        reachable, error = r.reconciler.ray_view()
         out: dict[str, Any] = {
-            "ray": {"embedded": r.settings.embedded_ray, "reachable": r.reconciler.ray_reachable},
+            "ray": {"embedded": r.settings.embedded_ray, "reachable": reachable},
             "openai_base_url": f"{r.settings.serve_url}/v1",
             "reconciler": {"ticks": r.reconciler.ticks, "last_tick_s": r.reconciler.last_tick_s},
             "scheduler": {"last_catch_up_s": r.scheduler.last_catch_up_s},
             "leader": r.leadership.view(),
         }
         if who.admin:  # these may name any project's applications
-            out["ray"].update(dashboard=r.settings.dashboard_url, error=r.reconciler.ray_error, start_error=r.ray_start_error)
+            out["ray"].update(dashboard=r.settings.dashboard_url, error=error, start_error=r.ray_start_error)
             out["reconciler"]["last_error"] = r.reconciler.last_error
             out["gateway_error"] = r.reconciler.gateway_error
         return out

@@ -72,6 +72,10 @@ class RayUnavailable(RotaError):
     status_code = 503
 
 
+class RayTimedOut(RayUnavailable):
+    """Ray did not answer in time: what it was sent may or may not have been applied."""
+
+
 class RayRejected(RotaError):
     """Ray answered a PUT with a 4xx: the configuration itself is wrong."""
 

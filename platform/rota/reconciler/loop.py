@@ -18,20 +18,17 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from rota.crypto import Cipher
-from rota.domain.errors import RayRejected, RayUnavailable
+from rota.domain.errors import RayRejected, RayTimedOut, RayUnavailable
 from rota.domain.leadership import Solo
 from rota.domain.reconcile import Observation, ObservedApp, config_matches, decide, marked, refused, screen, why_refused
-from rota.domain.specs import AppSpec, EndpointState, endpoint_spec, settings_mark
-from rota.domain.status import EndpointStatus, Observed, Phase, Replicas, derive
-from rota.reconciler.applied import record_applied
+from rota.domain.specs import AppSpec, EndpointState, endpoint_spec
+from rota.reconciler.applied import record_applied, record_observed
 from rota.reconciler.sharing import Sharing
 from rota.reconciler.snapshot import snapshot
+from rota.reconciler.standby import Standby
 from rota.serve.client import RayServe
 from rota.services import readiness
-from rota.services.events import set_endpoint_status
 from rota.services.leadership import Deposed
 from rota.store.db import Database
 from rota.store.tables import EndpointRow, utcnow
@@ -71,7 +68,7 @@ class Reconciler:
         self.last_tick_s: float | None = None
         self.last_error: str | None = None  # the last tick's failure, if it failed
         self.ray_reachable: bool | None = None
-        self._looked, self.look_every_s = float("-inf"), 1.0  # when a standby last asked Ray (look), how often
+        self.standby = Standby(ray, self.sharing, lambda: self.sharing.known(db, gateway))
         self.ray_error: str | None = None  # Ray's own words: operators only (they may name any application)
         self.gateway_error: str | None = None  # why the base URL's application cannot be deployed, if so
 
@@ -124,19 +121,19 @@ class Reconciler:
     def held(self) -> dict[str, ObservedApp]:  # not Rota's, as the last tick (or look) saw them
         return self.sharing.held
 
-    def look(self) -> None:
-        """On a standby (no ticks): reachability and what is not Rota's, from a GET to Ray
-        (at most one a second however often it is asked)."""
-        if self.leadership.epoch is not None or time.monotonic() - self._looked < self.look_every_s:
-            return
-        self._looked = time.monotonic()
-        observation = self.ray.observe()
-        self.ray_reachable, self.ray_error = observation.reachable, observation.error
-        self.sharing.observe(observation, self.sharing.known(self.db, self.gateway) if self.sharing.active else {})
+    def held_now(self) -> dict[str, ObservedApp]:
+        """Not Rota's: as the last tick saw them; on a standby (no ticks), asked of Ray."""
+        if self.leadership.epoch is not None or not self.sharing.active:
+            return self.held
+        self.standby.look()
+        return self.standby.held
 
-    def held_now(self) -> dict[str, ObservedApp]:  # a standby's creates avoid their names too
-        self.look()
-        return self.held
+    def ray_view(self) -> tuple[bool | None, str | None]:
+        """Ray reachable, and its error: as the last tick saw it; on a standby, asked of Ray."""
+        if self.leadership.epoch is not None:
+            return self.ray_reachable, self.ray_error
+        self.standby.look()
+        return self.standby.reachable, self.standby.error
 
     def not_rotas(self, observation: Observation) -> dict[str, ObservedApp]:
         return self.sharing.not_rotas(observation, self.sharing.known(self.db, self.gateway))
@@ -162,7 +159,6 @@ class Reconciler:
         if decision.put and observation.reachable and trusted and self.sharing.may_put():
             log.info("applying %d application(s): %s", len(ok), "; ".join(decision.reasons))
             put, observation = self._apply(epoch, ok, observation, rejected, keep, known)
-            self.puts += 1
         self.ray_reachable = observation.reachable
         if (why := rejected.get(self.gateway.name) if self.gateway else None) and why != self.gateway_error:
             log.warning("the base URL cannot be deployed: %s", why)
@@ -206,19 +202,24 @@ class Reconciler:
                 # serve.run's are kept by Ray anyway; one being deleted must not come back
                 if n in keep - sent and a.deployed_config and a.source != "imperative" and a.status != "DELETING"
             ]
+            configs = [s.to_serve_config() for s in specs] + kept
             # The PUT waits no longer than this process may still act: one that would be
             # answered after the lease lapsed is given up (the next leader PUTs).
             left = self.leadership.left(epoch)
             if left < MIN_PUT_S:
                 log.warning("not PUTting: this control plane no longer leads")
                 return set(), observation
+            self.puts += 1
             try:
-                self.ray.apply(
-                    [s.to_serve_config() for s in specs] + kept,
-                    within=None if math.isinf(left) else left,
-                    by=self.leadership.signature(epoch),
-                )
+                self.ray.apply(configs, within=None if math.isinf(left) else left, by=self.leadership.signature(epoch))
                 return sent, self.ray.observe()
+            except RayTimedOut as e:  # sent, unanswered: applied if Ray runs it now
+                fresh = self.ray.observe()
+                taken = (s.name in fresh.apps and config_matches(fresh.apps[s.name].deployed_config, s) for s in specs)
+                if fresh.reachable and all(taken):
+                    return sent, fresh
+                self.ray_error = e.message
+                return set(), fresh
             except RayUnavailable as e:
                 self.ray_error = e.message
                 return set(), Observation(False, {}, e.message)
@@ -253,48 +254,6 @@ class Reconciler:
                     continue  # deleted meanwhile
                 if spec is not None and spec.name in put:
                     record_applied(s, ep, spec, st.applied, spec.name in missing, now)
-                self._record_endpoint(s, ep, st, spec, rejected.get(st.app_name), observation, now)
+                record_observed(s, ep, st, spec, rejected.get(st.app_name), observation, now)
             self.leadership.fence(s, epoch)  # last: the lease row is locked only until the commit
         readiness.watch(self.db, now)  # were ready_by windows serving at their written time?
-
-    @staticmethod
-    def _record_endpoint(
-        s: Session,
-        ep: EndpointRow,
-        st: EndpointState,
-        spec: AppSpec | None,
-        refused: str | None,
-        observation: Observation,
-        now: datetime,
-    ) -> None:
-        obs = observation.apps.get(st.app_name)
-        observed = Observed(reachable=observation.reachable, rejected=refused)
-        if observation.reachable and obs is not None:
-            observed = Observed(
-                reachable=True,
-                present=True,
-                app_status=obs.status,
-                message=obs.message or None,
-                rejected=refused,
-                config_current=spec is not None and config_matches(obs.deployed_config, spec),
-                routed=observation.routed(st.route_prefix),
-                replicas=Replicas(len(obs.running_replica_ids), obs.starting, obs.pending, obs.target_replicas, obs.stopping),
-            )
-        rolling = st.ready_generation is not None and st.generation > st.ready_generation
-        reported = Phase(st.reported_phase) if st.reported_phase else None
-        derived = derive(st.desired, st.bounds is not None, EndpointStatus(ep.status), rolling, observed, reported)
-        set_endpoint_status(s, ep, derived, now)
-        if derived.status not in EndpointStatus.starting():
-            ep.reported_phase = None  # the next start reports afresh
-        if derived.status is EndpointStatus.RUNNING:
-            ep.ready_generation = st.generation  # the generation this tick saw served, not a newer one
-        if observed.config_current or refused:  # Ray runs them, or they were refused: either is their outcome
-            ep.taken_mark = settings_mark(st.generation, st.bounds, st.cooldown_s, st.target_ongoing)
-        if observation.reachable:
-            target, ids = (obs.target_replicas, list(obs.running_replica_ids)) if obs else (None, [])
-            if (target, ids) != (ep.target_replicas, list(ep.replica_ids or [])) or ep.observed_at is None:
-                ep.target_replicas, ep.replica_ids, ep.observed_at = target, ids, now
-        if derived.status is EndpointStatus.TERMINATED:
-            s.delete(ep)  # its events stay
-        elif derived.status in (EndpointStatus.STOPPED, EndpointStatus.PENDING):
-            ep.applied_min = ep.applied_max = ep.taken_mark = None  # a start deploys afresh

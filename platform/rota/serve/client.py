@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import httpx
 
 from rota import __version__
-from rota.domain.errors import RayRejected, RayUnavailable
+from rota.domain.errors import RayRejected, RayTimedOut, RayUnavailable
 from rota.domain.reconcile import Observation, ObservedApp
 
 
@@ -46,6 +46,8 @@ class ServeClient:
         headers["User-Agent"] = f"rota/{__version__}" + (f" ({by})" if by else "")
         try:
             r = self._http.request(method, self.url, headers=headers, **kw)
+        except httpx.TimeoutException as e:
+            raise RayTimedOut(f"Ray dashboard at {self.url} did not answer in time: {type(e).__name__}") from None
         except httpx.HTTPError as e:
             raise RayUnavailable(f"Ray dashboard at {self.url} unreachable: {type(e).__name__}: {e}") from None
         if r.status_code in (401, 403):
@@ -76,10 +78,15 @@ class ServeClient:
         config: dict[str, Any] = {"http_options": self.http_options, "applications": apps}
         if self.target_capacity is not None:  # left out, Ray would reset it for every application
             config["target_capacity"] = self.target_capacity
-        self._request("PUT", by=by, json=config, timeout=self.timeout if within is None else min(self.timeout, within))
+        self._request("PUT", by=by, json=config, timeout=self.timeout if within is None else deadline(min(self.timeout, within)))
 
     def close(self) -> None:
         self._http.close()
+
+
+def deadline(seconds: float) -> httpx.Timeout:
+    """httpx times each phase on its own: shares of ``seconds`` that add up to it."""
+    return httpx.Timeout(connect=0.2 * seconds, write=0.2 * seconds, read=0.5 * seconds, pool=0.1 * seconds)
 
 
 def parse_applications(body: dict[str, Any]) -> dict[str, ObservedApp]:

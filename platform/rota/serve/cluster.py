@@ -153,8 +153,9 @@ class LocalRayHead:
             "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(base),
             "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(base / "server-state"),
             # A stopping replica is held reachable this long, then refuses connections and
-            # HAProxy retries another: it must cover the reload that removes it (well
-            # under a second here) and a failed health check (inter 5 s + fall 2 x 250 ms).
+            # HAProxy retries another (retry-on conn-failure): it covers the config reload
+            # that removes the replica (well under a second on one node); a failed health
+            # check (inter 5 s + fall 2 x 250 ms) is only the fallback.
             "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": str(self.s.serve_drain_s),
         }
 

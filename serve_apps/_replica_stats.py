@@ -2,7 +2,13 @@
 its engine's own gauges (KV cache in use, requests running and waiting in the engine),
 read from vLLM's Prometheus registry in this process, and its hardware (CPU and memory
 of the replica's processes, vLLM's engine core included; utilisation and memory of the
-GPUs Ray gave it, when there are). Best effort: a report that fails is dropped.
+GPUs in its CUDA_VISIBLE_DEVICES, when there are). Best effort: a report that fails is
+dropped. Sampled off the event loop (a thread), so streams are not held up.
+
+Limits: with tensor parallelism over Ray (tensor_parallel_size > 1) the GPU workers are
+actors of their own, not this process's children: their CPU, memory and GPUs are not in
+the figures. NVML's memory is the whole device's (replicas sharing a GPU each see all of
+it), and resident memory is summed over processes (shared pages count more than once).
 """
 
 from __future__ import annotations
@@ -17,22 +23,24 @@ from typing import Any
 
 log = logging.getLogger("ray.serve")
 
-ENGINE_GAUGES = {
-    "vllm:kv_cache_usage_perc": "kv_cache_usage",  # 0..1
-    "vllm:num_requests_running": "engine_running",
-    "vllm:num_requests_waiting": "engine_waiting",
+ENGINE_GAUGES = {  # vLLM's name -> Rota's, and how its engines' values combine
+    "vllm:kv_cache_usage_perc": ("kv_cache_usage", max),  # 0..1: the fullest engine's
+    "vllm:num_requests_running": ("engine_running", sum),
+    "vllm:num_requests_waiting": ("engine_waiting", sum),
 }
 
 
 def engine_gauges() -> dict[str, float]:
-    """vLLM's gauges in this process (summed over its engines), by Rota's names."""
+    """vLLM's gauges in this process (over its engines), by Rota's names."""
     from prometheus_client import REGISTRY
 
     out: dict[str, float] = {}
     for metric in REGISTRY.collect():
-        name = ENGINE_GAUGES.get(metric.name)
-        if name:
-            out[name] = sum(s.value for s in metric.samples if s.name == metric.name)
+        if metric.name in ENGINE_GAUGES:
+            name, combine = ENGINE_GAUGES[metric.name]
+            values = [s.value for s in metric.samples if s.name == metric.name]
+            if values:
+                out[name] = combine(values)
     return out
 
 
@@ -65,14 +73,20 @@ class Hardware:
         return {"cpu_percent": round(cpu, 1), "memory_bytes": memory, **gpus()}
 
 
+_nvml: list[Any] = []  # pynvml, once initialised
+
+
 def gpus() -> dict[str, float | None]:
-    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
     if not visible:
         return {"gpu_percent": None, "gpu_memory_bytes": None}
     try:
-        import pynvml
+        if not _nvml:
+            import pynvml
 
-        pynvml.nvmlInit()
+            pynvml.nvmlInit()
+            _nvml.append(pynvml)
+        pynvml = _nvml[0]
         handles = [
             pynvml.nvmlDeviceGetHandleByUUID(d) if d.startswith(("GPU-", "MIG-")) else pynvml.nvmlDeviceGetHandleByIndex(int(d))
             for d in visible
@@ -100,13 +114,16 @@ async def report_forever(report_url: str, token: str | None, replica: str, inter
     hardware = Hardware()
     hardware.sample()  # the first CPU figure of a process is 0: start counting now
     url, failing = stats_url(report_url), False
+
+    def report() -> None:
+        _post(url, token, {"replica": replica, **hardware.sample(), **engine_gauges()})
+
     while True:
         await asyncio.sleep(interval_s)
-        body = {"replica": replica, **hardware.sample(), **engine_gauges()}
         try:
-            await asyncio.to_thread(_post, url, token, body)
+            await asyncio.to_thread(report)
             failing = False
-        except OSError as e:  # the control plane may be restarting: the next report will do
+        except Exception as e:  # e.g. the control plane restarting: the next report will do
             if not failing:
-                log.info("could not report this replica's figures: %s", e)
+                log.info("could not report this replica's figures: %s: %s", type(e).__name__, e)
             failing = True

@@ -85,29 +85,33 @@ def test_inter_token_latency_and_the_calls_in_flight_running_or_waiting(client):
     assert (second["itl_ms"]["p50"], second["itl_ms"]["p95"]) == (100.0, 200.0)  # one token: no gap to time
 
 
+def running(client, name, replicas=1):
+    """An echo endpoint whose replicas the in-memory Ray runs (their ids, as Ray named them)."""
+    body = {"name": name, "template": "echo-chat", "routing_key": name, "scaling": {"replicas": replicas}}
+    assert client.post("/api/v1/endpoints", json=body).status_code == 201
+    client.rt.reconciler.tick()
+    client.rt.reconciler.tick()
+    return client.get(f"/api/v1/endpoints/{name}").json()["replicas"]["ids"]
+
+
 def test_what_replicas_report_of_themselves_is_in_the_series_per_step_and_per_replica(client):
-    client.post("/api/v1/endpoints", json={"name": "chat", "template": "echo-chat", "routing_key": "chat"})
-    client.post("/api/v1/endpoints", json={"name": "other", "template": "echo-chat", "routing_key": "other"})
+    a, b = running(client, "chat", 2)
+    (c,) = running(client, "other")
     clock = {"t": T0}
     client.rt.cluster.clock = lambda: datetime.fromtimestamp(clock["t"], timezone.utc)
 
     def report(t, replica, ep="chat", **figures):
         clock["t"] = t
         headers = {"Authorization": f"Bearer {token_of(client, ep)}"}
-        return client.post("/internal/v1/replica-stats", json={"replica": replica, **figures}, headers=headers)
+        r = client.post("/internal/v1/replica-stats", json={"replica": replica, **figures}, headers=headers)
+        assert r.status_code == 204, r.text
 
-    assert (
-        report(
-            T0 + 5, "a", cpu_percent=50.0, memory_bytes=1e9, kv_cache_usage=0.1, engine_running=1, engine_waiting=0
-        ).status_code
-        == 204
-    )
-    report(
-        T0 + 15, "a", cpu_percent=80.0, memory_bytes=1.1e9, kv_cache_usage=0.2, engine_running=2, engine_waiting=1
-    )  # a's last in the step
-    report(T0 + 20, "b", cpu_percent=30.0, memory_bytes=2e9, kv_cache_usage=0.5, engine_running=3, engine_waiting=0)
-    report(T0 + 70, "b", cpu_percent=10.0, memory_bytes=2e9)  # no engine figures (not a vLLM replica)
-    report(T0 + 30, "c", "other", cpu_percent=99.0, kv_cache_usage=1.0)  # the other endpoint's token: its own series only
+    report(T0 + 5, a, cpu_percent=50.0, memory_bytes=1e9, kv_cache_usage=0.1, engine_running=1, engine_waiting=0)
+    report(T0 + 15, a, cpu_percent=80.0, memory_bytes=1.1e9, kv_cache_usage=0.2, engine_running=2, engine_waiting=1)  # a's last
+    report(T0 + 17, a, cpu_percent=99.0)  # 2 s after its last: not kept (one every 5 s at most)
+    report(T0 + 20, b, cpu_percent=30.0, memory_bytes=2e9, kv_cache_usage=0.5, engine_running=3, engine_waiting=0)
+    report(T0 + 70, b, cpu_percent=10.0, memory_bytes=2e9)  # no engine figures (not a vLLM replica)
+    report(T0 + 30, c, "other", cpu_percent=99.0, kv_cache_usage=1.0)  # the other endpoint's token: its own series only
 
     def series(name):
         r = client.get(f"/api/v1/endpoints/{name}/metrics", params={"since": iso(T0), "until": iso(T0 + 120), "step": 60})
@@ -119,22 +123,26 @@ def test_what_replicas_report_of_themselves_is_in_the_series_per_step_and_per_re
     assert (first["kv_cache_usage"], first["engine_running"], first["engine_waiting"]) == (0.5, 5, 1)  # fullest; summed
     assert (second["kv_cache_usage"], second["engine_running"], second["engine_waiting"]) == (None, None, None)
     hw = {h["replica"]: h["points"] for h in s["hardware"]}
-    assert set(hw) == {"a", "b"} and [(p["cpu_percent"], p["memory_bytes"]) for p in hw["a"]] == [(80.0, 1.1e9)]
-    assert [p["cpu_percent"] for p in hw["b"]] == [30.0, 10.0] and hw["b"][0]["gpu_percent"] is None
-    assert [h["replica"] for h in series("other")["hardware"]] == ["c"]
+    assert set(hw) == {a, b} and [(p["cpu_percent"], p["memory_bytes"]) for p in hw[a]] == [(80.0, 1.1e9)]
+    assert [p["cpu_percent"] for p in hw[b]] == [30.0, 10.0] and hw[b][0]["gpu_percent"] is None
+    assert [h["replica"] for h in series("other")["hardware"]] == [c]
 
 
-def test_only_an_endpoints_own_token_reports_its_figures_and_bad_figures_name_their_field(client):
-    client.post("/api/v1/endpoints", json={"name": "chat", "template": "echo-chat", "routing_key": "chat"})
+def test_only_an_endpoints_own_token_reports_for_its_own_replicas_and_bad_figures_name_their_field(client):
+    (mine,) = running(client, "chat")
+    (theirs,) = running(client, "other")
     member = client.post("/api/v1/keys", json={"name": "m", "project": "default"}).json()["key"]
     for token in ("", client.rt.internal_token, member, client.rt.settings.admin_key_path.read_text()):
         r = client.post(
-            "/internal/v1/replica-stats", json={"replica": "a", "cpu_percent": 1.0}, headers={"Authorization": f"Bearer {token}"}
+            "/internal/v1/replica-stats", json={"replica": mine, "cpu_percent": 1.0}, headers={"Authorization": f"Bearer {token}"}
         )
         assert r.status_code == 401, (token[:6], r.text)
     ok = {"Authorization": f"Bearer {token_of(client, 'chat')}"}
     for field, value in (("kv_cache_usage", 1.5), ("cpu_percent", -1), ("replica", ""), ("endpoint_id", 2)):
-        r = client.post("/internal/v1/replica-stats", json={"replica": "a", field: value}, headers=ok)
+        r = client.post("/internal/v1/replica-stats", json={"replica": mine, field: value}, headers=ok)
         assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
-    s = client.get("/api/v1/endpoints/chat/metrics").json()
-    assert s["hardware"] == []  # nothing was stored
+    for replica in (theirs, "made-up"):  # another endpoint's replica, or none Ray runs: refused, so names cannot pile up
+        r = client.post("/internal/v1/replica-stats", json={"replica": replica, "cpu_percent": 1.0}, headers=ok)
+        assert r.status_code == 409 and r.json()["error"]["field"] == "replica", r.text
+    assert client.get("/api/v1/endpoints/chat/metrics").json()["hardware"] == []  # nothing was stored
+    assert client.get("/api/v1/endpoints/other/metrics").json()["hardware"] == []

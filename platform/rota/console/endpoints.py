@@ -88,7 +88,9 @@ def endpoint_page(
     elif tab == "monitoring":
         window = window if window in WINDOWS else "1h"
         now = datetime.now(timezone.utc)
-        context["series"] = r.monitoring.series(who, str(ep.id), now - timedelta(seconds=WINDOWS[window]), now, None)
+        series = r.monitoring.series(who, str(ep.id), now - timedelta(seconds=WINDOWS[window]), now, None)
+        context["series"] = series
+        context["gpu"] = any(p.gpu_percent is not None for h in series.hardware for p in h.points)
         context["window"], context["windows"] = window, list(WINDOWS)
     elif tab == "async":
         context["queued"] = r.invocations.requests(who, 50, endpoint_id=ep.id).data

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from rota.crypto import Cipher, digest
 from rota.domain.endpoints import Desired, Engine
-from rota.domain.errors import Forbidden, RayUnavailable
+from rota.domain.errors import Conflict, Forbidden, RayUnavailable
 from rota.domain.invocations import background_limit
 from rota.domain.reconcile import Observation, ObservedApp
 from rota.domain.specs import GATEWAY_APP, capacity
@@ -25,6 +25,8 @@ from rota.services.builds import LLM_SCRIPT
 from rota.services.events import set_endpoint_status
 from rota.store.db import Database
 from rota.store.tables import EndpointRow, ProjectRow, ReplicaStatsRow, TaskRow, utcnow
+
+STATS_EVERY_S = 5.0  # a replica reports every 10 s; more often than this is not kept
 
 
 @dataclass
@@ -102,12 +104,22 @@ class ClusterService:
 
     def report_stats(self, token: str, replica: str, figures: dict[str, float | None]) -> bool:
         """A running replica's figures (its engine's gauges, its hardware), for its own
-        endpoint only. False: no endpoint has that token."""
+        endpoint only, from a replica Ray Serve runs for it; one every ``STATS_EVERY_S`` per
+        replica is kept. False: no endpoint has that token."""
+        now = self.clock().timestamp()
         with self.db.session() as s:
-            endpoint_id = s.scalar(select(EndpointRow.id).where(EndpointRow.token_hash == digest(token)))
-            if endpoint_id is None:
+            ep = s.scalar(select(EndpointRow).where(EndpointRow.token_hash == digest(token)))
+            if ep is None:
                 return False
-            s.add(ReplicaStatsRow(endpoint_id=endpoint_id, replica=replica, at=self.clock().timestamp(), **figures))
+            if replica not in (ep.replica_ids or []):
+                raise Conflict(f"replica: {replica[:40]!r} is not one this endpoint runs (yet)", field="replica")
+            last = s.scalar(
+                select(func.max(ReplicaStatsRow.at)).where(
+                    ReplicaStatsRow.endpoint_id == ep.id, ReplicaStatsRow.replica == replica
+                )
+            )
+            if last is None or now - last >= STATS_EVERY_S:
+                s.add(ReplicaStatsRow(endpoint_id=ep.id, replica=replica, at=now, **figures))
             return True
 
     def routing_table(self, keys: list[dict[str, Any]]) -> dict[str, Any]:

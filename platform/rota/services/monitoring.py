@@ -21,6 +21,7 @@ from rota.domain.reconcile import Observation
 from rota.domain.specs import EndpointState
 from rota.services.auth import Principal
 from rota.services.endpoints import EndpointService
+from rota.services.replica_figures import ReplicaHardware, reported
 from rota.store.db import Database
 from rota.store.tables import EventRow, ReplicaSampleRow, ReplicaStatsRow, RequestLogRow
 
@@ -106,19 +107,6 @@ class Point(BaseModel):
     engine_waiting: float | None = None  # requests waiting in the engines' own queues
 
 
-class HardwarePoint(BaseModel):
-    time: datetime  # the step's start; the replica's last report in it
-    cpu_percent: float | None = None  # of one core, summed over the replica's processes
-    memory_bytes: float | None = None  # resident
-    gpu_percent: float | None = None
-    gpu_memory_bytes: float | None = None
-
-
-class ReplicaHardware(BaseModel):
-    replica: str
-    points: list[HardwarePoint]
-
-
 class TimelineEvent(BaseModel):
     time: datetime
     kind: str
@@ -133,7 +121,7 @@ class Series(BaseModel):
     points: list[Point]
     events: list[TimelineEvent]
     hardware: list[ReplicaHardware] = []  # per replica, the steps it reported in
-    truncated: bool = False  # more than MAX_ROWS calls in the window: the series are of the first
+    truncated: bool = False  # more than MAX_ROWS calls (the first are counted) or replica reports (the newest)
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -189,12 +177,12 @@ class MonitoringService:
                 )
             ).scalars()
             sampled = [(x.at, x.running, x.target, x.min, x.max) for x in samples]
-            reports = s.scalars(
+            reports = s.scalars(  # the newest, if more than a series holds
                 select(ReplicaStatsRow)
                 .where(ReplicaStatsRow.endpoint_id == ep.id, ReplicaStatsRow.at >= lo, ReplicaStatsRow.at < hi)
-                .order_by(ReplicaStatsRow.at)
-                .limit(MAX_ROWS)
-            ).all()
+                .order_by(ReplicaStatsRow.at.desc())
+                .limit(MAX_ROWS + 1)
+            ).all()[::-1]
             events = s.scalars(
                 select(EventRow)
                 .where(EventRow.endpoint_id == ep.id, EventRow.at >= since, EventRow.at < until)
@@ -248,7 +236,7 @@ class MonitoringService:
         for at, running, target, lo_b, hi_b in sorted(sampled):
             p = points[min(n - 1, int((at - lo) // step))]
             p.replicas_running, p.replicas_target, p.min_replicas, p.max_replicas = running, target, lo_b, hi_b
-        hardware = _reported(points, reports, lo, step)
+        hardware = reported(points, reports[-MAX_ROWS:], lo, step)
         return Series(
             endpoint=ep.name,
             since=since,
@@ -257,35 +245,8 @@ class MonitoringService:
             points=points,
             events=timeline,
             hardware=hardware,
-            truncated=len(calls) > MAX_ROWS,
+            truncated=len(calls) > MAX_ROWS or len(reports) > MAX_ROWS,
         )
-
-
-def _reported(points: list[Point], reports: Sequence[ReplicaStatsRow], lo: float, step: float) -> list[ReplicaHardware]:
-    """Each replica's last report in each step: the engines' gauges into ``points``, and
-    the hardware per replica."""
-    last: list[dict[str, ReplicaStatsRow]] = [{} for _ in points]
-    for r in reports:  # in time order: a later report in a step replaces the earlier
-        last[min(len(points) - 1, int((r.at - lo) // step))][r.replica] = r
-    per: dict[str, list[HardwarePoint]] = {}
-    for p, seen in zip(points, last, strict=True):
-        kv = [r.kv_cache_usage for r in seen.values() if r.kv_cache_usage is not None]
-        running = [r.engine_running for r in seen.values() if r.engine_running is not None]
-        waiting = [r.engine_waiting for r in seen.values() if r.engine_waiting is not None]
-        p.kv_cache_usage = max(kv) if kv else None
-        p.engine_running = sum(running) if running else None
-        p.engine_waiting = sum(waiting) if waiting else None
-        for replica, r in seen.items():
-            per.setdefault(replica, []).append(
-                HardwarePoint(
-                    time=p.time,
-                    cpu_percent=r.cpu_percent,
-                    memory_bytes=r.memory_bytes,
-                    gpu_percent=r.gpu_percent,
-                    gpu_memory_bytes=r.gpu_memory_bytes,
-                )
-            )
-    return [ReplicaHardware(replica=k, points=v) for k, v in sorted(per.items())]
 
 
 def _in_flight(counts: list[int], start: float, end: float, lo: float, step: float) -> None:

@@ -269,9 +269,6 @@ class ReplicaSampleRow(Base):
     max: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
-__all__ = ["DEFAULT_PROJECT_ID", "Base", "UTCDateTime", "utcnow"]  # re-exported: every service imports them from here
-
-
 class ReplicaStatsRow(Base):
     """What an endpoint replica reported of itself (``serve_apps/_replica_stats.py``):
     its engine's gauges and its hardware, every ten seconds, kept a day."""
@@ -290,3 +287,6 @@ class ReplicaStatsRow(Base):
     kv_cache_usage: Mapped[float | None] = mapped_column(Float, nullable=True)  # 0..1
     engine_running: Mapped[float | None] = mapped_column(Float, nullable=True)
     engine_waiting: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+__all__ = ["DEFAULT_PROJECT_ID", "Base", "UTCDateTime", "utcnow"]  # re-exported: every service imports them from here

@@ -102,14 +102,19 @@ def test_a_restart_on_a_fresh_home_directory_restarts_no_replica(servers, cluste
     assert r.status_code == 201, r.text
     before = wait_endpoint(first, "kept", lambda e: e["status"] == "RUNNING" and e["converged"], what="RUNNING")
 
-    def replica_ids() -> dict[str, list[str]]:
+    def replica_ids() -> dict[str, list[str]] | None:
+        """Each application's replicas, once all of them run (an earlier test's gateway
+        may still be rolling to this server's: one starting, one stopping)."""
         apps = cluster.applications()
-        return {
-            name: sorted(r["replica_id"] for d in apps[name]["deployments"].values() for r in d["replicas"])
+        listed = {
+            name: [r for d in apps[name]["deployments"].values() for r in d["replicas"]]
             for name in (f"ep-{before['id']}", "rota-gateway")
         }
+        if any(r["state"] != "RUNNING" for rs in listed.values() for r in rs):
+            return None
+        return {name: sorted(r["replica_id"] for r in rs) for name, rs in listed.items()}
 
-    ids = replica_ids()
+    ids = wait_until(replica_ids, 60, what="every replica running")
     assert all(ids.values()), ids
     last_event = first.api.get("/events").json()[-1]["id"]
     first.stop()
@@ -122,7 +127,7 @@ def test_a_restart_on_a_fresh_home_directory_restarts_no_replica(servers, cluste
     wait_until(lambda: second.health()["reconciler"]["ticks"] >= ticks + 5, 60, what="five reconciler ticks")
     after = second.api.get("/endpoints/kept").json()
     assert (after["status"], after["converged"], after["replicas"]["ids"]) == ("RUNNING", True, before["replicas"]["ids"])
-    assert replica_ids() == ids
+    assert wait_until(replica_ids, 60, what="every replica running") == ids
     since = [e["kind"] for e in second.api.get("/events", params={"after_id": last_event}).json()]
     assert "deploying" not in since and "status" not in since, since
     assert not (fresh / "internal_token").exists() and not (fresh / "secret_key").exists()

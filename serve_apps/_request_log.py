@@ -228,10 +228,15 @@ class Recorder:
             self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def _loop(self) -> None:
+        """Send on a fixed beat: a slow send does not push the next one back, so a record
+        waits at most ``interval_s`` before it is on its way."""
+        due = time.monotonic()
         while True:
-            await asyncio.sleep(self.interval_s)
+            due += self.interval_s
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
             while self.buffer and await self.flush():
                 pass
+            due = max(due, time.monotonic() - self.interval_s)  # after a long outage: no burst of catch-up beats
 
     async def drain(self, timeout_s: float = 10.0) -> None:
         """Send what is waiting (the replica is going away), for at most ``timeout_s``."""

@@ -5,27 +5,14 @@ log, and none twice."""
 import threading
 import time
 import uuid
-from collections import Counter
 
 import httpx
 import pytest
 
-from support.endpoints import TEST_TEMPLATES, wait_endpoint, wait_routed
+from support.endpoints import TEST_TEMPLATES, logged_ids, wait_endpoint, wait_routed
 from support.procs import free_port, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def logged_ids(srv) -> Counter:
-    ids: Counter = Counter()
-    cursor = None
-    while True:
-        params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
-        page = srv.api.get("/requests", params=params).json()
-        ids.update(r["request_id"] for r in page["data"])
-        cursor = page["next_cursor"]
-        if not cursor:
-            return ids
 
 
 def test_records_of_calls_answered_while_the_control_plane_was_down_arrive_once(servers, cluster, tmp_path, full):

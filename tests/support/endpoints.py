@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import httpx
 
 from support.procs import REPO, RotaServer, wait_until
@@ -75,3 +77,16 @@ def logged_request(server: RotaServer, request_id: str, timeout: float = 15, key
         return r.json() if r.status_code == 200 else None
 
     return wait_until(check, timeout, interval=0.3, what=f"request {request_id} in the request log")
+
+
+def logged_ids(server: RotaServer) -> Counter:
+    """How many times each request id is in the request log (every page of it)."""
+    ids: Counter = Counter()
+    cursor = None
+    while True:
+        params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
+        page = server.api.get("/requests", params=params).json()
+        ids.update(r["request_id"] for r in page["data"])
+        cursor = page["next_cursor"]
+        if not cursor:
+            return ids

@@ -172,6 +172,33 @@ def test_records_wait_for_a_control_plane_that_is_away_within_a_bound_and_go_onc
     asyncio.run(run())
 
 
+def test_records_are_sent_on_a_fixed_beat_that_a_slow_send_does_not_push_back(monkeypatch):
+    """A gateway crash loses at most one beat of records: the next send is due one
+    interval after the last was due, not one interval after a slow send ended."""
+    mod = __import__(gateway.Recorder.__module__)
+    clock = {"t": 0.0}
+    waits, sends = [], []
+
+    async def sleep(d):
+        waits.append(round(d, 6))
+        clock["t"] += d
+        if len(waits) == 6:
+            raise asyncio.CancelledError
+        rec.buffer.append({"record_id": str(len(waits))})  # a call answered since the last beat
+
+    async def ship(records, dropped):
+        sends.append(round(clock["t"], 6))
+        clock["t"] += 2.5 if len(sends) == 4 else 0.3  # a slow control plane, stalled once
+
+    monkeypatch.setattr(mod.time, "monotonic", lambda: clock["t"])
+    monkeypatch.setattr(mod.asyncio, "sleep", sleep)
+    rec = gateway.Recorder(ship, interval_s=1.0)
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(rec._loop())
+    assert sends == [1.0, 2.0, 3.0, 4.0, 6.5]  # on the beat; after the stall at once, then on a new beat
+    assert waits == [1.0, 0.7, 0.7, 0.7, 0.0, 0.7]
+
+
 def test_the_gateway_ships_its_records_to_the_control_plane_in_the_background():
     with running_gateway(log_interval_s=0.05) as gw:
         chat(gw)

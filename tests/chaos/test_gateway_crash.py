@@ -1,0 +1,88 @@
+"""The gateway's replica is SIGKILLed while calls flow through the base URL: Ray Serve
+replaces it, calls are answered again, and the request log lost at most the records of
+calls answered in the last beat before the kill (records are sent once a second); none
+is logged twice."""
+
+import os
+import signal
+import threading
+import time
+import uuid
+
+import httpx
+import pytest
+
+from rota.domain.specs import GATEWAY_APP
+from support.endpoints import TEST_TEMPLATES, logged_ids, wait_endpoint, wait_routed
+from support.procs import wait_until
+
+pytestmark = pytest.mark.integration
+
+BEAT_S = 1.0  # the gateway's log_interval_s (its default)
+SEND_S = 0.5  # a batch's way to the control plane and into the store, on a busy 2-core machine
+
+
+def test_a_gateway_crash_loses_at_most_the_last_beat_of_request_records(servers, cluster, full):
+    srv = servers(ROTA_TEMPLATES_PATH=str(TEST_TEMPLATES))
+    r = srv.api.post("/endpoints", json={"name": "steady", "template": "echo-chat", "routing_key": "steady"})
+    assert r.status_code == 201, r.text
+    wait_endpoint(srv, "steady", lambda e: e["status"] == "RUNNING", what="RUNNING")
+    key = srv.admin_key
+    wait_routed(cluster.serve_url, key, "steady")
+
+    answered: list[tuple[str, float]] = []  # (request id, when its answer was whole)
+    failed: list[float] = []
+    stop = threading.Event()
+
+    def load():
+        with httpx.Client(timeout=30) as http:
+            while not stop.is_set():
+                rid = f"crash-{uuid.uuid4().hex}"
+                try:
+                    resp = http.post(
+                        f"{cluster.serve_url}/v1/chat/completions",
+                        json={"model": "steady", "messages": [{"role": "user", "content": "x"}]},
+                        headers={"Authorization": f"Bearer {key}", "x-request-id": rid},
+                    )
+                except httpx.HTTPError:
+                    failed.append(time.monotonic())
+                    continue
+                if resp.status_code == 200:
+                    answered.append((rid, time.monotonic()))
+                else:
+                    failed.append(time.monotonic())
+                    time.sleep(0.05)
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for th in threads:
+        th.start()
+    time.sleep(5 if full else 3)
+    gateway = cluster.applications()[GATEWAY_APP]["deployments"]["Gateway"]["replicas"]
+    victim = next(x for x in gateway if x["state"] == "RUNNING")
+    killed_at = time.monotonic()
+    os.kill(victim["pid"], signal.SIGKILL)
+    before = len(answered)
+
+    def replaced():
+        running = [
+            x for x in cluster.applications()[GATEWAY_APP]["deployments"]["Gateway"]["replicas"] if x["state"] == "RUNNING"
+        ]
+        return running and victim["replica_id"] not in {x["replica_id"] for x in running}
+
+    wait_until(replaced, 120, 0.5, "the gateway's replica replaced")
+    wait_until(lambda: len(answered) > before + 20, 60, 0.5, "calls answered again")
+    time.sleep(5 if full else 2)
+    stop.set()
+    for th in threads:
+        th.join(60)
+
+    wait_until(lambda: {rid for rid, t in answered if t > killed_at} <= set(logged_ids(srv)), 60, what="later calls logged")
+    counts = logged_ids(srv)
+    lost = [(rid, killed_at - t) for rid, t in answered if counts[rid] == 0]
+    assert all(ago <= BEAT_S + SEND_S for _, ago in lost), f"lost records of calls answered well before the kill: {lost}"
+    assert [rid for rid, _ in answered if counts[rid] > 1] == []
+    after = [t for t in failed if t > killed_at + 1]
+    print(
+        f"{len(answered)} calls answered, {len(failed)} failed ({len(after)} over 1 s after the kill); "
+        f"{len(lost)} records lost, answered {max((a for _, a in lost), default=0):.2f} s before the kill at most"
+    )

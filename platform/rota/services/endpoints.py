@@ -33,7 +33,7 @@ from rota.domain.names import by_id_or_name
 from rota.domain.reconcile import ObservedApp
 from rota.domain.status import EndpointStatus, Phase
 from rota.services import Hooks, merge, merge_env, views
-from rota.services.async_queue import EMPTY_QUEUE, queues
+from rota.services.async_depths import EMPTY_QUEUE, queues
 from rota.services.auth import Principal
 from rota.services.builds import Build, Builder, llm_defaults
 from rota.services.coldstarts import ReadyBy, cold_start

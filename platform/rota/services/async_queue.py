@@ -29,7 +29,7 @@ from rota.services.async_store import BATCH_OPEN, DAY_S, OPEN, QUEUED, RUNNING, 
 from rota.services.batch_loader import BatchLoader
 from rota.services.deliveries import Deliveries, mark_due
 from rota.store.async_tables import AsyncRequestRow, BatchRow, FileRow
-from rota.store.tables import EndpointRow, ProjectRow
+from rota.store.names import endpoint_names
 
 NOT_NOW_S = 0.5  # an endpoint without room is asked again this much later
 
@@ -274,9 +274,5 @@ class AsyncQueue(Deliveries):
         if not d:
             return {}
         with self.db.session() as s:
-            rows = s.execute(
-                select(EndpointRow.id, ProjectRow.name, EndpointRow.name)
-                .join(ProjectRow, ProjectRow.id == EndpointRow.project_id)
-                .where(EndpointRow.id.in_(list(d)))
-            ).all()
-        return {(project, name): d[ep] for ep, project, name in rows}
+            names = endpoint_names(s, d)
+        return {named: d[ep] for ep, named in names.items()}

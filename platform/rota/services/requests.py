@@ -29,6 +29,7 @@ from rota.domain.requests import (
 )
 from rota.services.auth import Principal
 from rota.store.db import Database
+from rota.store.names import endpoint_names
 from rota.store.tables import EndpointRow, ProjectRow, RequestLogRow
 from rota.telemetry import Telemetry
 
@@ -97,11 +98,7 @@ class RequestLogService:
         ids = {r.endpoint_id for r in records if r.endpoint_id is not None}
         projects = {r.project_id for r in records if r.project_id is not None}
         out: dict[int | None, tuple[str, str]] = {}
-        if ids:
-            stmt = select(EndpointRow.id, ProjectRow.name, EndpointRow.name).join(
-                ProjectRow, ProjectRow.id == EndpointRow.project_id
-            )
-            out |= {i: (p, e) for i, p, e in s.execute(stmt.where(EndpointRow.id.in_(ids))).all()}
+        out.update(endpoint_names(s, ids).items())
         if projects:
             out |= {-i: (n, "") for i, n in s.execute(select(ProjectRow.id, ProjectRow.name).where(ProjectRow.id.in_(projects)))}
         return out

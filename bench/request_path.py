@@ -17,7 +17,13 @@ concurrency 8 >= 0.95x (base URL) and >= 0.98x (prefix), at 32 >= 0.9x (base URL
 p50 at concurrency 1 at most +3 ms. Cold start (bare vLLM launch -> first token vs Rota
 endpoint create -> first token through the base URL) is alternated as well, ratio <= 1.2.
 
+Then the request log's cost: the base URL with it on vs off (``ROTA_REQUEST_LOG``), on a
+Rota whose Ray cluster is started apart (the control plane restarts to switch, the
+endpoint's replica keeps running, the gateway rolls), alternated on/off, off/on, ...:
+at most +0.3 ms TTFT p50 at concurrency 1, and no throughput lost at 8 (>= 0.98x).
+
     .venv/bin/python bench/request_path.py [--rounds 6] [--levels 1,8,32] [--requests 256]
+    .venv/bin/python bench/request_path.py --rounds 0 --cold 0 --logging-rounds 4   # the request log's cost only
 
 MODEL=<dir or HF id> benchmarks that model instead of a generated tiny one.
 """
@@ -36,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -48,7 +54,7 @@ sys.path.insert(0, str(REPO / "tests"))  # free-port and process helpers shared 
 sys.path.insert(0, str(REPO / "bench"))
 
 from common import embedded_rota, table, write_result  # noqa: E402
-from support.procs import free_port, wait_until  # noqa: E402
+from support.procs import RotaServer, free_port, wait_until  # noqa: E402
 
 MAX_MODEL_LEN = 256
 INPUT_LEN, OUTPUT_LEN = 64, 32
@@ -62,6 +68,10 @@ TARGETS = {  # (path, concurrency, figure) -> bound
     ("prefix", 1, "ttft_p50_delta_ms"): 3.0,
 }
 COLD_TARGET = 1.2
+# The request log's cost on the base URL, vs the same path with it off: at most +0.3 ms TTFT
+# p50 at concurrency 1, and no throughput at 8 (within the noise of a round: >= 0.98x).
+LOG_TTFT_TARGET_MS = 0.3
+LOG_THROUGHPUT_TARGET = 0.98
 KEPT = (  # from vLLM's result, per run
     "completed",
     "failed",
@@ -177,6 +187,113 @@ def cold_rota(up: dict[str, Any], model: str, i: int) -> float:
     return took
 
 
+@contextlib.contextmanager
+def switchable_rota(model: str) -> Iterator[tuple[Callable[[bool], None], dict[str, Any]]]:
+    """Rota with one endpoint ``tiny`` on a Ray cluster started apart from it, so the
+    control plane can restart with the request log on or off (``ROTA_REQUEST_LOG``) while
+    the endpoint's replica keeps running: (a function that sets the request log and waits
+    for the gateway to roll to it, what the runs need)."""
+    from support.cluster import Cluster
+
+    root = Path(tempfile.mkdtemp(prefix="rota-bench-log-", dir="/tmp"))
+    cluster = Cluster(root)
+    cluster.start()
+    home = root / "rota"
+    env = {**cluster.server_env(), "ROTA_PORT": str(free_port()), "ROTA_LOG_LEVEL": "WARNING"}
+    state: dict[str, Any] = {"on": True, "server": RotaServer(home, {**env, "ROTA_REQUEST_LOG": "true"})}
+
+    def gateway_replicas() -> set[str]:
+        gw = cluster.applications().get("rota-gateway", {}).get("deployments", {}).get("Gateway", {})
+        return {r["replica_id"] for r in gw.get("replicas", []) if r["state"] == "RUNNING"}
+
+    def set_request_log(on: bool) -> None:
+        if on == state["on"]:
+            return
+        before = gateway_replicas()
+        state["server"].stop()
+        state["server"] = RotaServer(home, {**env, "ROTA_REQUEST_LOG": str(on).lower()}).start(120)
+        state["on"] = on
+        wait_until(lambda: (now := gateway_replicas()) and not now & before, 300, 0.5, "the gateway rolled")
+        first_token_at(f"{cluster.serve_url}/v1/chat/completions", "tiny", state["server"].admin_key, 120)
+
+    try:
+        srv = state["server"].start(120)
+        wait_until(lambda: srv.health()["ray"]["reachable"], 300, 1, "Ray")
+        srv.api.post("/endpoints", json=endpoint_body("tiny", model)).raise_for_status()
+        wait_until(lambda: srv.api.get("/endpoints/tiny").json()["status"] == "RUNNING", 900, 0.5, "Rota endpoint")
+        first_token_at(f"{cluster.serve_url}/v1/chat/completions", "tiny", srv.admin_key, 120)
+        yield set_request_log, {"base": cluster.serve_url, "state": state}
+    finally:
+        state["server"].stop(120)
+        cluster.stop()
+
+
+def logged_calls(state: dict[str, Any]) -> int:
+    """Calls in the request log so far (every page)."""
+    n, cursor = 0, None
+    while True:
+        page = state["server"].api.get("/requests", params={"limit": 1000, **({"cursor": cursor} if cursor else {})}).json()
+        n += len(page["data"])
+        if not (cursor := page["next_cursor"]):
+            return n
+
+
+def logging_ab(model: str, rounds: int, levels: list[int], requests: int, requests_c1: int) -> dict[str, Any]:
+    """The base URL with the request log on vs off, interleaved (on/off, off/on, ...),
+    every level in each round; each run's figures, and per level the median over rounds
+    of on - off (TTFT p50) and on / off (output tokens/s)."""
+    runs: list[dict[str, Any]] = []
+    with switchable_rota(model) as (set_request_log, up):
+        for rnd in range(rounds):
+            for on in (True, False) if rnd % 2 == 0 else (False, True):
+                set_request_log(on)
+                for c in levels:
+                    before = logged_calls(up["state"])
+                    n = requests_c1 if c == 1 else requests
+                    run = {"round": rnd, "request_log": on, "concurrency": c}
+                    run |= vllm_bench(up["base"], model, c, n, up["state"]["server"].admin_key)
+                    time.sleep(2.5)  # the gateway sends its records every second
+                    run["logged"] = logged_calls(up["state"]) - before
+                    runs.append(run)
+                    print(
+                        f"logging round {rnd} {'on ' if on else 'off'} c={c:<3} {run['output_throughput']:8.1f} tok/s "
+                        f"TTFT p50 {run['median_ttft_ms']:7.2f} ms; {run['logged']} calls logged",
+                        flush=True,
+                    )
+    summary = []
+    for c in levels:
+        pairs = [
+            (
+                next(r for r in runs if r["round"] == rnd and r["concurrency"] == c and r["request_log"] is on)
+                for on in (True, False)
+            )
+            for rnd in range(rounds)
+        ]
+        deltas = [a["median_ttft_ms"] - b["median_ttft_ms"] for a, b in pairs]
+        ratios = [a["output_throughput"] / b["output_throughput"] for a, b in pairs]
+        row = {
+            "concurrency": c,
+            "ttft_p50_delta_ms_per_round": deltas,
+            "ttft_p50_delta_ms": statistics.median(deltas),
+            "throughput_ratio_per_round": ratios,
+            "throughput_ratio": statistics.median(ratios),
+        }
+        if c == 1:
+            row["target"] = {
+                "figure": "ttft_p50_delta_ms",
+                "bound": LOG_TTFT_TARGET_MS,
+                "met": row["ttft_p50_delta_ms"] <= LOG_TTFT_TARGET_MS,
+            }
+        elif c == 8:
+            row["target"] = {
+                "figure": "throughput_ratio",
+                "bound": LOG_THROUGHPUT_TARGET,
+                "met": row["throughput_ratio"] >= LOG_THROUGHPUT_TARGET,
+            }
+        summary.append(row)
+    return {"runs": runs, "summary": summary}
+
+
 def summarize(runs: list[dict[str, Any]], levels: list[int]) -> list[dict[str, Any]]:
     """Per path and concurrency: each round's ratio to bare (same round), and the medians."""
     rows = []
@@ -211,6 +328,10 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=256, help="requests per run at concurrency > 1")
     ap.add_argument("--requests-c1", type=int, default=64, help="requests per run at concurrency 1 (TTFT)")
     ap.add_argument("--cold", type=int, default=3, help="cold starts of each kind, alternated (0: none)")
+    ap.add_argument(
+        "--logging-rounds", type=int, default=3, help="rounds of the base URL with the request log on vs off (0: none)"
+    )
+    ap.add_argument("--logging-levels", default="1,8")
     ap.add_argument("--label", default="", help="a name for this run, kept in the JSON (e.g. the commit)")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "request_path.json"))
     a = ap.parse_args()
@@ -222,6 +343,12 @@ def main() -> int:
         model = str(make_tiny(Path(tempfile.mkdtemp(prefix="rota-bench-model-", dir="/tmp")) / "tiny"))
     print(f"model {model}; {a.rounds} interleaved rounds; levels {levels}; {a.requests} requests per run", flush=True)
 
+    runs, cold = abc(a, model, levels) if a.rounds or a.cold else ([], [])
+    return finish(a, model, levels, runs, cold)
+
+
+def abc(a: argparse.Namespace, model: str, levels: list[int]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Bare vLLM, the endpoint's prefix and the base URL, interleaved; then the cold starts."""
     runs: list[dict[str, Any]] = []
     cold: list[dict[str, Any]] = []
     with bare_vllm(model) as (bare_url, _), rota(model) as up:
@@ -252,8 +379,15 @@ def main() -> int:
                     took = cold_rota(up, model, i)
                 cold.append({"i": i, "kind": kind, "to_first_token_s": took})
                 print(f"cold start {i} {kind}: {took:.1f} s", flush=True)
+    return runs, cold
 
-    summary = summarize(runs, levels)
+
+def finish(a: argparse.Namespace, model: str, levels: list[int], runs: list[dict[str, Any]], cold: list[dict[str, Any]]) -> int:
+    """The request log's A/B (its own Rota, after the A/B/C part has stopped its own), then
+    the JSON and the tables."""
+    log_levels = [int(x) for x in a.logging_levels.split(",")]
+    logging = logging_ab(model, a.logging_rounds, log_levels, a.requests, a.requests_c1) if a.logging_rounds else {}
+    summary = summarize(runs, levels) if runs else []
     cold_summary: dict[str, Any] = {}
     if cold:
         med = {k: statistics.median(x["to_first_token_s"] for x in cold if x["kind"] == k) for k in ("bare", "rota")}
@@ -273,11 +407,12 @@ def main() -> int:
         "summary": summary,
         "cold_starts": cold,
         "cold_start": cold_summary,
+        "request_log": logging,
     }
     out = write_result(a.out, result)
 
     rows = [["path", "conc", "tok/s per round", "ratio per round", "median ratio", "TTFT p50 Δ ms (median)", "target"]]
-    for c in levels:
+    for c in levels if runs else []:
         bare = [f"{r['output_throughput']:.0f}" for r in runs if r["path"] == "bare" and r["concurrency"] == c]
         rows.append(["bare vLLM", str(c), " / ".join(bare), "", "", "", ""])
         for s in (s for s in summary if s["concurrency"] == c):
@@ -294,7 +429,44 @@ def main() -> int:
                     verdict,
                 ]
             )
-    print(table(rows))
+    if runs:
+        print(table(rows))
+    if logging:
+        rows = [
+            [
+                "request log",
+                "conc",
+                "tok/s on / off per round",
+                "on/off median",
+                "TTFT p50 on - off ms per round",
+                "median",
+                "target",
+            ]
+        ]
+        for row in logging["summary"]:
+            c = row["concurrency"]
+            pairs = [
+                " / ".join(
+                    f"{r['output_throughput']:.0f}"
+                    for on in (True, False)
+                    for r in logging["runs"]
+                    if r["round"] == rnd and r["concurrency"] == c and r["request_log"] is on
+                )
+                for rnd in range(a.logging_rounds)
+            ]
+            t = row.get("target")
+            rows.append(
+                [
+                    "base URL",
+                    str(c),
+                    ", ".join(pairs),
+                    f"x{row['throughput_ratio']:.3f}",
+                    " / ".join(f"{x:+.2f}" for x in row["ttft_p50_delta_ms_per_round"]),
+                    f"{row['ttft_p50_delta_ms']:+.2f}",
+                    f"{t['figure']} {'met' if t['met'] else 'NOT met'} ({t['bound']})" if t else "",
+                ]
+            )
+        print(table(rows))
     if cold_summary:
         m = cold_summary["median_s"]
         print(

@@ -88,6 +88,7 @@ class GatewayConfig(BaseModel):
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="larger request bodies get a 413")
     content_max_bytes: int = Field(16_384, ge=0, description="prompt/answer kept per call where content logging is on")
     log_interval_s: float = Field(1.0, gt=0, description="request records are sent this often")
+    request_log: bool = Field(True, description="False: no request records (no usage asked of streams, answers not read)")
 
 
 def error(
@@ -253,11 +254,12 @@ class GatewayApp:
             try:
                 response = await handler(request, call)
             except BaseException:  # e.g. the caller left while its endpoint woke up
-                self._record(call.record(499, "client_closed_request"))
+                if self.cfg.request_log:
+                    self._record(call.record(499, "client_closed_request"))
                 raise
             if given is None:  # Ray Serve's ingress gives every request one, and returns it itself
                 response.headers["x-request-id"] = call.request_id
-            if not isinstance(response, Relay):
+            if self.cfg.request_log and not isinstance(response, Relay):
                 self._record(call.record(response.status_code, getattr(response, "error_code", None)))
             return response
 
@@ -271,7 +273,10 @@ class GatewayApp:
 
     def _record(self, record: dict[str, Any]) -> None:
         """Keep a record; calls no project was found for (a wrong key) at most
-        ``UNATTRIBUTED_PER_S`` a second, so a flood of them cannot push out everyone's."""
+        ``UNATTRIBUTED_PER_S`` a second, so a flood of them cannot push out everyone's;
+        none with the request log off."""
+        if not self.cfg.request_log:
+            return
         if record["project_id"] is None:
             now = time.monotonic()
             if now - self._unattributed[0] >= 1.0:
@@ -437,8 +442,9 @@ class GatewayApp:
         if not await self.admission.enter(name, limit):
             message = f"endpoint {model!r} is at capacity ({ep['max_concurrency']} requests in flight); retry later"
             return error(429, message, "rate_limit_exceeded", "rate_limit_error", retry_after=1)
-        body = self._usage_on_streams(call, ep, parsed, body)
-        if ep.get("content_logging") and self.cfg.content_max_bytes:
+        if self.cfg.request_log:
+            body = self._usage_on_streams(call, ep, parsed, body)
+        if self.cfg.request_log and ep.get("content_logging") and self.cfg.content_max_bytes:
             call.content_max = self.cfg.content_max_bytes
             call.request_content = body[: call.content_max].decode("utf-8", "replace")
         call.queue_ms = call.ms()
@@ -455,6 +461,8 @@ class GatewayApp:
             return error(
                 429, f"endpoint {model!r} is at capacity; retry later", "rate_limit_exceeded", "rate_limit_error", retry_after=1
             )
+        if not self.cfg.request_log:  # the answer's bytes straight through
+            return Relay(upstream, None, lambda: self.admission.leave(name))
         tap = Tap(call, upstream.status, upstream.headers.get("content-type", ""), upstream.headers.get(REPLICA_HEADER))
 
         def done() -> None:
@@ -529,9 +537,10 @@ class Relay(StreamingResponse):
     whatever happens, the client going away before the first byte included (a
     generator's own ``finally`` would never run then)."""
 
-    def __init__(self, upstream: Any, tap: Tap, done: Callable[[], None]):
+    def __init__(self, upstream: Any, tap: Tap | None, done: Callable[[], None]):
         headers = {k: v for k, v in upstream.headers.items() if k.lower() in PASS_BACK}
-        super().__init__(tap.relay(upstream.content.iter_any()), status_code=upstream.status, headers=headers)
+        chunks = upstream.content.iter_any()
+        super().__init__(tap.relay(chunks) if tap else chunks, status_code=upstream.status, headers=headers)
         self.upstream, self.done = upstream, done
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:

@@ -120,6 +120,18 @@ def test_usage_is_asked_for_without_losing_what_the_body_said(gw):
     assert null["stream_options"] == marked["stream_options"] == {"include_usage": True}
 
 
+def test_with_the_request_log_off_answers_pass_through_untouched_and_nothing_is_recorded():
+    with running_gateway(request_log=False) as gw:
+        gw.upstream.replies = [stream_reply()]
+        body = {"model": "chat", "messages": [], "stream": True}
+        r = chat(gw, json=body)
+        assert json.loads(gw.upstream.bodies[0]) == body  # no usage asked for
+        assert r.content == b"".join(stream_reply()[2]) and r.headers["x-request-id"]  # every byte, as sent
+        assert chat(gw, json={"model": "nope", "messages": []}).status_code == 404
+        assert records(gw) == [] and gw.app.recorder._task is None
+        assert not any(gw.app.admission.inflight.values())  # the slot of the stream given back
+
+
 def test_a_stream_whose_caller_asked_for_usage_keeps_it(gw):
     gw.upstream.replies = [stream_reply()]
     body = {"model": "chat", "messages": [], "stream": True, "stream_options": {"include_usage": True}}

@@ -8,7 +8,7 @@ CPU := $(VENV)/.rota-cpu
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-cpu console chromium postgres images images-push manifests lint test test-unit test-integration test-e2e ready-by demo server bench bench-request-path bench-triggers bench-api bench-console bench-fire-applied bench-overload bench-request-log bench-gateway-scaleout bench-ray-idle bench-async chaos clean
+.PHONY: help install install-cpu console chromium postgres prometheus images images-push manifests lint test test-unit test-integration test-e2e ready-by demo server bench bench-request-path bench-triggers bench-api bench-console bench-fire-applied bench-overload bench-request-log bench-gateway-scaleout bench-ray-idle bench-async chaos clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-17s %s\n", $$1, $$2}'
@@ -55,6 +55,10 @@ postgres: ## Install PostgreSQL's server if missing (its tests start a throwaway
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
 
+prometheus: ## Install Prometheus from the distribution if missing (a test reads an endpoint's series from a throwaway one)
+	@command -v prometheus >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null)
+
 # Images and manifests: versions come from pyproject.toml (images/render.py), the tag
 # defaults to the commit (git describe: a rebuild gets a new tag, so nodes pull it),
 # REGISTRY (e.g. ghcr.io/acme) prefixes the names.
@@ -80,13 +84,13 @@ lint: $(BASE) ## ruff (lint and format check) and mypy (strict on domain/)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint $(CPU) postgres console chromium ## Run lint, then every test: unit (the console in headless Chromium too), integration (real Ray Serve, SQLite, PostgreSQL), e2e (real vLLM), chaos (small)
+test: lint $(CPU) postgres prometheus console chromium ## Run lint, then every test: unit (the console in headless Chromium too), integration (real Ray Serve, SQLite, PostgreSQL, Prometheus), e2e (real vLLM), chaos (small)
 	$(BIN)/python -m pytest -q tests $(PYTEST_ARGS)
 
 test-unit: $(BASE) ## Run the unit tests only (fast, no Ray cluster)
 	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)
 
-test-integration: $(BASE) postgres ## Run the integration tests (a real local Ray Serve)
+test-integration: $(BASE) postgres prometheus ## Run the integration tests (a real local Ray Serve)
 	$(BIN)/python -m pytest -q tests/integration $(PYTEST_ARGS)
 
 test-e2e: $(CPU) console chromium ## Run the end-to-end tests (real vLLM on the CPU)

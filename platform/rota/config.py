@@ -123,9 +123,17 @@ class Settings(BaseSettings):
     prices_path: Path | None = None
 
     # Request logs: kept this many days unless a project says otherwise; pruned this often.
+    # False: the gateway keeps no record of calls (no request log; the base URL's series empty).
+    request_log: bool = True
     request_log_retention_days: int = Field(30, ge=1, le=3650)
     request_log_prune_interval_s: float = Field(3600.0, gt=0)
     request_content_max_bytes: int = Field(16_384, ge=0, le=65_536)  # per prompt or answer, with content logging on
+
+    # Monitoring: with a Prometheus that scrapes this control plane's /metrics, an
+    # endpoint's series are read from it (PromQL) instead of the control plane's own store.
+    prometheus_url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
+    prometheus_token_path: Path | None = None  # a bearer token for it, read at each query
+    prometheus_timeout_s: float = Field(5.0, gt=0, le=60)
 
     # Async invocations and batches (/v1/async, /v1/files, /v1/batches at the base URL)
     async_retention_days: int = Field(7, ge=1, le=365)  # requests, results and files are kept this long

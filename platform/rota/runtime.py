@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from datetime import timedelta
 
 from rota.catalog import load_catalog
@@ -36,7 +37,8 @@ from rota.services.events import EventService
 from rota.services.invocations import InvocationService
 from rota.services.leadership import Leadership, identity
 from rota.services.logs import LogService
-from rota.services.monitoring import MonitoringService, ReplicaSampler, counts
+from rota.services.monitoring import Counts, MonitoringService, ReplicaSampler, counts
+from rota.services.prometheus import Prometheus
 from rota.services.requests import RequestLogService
 from rota.services.suggestions import SuggestionService
 from rota.services.tasks import TaskService
@@ -44,7 +46,7 @@ from rota.services.usage import UsageMeter, UsageService, load_prices
 from rota.services.webhook_secrets import WebhookSecrets
 from rota.store.db import Database
 from rota.store.single import sqlite_path
-from rota.telemetry import AsyncCollector, StateCollector, Telemetry
+from rota.telemetry import AsyncCollector, ReplicaCollector, StateCollector, Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,7 @@ class Runtime:
             settings.request_content_max_bytes,
             (settings.gateway_min_replicas, settings.gateway_max_replicas),
             settings.gateway_target_ongoing,
+            settings.request_log,
         )
         self.reconciler = Reconciler(
             self.db,
@@ -153,7 +156,14 @@ class Runtime:
         self.suggestions = SuggestionService(self.db, self.endpoints, self.usage, self.tasks.ready)
         self.meter = UsageMeter(self.db)
         self.sampler = ReplicaSampler(self.db)
-        self.monitoring = MonitoringService(self.db, self.endpoints)
+        self._seen: tuple[float, dict[int, Counts]] = (0.0, {})
+        self.telemetry.watch(ReplicaCollector(self.db, self._last_seen, lambda: self.leadership.leading))
+        prometheus = (
+            Prometheus(settings.prometheus_url, settings.prometheus_timeout_s, settings.prometheus_token_path)
+            if settings.prometheus_url
+            else None
+        )
+        self.monitoring = MonitoringService(self.db, self.endpoints, prometheus)
         self.reconciler.metered = self._metered
         self.ray_start_error: str | None = None
 
@@ -162,10 +172,16 @@ class Runtime:
         busy store) is logged and never holds the reconciler back."""
         try:
             seen = counts(states, observation)
+            self._seen = (time.time(), seen)
             self.meter.observe({ep: c.holding for ep, c in seen.items()})
             self.sampler.observe(seen)
         except Exception:
             log.exception("metering replicas failed; the next look counts on")
+
+    def _last_seen(self) -> dict[int, Counts]:
+        """The replicas of the reconciler's last look at Ray, if it was in the last minute."""
+        at, seen = self._seen
+        return seen if time.time() - at < 60 else {}
 
     def start(self) -> None:
         self.db.migrate(self.cipher)

@@ -8,6 +8,7 @@ start at zero with the process, as Prometheus expects of a restart.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -21,7 +22,8 @@ from rota.domain.endpoints import Desired
 from rota.domain.requests import GatewayRecord
 from rota.services.task_queries import readiness
 from rota.store.db import Database
-from rota.store.tables import EndpointRow, ProjectRow, RunRow, TaskRow
+from rota.store.names import endpoint_names
+from rota.store.tables import EndpointRow, ProjectRow, ReplicaStatsRow, RunRow, TaskRow
 
 LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 WAKE = (1, 5, 10, 30, 60, 120, 300, 600, 1200)
@@ -194,6 +196,66 @@ class AsyncCollector(Collector):
         yield CounterMetricFamily("rota_async_sent", "Async sends that got an answer", value=d.sent)
         yield CounterMetricFamily("rota_async_recorded", "Async requests done (recorded once)", value=d.recorded)
         yield CounterMetricFamily("rota_async_stale", "Answers that came after their lease lapsed (not recorded)", value=d.stale)
+
+
+REPORT_FRESH_S = 30.0  # a replica reports every 10 s: an older report is of one that is gone
+REPLICA_GAUGES = (  # (series, doc, the report's field)
+    ("rota_replica_kv_cache_usage", "The engine's KV cache in use, 0..1", "kv_cache_usage"),
+    ("rota_replica_cpu_percent", "CPU of one core, summed over the replica's processes", "cpu_percent"),
+    ("rota_replica_memory_bytes", "Resident memory of the replica's processes", "memory_bytes"),
+    ("rota_replica_gpu_percent", "GPU utilisation of the replica's GPUs", "gpu_percent"),
+    ("rota_replica_gpu_memory_bytes", "GPU memory in use on the replica's GPUs", "gpu_memory_bytes"),
+)
+
+
+class ReplicaCollector(Collector):
+    """Each endpoint's replicas as the reconciler last saw them (running, target and the
+    bounds in force), and what each replica last reported of itself: on the leader only
+    (it is the one that looks at Ray), so several control planes never count one twice."""
+
+    def __init__(
+        self,
+        db: Database,
+        seen: Callable[[], dict[int, Any]],
+        leading: Callable[[], bool],
+        clock: Callable[[], float] = time.time,
+    ):
+        self.db, self.seen, self.leading, self.clock = db, seen, leading, clock
+
+    def collect(self) -> Iterable[Any]:
+        labels = ["project", "endpoint"]
+        replicas = GaugeMetricFamily(
+            "rota_endpoint_replicas", "Replicas running and targeted, and the bounds in force", labels=[*labels, "state"]
+        )
+        engine = GaugeMetricFamily(
+            "rota_replica_engine_requests", "Requests the engine runs and holds waiting", labels=[*labels, "replica", "state"]
+        )
+        gauges = [GaugeMetricFamily(name, doc, labels=[*labels, "replica"]) for name, doc, _ in REPLICA_GAUGES]
+        if self.leading():
+            seen = self.seen()
+            with self.db.session() as s:
+                reports = s.scalars(
+                    select(ReplicaStatsRow)
+                    .where(ReplicaStatsRow.at >= self.clock() - REPORT_FRESH_S)
+                    .order_by(ReplicaStatsRow.at)
+                ).all()
+                last = {(r.endpoint_id, r.replica): r for r in reports}  # the newest of each replica
+                names = endpoint_names(s, set(seen) | {ep for ep, _ in last})
+            for ep, c in seen.items():
+                if ep in names:
+                    for state in ("running", "target", "min", "max"):
+                        if (v := getattr(c, state)) is not None:
+                            replicas.add_metric([*names[ep], state], v)
+            for (ep, replica), r in last.items():
+                if ep not in names:
+                    continue
+                for g, (_, _, field) in zip(gauges, REPLICA_GAUGES, strict=True):
+                    if (v := getattr(r, field)) is not None:
+                        g.add_metric([*names[ep], replica], v)
+                for state, v in (("running", r.engine_running), ("waiting", r.engine_waiting)):
+                    if v is not None:
+                        engine.add_metric([*names[ep], replica, state], v)
+        yield from (replicas, engine, *gauges)
 
 
 def _gauge(name: str, doc: str, label: str, rows: Iterable[Any]) -> GaugeMetricFamily:

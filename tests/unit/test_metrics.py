@@ -1,9 +1,10 @@
 """``/metrics``: the control plane's and the base URL's series, as Prometheus reads them."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from unit.test_logs import token_of
 from unit.test_request_log_api import ingest, record
 
 
@@ -95,6 +96,11 @@ def test_every_series_the_grafana_dashboard_charts_is_one_rota_exports(client, c
     test_fires_their_lateness_and_the_state_of_tasks_and_endpoints(client, clock)
     ep = client.get("/api/v1/endpoints/chat").json()
     ingest(client, [record(endpoint_id=ep["id"], ttft_ms=5.0, wake_ms=10.0, input_tokens=1, output_tokens=1)])
+    client.rt.cluster.clock = lambda: datetime.now(timezone.utc)  # a replica's report, as it is sent now
+    figures = {"cpu_percent": 1.0, "memory_bytes": 1.0, "gpu_percent": 1.0, "gpu_memory_bytes": 1.0, "kv_cache_usage": 0.1}
+    report = {"replica": ep["replicas"]["ids"][0], **figures, "engine_running": 1, "engine_waiting": 0}
+    headers = {"Authorization": f"Bearer {token_of(client, 'chat')}"}
+    assert client.post("/internal/v1/replica-stats", json=report, headers=headers).status_code == 204
     exported = {re.sub(r"_(bucket|count|sum)$", "", name) for name, _ in scrape(client)}
     dashboard = json.loads((REPO / "docs" / "grafana" / "rota.json").read_text())
     charted = {

@@ -7,6 +7,7 @@ events on the same timeline."""
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -21,9 +22,12 @@ from rota.domain.reconcile import Observation
 from rota.domain.specs import EndpointState
 from rota.services.auth import Principal
 from rota.services.endpoints import EndpointService
+from rota.services.prometheus import Prometheus, PrometheusError
 from rota.services.replica_figures import ReplicaHardware, reported
 from rota.store.db import Database
 from rota.store.tables import EventRow, ReplicaSampleRow, ReplicaStatsRow, RequestLogRow
+
+log = logging.getLogger(__name__)
 
 MAX_POINTS = 2000
 MAX_ROWS = 100_000  # request records read for one series (the first of a busier window)
@@ -122,6 +126,8 @@ class Series(BaseModel):
     events: list[TimelineEvent]
     hardware: list[ReplicaHardware] = []  # per replica, the steps it reported in
     truncated: bool = False  # more than MAX_ROWS calls (the first are counted) or replica reports (the newest)
+    source: str = "store"  # "prometheus": read from ROTA_PROMETHEUS_URL (calls in flight and ITL from the request log)
+    source_error: str | None = None  # Prometheus did not answer: the store's figures instead
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -143,6 +149,7 @@ def default_step(window_s: float) -> float:
 class MonitoringService:
     db: Database
     endpoints: EndpointService
+    prometheus: Prometheus | None = None
 
     def series(self, who: Principal, ref: str, since: datetime, until: datetime, step_s: float | None) -> Series:
         if until <= since:
@@ -237,6 +244,14 @@ class MonitoringService:
             p = points[min(n - 1, int((at - lo) // step))]
             p.replicas_running, p.replicas_target, p.min_replicas, p.max_replicas = running, target, lo_b, hi_b
         hardware = reported(points, reports[-MAX_ROWS:], lo, step)
+        source, source_error = "store", None
+        if self.prometheus:
+            try:
+                hardware = self.prometheus.fill(points, ep.project, ep.name, (lo, hi), step, ep.created_at.timestamp())
+                source = "prometheus"
+            except PrometheusError as e:
+                source_error = f"Prometheus did not answer ({e}): the figures are the control plane's own"
+                log.warning("monitoring: %s", source_error)
         return Series(
             endpoint=ep.name,
             since=since,
@@ -246,6 +261,8 @@ class MonitoringService:
             events=timeline,
             hardware=hardware,
             truncated=len(calls) > MAX_ROWS or len(reports) > MAX_ROWS,
+            source=source,
+            source_error=source_error,
         )
 
 

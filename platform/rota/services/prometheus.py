@@ -1,0 +1,179 @@
+"""An endpoint's monitoring series read from a Prometheus that scrapes the control plane's
+``/metrics`` (``ROTA_PROMETHEUS_URL``), instead of from the control plane's own store.
+
+Each figure of a step [t - step, t) is one PromQL expression evaluated at t over the
+window (``/api/v1/query_range``):
+
+- calls by status, latency and TTFT quantiles, tokens: what the counters and histograms
+  the control plane keeps of the request records (``rota_gateway_*``) gained in the step.
+  The gain is the counter now minus the counter a step before, not ``increase()``, which
+  extrapolates to the step's edges and would make 9 calls 10; a counter that restarted
+  (a control plane restart) counts from zero. Calls are counted in the step their record
+  reached the control plane (up to a second after the call ended). Quantiles come from
+  the histograms' buckets, interpolated as Prometheus does (``histogram_quantile``).
+- replicas running and targeted and the bounds in force, the engines' KV cache and
+  queues, and each replica's hardware: the last value in the step of the leader's gauges
+  (``rota_endpoint_replicas``, ``rota_replica_*``).
+
+Calls in flight at a step's end and inter-token latency need each call's own times: they
+still come from the request log.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+
+from rota.services.replica_figures import HardwarePoint, ReplicaHardware
+
+if TYPE_CHECKING:
+    from rota.services.monitoring import Point
+
+Result = list[tuple[dict[str, str], list[tuple[float, float]]]]  # (labels, [(time, value)]) per series
+HARDWARE = {  # HardwarePoint's field -> series
+    "cpu_percent": "rota_replica_cpu_percent",
+    "memory_bytes": "rota_replica_memory_bytes",
+    "gpu_percent": "rota_replica_gpu_percent",
+    "gpu_memory_bytes": "rota_replica_gpu_memory_bytes",
+}
+
+
+class PrometheusError(Exception):
+    pass
+
+
+def label(value: str) -> str:
+    """A PromQL string literal: the value quoted, its backslashes, quotes and line breaks escaped."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def queries(project: str, endpoint: str, step_s: float) -> dict[str, str]:
+    """The PromQL of every figure, for one endpoint and step."""
+    sel = f"{{project={label(project)},endpoint={label(endpoint)}}}"
+    window = f"{max(1, round(step_s * 1000))}ms"
+
+    def gained(metric: str) -> str:
+        now, before = f"{metric}{sel}", f"{metric}{sel} offset {window}"
+        return f"((({now} - {before}) >= 0) or {now})"
+
+    def last(metric: str) -> str:
+        return f"last_over_time({metric}{sel}[{window}])"
+
+    def quantile(q: float, histogram: str) -> str:
+        return f"histogram_quantile({q}, sum by (le) ({gained(histogram + '_bucket')}))"
+
+    out = {
+        "calls": f"sum by (code) ({gained('rota_gateway_requests_total')})",
+        "tokens": f"sum by (direction) ({gained('rota_gateway_tokens_total')})",
+        "replicas": f"max by (state) ({last('rota_endpoint_replicas')})",
+        "kv": f"max({last('rota_replica_kv_cache_usage')})",
+        "engine": f"sum by (state) ({last('rota_replica_engine_requests')})",
+    }
+    for q in (0.5, 0.95, 0.99):
+        out[f"latency_p{round(q * 100)}"] = quantile(q, "rota_gateway_request_duration_seconds")
+    for q in (0.5, 0.95):
+        out[f"ttft_p{round(q * 100)}"] = quantile(q, "rota_gateway_time_to_first_token_seconds")
+    for field, metric in HARDWARE.items():
+        out[field] = f"max by (replica) ({last(metric)})"
+    return out
+
+
+@dataclass
+class Prometheus:
+    url: str
+    timeout_s: float = 5.0
+    token_path: Path | None = None  # a bearer token, read at each query (so it can be rotated)
+
+    def query_range(self, query: str, start: float, end: float, step: float) -> Result:
+        headers = {"Authorization": f"Bearer {self.token_path.read_text().strip()}"} if self.token_path else {}
+        try:
+            r = httpx.get(
+                f"{self.url.rstrip('/')}/api/v1/query_range",
+                params={"query": query, "start": start, "end": end, "step": step},
+                headers=headers,
+                timeout=self.timeout_s,
+            )
+            body = r.json()
+        except (httpx.HTTPError, ValueError) as e:
+            raise PrometheusError(f"{type(e).__name__}: {e}") from None
+        if r.status_code != 200 or body.get("status") != "success":
+            raise PrometheusError(f"{r.status_code}: {body.get('error') or r.text[:200]}")
+        return [(x["metric"], [(float(t), float(v)) for t, v in x["values"]]) for x in body["data"]["result"] if x.get("values")]
+
+    def fill(
+        self, points: Sequence[Point], project: str, endpoint: str, window: tuple[float, float], step: float, since: float
+    ) -> list[ReplicaHardware]:
+        """Lay Prometheus' figures on ``points`` (step i ends at lo + (i + 1) * step), left
+        empty before ``since`` (an earlier endpoint of that name); the hardware per replica."""
+        lo = window[0]
+        todo = queries(project, endpoint, step)
+        end = lo + len(points) * step
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            futures = {k: pool.submit(self.query_range, q, lo + step, end, step) for k, q in todo.items()}
+            results = {k: f.result() for k, f in futures.items()}
+        return apply(points, results, window, step, since)
+
+
+def _at(results: Result, lo: float, step: float, n: int, since: float) -> list[list[tuple[dict[str, str], float]]]:
+    """Per step, each series' value at its end (NaN left out)."""
+    out: list[list[tuple[dict[str, str], float]]] = [[] for _ in range(n)]
+    for labels, values in results:
+        for t, v in values:
+            i = round((t - lo) / step) - 1
+            if 0 <= i < n and t > since and not math.isnan(v):
+                out[i].append((labels, v))
+    return out
+
+
+def apply(
+    points: Sequence[Point], results: dict[str, Result], window: tuple[float, float], step: float, since: float
+) -> list[ReplicaHardware]:
+    """Prometheus' figures on ``points`` (the request log's calls in flight and inter-token
+    latency are left as they are), and each replica's hardware."""
+    (lo, hi), n = window, len(points)
+
+    def at(key: str) -> list[list[tuple[dict[str, str], float]]]:
+        return _at(results.get(key, []), lo, step, n, since)
+
+    def single(key: str) -> list[float | None]:
+        return [vals[0][1] if vals else None for vals in at(key)]
+
+    calls, tokens, replicas, engine = at("calls"), at("tokens"), at("replicas"), at("engine")
+    kv = single("kv")
+    quantiles = {k: single(k) for k in ("latency_p50", "latency_p95", "latency_p99", "ttft_p50", "ttft_p95")}
+    for i, p in enumerate(points):
+        width = min(step, hi - (lo + i * step))  # the last step may be shorter
+        by_code = [(int(labels.get("code", "0") or 0), round(v)) for labels, v in calls[i]]
+        total = sum(v for _, v in by_code)
+        client = sum(v for code, v in by_code if 400 <= code < 500)
+        server = sum(v for code, v in by_code if code >= 500)
+        p.requests, p.requests_per_s = total, round(total / width, 6)
+        p.ok, p.client_errors, p.server_errors = total - client - server, client, server
+        p.error_rate = round((client + server) / total, 6) if total else None
+        ms = {k: (None if (x := v[i]) is None else round(x * 1000, 3)) for k, v in quantiles.items()}
+        p.latency_ms.p50, p.latency_ms.p95, p.latency_ms.p99 = ms["latency_p50"], ms["latency_p95"], ms["latency_p99"]
+        p.ttft_ms.p50, p.ttft_ms.p95 = ms["ttft_p50"], ms["ttft_p95"]
+        toks = {labels.get("direction"): v for labels, v in tokens[i]}
+        p.input_tokens_per_s = round(toks.get("input", 0.0) / width, 6)
+        p.output_tokens_per_s = round(toks.get("output", 0.0) / width, 6)
+        states = {labels.get("state"): round(v) for labels, v in replicas[i]}
+        p.replicas_running, p.replicas_target = states.get("running"), states.get("target")
+        p.min_replicas, p.max_replicas = states.get("min"), states.get("max")
+        p.kv_cache_usage = kv[i]
+        queued = {labels.get("state"): v for labels, v in engine[i]}
+        p.engine_running, p.engine_waiting = queued.get("running"), queued.get("waiting")
+    per: dict[str, dict[int, HardwarePoint]] = {}
+    for field in HARDWARE:
+        for i, vals in enumerate(at(field)):
+            for labels, v in vals:
+                replica = labels.get("replica", "")
+                hp = per.setdefault(replica, {}).setdefault(i, HardwarePoint(time=points[i].time))
+                setattr(hp, field, v)
+    return [ReplicaHardware(replica=r, points=[steps[i] for i in sorted(steps)]) for r, steps in sorted(per.items())]

@@ -1,15 +1,18 @@
 """The console's long-lived responses: live status over server-sent events (the status
-block sent again each time what it shows changes, looked at every second), the log
-tail, and the limits on how many of them a key, a project and the process hold open.
-Each stops once its session is over (signed out, key revoked)."""
+block sent again each time what it shows changes; one look at the store a second serves
+every stream of the process), the log tail, and the limits on how many of them a key, a
+project and the process hold open. Each stops once its session is over (signed out, key
+revoked: checked every few seconds)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
+import weakref
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -19,9 +22,10 @@ from rota.api.streaming import SSE, HeldStream, Once
 from rota.console.session import Session
 from rota.console.web import SignInRequired, Who, rt, session, still_valid, templates
 from rota.domain.endpoints import EndpointPublic
-from rota.domain.errors import Busy, NotFound
+from rota.domain.errors import Busy
 from rota.services.auth import Principal
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/console")
 EVERY_S = 1.0
 KEEPALIVE_S = 15
@@ -53,7 +57,68 @@ class Limit:
                 self._open[k] -= 1
 
 
-status_streams = Limit("status streams", per_key=16, per_project=64, total=256)
+# A status stream costs a slot in the hub below, not a read of its own: the process holds many.
+status_streams = Limit("status streams", per_key=16, per_project=64, total=1024)
+
+
+class StatusHub:
+    """Every status stream of this process served by one look at the store a second: the
+    watched endpoints are read in one query and each stream is woken with its own. The
+    look runs while anyone watches."""
+
+    def __init__(self, every_s: float = EVERY_S) -> None:
+        self.every_s = every_s
+        self.watched: Counter[int] = Counter()
+        self.latest: dict[int, EndpointPublic | None] = {}  # None: gone
+        self.looks = 0
+        self._looked: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def follow(
+        self, endpoint_id: int, read: Callable[[list[int]], dict[int, EndpointPublic]]
+    ) -> AsyncGenerator[EndpointPublic | None, None]:
+        """The endpoint after each look (None once it is gone), until the caller stops."""
+        self.watched[endpoint_id] += 1
+        if self._looked is None:
+            self._looked = asyncio.Event()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._look(read))
+        try:
+            while True:
+                await self._looked.wait()
+                if endpoint_id in self.latest:  # not when it began watching during that look
+                    yield self.latest[endpoint_id]
+        finally:
+            self.watched[endpoint_id] -= 1
+            if not self.watched[endpoint_id]:
+                del self.watched[endpoint_id]
+                self.latest.pop(endpoint_id, None)
+
+    async def _look(self, read: Callable[[list[int]], dict[int, EndpointPublic]]) -> None:
+        try:
+            while self.watched:
+                ids = list(self.watched)
+                try:
+                    seen = await run_in_threadpool(read, ids)
+                except Exception:  # a busy store: the streams wait for the next look
+                    log.exception("status streams: reading the endpoints failed")
+                else:
+                    self.looks += 1
+                    self.latest.update({i: seen.get(i) for i in ids})
+                    looked, self._looked = self._looked, asyncio.Event()
+                    assert looked is not None
+                    looked.set()
+                await asyncio.sleep(self.every_s)
+        finally:
+            self._task = None
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, StatusHub] = weakref.WeakKeyDictionary()
+
+
+def hub() -> StatusHub:
+    """The hub of the running event loop (a server has one; tests start several)."""
+    return _hubs.setdefault(asyncio.get_running_loop(), StatusHub())
 
 
 def sse(event: str, html: str) -> str:
@@ -67,20 +132,28 @@ def status_block(ep: EndpointPublic) -> str:
 @router.get("/endpoints/{ref}/status/stream")
 async def status_stream(request: Request, ref: str, who: Who) -> StreamingResponse:
     r, signed_in = rt(request), session(request)
-    await run_in_threadpool(r.endpoints.get, who, ref)  # a 404 before the stream starts
+    ep = await run_in_threadpool(r.endpoints.get, who, ref)  # a 404 before the stream starts
     status_streams.admit(who)
     release = Once(lambda: status_streams.release(who))
 
     async def events() -> AsyncIterator[str]:
-        last, quiet = "", 0
+        last, quiet, checked = status_block(ep), 0, time.monotonic()
+        yield sse("status", last)
+        looks = hub().follow(ep.id, r.endpoints.statuses)
         try:
-            while not await request.is_disconnected():
-                try:
-                    await run_in_threadpool(still_valid, request, signed_in)
-                    html = status_block(await run_in_threadpool(r.endpoints.get, who, ref))
-                except (NotFound, SignInRequired):
+            async for seen in looks:
+                if await request.is_disconnected():
+                    return
+                if time.monotonic() - checked > RECHECK_S:  # signed out, or the key revoked
+                    checked = time.monotonic()
+                    try:
+                        await run_in_threadpool(still_valid, request, signed_in)
+                    except SignInRequired:
+                        seen = None
+                if seen is None:
                     yield sse("gone", "")
                     return
+                html = status_block(seen)
                 if html != last:
                     last, quiet = html, 0
                     yield sse("status", html)
@@ -88,8 +161,8 @@ async def status_stream(request: Request, ref: str, who: Who) -> StreamingRespon
                     quiet += 1
                     if quiet % KEEPALIVE_S == 0:
                         yield ": keep-alive\n\n"
-                await asyncio.sleep(EVERY_S)
         finally:
+            await looks.aclose()
             release()
 
     return HeldStream(events(), release, **SSE)

@@ -7,7 +7,7 @@ status (``rota.domain.status.derive`` does). Another project's endpoint is a 404
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,16 +17,7 @@ from sqlalchemy.orm import Session
 
 from rota.config import Settings
 from rota.crypto import Cipher, digest
-from rota.domain.endpoints import (
-    ROLLING_FIELDS,
-    SOURCE_FIELDS,
-    Desired,
-    EndpointCreate,
-    EndpointKind,
-    EndpointPublic,
-    EndpointUpdate,
-    Scaling,
-)
+from rota.domain.endpoints import ROLLING_FIELDS, Desired, EndpointCreate, EndpointKind, EndpointPublic, EndpointUpdate, Scaling
 from rota.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from rota.domain.events import EventKind
 from rota.domain.names import by_id_or_name
@@ -72,6 +63,12 @@ class EndpointService:
         out = views.endpoint(ep, project, self.settings.serve_url, owner)
         out.async_queue = queues(s, self.clock().timestamp(), [ep.id]).get(ep.id, dict(EMPTY_QUEUE))
         return out
+
+    def statuses(self, ids: Sequence[int]) -> dict[int, EndpointPublic]:
+        """Endpoints by id in one read, for streams that checked access (missing: gone)."""
+        with self.db.session() as s:
+            rows = s.scalars(select(EndpointRow).where(EndpointRow.id.in_(list(ids)))).all()
+            return {ep.id: views.endpoint(ep, "", self.settings.serve_url, None) for ep in rows}
 
     def get(self, who: Principal, ref: str | int) -> EndpointPublic:
         with self.db.session() as s:
@@ -250,17 +247,7 @@ class EndpointService:
 
     def as_create(self, ep: EndpointRow) -> dict[str, Any]:
         """The endpoint as the request that would create it (secrets decrypted)."""
-        out: dict[str, Any] = {
-            "name": ep.name,
-            "routing_key": ep.routing_key,
-            "scaling": ep.scaling,
-            "engine": ep.engine or {},
-            "async_invocations": ep.async_settings or {},
-            "env": self.cipher.decrypt_map(ep.env or {}),
-        }
-        renamed = {"hf_model_repo": ep.model, "model_path": ep.model, "args": ep.args or {}, "resources": ep.resources or {}}
-        out.update({k: renamed[k] if k in renamed else getattr(ep, k) for k in SOURCE_FIELDS[EndpointKind(ep.kind)]})
-        return {k: v for k, v in out.items() if v is not None}
+        return views.as_create(ep, self.cipher.decrypt_map(ep.env or {}))
 
     def _set_desired(self, who: Principal, ref: str | int, desired: Desired, kind: EventKind, message: str) -> EndpointPublic:
         now = self.clock()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 from itertools import islice
+from typing import Any
 
 from rota.domain.coldstart import ColdStartStats, early_note
 from rota.domain.endpoints import (
     MASK,
+    SOURCE_FIELDS,
     AsyncSettings,
     Desired,
     EndpointBrief,
@@ -25,6 +27,21 @@ from rota.domain.tasks import FireTime, Readiness, RunPublic, ScheduleEntry, Tas
 from rota.store.tables import EndpointRow, RunRow, TaskRow
 
 _EPS = timedelta(microseconds=1)
+
+
+def as_create(ep: EndpointRow, env: dict[str, str]) -> dict[str, Any]:
+    """The endpoint as the request that would create it (``env``: its values decrypted)."""
+    out: dict[str, Any] = {
+        "name": ep.name,
+        "routing_key": ep.routing_key,
+        "scaling": ep.scaling,
+        "engine": ep.engine or {},
+        "async_invocations": ep.async_settings or {},
+        "env": env,
+    }
+    renamed = {"hf_model_repo": ep.model, "model_path": ep.model, "args": ep.args or {}, "resources": ep.resources or {}}
+    out.update({k: renamed[k] if k in renamed else getattr(ep, k) for k in SOURCE_FIELDS[EndpointKind(ep.kind)]})
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def bounds(ep: EndpointRow) -> Bounds | None:

@@ -53,7 +53,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # free-port and process helpers shared with the tests
 sys.path.insert(0, str(REPO / "bench"))
 
-from common import embedded_rota, table, write_result  # noqa: E402
+import relay_cpu  # noqa: E402
+from common import cpu_s, embedded_rota, table, write_result  # noqa: E402
 from support.procs import RotaServer, free_port, wait_until  # noqa: E402
 
 MAX_MODEL_LEN = 256
@@ -202,9 +203,17 @@ def switchable_rota(model: str) -> Iterator[tuple[Callable[[bool], None], dict[s
     env = {**cluster.server_env(), "ROTA_PORT": str(free_port()), "ROTA_LOG_LEVEL": "WARNING"}
     state: dict[str, Any] = {"on": True, "server": RotaServer(home, {**env, "ROTA_REQUEST_LOG": "true"})}
 
-    def gateway_replicas() -> set[str]:
+    def gateway() -> dict[str, int]:
+        """The gateway's running replicas: id -> pid."""
         gw = cluster.applications().get("rota-gateway", {}).get("deployments", {}).get("Gateway", {})
-        return {r["replica_id"] for r in gw.get("replicas", []) if r["state"] == "RUNNING"}
+        return {r["replica_id"]: r["pid"] for r in gw.get("replicas", []) if r["state"] == "RUNNING"}
+
+    def gateway_replicas() -> set[str]:
+        return set(gateway())
+
+    def gateway_pid() -> int:
+        (pid,) = gateway().values()
+        return pid
 
     def set_request_log(on: bool) -> None:
         if on == state["on"]:
@@ -222,7 +231,7 @@ def switchable_rota(model: str) -> Iterator[tuple[Callable[[bool], None], dict[s
         srv.api.post("/endpoints", json=endpoint_body("tiny", model)).raise_for_status()
         wait_until(lambda: srv.api.get("/endpoints/tiny").json()["status"] == "RUNNING", 900, 0.5, "Rota endpoint")
         first_token_at(f"{cluster.serve_url}/v1/chat/completions", "tiny", srv.admin_key, 120)
-        yield set_request_log, {"base": cluster.serve_url, "state": state}
+        yield set_request_log, {"base": cluster.serve_url, "state": state, "gateway_pid": gateway_pid}
     finally:
         state["server"].stop(120)
         cluster.stop()
@@ -248,22 +257,32 @@ def logging_ab(model: str, rounds: int, levels: list[int], requests: int, reques
             for on in (True, False) if rnd % 2 == 0 else (False, True):
                 set_request_log(on)
                 for c in levels:
-                    before = logged_calls(up["state"])
+                    before, pid = logged_calls(up["state"]), up["gateway_pid"]()
                     n = requests_c1 if c == 1 else requests
                     run = {"round": rnd, "request_log": on, "concurrency": c}
+                    control = up["state"]["server"].proc.pid
+                    cpu0, control0 = cpu_s(pid), cpu_s(control)
                     run |= vllm_bench(up["base"], model, c, n, up["state"]["server"].admin_key)
-                    time.sleep(2.5)  # the gateway sends its records every second
+                    time.sleep(2.5)  # the gateway sends its records every second: the last ones stored too
+                    # CPU per measured request (warm-ups and the idle wait alike in both modes) of the
+                    # gateway replica, and of the control plane (which stores the records it sends).
+                    run["gateway_cpu_ms_per_request"] = (cpu_s(pid) - cpu0) * 1000 / n
+                    run["control_plane_cpu_ms_per_request"] = (cpu_s(control) - control0) * 1000 / n
                     run["logged"] = logged_calls(up["state"]) - before
+                    if (run["logged"] >= n) != on or (not on and run["logged"]):
+                        raise RuntimeError(f"request log {'on' if on else 'off'}, yet {run['logged']} of {n} calls logged")
                     runs.append(run)
                     print(
                         f"logging round {rnd} {'on ' if on else 'off'} c={c:<3} {run['output_throughput']:8.1f} tok/s "
-                        f"TTFT p50 {run['median_ttft_ms']:7.2f} ms; {run['logged']} calls logged",
+                        f"TTFT p50 {run['median_ttft_ms']:7.2f} ms; CPU per request: gateway "
+                        f"{run['gateway_cpu_ms_per_request']:.3f} ms, control plane {run['control_plane_cpu_ms_per_request']:.3f} ms; "
+                        f"{run['logged']} calls logged",
                         flush=True,
                     )
     summary = []
     for c in levels:
         pairs = [
-            (
+            tuple(
                 next(r for r in runs if r["round"] == rnd and r["concurrency"] == c and r["request_log"] is on)
                 for on in (True, False)
             )
@@ -271,12 +290,18 @@ def logging_ab(model: str, rounds: int, levels: list[int], requests: int, reques
         ]
         deltas = [a["median_ttft_ms"] - b["median_ttft_ms"] for a, b in pairs]
         ratios = [a["output_throughput"] / b["output_throughput"] for a, b in pairs]
+        cpu = [a["gateway_cpu_ms_per_request"] - b["gateway_cpu_ms_per_request"] for a, b in pairs]
+        control = [a["control_plane_cpu_ms_per_request"] - b["control_plane_cpu_ms_per_request"] for a, b in pairs]
         row = {
             "concurrency": c,
             "ttft_p50_delta_ms_per_round": deltas,
             "ttft_p50_delta_ms": statistics.median(deltas),
             "throughput_ratio_per_round": ratios,
             "throughput_ratio": statistics.median(ratios),
+            "gateway_cpu_ms_per_request_delta_per_round": cpu,
+            "gateway_cpu_ms_per_request_delta": statistics.median(cpu),
+            "control_plane_cpu_ms_per_request_delta_per_round": control,
+            "control_plane_cpu_ms_per_request_delta": statistics.median(control),
         }
         if c == 1:
             row["target"] = {
@@ -387,6 +412,8 @@ def finish(a: argparse.Namespace, model: str, levels: list[int], runs: list[dict
     the JSON and the tables."""
     log_levels = [int(x) for x in a.logging_levels.split(",")]
     logging = logging_ab(model, a.logging_rounds, log_levels, a.requests, a.requests_c1) if a.logging_rounds else {}
+    if logging:  # what the request log adds to the gateway's own work, which the runs above cannot resolve
+        logging["relay_cpu"] = relay_cpu.measure(a.logging_rounds, 3000)
     summary = summarize(runs, levels) if runs else []
     cold_summary: dict[str, Any] = {}
     if cold:
@@ -440,6 +467,7 @@ def finish(a: argparse.Namespace, model: str, levels: list[int], runs: list[dict
                 "on/off median",
                 "TTFT p50 on - off ms per round",
                 "median",
+                "CPU ms/request on - off (median): gateway, control plane",
                 "target",
             ]
         ]
@@ -463,10 +491,16 @@ def finish(a: argparse.Namespace, model: str, levels: list[int], runs: list[dict
                     f"x{row['throughput_ratio']:.3f}",
                     " / ".join(f"{x:+.2f}" for x in row["ttft_p50_delta_ms_per_round"]),
                     f"{row['ttft_p50_delta_ms']:+.2f}",
+                    f"{row['gateway_cpu_ms_per_request_delta']:+.3f}, {row['control_plane_cpu_ms_per_request_delta']:+.3f}",
                     f"{t['figure']} {'met' if t['met'] else 'NOT met'} ({t['bound']})" if t else "",
                 ]
             )
         print(table(rows))
+        rc = logging["relay_cpu"]
+        print(
+            f"the gateway's own CPU per streamed call ({rc['tokens']} tokens, in process, median of {a.logging_rounds}): "
+            f"request log on {rc['median_us_on']:.0f} us, off {rc['median_us_off']:.0f} us"
+        )
     if cold_summary:
         m = cold_summary["median_s"]
         print(

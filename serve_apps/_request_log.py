@@ -31,8 +31,10 @@ _REQUEST_ID = re.compile(r"^[\x20-\x7e]{1,128}$")  # printable ASCII: what a hea
 _TOKEN = re.compile(rb'"(?:content|text|reasoning_content)":\s?"[^"]|"tool_calls":\s?\[\{')
 _EVENT = re.compile(rb"(.*?)(\r?\n\r?\n)", re.S)  # one server-sent event and the blank line that ends it
 MAX_INT = 2**31 - 1
+MAX_PENDING = 1 << 20  # bytes of an unfinished event held back at most
 _FINISH = re.compile(rb'"finish_reason":\s?"([A-Za-z_]{1,32})"')
 _USAGE = re.compile(rb'"usage":\s?(\{[^{}]*\})')
+_NOTABLE = re.compile(rb'"finish_reason":\s?"|"usage"')  # what ``Tap._events`` takes from a stream after its first token
 
 
 def request_id(given: str | None) -> str:
@@ -111,14 +113,26 @@ class Tap:
         self._limit = max(call.content_max, 0 if self.sse and status < 400 else 1 << 20)
 
     async def relay(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """The answer as it comes; a stream whole events at a time (the hot loop: a chunk of
+        a stream costs a few byte searches, nothing more, unless content is kept)."""
+        keep = self._limit > 0
         try:
-            async for chunk in chunks:
-                out = self._events(chunk) if self.sse else chunk
-                if not self.sse:
+            if self.sse:
+                async for chunk in chunks:
+                    plain = self.ttft_ms is not None and not keep and not self._pending and chunk.endswith(b"\n\n")
+                    if plain and not _NOTABLE.search(chunk):  # whole token events, like those before: nothing to note
+                        yield chunk
+                        continue
+                    out = self._events(chunk)
+                    if out:
+                        if keep:
+                            self._keep(out)
+                        yield out
+            else:
+                async for chunk in chunks:
                     self._tail = (self._tail + chunk)[-4096:]
-                if out:
-                    self._keep(out)
-                    yield out
+                    self._keep(chunk)
+                    yield chunk
         except Exception:
             self.broken = True
             raise
@@ -130,15 +144,21 @@ class Tap:
 
     def _events(self, chunk: bytes) -> bytes:
         """The whole events received so far (``\n\n`` or ``\r\n\r\n`` ends one); the rest waits."""
-        data = self._pending + chunk
-        lf, crlf = data.rfind(b"\n\n"), data.rfind(b"\r\n\r\n")
-        end = max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)
-        whole, self._pending = data[:end], data[end:]
-        if not whole:
-            return b""
+        data = self._pending + chunk if self._pending else chunk
+        if data.endswith(b"\n\n"):  # the usual chunk: whole events
+            whole, self._pending = data, b""
+        else:
+            lf, crlf = data.rfind(b"\n\n"), data.rfind(b"\r\n\r\n")
+            end = max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)
+            if len(data) - end > MAX_PENDING:  # no end of event in sight: passed on as it is, not held
+                end = len(data)
+            whole, self._pending = data[:end], data[end:]
+            if not whole:
+                return b""
         if self.ttft_ms is None and _TOKEN.search(whole):
             self.ttft_ms = self.call.ms()
-        self.finish.extend(m.decode() for m in _FINISH.findall(whole))
+        if finished := _FINISH.findall(whole):
+            self.finish.extend(m.decode() for m in finished)
         if b'"usage"' not in whole:
             return whole
         return b"".join(m.group(0) for m in _EVENT.finditer(whole) if not self._usage_event(m.group(1)))
@@ -209,8 +229,11 @@ class Recorder:
         capacity: int = 50_000,
         batch: int = 2_000,
         batch_bytes: int = 512 * 1024,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ):
         self.send, self.interval_s, self.capacity = send, interval_s, capacity
+        self.clock, self.sleep = clock, sleep
         self.batch, self.batch_bytes = batch, batch_bytes
         self.buffer: deque[dict[str, Any]] = deque()
         self.dropped = 0  # records lost: the buffer was full (the control plane away too long), or a batch refused
@@ -230,13 +253,13 @@ class Recorder:
     async def _loop(self) -> None:
         """Send on a fixed beat: a slow send does not push the next one back, so a record
         waits at most ``interval_s`` before it is on its way."""
-        due = time.monotonic()
+        due = self.clock()
         while True:
             due += self.interval_s
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            await self.sleep(max(0.0, due - self.clock()))
             while self.buffer and await self.flush():
                 pass
-            due = max(due, time.monotonic() - self.interval_s)  # after a long outage: no burst of catch-up beats
+            due = max(due, self.clock() - self.interval_s)  # after a long outage: no burst of catch-up beats
 
     async def drain(self, timeout_s: float = 10.0) -> None:
         """Send what is waiting (the replica is going away), for at most ``timeout_s``."""

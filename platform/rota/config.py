@@ -133,7 +133,8 @@ class Settings(BaseSettings):
     # endpoint's series are read from it (PromQL) instead of the control plane's own store.
     prometheus_url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
     prometheus_token_path: Path | None = None  # a bearer token for it, read at each query
-    prometheus_timeout_s: float = Field(5.0, gt=0, le=60)
+    prometheus_timeout_s: float = Field(5.0, gt=0, le=60)  # for all the queries of one series together
+    prometheus_scrape_s: float = Field(15.0, gt=0, le=3600)  # its scrape interval of this control plane
 
     # Async invocations and batches (/v1/async, /v1/files, /v1/batches at the base URL)
     async_retention_days: int = Field(7, ge=1, le=365)  # requests, results and files are kept this long

@@ -159,7 +159,12 @@ class Runtime:
         self._seen: tuple[float, dict[int, Counts]] = (0.0, {})
         self.telemetry.watch(ReplicaCollector(self.db, self._last_seen, lambda: self.leadership.leading))
         prometheus = (
-            Prometheus(settings.prometheus_url, settings.prometheus_timeout_s, settings.prometheus_token_path)
+            Prometheus(
+                settings.prometheus_url,
+                settings.prometheus_timeout_s,
+                settings.prometheus_token_path,
+                settings.prometheus_scrape_s,
+            )
             if settings.prometheus_url
             else None
         )

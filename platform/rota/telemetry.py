@@ -57,7 +57,7 @@ class Telemetry:
         self.lateness = Histogram(
             "rota_fire_lateness_seconds", "How late a fire was applied", ["trigger"], registry=r, buckets=LATENCY
         )
-        labels = ["project", "endpoint"]
+        labels = ["project", "endpoint", "endpoint_id"]  # the id: a renamed endpoint keeps its series
         self.requests = Counter("rota_gateway_requests", "Calls through the base URL", [*labels, "code", "error"], registry=r)
         self.duration = Histogram(
             "rota_gateway_request_duration_seconds", "Until the last byte", labels, registry=r, buckets=LATENCY
@@ -87,17 +87,18 @@ class Telemetry:
             project, endpoint = names.get(rec.endpoint_id, ("", ""))
             if not project:
                 project = names.get(-(rec.project_id or 0), ("-", ""))[0]  # no endpoint: the caller's project, if any
+            who = (project, endpoint, str(rec.endpoint_id) if endpoint else "")
             code = rec.error_code if rec.error_code in KNOWN_ERRORS else ("other" if rec.error_code else "")
-            self.requests.labels(project, endpoint, str(rec.status), code).inc()
-            self.duration.labels(project, endpoint).observe(rec.duration_ms / 1000)
+            self.requests.labels(*who, str(rec.status), code).inc()
+            self.duration.labels(*who).observe(rec.duration_ms / 1000)
             if rec.ttft_ms is not None:
-                self.ttft.labels(project, endpoint).observe(rec.ttft_ms / 1000)
+                self.ttft.labels(*who).observe(rec.ttft_ms / 1000)
             if rec.wake_ms is not None:
-                self.wake.labels(project, endpoint).observe(rec.wake_ms / 1000)
+                self.wake.labels(*who).observe(rec.wake_ms / 1000)
             if rec.input_tokens:
-                self.tokens.labels(project, endpoint, "input").inc(rec.input_tokens)
+                self.tokens.labels(*who, "input").inc(rec.input_tokens)
             if rec.output_tokens:
-                self.tokens.labels(project, endpoint, "output").inc(rec.output_tokens)
+                self.tokens.labels(*who, "output").inc(rec.output_tokens)
 
     def watch(self, collector: Collector) -> None:
         self.registry.register(collector)
@@ -223,7 +224,7 @@ class ReplicaCollector(Collector):
         self.db, self.seen, self.leading, self.clock = db, seen, leading, clock
 
     def collect(self) -> Iterable[Any]:
-        labels = ["project", "endpoint"]
+        labels = ["project", "endpoint", "endpoint_id"]
         replicas = GaugeMetricFamily(
             "rota_endpoint_replicas", "Replicas running and targeted, and the bounds in force", labels=[*labels, "state"]
         )
@@ -240,7 +241,7 @@ class ReplicaCollector(Collector):
                     .order_by(ReplicaStatsRow.at)
                 ).all()
                 last = {(r.endpoint_id, r.replica): r for r in reports}  # the newest of each replica
-                names = endpoint_names(s, set(seen) | {ep for ep, _ in last})
+                names = {ep: (*named, str(ep)) for ep, named in endpoint_names(s, set(seen) | {ep for ep, _ in last}).items()}
             for ep, c in seen.items():
                 if ep in names:
                     for state in ("running", "target", "min", "max"):

@@ -2,14 +2,11 @@
 serving and keeps their records; after the restart every answered call is in the request
 log, and none twice."""
 
-import threading
 import time
-import uuid
 
-import httpx
 import pytest
 
-from support.endpoints import TEST_TEMPLATES, logged_ids, wait_endpoint, wait_routed
+from support.endpoints import TEST_TEMPLATES, ChatLoad, logged_ids, wait_endpoint, wait_routed
 from support.procs import free_port, wait_until
 
 pytestmark = pytest.mark.integration
@@ -25,37 +22,15 @@ def test_records_of_calls_answered_while_the_control_plane_was_down_arrive_once(
     key = srv.admin_key
     wait_routed(cluster.serve_url, key, "busy")
 
-    answered: list[str] = []
-    stop = threading.Event()
-
-    def load():
-        with httpx.Client(timeout=30) as http:
-            while not stop.is_set():
-                rid = f"outage-{uuid.uuid4().hex}"
-                try:
-                    resp = http.post(
-                        f"{cluster.serve_url}/v1/chat/completions",
-                        json={"model": "busy", "messages": [{"role": "user", "content": "x"}]},
-                        headers={"Authorization": f"Bearer {key}", "x-request-id": rid},
-                    )
-                    if resp.status_code == 200:
-                        answered.append(rid)
-                except httpx.HTTPError:
-                    pass
-
-    threads = [threading.Thread(target=load) for _ in range(2)]
-    for th in threads:
-        th.start()
-    time.sleep(2)
-    srv.kill()
-    down_from = len(answered)
-    time.sleep(15 if full else 4)
-    during = len(answered) - down_from
-    srv = servers(home, **env)
-    time.sleep(2)
-    stop.set()
-    for th in threads:
-        th.join(60)
+    with ChatLoad(cluster.serve_url, key, "busy") as load:
+        time.sleep(2)
+        srv.kill()
+        down_from = len(load.answered)
+        time.sleep(15 if full else 4)
+        during = len(load.answered) - down_from
+        srv = servers(home, **env)
+        time.sleep(2)
+    answered = [rid for rid, _ in load.answered]
 
     assert during > 0, "the base URL kept serving while the control plane was down"
     wait_until(lambda: set(answered) <= set(logged_ids(srv)), 60, what="every answered call in the request log")

@@ -31,7 +31,13 @@ def watched(servers, cluster, tmp_path):
     home = tmp_path / "rota"
     prom = Prometheus(f"127.0.0.1:{port}", home / "admin_key")
     prom.port, prom.url = prom_port, f"http://127.0.0.1:{prom_port}"
-    srv = servers(home, ROTA_PORT=str(port), ROTA_TEMPLATES_PATH=str(TEST_TEMPLATES), ROTA_PROMETHEUS_URL=prom.url)
+    srv = servers(
+        home,
+        ROTA_PORT=str(port),
+        ROTA_TEMPLATES_PATH=str(TEST_TEMPLATES),
+        ROTA_PROMETHEUS_URL=prom.url,
+        ROTA_PROMETHEUS_SCRAPE_S="1",
+    )
     prom.start()
     try:
         r = srv.api.post("/endpoints", json={"name": "watched", "template": "echo-chat", "routing_key": "watched"})
@@ -46,11 +52,13 @@ def watched(servers, cluster, tmp_path):
 def test_the_series_read_from_prometheus_agree_with_the_request_log_and_ray(watched, cluster):
     srv, prom = watched
     mine = 'project="default",endpoint="watched"'
-    wait_until(lambda: prom.value(f"sum(rota_gateway_requests_total{{{mine}}})"), 60, 0.5, "calls scraped")
+    calls = f"sum(rota_gateway_requests_total{{{mine}}})"
+    wait_until(lambda: prom.value(calls), 60, 0.5, "calls scraped")
     wait_until(lambda: prom.value(f'rota_endpoint_replicas{{{mine},state="running"}}') == 1, 60, 0.5, "replicas scraped")
 
     lo = math.ceil(time.time() / STEP) * STEP + STEP  # a window that starts after every earlier call was scraped
     time.sleep(lo - time.time() + 0.5)
+    before = prom.value(calls)
     key = srv.admin_key
     for i in range(12):
         assert chat(cluster.serve_url, key, "watched", f"plain {i}").status_code == 200
@@ -73,7 +81,8 @@ def test_the_series_read_from_prometheus_agree_with_the_request_log_and_ray(watc
         timeout=10,
     )
     assert r.status_code == 204, r.text
-    hi = math.ceil((time.time() + 3) / STEP) * STEP  # the last records shipped (1 s) and scraped (1 s)
+    wait_until(lambda: prom.value(calls) == before + 18, 30, 0.5, "the window's calls scraped")
+    hi = math.ceil((time.time() + 1) / STEP) * STEP
     time.sleep(hi - time.time() + 1.5)
 
     window = {"since": iso(lo), "until": iso(hi), "step": STEP}
@@ -96,7 +105,12 @@ def test_the_series_read_from_prometheus_agree_with_the_request_log_and_ray(watc
     other = srv.api.post("/keys", json={"name": "b", "project": "team-b"}).json()["key"]
     assert srv.api.get("/endpoints/watched/metrics", headers={"Authorization": f"Bearer {other}"}).status_code == 404
 
+    r = srv.api.patch("/endpoints/watched", json={"name": "renamed"})  # its series are its id's: they stay
+    assert r.status_code == 200, r.text
+    s = srv.api.get("/endpoints/renamed/metrics", params=window).json()
+    assert s["source"] == "prometheus" and sum(p["requests"] for p in s["points"]) == 18
+
     prom.stop()  # Prometheus away: the control plane's own figures, and why
-    s = srv.api.get("/endpoints/watched/metrics", params=window).json()
+    s = srv.api.get("/endpoints/renamed/metrics", params=window).json()
     assert s["source"] == "store" and "Prometheus did not answer" in s["source_error"]
     assert sum(p["requests"] for p in s["points"]) == 18

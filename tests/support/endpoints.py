@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+import uuid
 from collections import Counter
 
 import httpx
@@ -90,3 +93,45 @@ def logged_ids(server: RotaServer) -> Counter:
         cursor = page["next_cursor"]
         if not cursor:
             return ids
+
+
+class ChatLoad:
+    """Threads that call ``model`` through the base URL back to back, each call with its
+    own ``x-request-id``: the ids answered 200 with when (monotonic), and when calls failed."""
+
+    def __init__(self, serve_url: str, key: str, model: str, threads: int = 2):
+        self.serve_url, self.key, self.model = serve_url, key, model
+        self.answered: list[tuple[str, float]] = []
+        self.failed: list[float] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(threads)]
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=30) as http:
+            while not self._stop.is_set():
+                rid = f"load-{uuid.uuid4().hex}"
+                try:
+                    resp = http.post(
+                        f"{self.serve_url}/v1/chat/completions",
+                        json={"model": self.model, "messages": [{"role": "user", "content": "x"}]},
+                        headers={"Authorization": f"Bearer {self.key}", "x-request-id": rid},
+                    )
+                except httpx.HTTPError:
+                    self.failed.append(time.monotonic())
+                    time.sleep(0.05)
+                    continue
+                if resp.status_code == 200:
+                    self.answered.append((rid, time.monotonic()))
+                else:
+                    self.failed.append(time.monotonic())
+                    time.sleep(0.05)
+
+    def __enter__(self) -> ChatLoad:
+        for th in self._threads:
+            th.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for th in self._threads:
+            th.join(60)

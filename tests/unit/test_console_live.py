@@ -40,3 +40,26 @@ def test_every_status_stream_is_served_by_one_read_per_look_and_learns_when_its_
         assert hub.looks == looks
 
     asyncio.run(run())
+
+
+def test_when_the_store_fails_streams_still_wake_to_do_their_own_checks_and_nothing_is_kept_for_a_stream_gone():
+    async def run():
+        state = {"fail": False}
+
+        def read(ids):
+            if state["fail"]:
+                raise RuntimeError("database is locked")
+            return {i: f"block {i}" for i in ids}
+
+        hub = StatusHub(every_s=0.01)
+        stream = hub.follow(1, read)
+        assert await anext(stream) == "block 1"
+        state["fail"] = True
+        assert await anext(stream) == ""  # no look for 5 periods: woken with nothing new
+        state["fail"] = False
+        assert await anext(stream) in ("", "block 1")
+        await stream.aclose()
+        await asyncio.sleep(0.05)
+        assert hub.latest == {} and not hub.watched
+
+    asyncio.run(run())

@@ -41,11 +41,19 @@ def test_the_base_urls_calls_are_counted_from_the_request_log_once(client):
     ingest(client, batch)
     ingest(client, batch)  # sent again: stored once, counted once
     m = scrape(client)
-    mine = {"project": "default", "endpoint": "chat"}
+    mine = {"project": "default", "endpoint": "chat", "endpoint_id": str(ep["id"])}
     assert value(m, "rota_gateway_requests_total", **mine, code="200", error="") == 2
     assert value(m, "rota_gateway_requests_total", **mine, code="429", error="rate_limit_exceeded") == 1
-    assert value(m, "rota_gateway_requests_total", project="-", endpoint="", code="401", error="invalid_api_key") == 1
-    assert value(m, "rota_gateway_requests_total", project="default", endpoint="", code="404", error="model_not_found") == 1
+    assert (
+        value(m, "rota_gateway_requests_total", project="-", endpoint="", endpoint_id="", code="401", error="invalid_api_key")
+        == 1
+    )
+    assert (
+        value(
+            m, "rota_gateway_requests_total", project="default", endpoint="", endpoint_id="", code="404", error="model_not_found"
+        )
+        == 1
+    )
     assert value(m, "rota_gateway_request_duration_seconds_count", **mine) == 3
     assert value(m, "rota_gateway_request_duration_seconds_bucket", **mine, le="0.1") == 2  # 80 ms and 1 ms
     assert value(m, "rota_gateway_time_to_first_token_seconds_count", **mine) == 1

@@ -6,6 +6,8 @@ and how Prometheus' answers become the series' points. A real Prometheus reads t
 import time
 from datetime import datetime, timezone
 
+import pytest
+
 from rota.services.monitoring import Point
 from rota.services.prometheus import apply, label, queries
 from unit.test_logs import token_of
@@ -24,10 +26,11 @@ def test_the_leader_exposes_each_endpoints_replicas_and_what_each_replica_report
     assert client.post("/internal/v1/replica-stats", json={"replica": a, **figures}, headers=headers).status_code == 204
     assert client.post("/internal/v1/replica-stats", json={"replica": b, "cpu_percent": 5.0}, headers=headers).status_code == 204
     m = scrape(client)
-    chat = {"project": "default", "endpoint": "chat"}
+    ids = {n: str(client.get(f"/api/v1/endpoints/{n}").json()["id"]) for n in ("chat", "other")}
+    chat = {"project": "default", "endpoint": "chat", "endpoint_id": ids["chat"]}
     assert value(m, "rota_endpoint_replicas", **chat, state="running") == 2
     assert value(m, "rota_endpoint_replicas", **chat, state="max") == 2
-    assert value(m, "rota_endpoint_replicas", project="default", endpoint="other", state="running") == 1
+    assert value(m, "rota_endpoint_replicas", project="default", endpoint="other", endpoint_id=ids["other"], state="running") == 1
     assert value(m, "rota_replica_kv_cache_usage", **chat, replica=a) == 0.4
     assert value(m, "rota_replica_engine_requests", **chat, replica=a, state="waiting") == 1
     assert value(m, "rota_replica_cpu_percent", **chat, replica=b) == 5.0
@@ -42,12 +45,12 @@ def test_the_leader_exposes_each_endpoints_replicas_and_what_each_replica_report
     assert value(scrape(client), "rota_endpoint_replicas", **chat, state="running") == 0
 
 
-def test_an_endpoints_names_are_quoted_in_its_promql():
-    assert label('a"b\\c\nd') == '"a\\"b\\\\c\\nd"'
-    q = queries('team"}) or vector(1) #', "chat", 60)
-    sel = '{project="team\\"}) or vector(1) #",endpoint="chat"}'
-    assert all(sel in text for text in q.values())
-    assert "offset 60000ms" in q["calls"] and "[60000ms]" in q["replicas"]
+def test_the_promql_selects_the_endpoint_by_id_and_looks_back_past_the_scrape_interval():
+    assert label('a"b\\c\nd') == '"a\\"b\\\\c\\nd"'  # a value is quoted, never spliced
+    q = queries(42, 10, 30)
+    assert all('{endpoint_id="42"}' in text for text in q.values())
+    assert "offset 10000ms" in q["calls"] and "[30000ms]" in q["replicas"]  # counts per step; gauges found
+    assert "[60000ms]" in queries(42, 60, 30)["kv"]
 
 
 def points(n, step=60.0):
@@ -67,7 +70,7 @@ def test_prometheus_answers_become_points_counted_per_step_and_hardware_per_repl
         "memory_bytes": [({"replica": "r1"}, [(end[1], 1e9)])],
     }
     p = points(2)
-    hardware = apply(p, results, (T0, T0 + 120), 60.0, since=T0 - 1)
+    hardware = apply(p, results, 60.0)
     assert (p[0].requests, p[0].ok, p[0].requests_per_s, p[0].error_rate) == (9, 9, 0.15, 0.0)
     assert (p[1].requests, p[1].server_errors, p[1].error_rate) == (4, 1, 0.25)
     assert p[0].latency_ms.p50 == 250.0 and p[1].latency_ms.p50 is None  # NaN: no call to take a quantile of
@@ -78,7 +81,19 @@ def test_prometheus_answers_become_points_counted_per_step_and_hardware_per_repl
     assert [(x.cpu_percent, x.memory_bytes) for x in hw["r1"]] == [(80.0, None), (90.0, 1e9)]
     assert [x.time for x in hw["r2"]] == [p[1].time]
 
-    # An endpoint of that name created at T0 + 90: what Prometheus holds from before is not its.
-    p = points(2)
-    apply(p, results, (T0, T0 + 120), 60.0, since=T0 + 90)
-    assert (p[0].requests, p[0].replicas_running, p[1].requests) == (0, None, 4)
+
+def test_a_prometheus_that_fails_is_left_alone_a_while_and_every_failure_is_a_prometheus_error(tmp_path):
+    from rota.services.prometheus import Prometheus, PrometheusError
+    from support.procs import free_port
+
+    clock = {"t": 1000.0}
+    prom = Prometheus(f"http://127.0.0.1:{free_port()}", timeout_s=2, clock=lambda: clock["t"])  # nothing listens
+    with pytest.raises(PrometheusError, match="ConnectError"):
+        prom.fill(points(2), 7, 60.0)
+    clock["t"] += 10  # within the rest: not asked at all
+    with pytest.raises(PrometheusError, match="asked again after 30 s"):
+        prom.fill(points(2), 7, 60.0)
+    clock["t"] += 30
+    prom.token_path = tmp_path / "missing-token"  # a file that cannot be read: an error of its own, not a crash
+    with pytest.raises(PrometheusError, match="FileNotFoundError"):
+        prom.fill(points(2), 7, 60.0)

@@ -3,6 +3,7 @@ the caller gets back, and how records reach the control plane (or wait for it)."
 
 import asyncio
 import json
+import sys
 import time
 
 import pytest
@@ -184,10 +185,9 @@ def test_records_wait_for_a_control_plane_that_is_away_within_a_bound_and_go_onc
     asyncio.run(run())
 
 
-def test_records_are_sent_on_a_fixed_beat_that_a_slow_send_does_not_push_back(monkeypatch):
+def test_records_are_sent_on_a_fixed_beat_that_a_slow_send_does_not_push_back():
     """A gateway crash loses at most one beat of records: the next send is due one
     interval after the last was due, not one interval after a slow send ended."""
-    mod = __import__(gateway.Recorder.__module__)
     clock = {"t": 0.0}
     waits, sends = [], []
 
@@ -202,13 +202,21 @@ def test_records_are_sent_on_a_fixed_beat_that_a_slow_send_does_not_push_back(mo
         sends.append(round(clock["t"], 6))
         clock["t"] += 2.5 if len(sends) == 4 else 0.3  # a slow control plane, stalled once
 
-    monkeypatch.setattr(mod.time, "monotonic", lambda: clock["t"])
-    monkeypatch.setattr(mod.asyncio, "sleep", sleep)
-    rec = gateway.Recorder(ship, interval_s=1.0)
+    rec = gateway.Recorder(ship, interval_s=1.0, clock=lambda: clock["t"], sleep=sleep)
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(rec._loop())
     assert sends == [1.0, 2.0, 3.0, 4.0, 6.5]  # on the beat; after the stall at once, then on a new beat
     assert waits == [1.0, 0.7, 0.7, 0.7, 0.0, 0.7]
+
+
+def test_an_event_that_never_ends_is_passed_on_not_held_without_bound():
+    mod = sys.modules[gateway.Recorder.__module__]
+    tap = mod.Tap(mod.Call("r", "/v1/chat/completions"), 200, "text/event-stream", None)
+    piece = b"data: " + b"x" * (600 * 1024)  # no blank line ever: not server-sent events as they should be
+    assert tap._events(piece) == b""  # held while an end may still come
+    passed = tap._events(piece)
+    assert passed == piece + piece and tap._pending == b""  # past 1 MiB: on its way at once
+    assert tap._events(b"data: [DONE]\n\n") == b"data: [DONE]\n\n"
 
 
 def test_the_gateway_ships_its_records_to_the_control_plane_in_the_background():

@@ -63,21 +63,20 @@ status_streams = Limit("status streams", per_key=16, per_project=64, total=1024)
 
 class StatusHub:
     """Every status stream of this process served by one look at the store a second: the
-    watched endpoints are read in one query and each stream is woken with its own. The
-    look runs while anyone watches."""
+    watched endpoints are read and their status blocks rendered once per look, in one
+    query, and each stream is woken with its own. The look runs while anyone watches."""
 
     def __init__(self, every_s: float = EVERY_S) -> None:
         self.every_s = every_s
         self.watched: Counter[int] = Counter()
-        self.latest: dict[int, EndpointPublic | None] = {}  # None: gone
+        self.latest: dict[int, str | None] = {}  # each endpoint's status block; None: gone
         self.looks = 0
         self._looked: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
 
-    async def follow(
-        self, endpoint_id: int, read: Callable[[list[int]], dict[int, EndpointPublic]]
-    ) -> AsyncGenerator[EndpointPublic | None, None]:
-        """The endpoint after each look (None once it is gone), until the caller stops."""
+    async def follow(self, endpoint_id: int, read: Callable[[list[int]], dict[int, str]]) -> AsyncGenerator[str | None, None]:
+        """The endpoint's status block after each look; None once it is gone; "" when no
+        look came for a while (a failing store), so a stream still does its own checks."""
         self.watched[endpoint_id] += 1
         if self._looked is None:
             self._looked = asyncio.Event()
@@ -85,7 +84,11 @@ class StatusHub:
             self._task = asyncio.get_running_loop().create_task(self._look(read))
         try:
             while True:
-                await self._looked.wait()
+                try:
+                    await asyncio.wait_for(self._looked.wait(), 5 * self.every_s)
+                except asyncio.TimeoutError:
+                    yield ""
+                    continue
                 if endpoint_id in self.latest:  # not when it began watching during that look
                     yield self.latest[endpoint_id]
         finally:
@@ -94,7 +97,7 @@ class StatusHub:
                 del self.watched[endpoint_id]
                 self.latest.pop(endpoint_id, None)
 
-    async def _look(self, read: Callable[[list[int]], dict[int, EndpointPublic]]) -> None:
+    async def _look(self, read: Callable[[list[int]], dict[int, str]]) -> None:
         try:
             while self.watched:
                 ids = list(self.watched)
@@ -104,7 +107,8 @@ class StatusHub:
                     log.exception("status streams: reading the endpoints failed")
                 else:
                     self.looks += 1
-                    self.latest.update({i: seen.get(i) for i in ids})
+                    # Only those still watched: one whose last stream left during the read is gone from here.
+                    self.latest.update({i: seen.get(i) for i in ids if i in self.watched})
                     looked, self._looked = self._looked, asyncio.Event()
                     assert looked is not None
                     looked.set()
@@ -136,12 +140,15 @@ async def status_stream(request: Request, ref: str, who: Who) -> StreamingRespon
     status_streams.admit(who)
     release = Once(lambda: status_streams.release(who))
 
+    def blocks(ids: list[int]) -> dict[int, str]:  # what the hub reads each look: each block rendered once
+        return {i: status_block(seen) for i, seen in r.endpoints.statuses(ids).items()}
+
     async def events() -> AsyncIterator[str]:
         last, quiet, checked = status_block(ep), 0, time.monotonic()
         yield sse("status", last)
-        looks = hub().follow(ep.id, r.endpoints.statuses)
+        looks = hub().follow(ep.id, blocks)
         try:
-            async for seen in looks:
+            async for html in looks:
                 if await request.is_disconnected():
                     return
                 if time.monotonic() - checked > RECHECK_S:  # signed out, or the key revoked
@@ -149,12 +156,11 @@ async def status_stream(request: Request, ref: str, who: Who) -> StreamingRespon
                     try:
                         await run_in_threadpool(still_valid, request, signed_in)
                     except SignInRequired:
-                        seen = None
-                if seen is None:
+                        html = None
+                if html is None:
                     yield sse("gone", "")
                     return
-                html = status_block(seen)
-                if html != last:
+                if html and html != last:
                     last, quiet = html, 0
                     yield sse("status", html)
                 else:

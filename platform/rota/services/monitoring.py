@@ -247,7 +247,7 @@ class MonitoringService:
         source, source_error = "store", None
         if self.prometheus:
             try:
-                hardware = self.prometheus.fill(points, ep.project, ep.name, (lo, hi), step, ep.created_at.timestamp())
+                hardware = self.prometheus.fill(points, ep.id, step)
                 source = "prometheus"
             except PrometheusError as e:
                 source_error = f"Prometheus did not answer ({e}): the figures are the control plane's own"

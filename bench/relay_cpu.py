@@ -1,0 +1,134 @@
+"""The gateway's own CPU per streamed call, with the request log on and off: the gateway
+application (``serve_apps/gateway.py``) driven in this process, its upstream a stream
+shaped like vLLM's (a role chunk, 32 token chunks, a usage chunk, ``[DONE]``), interleaved
+rounds. No Ray, no network: what the request log adds to the relay itself, which the
+end-to-end runs on a 2-core machine cannot resolve.
+
+    .venv/bin/python bench/relay_cpu.py [--rounds 6] [--calls 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # the gateway under test, with fakes where Ray and the control plane are
+sys.path.insert(0, str(REPO / "serve_apps"))
+
+TOKENS = 32
+
+
+def vllm_stream(tokens: int = TOKENS) -> list[bytes]:
+    first = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}],
+    }
+    events: list[dict[str, Any]] = [first]
+    for i in range(tokens):
+        choice = {
+            "index": 0,
+            "delta": {"content": f" t{i}"},
+            "logprobs": None,
+            "finish_reason": "length" if i == tokens - 1 else None,
+        }
+        events.append({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "tiny", "choices": [choice]})
+    events.append(
+        {"id": "c", "object": "chat.completion.chunk", "choices": [], "usage": {"prompt_tokens": 64, "completion_tokens": tokens}}
+    )
+    return [f"data: {json.dumps(e, separators=(',', ':'))}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
+
+
+async def cpu_per_call(request_log: bool, calls: int, warmup: int = 200) -> float:
+    """Microseconds of this process's CPU per streamed call through the gateway."""
+    from support.gateway import KEY_A, ControlPlane, Upstream, gateway
+
+    async def ship(records: list[dict[str, Any]], dropped: int) -> None:
+        pass
+
+    async def wake(app: str) -> str:
+        return "replica"
+
+    cfg = gateway.GatewayConfig(
+        control_url="http://cp", token="gw", refresh_s=30, wake_timeout_s=1.0, max_body_bytes=1 << 20, request_log=request_log
+    )
+    upstream, table = Upstream(), ControlPlane()
+    for ep in table.endpoints:
+        ep["max_concurrency"] = 1 << 30
+    app = gateway.GatewayApp(cfg, session=upstream, wake=wake, ship=ship)
+    app.table.fetch = table
+    # As vLLM's own benchmark client sends it: streamed, usage asked for.
+    body = json.dumps(
+        {
+            "model": "chat",
+            "messages": [{"role": "user", "content": "x " * 64}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+    ).encode()
+    chunks = vllm_stream()
+    headers = [(b"authorization", f"Bearer {KEY_A}".encode()), (b"content-type", b"application/json"), (b"x-request-id", b"r")]
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+    }
+
+    async def call() -> None:
+        upstream.replies = [(200, "text/event-stream", chunks)]
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            if messages:
+                return messages.pop()
+            await asyncio.sleep(3600)  # the caller stays until the answer ends
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            pass
+
+        await app(scope, receive, send)
+
+    for _ in range(warmup):
+        await call()
+    t0 = time.process_time()
+    for _ in range(calls):
+        await call()
+    return (time.process_time() - t0) / calls * 1e6
+
+
+def measure(rounds: int, calls: int) -> dict[str, Any]:
+    """Interleaved rounds (on/off, off/on, ...): each round's figures and the medians."""
+    runs = []
+    for rnd in range(rounds):
+        for on in (True, False) if rnd % 2 == 0 else (False, True):
+            runs.append({"round": rnd, "request_log": on, "us_per_call": asyncio.run(cpu_per_call(on, calls))})
+    med = {on: statistics.median(r["us_per_call"] for r in runs if r["request_log"] is on) for on in (True, False)}
+    return {"calls": calls, "tokens": TOKENS, "runs": runs, "median_us_on": med[True], "median_us_off": med[False]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--calls", type=int, default=3000)
+    a = ap.parse_args()
+    r = measure(a.rounds, a.calls)
+    print(
+        f"gateway CPU per streamed call ({TOKENS} tokens), median of {a.rounds}: request log on {r['median_us_on']:.0f} us, "
+        f"off {r['median_us_off']:.0f} us (+{r['median_us_on'] - r['median_us_off']:.0f} us)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -104,7 +104,7 @@ demo: $(CPU) console ## Start Rota with a scheduled vLLM endpoint and call it (M
 
 bench: bench-triggers bench-api bench-console bench-fire-applied bench-overload bench-request-log bench-request-path bench-gateway-scaleout bench-ray-idle bench-async ## Run every benchmark (JSON in bench/results/, a table each)
 
-bench-request-path: $(CPU) ## Bare vLLM vs an endpoint's prefix vs the base URL, interleaved rounds, vLLM's own client
+bench-request-path: $(CPU) ## Bare vLLM vs an endpoint's prefix vs the base URL, interleaved rounds, vLLM's own client; then the request log on vs off
 	$(BIN)/python bench/request_path.py
 
 bench-gateway-scaleout: $(BASE) ## The base URL's ceiling (chunks/s) with 1 and 2 gateway replicas; PROFILE=1: flame graph

@@ -588,6 +588,42 @@ def test_a_custom_model_endpoint_from_the_form_summary_edit_and_create(browser):
     assert list(ep["env"]) == ["TZ"]
 
 
+SCHEDULED = {
+    "scheduled": "yes",
+    "task_name": "qwen-office-hours",
+    "type": "daily",
+    "timezone": "Asia/Tokyo",
+    "schedule.0.time": "09:00",
+    "schedule.0.min_replicas": "1",
+    "schedule.0.max_replicas": "2",
+    "schedule.1.time": "18:30",
+    "schedule.1.min_replicas": "0",
+    "schedule.1.max_replicas": "1",
+}
+
+
+def test_a_custom_model_and_the_task_that_schedules_it_in_one_form(browser, rt):
+    signed_in(browser)
+    before = counts(rt)
+    bad = post(browser, "/console/new/endpoint", "/console/new/endpoint", NEW | SCHEDULED | {"schedule.1.time": "25:99"})
+    assert bad.status_code == 422 and "schedule" in field_error(bad.text, "schedule.1.time") and counts(rt) == before
+    review = post(browser, "/console/new/endpoint", "/console/new/endpoint", NEW | SCHEDULED | {"action": "review"})
+    assert review.status_code == 200 and "qwen-office-hours" in review.text and "09:00 (Asia/Tokyo): 1–2 replicas" in review.text
+    hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', review.text))
+    edit = browser.post("/console/new/endpoint", data=hidden | {"action": "edit:schedule"})
+    assert 'value="qwen-office-hours"' in edit.text and 'value="18:30"' in edit.text
+    r = browser.post("/console/new/endpoint", data=hidden | {"action": "create"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/console/tasks/"), r.text
+    task = browser.api.get("/api/v1/tasks/qwen-office-hours").json()
+    assert task["status"] == "idle" and task["timezone"] == "Asia/Tokyo" and task["endpoint"]["name"] == "my-llm"
+    assert [(e["time"], e["min_replicas"], e["max_replicas"]) for e in task["schedule"]] == [("09:00", 1, 2), ("18:30", 0, 1)]
+    assert browser.api.get("/api/v1/endpoints/my-llm").json()["kind"] == "hf_model"
+    # The task's name taken: neither is created, the error is next to the task's name.
+    again = browser.post("/console/new/endpoint", data=hidden | {"name": "my-llm-2", "action": "create"}, follow_redirects=False)
+    assert again.status_code == 409 and "exists" in field_error(again.text, "task_name")
+    assert browser.api.get("/api/v1/endpoints/my-llm-2").status_code == 404
+
+
 @pytest.mark.parametrize(
     "change, field",
     [

@@ -1,6 +1,7 @@
 """Create an endpoint for a custom model: a Hugging Face repo (and revision) or a local
 directory, the machine, LLM, tokenizer and system settings, scaling down to zero,
-environment variables; then a summary with an edit button per section, then Create."""
+environment variables, and (if asked) an idle task that schedules it; then a summary with
+an edit button per section, then Create."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from rota.catalog import CUSTOM_GPU_COUNTS, CUSTOM_GPU_TYPES
-from rota.console.forms import field_error, hidden_fields, row_numbers, unplaced, validation_errors
+from rota.console.forms import field_error, hidden_fields, read_task, row_numbers, schedule_rows, unplaced, validation_errors
+from rota.console.launch import ZONES, endpoint_and_task
 from rota.console.web import Form, Who, render, rt, see_other
 from rota.domain.endpoints import EndpointCreate
 from rota.domain.errors import RotaError
+from rota.domain.tasks import TaskCreate
 from rota.services.auth import Principal
 
 router = APIRouter(prefix="/console")
@@ -25,6 +28,7 @@ ENV_ROWS = 2
 MAX_ENV = 64  # variables one form holds
 INPUTS = frozenset(
     {"name", "routing_key", "source", "hf_model_repo", "revision", "model_path", "gpu_type", "gpu_count", "env"}
+    | {"scheduled", "task_name", "type", "timezone", "schedule"}
     | {f"engine.{f}" for f in ENGINE_INTS + ENGINE_FLAGS}
     | {f"scaling.{f}" for f in SCALING}
 )
@@ -35,6 +39,7 @@ DEFAULTS = {
     "scaling.min_replicas": "0",
     "scaling.max_replicas": "1",
     "scaling.cooldown_period_s": "300",
+    "type": "daily",
 }
 
 
@@ -92,8 +97,17 @@ def _form(
         gpu_types=CUSTOM_GPU_TYPES,
         gpu_counts=CUSTOM_GPU_COUNTS,
         env_rows=range(_env_rows(values)),
+        zones=ZONES,
+        rows=schedule_rows(values),
         section=section,
     )
+
+
+def read_schedule(values: dict[str, str], endpoint: str) -> tuple[TaskCreate | None, dict[str, str], list[int]]:
+    """The idle task that drives the new endpoint, if the form asks for one."""
+    if values.get("scheduled") != "yes":
+        return None, {}, []
+    return read_task({**values, "target": "endpoint", "endpoint": endpoint or "-"})
 
 
 @router.get("/new/endpoint")
@@ -118,10 +132,17 @@ def new(request: Request, who: Who, data: Form) -> Response:
             r.endpoints.builder.endpoint(who, body, body.routing_key or "preview")  # the catalog's and policy's checks
         except RotaError as e:
             errors = field_error(e)
+    task, task_errors, rows = read_schedule(values, body.name if body else values.get("name", ""))
+    errors = {**task_errors, **errors}
     if body is None or errors:
         return _form(request, who, values, errors, 422)
     if action == "review":
-        return render(request, "endpoint_new_summary.html", who, body=body, hidden=hidden_fields(values))
+        return render(request, "endpoint_new_summary.html", who, body=body, task=task, hidden=hidden_fields(values))
+    if task is not None:
+        made, errors, status = endpoint_and_task(request, who, body, task, rows)
+        if made is None:
+            return _form(request, who, values, errors, status)
+        return see_other(f"/console/tasks/{made.id}?launched=1", request)
     try:
         ep = r.endpoints.create(who, body)
     except RotaError as e:

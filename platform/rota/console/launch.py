@@ -13,8 +13,10 @@ from fastapi.responses import Response
 
 from rota.console.forms import LAUNCH_INPUTS, Launch, field_error, hidden_fields, read_launch, schedule_rows, unplaced
 from rota.console.web import Form, Who, render, rt, see_other
+from rota.domain.endpoints import EndpointCreate
 from rota.domain.errors import RotaError
 from rota.domain.schedule import ScheduleSpec, next_occurrences, to_local
+from rota.domain.tasks import TaskCreate, TaskPublic
 from rota.services.auth import Principal
 from rota.services.coldstarts import estimate
 from rota.services.views import fire_time
@@ -124,24 +126,31 @@ def launch(request: Request, who: Who, data: Form) -> Response:
 
 
 def _create(request: Request, who: Principal, launch: Launch) -> Response:
-    """The endpoint, then its task; if the task cannot be created the endpoint goes too."""
     assert launch.endpoint is not None and launch.task is not None
+    task, launch.errors, status = endpoint_and_task(request, who, launch.endpoint, launch.task, launch.rows)
+    if task is None:
+        return _form(request, who, launch, status)
+    return see_other(f"/console/tasks/{task.id}?launched=1", request)
+
+
+def endpoint_and_task(
+    request: Request, who: Principal, endpoint: EndpointCreate, task: TaskCreate, rows: list[int]
+) -> tuple[TaskPublic | None, dict[str, str], int]:
+    """The endpoint, then the idle task that drives it; if the task cannot be created the
+    endpoint goes too. (The task, or None with the errors by field and the status.)"""
     r = rt(request)
-    if r.tasks.named(who, launch.task.name):  # checked first: a failed task would leave the endpoint being deleted
-        launch.errors = {"task_name": f"task_name: a task named {launch.task.name!r} already exists"}
-        return _form(request, who, launch, 409)
+    if r.tasks.named(who, task.name):  # checked first: a failed task would leave the endpoint being deleted
+        return None, {"task_name": f"task_name: a task named {task.name!r} already exists"}, 409
     try:
-        ep = r.endpoints.create(who, launch.endpoint)
+        ep = r.endpoints.create(who, endpoint)
     except RotaError as e:
-        launch.errors = field_error(e)
-        return _form(request, who, launch, e.status_code)
+        return None, field_error(e), e.status_code
     try:
-        task = r.tasks.create(who, launch.task.model_copy(update={"endpoint": str(ep.id)}))
+        return r.tasks.create(who, task.model_copy(update={"endpoint": str(ep.id)})), {}, 201
     except RotaError as e:
-        launch.errors = field_error(e, {"name": "task_name"}, launch.rows)
+        errors = field_error(e, {"name": "task_name"}, rows)
         try:
             r.endpoints.delete(who, ep.id)
         except RotaError as gone:  # e.g. another call made a task drive it meanwhile: say so, keep it
-            launch.errors["form"] = f"endpoint {ep.name!r} was created and stays: {gone.message}"
-        return _form(request, who, launch, e.status_code)
-    return see_other(f"/console/tasks/{task.id}?launched=1", request)
+            errors["form"] = f"endpoint {ep.name!r} was created and stays: {gone.message}"
+        return None, errors, e.status_code

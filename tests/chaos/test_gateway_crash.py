@@ -10,7 +10,7 @@ import time
 import pytest
 
 from rota.domain.specs import GATEWAY_APP
-from support.endpoints import TEST_TEMPLATES, ChatLoad, logged_ids, wait_endpoint, wait_routed
+from support.endpoints import TEST_TEMPLATES, ChatLoad, logged_ids, routed_echo
 from support.procs import wait_until
 
 pytestmark = pytest.mark.integration
@@ -21,11 +21,7 @@ SEND_S = 0.5  # a batch's way to the control plane and into the store, on a busy
 
 def test_a_gateway_crash_loses_at_most_the_last_beat_of_request_records(servers, cluster, full):
     srv = servers(ROTA_TEMPLATES_PATH=str(TEST_TEMPLATES))
-    r = srv.api.post("/endpoints", json={"name": "steady", "template": "echo-chat", "routing_key": "steady"})
-    assert r.status_code == 201, r.text
-    wait_endpoint(srv, "steady", lambda e: e["status"] == "RUNNING", what="RUNNING")
-    key = srv.admin_key
-    wait_routed(cluster.serve_url, key, "steady")
+    key = routed_echo(srv, cluster.serve_url, "steady")
 
     with ChatLoad(cluster.serve_url, key, "steady") as load:
         time.sleep(5 if full else 3)

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from support.endpoints import TEST_TEMPLATES, ChatLoad, logged_ids, wait_endpoint, wait_routed
+from support.endpoints import TEST_TEMPLATES, ChatLoad, logged_ids, routed_echo
 from support.procs import free_port, wait_until
 
 pytestmark = pytest.mark.integration
@@ -16,11 +16,7 @@ def test_records_of_calls_answered_while_the_control_plane_was_down_arrive_once(
     env = {"ROTA_TEMPLATES_PATH": str(TEST_TEMPLATES), "ROTA_PORT": str(free_port())}  # the gateway's address stays
     home = tmp_path / "rota"
     srv = servers(home, **env)
-    r = srv.api.post("/endpoints", json={"name": "busy", "template": "echo-chat", "routing_key": "busy"})
-    assert r.status_code == 201, r.text
-    wait_endpoint(srv, "busy", lambda e: e["status"] == "RUNNING", what="RUNNING")
-    key = srv.admin_key
-    wait_routed(cluster.serve_url, key, "busy")
+    key = routed_echo(srv, cluster.serve_url, "busy")
 
     with ChatLoad(cluster.serve_url, key, "busy") as load:
         time.sleep(2)

@@ -135,3 +135,13 @@ class ChatLoad:
         self._stop.set()
         for th in self._threads:
             th.join(60)
+
+
+def routed_echo(server: RotaServer, serve_url: str, name: str) -> str:
+    """An echo-chat endpoint ``name`` (routing key the same), RUNNING and answering at the
+    base URL: the admin key that calls it."""
+    r = server.api.post("/endpoints", json={"name": name, "template": "echo-chat", "routing_key": name})
+    assert r.status_code == 201, r.text
+    wait_endpoint(server, name, lambda e: e["status"] == "RUNNING", what="RUNNING")
+    wait_routed(serve_url, server.admin_key, name)
+    return server.admin_key

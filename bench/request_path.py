@@ -307,13 +307,13 @@ def logging_ab(model: str, rounds: int, levels: list[int], requests: int, reques
             row["target"] = {
                 "figure": "ttft_p50_delta_ms",
                 "bound": LOG_TTFT_TARGET_MS,
-                "met": row["ttft_p50_delta_ms"] <= LOG_TTFT_TARGET_MS,
+                "met": bool(row["ttft_p50_delta_ms"] <= LOG_TTFT_TARGET_MS),
             }
         elif c == 8:
             row["target"] = {
                 "figure": "throughput_ratio",
                 "bound": LOG_THROUGHPUT_TARGET,
-                "met": row["throughput_ratio"] >= LOG_THROUGHPUT_TARGET,
+                "met": bool(row["throughput_ratio"] >= LOG_THROUGHPUT_TARGET),
             }
         summary.append(row)
     return {"runs": runs, "summary": summary}

@@ -151,7 +151,8 @@ class Tap:
             lf, crlf = data.rfind(b"\n\n"), data.rfind(b"\r\n\r\n")
             end = max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)
             if len(data) - end > MAX_PENDING:  # no end of event in sight: passed on as it is, not held
-                end = len(data)
+                self._pending = b""
+                return data
             whole, self._pending = data[:end], data[end:]
             if not whole:
                 return b""

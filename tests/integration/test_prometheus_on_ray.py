@@ -105,6 +105,9 @@ def test_the_series_read_from_prometheus_agree_with_the_request_log_and_ray(watc
     other = srv.api.post("/keys", json={"name": "b", "project": "team-b"}).json()["key"]
     assert srv.api.get("/endpoints/watched/metrics", headers={"Authorization": f"Bearer {other}"}).status_code == 404
 
+    before_it = {"since": iso(lo - 7200), "until": iso(lo - 3600), "step": 60}  # it did not exist yet: the store's
+    s = srv.api.get("/endpoints/watched/metrics", params=before_it).json()
+    assert s["source"] == "store" and "no series of this endpoint" in s["source_error"]
     r = srv.api.patch("/endpoints/watched", json={"name": "renamed"})  # its series are its id's: they stay
     assert r.status_code == 200, r.text
     s = srv.api.get("/endpoints/renamed/metrics", params=window).json()

@@ -607,6 +607,10 @@ def test_a_custom_model_and_the_task_that_schedules_it_in_one_form(browser, rt):
     before = counts(rt)
     bad = post(browser, "/console/new/endpoint", "/console/new/endpoint", NEW | SCHEDULED | {"schedule.1.time": "25:99"})
     assert bad.status_code == 422 and "schedule" in field_error(bad.text, "schedule.1.time") and counts(rt) == before
+    big = NEW | SCHEDULED | {"schedule.0.max_replicas": "11"}  # over the platform's limit: only the service knows it
+    for action in ("review", "create"):
+        r = post(browser, "/console/new/endpoint", "/console/new/endpoint", big | {"action": action})
+        assert r.status_code == 422 and "10" in field_error(r.text, "schedule.0.max_replicas") and counts(rt) == before
     review = post(browser, "/console/new/endpoint", "/console/new/endpoint", NEW | SCHEDULED | {"action": "review"})
     assert review.status_code == 200 and "qwen-office-hours" in review.text and "09:00 (Asia/Tokyo): 1–2 replicas" in review.text
     hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', review.text))

@@ -132,7 +132,12 @@ def new(request: Request, who: Who, data: Form) -> Response:
             r.endpoints.builder.endpoint(who, body, body.routing_key or "preview")  # the catalog's and policy's checks
         except RotaError as e:
             errors = field_error(e)
-    task, task_errors, rows = read_schedule(values, body.name if body else values.get("name", ""))
+    task, task_errors, rows = read_schedule(values, body.name if body else "-")
+    if task is not None and not errors:
+        try:
+            r.tasks.check(who, task)
+        except RotaError as e:
+            task_errors = field_error(e, {"name": "task_name"}, rows)
     errors = {**task_errors, **errors}
     if body is None or errors:
         return _form(request, who, values, errors, 422)

@@ -139,7 +139,11 @@ def endpoint_and_task(
     """The endpoint, then the idle task that drives it; if the task cannot be created the
     endpoint goes too. (The task, or None with the errors by field and the status.)"""
     r = rt(request)
-    if r.tasks.named(who, task.name):  # checked first: a failed task would leave the endpoint being deleted
+    try:  # checked first: a failed task would leave the endpoint being deleted, its name held
+        r.tasks.check(who, task)
+    except RotaError as e:
+        return None, field_error(e, {"name": "task_name"}, rows), e.status_code
+    if r.tasks.named(who, task.name):
         return None, {"task_name": f"task_name: a task named {task.name!r} already exists"}, 409
     try:
         ep = r.endpoints.create(who, endpoint)

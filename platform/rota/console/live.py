@@ -160,7 +160,9 @@ async def status_stream(request: Request, ref: str, who: Who) -> StreamingRespon
                 if html is None:
                     yield sse("gone", "")
                     return
-                if html and html != last:
+                if html == "":  # no look for a while (a failing store): the connection kept alive
+                    yield ": keep-alive\n\n"
+                elif html != last:
                     last, quiet = html, 0
                     yield sse("status", html)
                 else:

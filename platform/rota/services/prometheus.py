@@ -25,6 +25,7 @@ still come from the request log.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -49,7 +50,12 @@ HARDWARE = {  # HardwarePoint's field -> series
 
 
 class PrometheusError(Exception):
-    pass
+    """Prometheus gave no figures for this series. ``down``: it failed as a server (no
+    answer, a 5xx, a token that cannot be read), so it is left alone a while."""
+
+    def __init__(self, message: str, down: bool = False):
+        super().__init__(message)
+        self.down = down
 
 
 def label(value: str) -> str:
@@ -103,7 +109,8 @@ class Prometheus:
     clock: Callable[[], float] = time.monotonic
     _failed_at: float | None = None
     _last_error: str = ""
-    _pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=8, thread_name_prefix="prometheus"))
+    _pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=14, thread_name_prefix="prometheus"))
+    _turn: threading.BoundedSemaphore = field(default_factory=threading.BoundedSemaphore)
     _http: httpx.Client = field(default_factory=httpx.Client)
 
     def query_range(self, query: str, start: float, end: float, step: float, timeout: float) -> Result:
@@ -116,7 +123,7 @@ class Prometheus:
         )
         body = r.json()
         if r.status_code != 200 or body.get("status") != "success":
-            raise PrometheusError(f"{r.status_code}: {str(body.get('error') or r.text)[:200]}")
+            raise PrometheusError(f"{r.status_code}: {str(body.get('error') or r.text)[:200]}", down=r.status_code >= 500)
         return [(x["metric"], [(float(t), float(v)) for t, v in x["values"]]) for x in body["data"]["result"] if x.get("values")]
 
     def fill(self, points: Sequence[Point], endpoint_id: int, step: float) -> list[ReplicaHardware]:
@@ -128,31 +135,42 @@ class Prometheus:
             raise PrometheusError(
                 f"{self._last_error} ({now - self._failed_at:.0f} s ago; asked again after {self.rest_s:.0f} s)"
             )
+        # A series at a time runs (its 14 queries at once): the deadline starts when its turn comes.
+        if not self._turn.acquire(timeout=self.timeout_s):
+            raise PrometheusError("busy with other series: the store's figures this time")
+        try:
+            return self._fill(points, endpoint_id, step)
+        finally:
+            self._turn.release()
+
+    def _fill(self, points: Sequence[Point], endpoint_id: int, step: float) -> list[ReplicaHardware]:
         lo = points[0].time.timestamp()
         todo = queries(endpoint_id, step, 2 * self.scrape_s)
-        end, deadline = lo + len(points) * step, now + self.timeout_s
+        end, deadline = lo + len(points) * step, self.clock() + self.timeout_s
         futures = {k: self._pool.submit(self.query_range, q, lo + step, end, step, self.timeout_s) for k, q in todo.items()}
         try:
-            done, late = wait(futures.values(), timeout=max(0.0, deadline - self.clock()))
+            _, late = wait(futures.values(), timeout=max(0.0, deadline - self.clock()))
             if late:
-                raise PrometheusError(f"no answer within {self.timeout_s} s")
+                raise PrometheusError(f"no answer within {self.timeout_s} s", down=True)
             results = {k: f.result() for k, f in futures.items()}
-            if not any(results.values()):
-                raise PrometheusError("it holds no series of this endpoint in the window (does it scrape this control plane?)")
-            hardware = apply(points, results, step)
         except PrometheusError as e:
-            self._failed(str(e), futures.values())
+            self._failed(str(e), futures.values(), e.down)
             raise
-        except Exception as e:  # unreachable, a token file that cannot be read, an answer of another shape
-            self._failed(f"{type(e).__name__}: {str(e)[:200]}", futures.values())
-            raise PrometheusError(self._last_error) from None
+        except (httpx.HTTPError, OSError) as e:  # unreachable, or a token file that cannot be read
+            self._failed(f"{type(e).__name__}: {str(e)[:200]}", futures.values(), True)
+            raise PrometheusError(self._last_error, down=True) from None
+        except Exception as e:  # an answer of another shape
+            raise PrometheusError(f"{type(e).__name__}: {str(e)[:200]}") from None
         self._failed_at = None
-        return hardware
+        if not any(results.values()):  # this endpoint's alone: the others' series are still read from it
+            raise PrometheusError("it holds no series of this endpoint in the window (does it scrape this control plane?)")
+        return apply(points, results, step)
 
-    def _failed(self, error: str, futures: Iterable[Future[Result]]) -> None:
+    def _failed(self, error: str, futures: Iterable[Future[Result]], down: bool) -> None:
         for f in futures:
             f.cancel()
-        self._failed_at, self._last_error = self.clock(), error
+        if down:
+            self._failed_at, self._last_error = self.clock(), error
 
 
 def _at(results: Result, lo: float, step: float, n: int) -> list[list[tuple[dict[str, str], float]]]:

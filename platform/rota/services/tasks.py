@@ -43,7 +43,9 @@ class TaskService(TaskQueries):
 
     # ------------------------------------------------------------ writes
 
-    def _check(self, who: Principal, data: TaskCreate) -> None:
+    def check(self, who: Principal, data: TaskCreate) -> None:
+        """What only the service checks of a new task (the platform's replica limit, the
+        env policy): run before anything is created for it."""
         for i, e in enumerate(data.schedule):
             self.endpoints.builder.check_replicas(e.max_replicas, f"schedule.{i}.max_replicas")
         self.endpoints.builder.policy.check_env(data.env, who.admin)
@@ -81,7 +83,7 @@ class TaskService(TaskQueries):
         return ep
 
     def create(self, who: Principal, data: TaskCreate) -> TaskPublic:
-        self._check(who, data)
+        self.check(who, data)
         now = self.clock()
         with self.db.session() as s:
             if s.scalar(select(TaskRow.id).where(TaskRow.project_id == who.project_id, TaskRow.name == data.name)):
@@ -138,7 +140,7 @@ class TaskService(TaskQueries):
                     merged.get("file_path"), merged["args"], ep.routing_key if owned else merged["name"]
                 )
             new, changed = merge(TaskCreate, current, merged, sent)
-            self._check(who, new)
+            self.check(who, new)
             target = self._target(s, who, new.endpoint, task) if new.endpoint else None
             if target is not None and target.id == ep.id:  # the same endpoint by another name (e.g. a manifest's)
                 changed = [k for k in changed if k != "endpoint"]

@@ -108,29 +108,23 @@ class Settings(BaseSettings):
     gateway_min_replicas: int = Field(1, ge=1, le=100)
     gateway_max_replicas: int = Field(1, ge=1, le=100)
     gateway_target_ongoing: int = Field(64, ge=1)  # requests in flight per gateway replica before one is added
-    # The control plane's URL as the cluster reaches it (the gateway pulls its routing table there).
-    public_url: str | None = None
+    public_url: str | None = None  # the control plane's URL as the cluster reaches it (the gateway's table)
 
     # Several control planes on one PostgreSQL: the one holding the store's lease (renewed
     # every ``leader_renew_s``) runs the loops; a standby takes over once it lapses.
     leader_lease_s: float = Field(15.0, gt=0, le=600)
     leader_renew_s: float = Field(5.0, gt=0, le=300)
-    instance_id: str | None = Field(
-        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,99}$"
-    )  # how /healthz names this process; default host:pid:random
+    # How /healthz names this process; default host:pid:random.
+    instance_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,99}$")
 
-    # The price book (USD per GPU- or vCPU-hour); unset: platform/rota/catalog/prices.yaml.
-    prices_path: Path | None = None
-
-    # Request logs: kept this many days unless a project says otherwise; pruned this often.
-    # False: the gateway keeps no record of calls (no request log; the base URL's series empty).
+    prices_path: Path | None = None  # the price book (USD per GPU- or vCPU-hour); unset: catalog/prices.yaml
+    # Request logs (false: none kept), kept this many days unless a project says otherwise.
     request_log: bool = True
     request_log_retention_days: int = Field(30, ge=1, le=3650)
     request_log_prune_interval_s: float = Field(3600.0, gt=0)
     request_content_max_bytes: int = Field(16_384, ge=0, le=65_536)  # per prompt or answer, with content logging on
 
-    # Monitoring: with a Prometheus that scrapes this control plane's /metrics, an
-    # endpoint's series are read from it (PromQL) instead of the control plane's own store.
+    # Monitoring: a Prometheus that scrapes this control plane's /metrics (PromQL; else the store).
     prometheus_url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
     prometheus_token_path: Path | None = None  # a bearer token for it, read at each query
     prometheus_timeout_s: float = Field(5.0, gt=0, le=60)  # for all the queries of one series together

@@ -24,7 +24,7 @@ def test_a_gateway_crash_loses_at_most_the_last_beat_of_request_records(servers,
     key = routed_echo(srv, cluster.serve_url, "steady")
 
     with ChatLoad(cluster.serve_url, key, "steady") as load:
-        time.sleep(5 if full else 3)
+        time.sleep(5 if full else 2)
         gateway = cluster.applications()[GATEWAY_APP]["deployments"]["Gateway"]["replicas"]
         victim = next(x for x in gateway if x["state"] == "RUNNING")
         killed_at = time.monotonic()
@@ -40,7 +40,7 @@ def test_a_gateway_crash_loses_at_most_the_last_beat_of_request_records(servers,
         wait_until(replaced, 120, 0.5, "the gateway's replica replaced")
         replaced_at = time.monotonic()
         wait_until(lambda: len(load.answered) > before + 20, 60, 0.5, "calls answered again")
-        time.sleep(5 if full else 2)
+        time.sleep(5 if full else 1)
     answered, failed = load.answered, load.failed
 
     # A call the replica answered just before the kill may reach its caller after it: its record

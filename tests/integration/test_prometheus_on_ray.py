@@ -16,7 +16,7 @@ from support.prometheus import Prometheus
 
 pytestmark = pytest.mark.integration
 
-STEP = 5
+STEP = 2
 
 
 def iso(t: float) -> str:
@@ -56,7 +56,7 @@ def test_the_series_read_from_prometheus_agree_with_the_request_log_and_ray(watc
     wait_until(lambda: prom.value(calls), 60, 0.5, "calls scraped")
     wait_until(lambda: prom.value(f'rota_endpoint_replicas{{{mine},state="running"}}') == 1, 60, 0.5, "replicas scraped")
 
-    lo = math.ceil(time.time() / STEP) * STEP + STEP  # a window that starts after every earlier call was scraped
+    lo = math.ceil(time.time() / STEP) * STEP  # after every earlier call was scraped (waited for above)
     time.sleep(lo - time.time() + 0.5)
     before = prom.value(calls)
     key = srv.admin_key

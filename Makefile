@@ -96,7 +96,7 @@ test-integration: $(BASE) postgres prometheus ## Run the integration tests (a re
 test-e2e: $(CPU) console chromium ## Run the end-to-end tests (real vLLM on the CPU)
 	$(BIN)/python -m pytest -q tests/e2e $(PYTEST_ARGS)
 
-ready-by: $(CPU) ## ready_by on the tiny vLLM model over 10 windows a minute apart (`make test` runs 2), printing each
+ready-by: $(CPU) ## ready_by on the tiny vLLM model over 10 windows about a minute apart (`make test` runs 2), printing each
 	READY_BY_WINDOWS=10 $(BIN)/python -m pytest -q -s tests/e2e/test_sleep_and_wake.py $(PYTEST_ARGS)
 
 demo: $(CPU) console ## Start Rota with a scheduled vLLM endpoint and call it (MODEL=<HF id or dir>; default: a tiny generated model)

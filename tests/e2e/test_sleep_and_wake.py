@@ -2,7 +2,7 @@
 last: it changes the package's endpoint).
 
 ready_by: once a start of the endpoint was measured (its deploy, then each window's wake),
-daily entries under a minute apart start it early by the measured cold start, and each
+daily entries about a minute apart start it early by the measured cold start, and each
 window says whether its replica served at the written time. READY_BY_WINDOWS (default 2)
 sets how many windows; ``make ready-by`` runs 10. No call is made during the windows, so
 each scale-down sleeps at once; the wake test that follows calls it."""
@@ -22,8 +22,11 @@ SLEEPY = {"scaling": {"min_replicas": 0, "max_replicas": 1, "cooldown_period_s":
 
 
 WINDOWS = int(os.environ.get("READY_BY_WINDOWS", "2"))
-PERIOD_S = float(os.environ.get("READY_BY_PERIOD_S", "45"))
 HOLD_S = 4  # each window scales to zero this long after its written time
+# Windows are as far apart as a start early by the measured cold start, the hold and this
+# much more: the replica a window scaled to zero is gone (its engine stopped, its CPUs
+# free) before the next window starts a new one, so each wake is measured on its own.
+SETTLE_S = 15
 ZONE = "Asia/Kolkata"
 
 
@@ -40,7 +43,8 @@ def test_ready_by_windows_serve_at_their_written_times(llm):
     margin = measured["lead_s"] - measured["p95_s"]
 
     first = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=measured["lead_s"] + 8)
-    written = [first + timedelta(seconds=PERIOD_S * k) for k in range(WINDOWS)]
+    period = math.ceil(measured["lead_s"] + HOLD_S + SETTLE_S)
+    written = [first + timedelta(seconds=period * k) for k in range(WINDOWS)]
     schedule = []
     for w in written:
         schedule.append({"time": _local(w), "min_replicas": 1, "max_replicas": 1, "ready_by": True})

@@ -2,25 +2,28 @@
 control plane in batches, off the request path (a helper of ``gateway.py``).
 
 - ``Call`` is what one call was: who, which endpoint, how long each part took.
-- ``Tap`` sits on the answer as it is relayed: it times the first token, reads the token
-  usage and finish reasons, and, for a stream whose caller did not ask for usage, drops
-  the usage chunk the gateway asked vLLM for. Events pass on as soon as they are whole.
+- ``Tap`` is fed the answer chunk by chunk as it is relayed (plain calls, no I/O): it
+  times the first token, reads the token usage and finish reasons, and, for a stream whose
+  caller did not ask for usage, drops the usage chunk the gateway asked vLLM for. Events
+  pass on as soon as they are whole.
 - ``Recorder`` buffers records and sends them every ``interval_s`` (a crash of the
-  gateway loses at most that much); when the control plane is away it keeps up to
-  ``capacity`` records, then drops the oldest and counts them.
+  gateway loses at most that much), each encoded once, as one JSON body per batch; when
+  the control plane is away it keeps up to ``capacity`` records, then drops the oldest and
+  counts them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import re
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +38,10 @@ MAX_PENDING = 1 << 20  # bytes of an unfinished event held back at most
 _FINISH = re.compile(rb'"finish_reason":\s?"([A-Za-z_]{1,32})"')
 _USAGE = re.compile(rb'"usage":\s?(\{[^{}]*\})')
 _NOTABLE = re.compile(rb'"finish_reason":\s?"|"usage"')  # what ``Tap._events`` takes from a stream after its first token
+
+
+_RECORDS = itertools.count()
+_PROCESS = uuid.uuid4().hex[:16]  # record ids: this process's random half, then a count (unique, no syscall per call)
 
 
 def request_id(given: str | None) -> str:
@@ -72,7 +79,7 @@ class Call:
 
     def record(self, status: int, error_code: str | None = None, tap: Tap | None = None) -> dict[str, Any]:
         out = {
-            "record_id": uuid.uuid4().hex,
+            "record_id": f"{_PROCESS}{next(_RECORDS):016x}",
             "request_id": self.request_id,
             "started_at": self.started_at,
             "project_id": self.project_id,
@@ -109,38 +116,35 @@ class Tap:
         self._kept_size = 0
         self._tail = b""  # the last bytes of a JSON answer: its usage, when the answer is too long to keep
         self.finished = False  # the whole answer went through
-        self.broken = False  # the endpoint's answer broke off
+        self.broken = False  # the endpoint's answer broke off (set by whoever reads it)
         self._limit = max(call.content_max, 0 if self.sse and status < 400 else 1 << 20)
+        self._keeping = self._limit > 0
 
-    async def relay(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """The answer as it comes; a stream whole events at a time (the hot loop: a chunk of
-        a stream costs a few byte searches, nothing more, unless content is kept)."""
-        keep = self._limit > 0
-        try:
-            if self.sse:
-                async for chunk in chunks:
-                    plain = self.ttft_ms is not None and not keep and not self._pending and chunk.endswith(b"\n\n")
-                    if plain and not _NOTABLE.search(chunk):  # whole token events, like those before: nothing to note
-                        yield chunk
-                        continue
-                    out = self._events(chunk)
-                    if out:
-                        if keep:
-                            self._keep(out)
-                        yield out
-            else:
-                async for chunk in chunks:
-                    self._tail = (self._tail + chunk)[-4096:]
-                    self._keep(chunk)
-                    yield chunk
-        except Exception:
-            self.broken = True
-            raise
-        if self._pending:  # an unterminated last event: passed on as it is
-            self._keep(self._pending)
-            yield self._pending
+    def feed(self, chunk: bytes) -> bytes:
+        """What of ``chunk`` goes on to the caller now; a stream whole events at a time (the
+        hot path: after the first token, a chunk of whole token events costs one byte
+        search, nothing more, unless content is kept)."""
+        if not self.sse:
+            self._tail = (self._tail + chunk)[-4096:]
+            self._keep(chunk)
+            return chunk
+        plain = self.ttft_ms is not None and not self._keeping and not self._pending and chunk.endswith(b"\n\n")
+        if plain and not _NOTABLE.search(chunk):  # whole token events, like those before: nothing to note
+            return chunk
+        out = self._events(chunk)
+        if out and self._keeping:
+            self._keep(out)
+        return out
+
+    def close(self) -> bytes:
+        """The answer ended: what was held back goes on as it is (an unterminated last
+        event), and what the answer said is read."""
+        rest, self._pending = self._pending, b""
+        if rest:
+            self._keep(rest)
         self._finish()
         self.finished = True
+        return rest
 
     def _events(self, chunk: bytes) -> bytes:
         """The whole events received so far (``\n\n`` or ``\r\n\r\n`` ends one); the rest waits."""
@@ -221,11 +225,12 @@ class Tap:
 
 
 class Recorder:
-    """Records waiting to be sent; sent every ``interval_s``, at most ``batch`` at a time."""
+    """Records waiting to be sent; sent every ``interval_s``, at most ``batch`` (and
+    ``batch_bytes``) at a time, to ``send`` as the body ``{"records": [...], "dropped": n}``."""
 
     def __init__(
         self,
-        send: Callable[[list[dict[str, Any]], int], Awaitable[None]],
+        send: Callable[[bytes], Awaitable[None]],
         interval_s: float = 1.0,
         capacity: int = 50_000,
         batch: int = 2_000,
@@ -282,18 +287,20 @@ class Recorder:
 
     async def _flush(self) -> bool:
         taken: list[dict[str, Any]] = []
+        encoded: list[str] = []  # ASCII JSON: a CJK character takes six bytes
         size = 0
         while self.buffer and len(taken) < self.batch:
-            record = self.buffer[0]
-            record_size = _size(record)
-            if taken and size + record_size > self.batch_bytes:
+            text = json.dumps(self.buffer[0])
+            if taken and size + len(text) + 1 > self.batch_bytes:
                 break
             taken.append(self.buffer.popleft())
-            size += record_size
+            encoded.append(text)
+            size += len(text) + 1
         if not taken:
             return False
+        body = f'{{"records":[{",".join(encoded)}],"dropped":{self.dropped}}}'.encode()
         try:
-            await self.send(taken, self.dropped)
+            await self.send(body)
         except asyncio.CancelledError:  # cut short (a drain's deadline): kept for whoever sends next
             self.buffer.extendleft(reversed(taken))
             raise
@@ -316,8 +323,3 @@ class Recorder:
             return False
         self.sent += len(taken)
         return True
-
-
-def _size(record: dict[str, Any]) -> int:
-    """Bytes it takes in a batch (sent as ASCII JSON: a CJK character takes six)."""
-    return len(json.dumps(record)) + 2

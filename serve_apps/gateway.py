@@ -88,7 +88,6 @@ class GatewayConfig(BaseModel):
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="larger request bodies get a 413")
     content_max_bytes: int = Field(16_384, ge=0, description="prompt/answer kept per call where content logging is on")
     log_interval_s: float = Field(1.0, gt=0, description="request records are sent this often")
-    request_log: bool = Field(True, description="False: no request records (no usage asked of streams, answers not read)")
 
 
 def error(
@@ -119,6 +118,9 @@ class RoutingTable:
         self.endpoints: dict[tuple[int, str], dict[str, Any]] = {}
         self.unknown: dict[str, float] = {}  # key hash -> when it was found unknown
         self.loaded_at: float | None = None
+        # The control plane's ROTA_REQUEST_LOG, followed without a roll. Off: no request
+        # records, no usage asked of streams, answers passed through unread.
+        self.request_log = True
         self.pulls = 0
         self._started = float("-inf")  # when the last pull began
         self._forced = float("-inf")  # when the last pull for something unknown began
@@ -152,6 +154,7 @@ class RoutingTable:
                 return
             self.keys = {k["hash"]: k for k in body.get("keys", [])}
             self.endpoints = {(e["project_id"], e["routing_key"]): e for e in body.get("endpoints", [])}
+            self.request_log = body.get("request_log") is not False
             self.loaded_at, self.unknown = time.monotonic(), {}
 
     async def key(self, key: str, arrived: float) -> dict[str, Any] | None:
@@ -180,7 +183,7 @@ class GatewayApp:
         cfg: GatewayConfig,
         session: Callable[[], Any] | None = None,
         wake: Callable[[str], Awaitable[Any]] | None = None,
-        ship: Callable[[list[dict[str, Any]], int], Awaitable[None]] | None = None,
+        ship: Callable[[bytes], Awaitable[None]] | None = None,
         pool: PoolClient | None = None,
     ):
         self.cfg = cfg
@@ -235,11 +238,15 @@ class GatewayApp:
             r.raise_for_status()
             return await r.json()  # type: ignore[no-any-return]
 
-    async def _ship(self, records: list[dict[str, Any]], dropped: int) -> None:
+    async def _ship(self, batch: bytes) -> None:
         async with self._session().post(
             self.cfg.control_url.rstrip("/") + "/internal/v1/requests",
-            json={"records": records, "dropped": dropped},
-            headers={"Authorization": f"Bearer {self.cfg.token}", "x-rota-gateway": _replica_name()},
+            data=batch,
+            headers={
+                "Authorization": f"Bearer {self.cfg.token}",
+                "x-rota-gateway": _replica_name(),
+                "content-type": "application/json",
+            },
             timeout=aiohttp.ClientTimeout(total=10.0),
         ) as r:
             r.raise_for_status()
@@ -254,12 +261,12 @@ class GatewayApp:
             try:
                 response = await handler(request, call)
             except BaseException:  # e.g. the caller left while its endpoint woke up
-                if self.cfg.request_log:
+                if self.table.request_log:
                     self._record(call.record(499, "client_closed_request"))
                 raise
             if given is None:  # Ray Serve's ingress gives every request one, and returns it itself
                 response.headers["x-request-id"] = call.request_id
-            if self.cfg.request_log and not isinstance(response, Relay):
+            if self.table.request_log and not isinstance(response, Relay):
                 self._record(call.record(response.status_code, getattr(response, "error_code", None)))
             return response
 
@@ -275,7 +282,7 @@ class GatewayApp:
         """Keep a record; calls no project was found for (a wrong key) at most
         ``UNATTRIBUTED_PER_S`` a second, so a flood of them cannot push out everyone's;
         none with the request log off."""
-        if not self.cfg.request_log:
+        if not self.table.request_log:
             return
         if record["project_id"] is None:
             now = time.monotonic()
@@ -290,7 +297,8 @@ class GatewayApp:
     async def healthz(self, request: Request) -> Response:
         age = None if self.table.loaded_at is None else round(time.monotonic() - self.table.loaded_at, 3)
         rec = self.recorder
-        log_state = {"waiting": len(rec.buffer), "dropped": rec.dropped, "sampled_out": rec.sampled_out}
+        log_state = {"on": self.table.request_log, "waiting": len(rec.buffer), "dropped": rec.dropped}
+        log_state["sampled_out"] = rec.sampled_out
         return JSONResponse({"routing_table_age_s": age, "request_log": log_state})
 
     async def relay(self, request: Request) -> Response:
@@ -442,9 +450,10 @@ class GatewayApp:
         if not await self.admission.enter(name, limit):
             message = f"endpoint {model!r} is at capacity ({ep['max_concurrency']} requests in flight); retry later"
             return error(429, message, "rate_limit_exceeded", "rate_limit_error", retry_after=1)
-        if self.cfg.request_log:
+        logged = self.table.request_log
+        if logged:
             body = self._usage_on_streams(call, ep, parsed, body)
-        if self.cfg.request_log and ep.get("content_logging") and self.cfg.content_max_bytes:
+        if logged and ep.get("content_logging") and self.cfg.content_max_bytes:
             call.content_max = self.cfg.content_max_bytes
             call.request_content = body[: call.content_max].decode("utf-8", "replace")
         call.queue_ms = call.ms()
@@ -461,7 +470,7 @@ class GatewayApp:
             return error(
                 429, f"endpoint {model!r} is at capacity; retry later", "rate_limit_exceeded", "rate_limit_error", retry_after=1
             )
-        if not self.cfg.request_log:  # the answer's bytes straight through
+        if not logged:  # the answer's bytes straight through
             return Relay(upstream, None, lambda: self.admission.leave(name))
         tap = Tap(call, upstream.status, upstream.headers.get("content-type", ""), upstream.headers.get(REPLICA_HEADER))
 
@@ -539,9 +548,30 @@ class Relay(StreamingResponse):
 
     def __init__(self, upstream: Any, tap: Tap | None, done: Callable[[], None]):
         headers = {k: v for k, v in upstream.headers.items() if k.lower() in PASS_BACK}
-        chunks = upstream.content.iter_any()
-        super().__init__(tap.relay(chunks) if tap else chunks, status_code=upstream.status, headers=headers)
-        self.upstream, self.done = upstream, done
+        super().__init__(upstream.content.iter_any(), status_code=upstream.status, headers=headers)
+        self.upstream, self.tap, self.done = upstream, tap, done
+
+    async def stream_response(self, send: Any) -> None:
+        """Each chunk through the tap in line (no generator between the upstream and the
+        caller); an error reading the upstream marks the answer broken, one sending it not."""
+        tap = self.tap
+        if tap is None:
+            await super().stream_response(send)
+            return
+        chunks = aiter(self.body_iterator)
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        while True:
+            try:
+                chunk = await anext(chunks)
+            except StopAsyncIteration:
+                break
+            except Exception:
+                tap.broken = True
+                raise
+            out = tap.feed(chunk)
+            if out:
+                await send({"type": "http.response.body", "body": out, "more_body": True})
+        await send({"type": "http.response.body", "body": tap.close(), "more_body": False})
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:

@@ -86,7 +86,6 @@ class Runtime:
             settings.request_content_max_bytes,
             (settings.gateway_min_replicas, settings.gateway_max_replicas),
             settings.gateway_target_ongoing,
-            settings.request_log,
         )
         self.reconciler = Reconciler(
             self.db,
@@ -131,7 +130,12 @@ class Runtime:
             StateCollector(self.db, self.reconciler, lambda: dict(self.requests.gateway_dropped), self.leadership)
         )
         self.cluster = ClusterService(
-            self.db, self.cipher, ray=self.ray, not_rotas=self.reconciler.not_rotas, async_reserve=settings.async_reserve
+            self.db,
+            self.cipher,
+            ray=self.ray,
+            not_rotas=self.reconciler.not_rotas,
+            async_reserve=settings.async_reserve,
+            request_log=settings.request_log,
         )
         self.invocations = InvocationService(self.db, settings)
         self.async_queue = AsyncQueue(self.db, settings, loader=self.invocations.loader)

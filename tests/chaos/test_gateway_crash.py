@@ -9,7 +9,6 @@ import time
 
 import pytest
 
-from rota.domain.specs import GATEWAY_APP
 from support.endpoints import TEST_TEMPLATES, ChatLoad, logged_ids, routed_echo
 from support.procs import wait_until
 
@@ -25,17 +24,14 @@ def test_a_gateway_crash_loses_at_most_the_last_beat_of_request_records(servers,
 
     with ChatLoad(cluster.serve_url, key, "steady") as load:
         time.sleep(5 if full else 2)
-        gateway = cluster.applications()[GATEWAY_APP]["deployments"]["Gateway"]["replicas"]
-        victim = next(x for x in gateway if x["state"] == "RUNNING")
+        victim, pid = next(iter(cluster.gateway_replicas().items()))
         killed_at = time.monotonic()
-        os.kill(victim["pid"], signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
         before = len(load.answered)
 
         def replaced():
-            running = [
-                x for x in cluster.applications()[GATEWAY_APP]["deployments"]["Gateway"]["replicas"] if x["state"] == "RUNNING"
-            ]
-            return running and victim["replica_id"] not in {x["replica_id"] for x in running}
+            running = cluster.gateway_replicas()
+            return running and victim not in running
 
         wait_until(replaced, 120, 0.5, "the gateway's replica replaced")
         replaced_at = time.monotonic()

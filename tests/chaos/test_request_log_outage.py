@@ -1,9 +1,12 @@
 """The control plane is SIGKILLed while calls flow through the base URL: the gateway keeps
 serving and keeps their records; after the restart every answered call is in the request
-log, and none twice."""
+log, and none twice. Restarted with ``ROTA_REQUEST_LOG=false``, the same gateway replica
+(no roll) records nothing more, and records again once the log is back on."""
 
 import time
+import uuid
 
+import httpx
 import pytest
 
 from support.endpoints import TEST_TEMPLATES, ChatLoad, logged_ids, routed_echo
@@ -33,3 +36,22 @@ def test_records_of_calls_answered_while_the_control_plane_was_down_arrive_once(
     counts = logged_ids(srv)
     assert [rid for rid in answered if counts[rid] != 1] == []
     print(f"{len(answered)} calls answered ({during} while the control plane was down), each logged once")
+
+    gateway = cluster.gateway_replicas()
+    for on in (False, True):
+        srv.stop()
+        srv = servers(home, **env, ROTA_REQUEST_LOG=str(on).lower())
+        time.sleep(2.5)  # the gateway's next routing-table pulls (every second) carry the switch
+        ids = [call(cluster.serve_url, key, "busy") for _ in range(5)]
+        time.sleep(3)  # records go every second: any would be stored by now
+        logged = logged_ids(srv)
+        assert [logged[i] for i in ids] == [1 if on else 0] * 5, on
+    assert cluster.gateway_replicas() == gateway  # the switch did not roll the gateway
+
+
+def call(serve_url: str, key: str, model: str) -> str:
+    rid = f"switch-{uuid.uuid4().hex}"
+    body = {"model": model, "messages": [{"role": "user", "content": "x"}]}
+    r = httpx.post(f"{serve_url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}", "x-request-id": rid})
+    assert r.status_code == 200 and r.headers["x-request-id"] == rid, r.text
+    return rid

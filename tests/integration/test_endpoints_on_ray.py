@@ -186,11 +186,7 @@ def test_two_gateway_replicas_never_admit_more_than_an_endpoints_limit_together(
     create(srv, name="shared", routing_key="shared", engine={"max_batch_size": 2, "max_queued_requests": 1})
     wait_endpoint(srv, "shared", status_is("RUNNING"), what="READY")
 
-    def gateways() -> int:
-        deployment = cluster.applications()["rota-gateway"]["deployments"]["Gateway"]
-        return sum(r["state"] == "RUNNING" for r in deployment["replicas"])
-
-    wait_until(lambda: gateways() == 2, 120, 0.5, what="two gateway replicas")
+    wait_until(lambda: len(cluster.gateway_replicas()) == 2, 120, 0.5, what="two gateway replicas")
     wait_routed(cluster.serve_url, srv.admin_key, "shared")
     time.sleep(1.5)  # the slots of that call go back to the pool (two sync periods)
     before = pool_snapshot(cluster)["asks"]

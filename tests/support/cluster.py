@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 
 from rota.config import Settings
+from rota.domain.specs import GATEWAY_APP
 from rota.serve.cluster import LocalRayHead
 from support.procs import REPO, TEST_APPS, free_port
 
@@ -53,6 +54,11 @@ class Cluster:
         )
         r.raise_for_status()
         return r.json()["applications"]
+
+    def gateway_replicas(self) -> dict[str, int]:
+        """Rota's gateway's RUNNING replicas: replica id -> pid."""
+        gw = self.applications().get(GATEWAY_APP, {}).get("deployments", {}).get("Gateway", {})
+        return {r["replica_id"]: r["pid"] for r in gw.get("replicas", []) if r["state"] == "RUNNING"}
 
     def server_env(self) -> dict[str, str]:
         return {

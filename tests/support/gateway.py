@@ -4,6 +4,7 @@ table and where request records are shipped."""
 
 import hashlib
 import importlib.util
+import json
 import sys
 from contextlib import contextmanager
 
@@ -116,12 +117,13 @@ class ControlPlane:
                 "message": None,
             },
         ]
+        self.request_log = True  # ROTA_REQUEST_LOG
         self.pulls = 0
 
     async def __call__(self):
         self.pulls += 1
         keys = [{"hash": k, "project_id": p, "key_id": self.key_ids.get(k), "prefix": f"rota_{p}"} for k, p in self.keys.items()]
-        return {"keys": keys, "endpoints": self.endpoints}
+        return {"keys": keys, "endpoints": self.endpoints, "request_log": self.request_log}
 
 
 def chat(gw, key=KEY_A, model="chat", path="/v1/chat/completions", json=None, headers=None, **kw):
@@ -140,6 +142,16 @@ def behind_serve(asgi):
     return app
 
 
+def unpacked(ship):
+    """A recorder's ``send`` (one JSON body per batch) for ``ship(records, dropped)``."""
+
+    async def send(batch: bytes):
+        body = json.loads(batch)
+        return await ship(body["records"], body["dropped"])
+
+    return send
+
+
 @contextmanager
 def running_gateway(pool=None, **config):
     woken = []
@@ -156,7 +168,7 @@ def running_gateway(pool=None, **config):
     defaults = {"control_url": "http://cp", "token": "gw", "refresh_s": 30, "wake_timeout_s": 1.0, "max_body_bytes": 4096}
     cfg = gateway.GatewayConfig(**{**defaults, **config})
     upstream, cp = Upstream(), ControlPlane()
-    app = gateway.GatewayApp(cfg, session=upstream, wake=wake, ship=ship, pool=pool)
+    app = gateway.GatewayApp(cfg, session=upstream, wake=wake, ship=unpacked(ship), pool=pool)
     app.table.fetch = cp
     # Behind Ray Serve's own request-id middleware, as in a Serve replica: it gives every
     # request an x-request-id (the caller's or a new one) and returns it on the answer.

@@ -2,13 +2,15 @@
 the caller gets back, and how records reach the control plane (or wait for it)."""
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
 
 import pytest
+from starlette.requests import ClientDisconnect
 
-from support.gateway import KEY_A, KEY_B, chat, gateway, running_gateway
+from support.gateway import KEY_A, KEY_B, Reply, chat, gateway, running_gateway, unpacked
 
 SSE = "text/event-stream"
 USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
@@ -121,16 +123,26 @@ def test_usage_is_asked_for_without_losing_what_the_body_said(gw):
     assert null["stream_options"] == marked["stream_options"] == {"include_usage": True}
 
 
-def test_with_the_request_log_off_answers_pass_through_untouched_and_nothing_is_recorded():
-    with running_gateway(request_log=False) as gw:
-        gw.upstream.replies = [stream_reply()]
-        body = {"model": "chat", "messages": [], "stream": True}
-        r = chat(gw, json=body)
-        assert json.loads(gw.upstream.bodies[0]) == body  # no usage asked for
-        assert r.content == b"".join(stream_reply()[2]) and r.headers["x-request-id"]  # every byte, as sent
-        assert chat(gw, json={"model": "nope", "messages": []}).status_code == 404
-        assert records(gw) == [] and gw.app.recorder._task is None
-        assert not any(gw.app.admission.inflight.values())  # the slot of the stream given back
+def test_with_the_request_log_off_answers_pass_through_untouched_and_nothing_is_recorded(gw):
+    """The control plane's switch arrives with the routing table: the same gateway follows it."""
+    assert gw.get("/-/healthz").json()["request_log"]["on"] is True
+    gw.cp.request_log = False
+    asyncio.run(gw.app.table.refresh())
+    assert gw.get("/-/healthz").json()["request_log"]["on"] is False
+    gw.upstream.replies = [stream_reply()]
+    body = {"model": "chat", "messages": [], "stream": True}
+    r = chat(gw, json=body)
+    assert json.loads(gw.upstream.bodies[0]) == body  # no usage asked for
+    assert r.content == b"".join(stream_reply()[2]) and r.headers["x-request-id"]  # every byte, as sent
+    assert chat(gw, json={"model": "nope", "messages": []}).status_code == 404
+    assert records(gw) == []
+    assert not any(gw.app.admission.inflight.values())  # the slot of the stream given back
+    gw.cp.request_log = True  # switched back on: recorded again
+    asyncio.run(gw.app.table.refresh())
+    gw.upstream.replies = [stream_reply()]
+    chat(gw, json=body)
+    assert json.loads(gw.upstream.bodies[1])["stream_options"] == {"include_usage": True}
+    assert [r["status"] for r in records(gw)] == [200]
 
 
 def test_a_stream_whose_caller_asked_for_usage_keeps_it(gw):
@@ -169,7 +181,7 @@ def test_records_wait_for_a_control_plane_that_is_away_within_a_bound_and_go_onc
                 raise ConnectionError("control plane down")
             sent.append((len(records), dropped))
 
-        rec = gateway.Recorder(ship, interval_s=3600, capacity=5, batch=2)
+        rec = gateway.Recorder(unpacked(ship), interval_s=3600, capacity=5, batch=2)
         rec._task = asyncio.get_running_loop().create_future()  # no background loop: flushed by hand
         for i in range(4):
             rec.buffer.append({"record_id": str(i)})
@@ -202,7 +214,7 @@ def test_records_are_sent_on_a_fixed_beat_that_a_slow_send_does_not_push_back():
         sends.append(round(clock["t"], 6))
         clock["t"] += 2.5 if len(sends) == 4 else 0.3  # a slow control plane, stalled once
 
-    rec = gateway.Recorder(ship, interval_s=1.0, clock=lambda: clock["t"], sleep=sleep)
+    rec = gateway.Recorder(unpacked(ship), interval_s=1.0, clock=lambda: clock["t"], sleep=sleep)
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(rec._loop())
     assert sends == [1.0, 2.0, 3.0, 4.0, 6.5]  # on the beat; after the stall at once, then on a new beat
@@ -239,28 +251,40 @@ def test_a_custom_applications_stream_is_sent_as_it_came_and_crlf_events_are_spl
     assert rec["ttft_ms"] is not None and rec["stream"] is True and rec["input_tokens"] is None
 
 
+class Broken(Reply):
+    async def iter_any(self):
+        yield b"data: {}\n\n"
+        raise ConnectionResetError("the replica died")
+
+
 def test_a_broken_answer_and_a_caller_gone_are_not_logged_as_successes():
-    async def run():
-        for broken in (True, False):
-            call = gateway.Call("r", "/v1/chat/completions")
-            tap = gateway.Tap(call, 200, SSE, None)
+    async def run(reply, send):
+        tap = gateway.Tap(gateway.Call("r", "/v1/chat/completions"), 200, SSE, None)
+        done = []
+        relay = gateway.Relay(reply, tap, lambda: done.append(True))
 
-            async def chunks(broken=broken):
-                yield b"data: {}\n\n"
-                if broken:
-                    raise ConnectionResetError("the replica died")
+        async def receive():
+            await asyncio.sleep(3600)
 
-            out = []
-            try:
-                async for c in tap.relay(chunks()):
-                    out.append(c)
-                    if not broken:
-                        break  # the caller went away after the first chunk
-            except ConnectionResetError:
-                pass
-            assert (tap.broken, tap.finished) == (broken, False)
+        with contextlib.suppress(ClientDisconnect):  # Starlette's word for an OSError while streaming
+            await relay({"type": "http", "asgi": {"spec_version": "2.4"}}, receive, send)
+        return tap, done, reply
 
-    asyncio.run(run())
+    sent = []
+
+    async def take(message):
+        sent.append(message)
+
+    tap, done, reply = asyncio.run(run(Broken(200, SSE, None), take))
+    assert (tap.broken, tap.finished, done, reply.released) == (True, False, [True], True)  # the replica died
+    assert [m.get("body") for m in sent[1:]] == [b"data: {}\n\n"]  # what came before went on; no end of answer
+
+    async def gone(message):  # the caller went away after the answer's first bytes
+        if message["type"] == "http.response.body":
+            raise OSError("the caller left")
+
+    tap, done, reply = asyncio.run(run(Reply(200, SSE, [b"data: {}\n\n", b"data: [DONE]\n\n"]), gone))
+    assert (tap.broken, tap.finished, done, reply.released) == (False, False, [True], True)
 
 
 def test_a_refused_batch_is_dropped_and_counted_and_a_too_large_one_is_halved():
@@ -277,7 +301,7 @@ def test_a_refused_batch_is_dropped_and_counted_and_a_too_large_one_is_halved():
                 raise answer
             sent.append(len(records))
 
-        rec = gateway.Recorder(ship, interval_s=3600, batch=4)
+        rec = gateway.Recorder(unpacked(ship), interval_s=3600, batch=4)
         rec._task = asyncio.get_running_loop().create_future()
         rec.buffer.extend({"record_id": str(i)} for i in range(6))
         while rec.buffer and await rec.flush():
@@ -312,7 +336,7 @@ def test_a_drain_waits_for_the_batch_in_flight_and_keeps_what_it_could_not_send(
             await release.wait()
             shipped.extend(records)
 
-        rec = gateway.Recorder(ship, interval_s=3600, batch=2)
+        rec = gateway.Recorder(unpacked(ship), interval_s=3600, batch=2)
         rec._task = asyncio.get_running_loop().create_future()
         rec.buffer.extend({"record_id": str(i)} for i in range(4))
         background = asyncio.create_task(rec.flush())  # the background send has taken a batch
@@ -323,7 +347,7 @@ def test_a_drain_waits_for_the_batch_in_flight_and_keeps_what_it_could_not_send(
         await asyncio.gather(background, draining)
         assert [r["record_id"] for r in shipped] == ["0", "1", "2", "3"] and not rec.buffer
 
-        stuck = gateway.Recorder(lambda records, dropped: asyncio.sleep(3600), interval_s=3600)
+        stuck = gateway.Recorder(lambda batch: asyncio.sleep(3600), interval_s=3600)
         stuck._task = asyncio.get_running_loop().create_future()
         stuck.buffer.extend({"record_id": str(i)} for i in range(3))
         await stuck.drain(timeout_s=0.1)  # the control plane does not answer in time

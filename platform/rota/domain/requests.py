@@ -12,7 +12,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
 
 from rota.domain.errors import InvalidInput
 from rota.domain.names import Strict
@@ -48,15 +48,26 @@ class GatewayRecord(Strict):
     request_content: str | None = Field(None, max_length=MAX_CONTENT)
     response_content: str | None = Field(None, max_length=MAX_CONTENT)
 
-    @field_validator("*", mode="after")
+    @model_validator(mode="before")
     @classmethod
-    def _no_nul(cls, v: Any) -> Any:
-        """NUL cannot be stored in PostgreSQL text: what a caller sent (a path, a model) loses it."""
-        if isinstance(v, str):
-            return v.replace("\x00", "")
-        if isinstance(v, list):
-            return [x.replace("\x00", "") if isinstance(x, str) else x for x in v]
-        return v
+    def _no_nul(cls, data: Any) -> Any:
+        """NUL cannot be stored in PostgreSQL text: what a caller sent (a path, a model) loses
+        it. One look per record (this runs for every call through the base URL)."""
+        if not isinstance(data, dict):
+            return data
+        reasons = data.get("finish_reasons")
+        texts = [v for v in data.values() if isinstance(v, str)]
+        if isinstance(reasons, list):
+            texts += [x for x in reasons if isinstance(x, str)]
+        if not any("\x00" in v for v in texts):
+            return data
+        out = {k: v.replace("\x00", "") if isinstance(v, str) else v for k, v in data.items()}
+        if isinstance(reasons, list):
+            out["finish_reasons"] = [x.replace("\x00", "") if isinstance(x, str) else x for x in reasons]
+        return out
+
+
+RECORDS = TypeAdapter(list[GatewayRecord])  # a batch checked in one pass (record by record only when one is bad)
 
 
 class GatewayBatch(Strict):

@@ -174,7 +174,6 @@ def gateway_spec(
     content_max_bytes: int = 16_384,
     replicas: tuple[int, int] = (1, 1),
     target_ongoing: int = 64,
-    request_log: bool = True,
 ) -> AppSpec:
     """The OpenAI base URL: ``serve_apps/gateway.py`` at ``/`` of the Serve port, on
     ``replicas`` (min, max) autoscaled by requests in flight; its replicas share each
@@ -198,7 +197,5 @@ def gateway_spec(
             "wake_timeout_s": wake_timeout_s,
             "max_body_bytes": max_body,
             "content_max_bytes": content_max_bytes,
-            # Only when off: a gateway deployed before the switch existed keeps its arguments (no roll).
-            **({} if request_log else {"request_log": False}),
         },
     )

@@ -38,6 +38,7 @@ class ClusterService:
     not_rotas: Callable[[Observation], Mapping[str, ObservedApp]] = lambda o: {}
     gateway: str = GATEWAY_APP
     async_reserve: float = 0.25  # the share of an endpoint's limit queued work leaves to synchronous calls
+    request_log: bool = True  # ROTA_REQUEST_LOG: the gateways follow it through the routing table
 
     def apps(self, who: Principal) -> list[dict[str, Any]]:
         """Every application on the cluster with whose it is: an endpoint's (a task's own
@@ -148,4 +149,4 @@ class ClusterService:
                         "stream_usage": ep.file_path == LLM_SCRIPT,  # vLLM reports usage on a stream's last chunk
                     }
                 )
-        return {"keys": keys, "endpoints": endpoints}
+        return {"keys": keys, "endpoints": endpoints, "request_log": self.request_log}

@@ -10,6 +10,7 @@ import pytest
 from openai import AuthenticationError, BadRequestError, OpenAI
 
 from support.endpoints import logged_request
+from support.procs import wait_until
 
 
 @pytest.fixture
@@ -109,4 +110,9 @@ def test_the_metrics_count_what_the_request_log_holds(llm):
     # and show the replica that served them.
     series = llm.api.get("/endpoints/tiny/metrics", params={"step": 60}).json()
     assert sum(p["requests"] for p in series["points"]) == logged
-    assert any(p["replicas_running"] for p in series["points"])
+
+    def sampled():  # replicas are sampled every 10 s: the first sample may be a moment away
+        points = llm.api.get("/endpoints/tiny/metrics", params={"step": 60}).json()["points"]
+        return any(p["replicas_running"] for p in points)
+
+    wait_until(sampled, 30, 1, what="a sample of the endpoint's running replica")

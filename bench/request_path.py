@@ -489,6 +489,7 @@ def finish(a: argparse.Namespace, model: str, levels: list[int], runs: list[dict
                 ]
             )
         print(table(rows))
+        print(f"gateway processes across the on and off runs: {logging['gateway_processes']} (1: the switch alone differs)")
         rc = logging["relay_cpu"]
         print(
             f"the gateway's own CPU per streamed call ({rc['tokens']} tokens, in process, median of {a.logging_rounds}): "

@@ -7,7 +7,7 @@ control plane in batches, off the request path (a helper of ``gateway.py``).
   caller did not ask for usage, drops the usage chunk the gateway asked vLLM for. Events
   pass on as soon as they are whole.
 - ``Recorder`` buffers records and sends them every ``interval_s`` (a crash of the
-  gateway loses at most that much), each encoded once, as one JSON body per batch; when
+  gateway loses at most that much), each encoded once per send, into one JSON body; when
   the control plane is away it keeps up to ``capacity`` records, then drops the oldest and
   counts them.
 """
@@ -115,7 +115,7 @@ class Tap:
         self._kept: list[bytes] = []  # the body (JSON answers, errors, or content logging)
         self._kept_size = 0
         self._tail = b""  # the last bytes of a JSON answer: its usage, when the answer is too long to keep
-        self.finished = False  # the whole answer went through
+        self.finished = False  # the whole answer reached the caller
         self.broken = False  # the endpoint's answer broke off (set by whoever reads it)
         self._limit = max(call.content_max, 0 if self.sse and status < 400 else 1 << 20)
         self._keeping = self._limit > 0
@@ -138,12 +138,12 @@ class Tap:
 
     def close(self) -> bytes:
         """The answer ended: what was held back goes on as it is (an unterminated last
-        event), and what the answer said is read."""
+        event), and what the answer said is read. ``finished`` is the reader's to set,
+        once that last part has reached the caller."""
         rest, self._pending = self._pending, b""
         if rest:
             self._keep(rest)
         self._finish()
-        self.finished = True
         return rest
 
     def _events(self, chunk: bytes) -> bytes:

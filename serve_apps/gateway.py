@@ -88,6 +88,10 @@ class GatewayConfig(BaseModel):
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="larger request bodies get a 413")
     content_max_bytes: int = Field(16_384, ge=0, description="prompt/answer kept per call where content logging is on")
     log_interval_s: float = Field(1.0, gt=0, description="request records are sent this often")
+    version: int = Field(1, ge=1, description="the control plane's GATEWAY_VERSION: a new one rolls the gateway onto its code")
+    # Gateways deployed before the routing table carried the request log's switch have it
+    # in their arguments: accepted (a replica restarted on newer code still starts), unused.
+    request_log: bool | None = Field(None, exclude=True, description="unused: the routing table says")
 
 
 def error(
@@ -553,7 +557,8 @@ class Relay(StreamingResponse):
 
     async def stream_response(self, send: Any) -> None:
         """Each chunk through the tap in line (no generator between the upstream and the
-        caller); an error reading the upstream marks the answer broken, one sending it not."""
+        caller). An error reading the upstream (or in the tap) marks the answer broken, one
+        sending it not; it is finished once its last byte is sent."""
         tap = self.tap
         if tap is None:
             await super().stream_response(send)
@@ -562,16 +567,16 @@ class Relay(StreamingResponse):
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
         while True:
             try:
-                chunk = await anext(chunks)
+                out = tap.feed(await anext(chunks))
             except StopAsyncIteration:
                 break
             except Exception:
                 tap.broken = True
                 raise
-            out = tap.feed(chunk)
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
         await send({"type": "http.response.body", "body": tap.close(), "more_body": False})
+        tap.finished = True  # its last byte reached the caller
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:

@@ -38,15 +38,33 @@ def test_records_of_calls_answered_while_the_control_plane_was_down_arrive_once(
     print(f"{len(answered)} calls answered ({during} while the control plane was down), each logged once")
 
     gateway = cluster.gateway_replicas()
+    off: list[str] = []
     for on in (False, True):
         srv.stop()
         srv = servers(home, **env, ROTA_REQUEST_LOG=str(on).lower())
-        time.sleep(2.5)  # the gateway's next routing-table pulls (every second) carry the switch
+        switched(srv, cluster.serve_url, key, on)
         ids = [call(cluster.serve_url, key, "busy") for _ in range(5)]
-        time.sleep(3)  # records go every second: any would be stored by now
+        if on:
+            wait_until(lambda srv=srv, ids=ids: all(logged_ids(srv)[i] for i in ids), 30, 0.5, what="the calls logged")
+        else:
+            time.sleep(3)  # records go every second: any would be stored by now
+            off = ids
         logged = logged_ids(srv)
         assert [logged[i] for i in ids] == [1 if on else 0] * 5, on
-    assert cluster.gateway_replicas() == gateway  # the switch did not roll the gateway
+        assert cluster.gateway_replicas() == gateway  # the switch did not roll the gateway
+    assert [logged[i] for i in off] == [0] * 5  # the calls made while it was off were never recorded, not late
+
+
+def switched(srv, serve_url: str, key: str, on: bool) -> None:
+    """Wait until the gateway follows the restarted control plane's switch (its routing
+    table is pulled every second): a probe call is logged (on), or is not (off)."""
+
+    def followed() -> bool:
+        probe = call(serve_url, key, "busy")
+        time.sleep(2.5)  # a record is sent within a second, and stored at once
+        return bool(logged_ids(srv)[probe]) == on
+
+    wait_until(followed, 60, 0, what=f"the gateway following ROTA_REQUEST_LOG={on}")
 
 
 def call(serve_url: str, key: str, model: str) -> str:

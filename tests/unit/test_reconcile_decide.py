@@ -3,7 +3,7 @@
 import pytest
 
 from rota.domain.reconcile import Observation, ObservedApp, decide, screen
-from rota.domain.specs import AppSpec, Bounds, EndpointState, endpoint_spec, gateway_spec
+from rota.domain.specs import GATEWAY_VERSION, AppSpec, Bounds, EndpointState, endpoint_spec, gateway_spec
 
 
 def spec(name="a", lo=1, hi=1, route=None, **kw):
@@ -141,8 +141,16 @@ def test_the_gateway_is_one_replica_by_default_and_autoscales_between_its_bounds
     assert scaled["deployments"][0]["autoscaling_config"] == {"min_replicas": 2, "max_replicas": 4, "target_ongoing_requests": 32}
     with pytest.raises(ValueError, match="min 3 > max 2"):
         gateway_spec("http://cp", "t", 8000, 1.0, 300.0, 1 << 20, replicas=(3, 2))
-    # The request log's switch reaches the gateway through the routing table, not its arguments (no roll).
-    assert "request_log" not in gw["args"]
+    # The request log's switch reaches the gateway through the routing table, not its arguments (no roll);
+    # its version does, so an upgrade that changes what it expects of the control plane rolls it once.
+    assert "request_log" not in gw["args"] and gw["args"]["version"] == GATEWAY_VERSION
+
+
+def test_a_gateway_deployed_with_the_request_logs_old_argument_still_starts():
+    from support.gateway import gateway
+
+    cfg = gateway.GatewayConfig(control_url="http://cp", token="t", request_log=False)
+    assert "request_log" not in cfg.model_dump()  # accepted, unused: the routing table says
 
 
 def test_gateway_replica_bounds_out_of_order_are_refused_naming_both_settings(monkeypatch):

@@ -14,6 +14,9 @@ from typing import Any
 
 GATEWAY_APP = "rota-gateway"
 GATEWAY_ROUTE = "/"
+# Bumped when what the gateway expects of the control plane changes (2: the request log's
+# switch comes with the routing table): a new value rolls running gateways onto new code.
+GATEWAY_VERSION = 2
 # Set on every application Rota deploys: which Rota (a digest of its secret key) it is.
 # On a shared cluster, applications without this Rota's mark are left as they are.
 OWNER_ENV = "ROTA_OWNER"
@@ -197,5 +200,6 @@ def gateway_spec(
             "wake_timeout_s": wake_timeout_s,
             "max_body_bytes": max_body,
             "content_max_bytes": content_max_bytes,
+            "version": GATEWAY_VERSION,
         },
     )

@@ -35,6 +35,30 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def process_ticks() -> dict[int, tuple[int, str]]:
+    """Every process's CPU so far, in clock ticks, with its name: pid -> (ticks, name)."""
+    out = {}
+    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        out[pid] = (int(fields[11]) + int(fields[12]), (cmd or stat[stat.find("(") + 1 : stat.rfind(")")])[:80])
+    return out
+
+
+def cpu_shares(before: dict[int, tuple[int, str]], after: dict[int, tuple[int, str]], seconds: float) -> dict[str, float]:
+    """Per process name, its share of one core between two ``process_ticks`` (%), largest first."""
+    shares: dict[str, float] = {}
+    for pid, (ticks, name) in after.items():
+        used = ticks - before.get(pid, (0, name))[0]
+        if used > 0:
+            shares[name] = shares.get(name, 0.0) + used / os.sysconf("SC_CLK_TCK") / seconds * 100
+    return {k: round(v, 1) for k, v in sorted(shares.items(), key=lambda kv: -kv[1])}
+
+
 def cluster_processes(marker: str) -> dict[int, str]:
     """The processes of one embedded Ray cluster (each carries ``ROTA_RAY_CLUSTER=<marker>``
     in its environment): pid -> command line. Processes that end meanwhile are left out."""

@@ -55,7 +55,7 @@ sys.path.insert(0, str(REPO / "tests"))  # free-port and process helpers shared 
 sys.path.insert(0, str(REPO / "bench"))
 
 import relay_cpu  # noqa: E402
-from common import cpu_s, embedded_rota, table, write_result  # noqa: E402
+from common import cpu_s, cpu_shares, embedded_rota, process_ticks, table, write_result  # noqa: E402
 from support.procs import RotaServer, free_port, wait_until  # noqa: E402
 
 MAX_MODEL_LEN = 256
@@ -253,8 +253,10 @@ def logging_ab(model: str, rounds: int, levels: list[int], requests: int, reques
                     n = requests_c1 if c == 1 else requests
                     run = {"round": rnd, "request_log": on, "concurrency": c, "gateway_pid": pid}
                     control = up["state"]["server"].proc.pid
-                    cpu0, control0 = cpu_s(pid), cpu_s(control)
+                    cpu0, control0, every0, t0 = cpu_s(pid), cpu_s(control), process_ticks(), time.monotonic()
                     run |= vllm_bench(up["base"], model, c, n, up["state"]["server"].admin_key)
+                    # Every process's share of a core during the run (who took the CPU the engine lost, if any).
+                    run["cpu_share_percent"] = dict(list(cpu_shares(every0, process_ticks(), time.monotonic() - t0).items())[:8])
                     time.sleep(2.5)  # the gateway sends its records every second: the last ones stored too
                     # CPU per measured request (warm-ups and the idle wait alike in both modes) of the
                     # gateway replica, and of the control plane (which stores the records it sends).
@@ -268,7 +270,8 @@ def logging_ab(model: str, rounds: int, levels: list[int], requests: int, reques
                         f"logging round {rnd} {'on ' if on else 'off'} c={c:<3} {run['output_throughput']:8.1f} tok/s "
                         f"TTFT p50 {run['median_ttft_ms']:7.2f} ms; CPU per request: gateway "
                         f"{run['gateway_cpu_ms_per_request']:.3f} ms, control plane {run['control_plane_cpu_ms_per_request']:.3f} ms; "
-                        f"{run['logged']} calls logged",
+                        f"{run['logged']} calls logged; CPU shares: "
+                        + ", ".join(f"{k.split()[0][-32:]} {v:.0f}%" for k, v in list(run["cpu_share_percent"].items())[:5]),
                         flush=True,
                     )
     summary = []

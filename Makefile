@@ -89,16 +89,14 @@ lint: $(BASE) ## ruff (lint and format check) and mypy (strict on domain/)
 # run even if the first fails; exit status 5 is "nothing selected" (a PYTEST_ARGS filter that
 # matches no test of that half). PYTEST_ARGS goes to both: options, not paths (-s and --pdb
 # need `-p no:xdist` in the unit half: run pytest itself for those). One screenshot folder
-# for both halves. The console's browser tests run in the serial half: beside another worker
-# one of them once found a task active that its page showed deactivated (cause not found).
+# for both halves.
 RAY_TIERS = tests/chaos tests/e2e tests/integration
-SERIAL_UNIT = tests/unit/test_console_browser.py
 
 test: export ROTA_SCREENSHOTS := $(or $(ROTA_SCREENSHOTS),/tmp/rota-console-shots-$(shell date +%Y%m%d-%H%M%S))
 test: lint $(CPU) postgres prometheus console chromium ## Run lint, then every test: unit (the console in headless Chromium too; on every core), integration (real Ray Serve, SQLite, PostgreSQL, Prometheus), e2e (real vLLM), chaos (small)
 	rc=0; \
-	$(BIN)/python -m pytest -q -n auto tests/unit --ignore=$(SERIAL_UNIT) $(PYTEST_ARGS) || { s=$$?; [ $$s -eq 5 ] || rc=$$s; }; \
-	$(BIN)/python -m pytest -q $(SERIAL_UNIT) $(RAY_TIERS) $(PYTEST_ARGS) || { s=$$?; [ $$s -eq 5 ] || rc=$$s; }; \
+	$(BIN)/python -m pytest -q -n auto tests/unit $(PYTEST_ARGS) || { s=$$?; [ $$s -eq 5 ] || rc=$$s; }; \
+	$(BIN)/python -m pytest -q $(RAY_TIERS) $(PYTEST_ARGS) || { s=$$?; [ $$s -eq 5 ] || rc=$$s; }; \
 	exit $$rc
 
 test-unit: $(BASE) ## Run the unit tests only (no Ray cluster; on every core)

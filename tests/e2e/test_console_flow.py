@@ -59,7 +59,7 @@ def test_launch_schedule_activate_and_run_an_endpoint_from_the_browser(page, llm
     expect(page.locator("h1 .badge")).to_have_text("idle")
 
     page.get_by_role("link", name="Tasks").click()
-    page.get_by_role("button", name="Activate wizard-daily").click()
+    page.get_by_role("button", name="Activate wizard-daily", exact=True).click()
     expect(page.get_by_role("button", name="Deactivate wizard-daily")).to_be_visible()
     task = wait_task(llm, "wizard-daily", lambda t: t["last_run"] is not None, timeout=90, what="the daily entry fired")
     assert task["last_run"]["trigger"] == "schedule" and task["status"] == "active"

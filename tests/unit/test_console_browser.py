@@ -142,8 +142,8 @@ def test_every_page_is_accessible_fits_both_sizes_and_refuses_what_it_must(conso
     check(page, "task-new")
     page.get_by_role("link", name="Tasks").click()
     page.evaluate("window.notReloaded = true")
-    page.get_by_role("button", name="Activate wizard-task").click()
-    expect(page.get_by_role("button", name="Deactivate wizard-task")).to_be_visible()
+    page.get_by_role("button", name="Activate wizard-task", exact=True).click()
+    expect(page.get_by_role("button", name="Deactivate wizard-task", exact=True)).to_be_visible()
     assert api.get("/tasks/wizard-task").json()["status"] == "active"
     assert page.evaluate("window.notReloaded === true")  # htmx swapped the row in place
 
@@ -191,7 +191,10 @@ def test_every_page_is_accessible_fits_both_sizes_and_refuses_what_it_must(conso
     else:
         raise AssertionError("Tab never reached the Deactivate button")
     page.keyboard.press("Enter")
-    expect(page.get_by_role("button", name="Activate wizard-task")).to_be_visible()
+    # exact: a role name matches as a case-insensitive substring by default, and
+    # "Deactivate wizard-task" contains "activate wizard-task" (the expect would pass at
+    # once, before the swapped row, and the read below would race the POST).
+    expect(page.get_by_role("button", name="Activate wizard-task", exact=True)).to_be_visible()
     assert api.get("/tasks/wizard-task").json()["status"] == "idle"
 
     # A form post without its CSRF token (the session cookie alone) changes nothing.

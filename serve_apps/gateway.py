@@ -17,8 +17,9 @@ Rota deploys this application at route prefix ``/`` of the Ray Serve HTTP port, 
    its queue); beyond that a 429 with ``Retry-After``. The limit holds across all the
    gateway's replicas together: they lease its slots from one shared pool
    (``_admission.py``), so the gateway scales out like any Serve deployment;
-5. records every call in the request log (``_request_log.py``): the caller gets its
-   ``x-request-id`` (its own, or a new one), and the control plane the record, in batches;
+5. records every call in the request log (``_request_log.py``; not those of a project
+   that keeps its calls out): the caller gets its ``x-request-id`` (its own, or a new
+   one), and the control plane the record, in batches;
 6. relays async invocations and the Files and Batch APIs (``/v1/async``, ``/v1/files``,
    ``/v1/batches``) to the control plane, which keeps them, with the caller's own key; the
    control plane's dispatcher sends queued work back through here with the gateway's
@@ -125,6 +126,7 @@ class RoutingTable:
         # The control plane's ROTA_REQUEST_LOG, followed without a roll. Off: no request
         # records, no usage asked of streams, answers passed through unread.
         self.request_log = True
+        self.unlogged: frozenset[int] = frozenset()  # projects that keep their calls out of it
         self.pulls = 0
         self._started = float("-inf")  # when the last pull began
         self._forced = float("-inf")  # when the last pull for something unknown began
@@ -159,6 +161,7 @@ class RoutingTable:
             self.keys = {k["hash"]: k for k in body.get("keys", [])}
             self.endpoints = {(e["project_id"], e["routing_key"]): e for e in body.get("endpoints", [])}
             self.request_log = body.get("request_log") is not False
+            self.unlogged = frozenset(body.get("unlogged_projects") or ())
             self.loaded_at, self.unknown = time.monotonic(), {}
 
     async def key(self, key: str, arrived: float) -> dict[str, Any] | None:
@@ -170,6 +173,10 @@ class RoutingTable:
                     self.unknown.pop(next(iter(self.unknown)))
                 self.unknown[h] = time.monotonic()
         return self.keys.get(h)
+
+    def logs(self, project_id: int | None) -> bool:
+        """Whether a call of this project (None: no project found) leaves a record."""
+        return self.request_log and project_id not in self.unlogged
 
     async def endpoint(self, project: int, model: str, arrived: float) -> dict[str, Any] | None:
         if (project, model) not in self.endpoints:
@@ -265,12 +272,12 @@ class GatewayApp:
             try:
                 response = await handler(request, call)
             except BaseException:  # e.g. the caller left while its endpoint woke up
-                if self.table.request_log:
+                if self.table.logs(call.project_id):
                     self._record(call.record(499, "client_closed_request"))
                 raise
             if given is None:  # Ray Serve's ingress gives every request one, and returns it itself
                 response.headers["x-request-id"] = call.request_id
-            if self.table.request_log and not isinstance(response, Relay):
+            if self.table.logs(call.project_id) and not isinstance(response, Relay):
                 self._record(call.record(response.status_code, getattr(response, "error_code", None)))
             return response
 
@@ -285,8 +292,8 @@ class GatewayApp:
     def _record(self, record: dict[str, Any]) -> None:
         """Keep a record; calls no project was found for (a wrong key) at most
         ``UNATTRIBUTED_PER_S`` a second, so a flood of them cannot push out everyone's;
-        none with the request log off."""
-        if not self.table.request_log:
+        none with the request log off (for this project, or for all)."""
+        if not self.table.logs(record["project_id"]):
             return
         if record["project_id"] is None:
             now = time.monotonic()
@@ -454,7 +461,7 @@ class GatewayApp:
         if not await self.admission.enter(name, limit):
             message = f"endpoint {model!r} is at capacity ({ep['max_concurrency']} requests in flight); retry later"
             return error(429, message, "rate_limit_exceeded", "rate_limit_error", retry_after=1)
-        logged = self.table.request_log
+        logged = self.table.logs(call.project_id)
         if logged:
             body = self._usage_on_streams(call, ep, parsed, body)
         if logged and ep.get("content_logging") and self.cfg.content_max_bytes:

@@ -4,6 +4,7 @@ client on the tiny vLLM model, then read back as a user reads them."""
 import os
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -67,6 +68,34 @@ def test_a_rejected_and_an_unauthorised_call_are_logged_with_their_codes(client,
 
     listed = llm.api.get("/endpoints/tiny/requests", params={"status": "4xx"}).json()["data"]
     assert bad.value.response.headers["x-request-id"] in [x["request_id"] for x in listed]
+
+
+def test_a_project_that_keeps_its_calls_out_of_the_request_log_leaves_no_record(client, llm):
+    project = llm.api.get("/me").json()["project"]
+
+    def switch(on: bool) -> None:
+        assert llm.api.patch(f"/projects/{project}", json={"request_log": on}).json()["request_log"] is on
+        time.sleep(2)  # the gateway pulls its routing table every second (the control plane drops late records anyway)
+
+    def call(request_id: str) -> None:
+        raw = client.chat.completions.with_raw_response.create(
+            model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=2, extra_headers={"x-request-id": request_id}
+        )
+        assert raw.parse().choices
+
+    try:
+        switch(False)
+        call("e2e-kept-out")
+    finally:
+        switch(True)
+
+    def recorded_again(attempt=iter(range(100))) -> bool:
+        call(request_id := f"e2e-recorded-again-{next(attempt)}")
+        time.sleep(1.5)  # shipped every second
+        return llm.api.get(f"/requests/{request_id}").status_code == 200
+
+    wait_until(recorded_again, 30, 0, "a call recorded again")
+    assert llm.api.get("/requests/e2e-kept-out").status_code == 404  # records go in order: it would be there by now
 
 
 def test_the_cli_shows_an_endpoints_requests(client, llm):

@@ -539,6 +539,11 @@ def test_admin_keys_see_and_create_projects_ordinary_keys_do_not(browser):
     r = post(browser, "/console/projects", "/console/keys", {"name": "team-c", "request_log_retention_days": "9"})
     assert r.status_code == 303
     assert any(p["name"] == "team-c" and p["request_log_retention_days"] == 9 for p in browser.api.get("/api/v1/projects").json())
+    r = post(browser, "/console/projects", "/console/keys", {"name": "team-quiet", "request_log_off": "on"})
+    assert r.status_code == 303
+    made = {p["name"]: p for p in browser.api.get("/api/v1/projects").json()}
+    assert made["team-quiet"]["request_log"] is False and made["team-c"]["request_log"] is True
+    assert re.search(r"<tr><td>team-quiet</td>(?:(?!</tr>).)*<td>off: calls not recorded</td>", browser.get("/console/keys").text)
     bad = post(browser, "/console/projects", "/console/keys", {"name": "Team C!", "request_log_retention_days": "0"})
     assert bad.status_code == 422 and field_error(bad.text, "name") and field_error(bad.text, "request_log_retention_days")
     dup = post(browser, "/console/projects", "/console/keys", {"name": "team-c"})

@@ -34,7 +34,7 @@ def test_migrations_match_the_orm(tmp_path):
     with db.engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         assert diffs == [], diffs
-        assert MigrationContext.configure(conn).get_current_revision() == "0016"
+        assert MigrationContext.configure(conn).get_current_revision() == "0017"
     uniques = {tuple(u["column_names"]) for u in inspect(db.engine).get_unique_constraints("endpoints")}
     assert {("project_id", "name"), ("project_id", "routing_key"), ("app_name",), ("route_prefix",)} <= uniques
     assert (tmp_path / "m.db").stat().st_mode & 0o777 == 0o600

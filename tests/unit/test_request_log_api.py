@@ -216,3 +216,30 @@ def test_a_seq_is_never_given_twice_even_after_a_prune_empties_the_log(client, e
     ingest(client, [record(endpoint_id=ep["id"], request_id="after-prune")])
     follow = client.get("/api/v1/endpoints/chat/requests", params={"after": mark}).json()
     assert [r["request_id"] for r in follow["data"]] == ["after-prune"]
+
+
+def test_a_project_can_keep_its_calls_out_of_the_request_log_and_only_an_admin_says_so(client, ep, other):
+    """``request_log: false`` on a project: the gateways are told (the routing table), and
+    what one sent before it heard is not stored either; other projects are not touched."""
+    table = lambda: client.get("/internal/v1/routing", headers={"Authorization": f"Bearer {client.rt.internal_token}"}).json()
+    assert table()["unlogged_projects"] == []
+    assert client.get("/api/v1/projects").json()[0]["request_log"] is True  # on unless turned off
+    refused = client.patch("/api/v1/projects/team-b", json={"request_log": False}, headers=other["headers"])
+    assert refused.status_code == 403  # the project's own ordinary key cannot
+    for bad in ("maybe", None):
+        r = client.patch("/api/v1/projects/team-b", json={"request_log": bad})
+        assert r.status_code == 422 and "request_log" in r.text
+    assert table()["unlogged_projects"] == []  # nothing changed
+    r = client.patch("/api/v1/projects/team-b", json={"request_log": False})
+    assert r.status_code == 200 and r.json()["request_log"] is False
+    assert r.json()["request_log_retention_days"] is None  # a partial update: the rest as it was
+    assert table()["unlogged_projects"] == [2]
+    stored = ingest(client, [record(request_id="b-late", project_id=2), record(request_id="a-1"), record(project_id=None)])
+    assert stored.status_code == 200 and stored.json() == {"stored": 2, "rejected": 0}
+    assert client.get("/api/v1/requests/b-late", headers=other["headers"]).status_code == 404
+    assert client.get("/api/v1/requests/a-1").status_code == 200 and client.rt.requests.kept_out == 1
+    client.patch("/api/v1/projects/team-b", json={"request_log": True})
+    ingest(client, [record(request_id="b-on", project_id=2)])
+    assert client.get("/api/v1/requests/b-on", headers=other["headers"]).status_code == 200
+    made = client.post("/api/v1/projects", json={"name": "team-c", "request_log": False})
+    assert made.status_code == 201 and made.json()["request_log"] is False

@@ -145,6 +145,27 @@ def test_with_the_request_log_off_answers_pass_through_untouched_and_nothing_is_
     assert [r["status"] for r in records(gw)] == [200]
 
 
+def test_a_project_that_keeps_its_calls_out_leaves_no_record_and_the_others_still_do(gw):
+    """Project a turns its request log off: none of its calls (answered, refused, streamed)
+    is recorded nor has usage asked for; project b's and keyless calls still are."""
+    gw.cp.unlogged = [1]
+    asyncio.run(gw.app.table.refresh())
+    gw.upstream.replies = [stream_reply(), stream_reply()]
+    body = {"model": "chat", "messages": [], "stream": True}
+    r = chat(gw, json=body)
+    assert json.loads(gw.upstream.bodies[0]) == body  # no usage asked for: passed through as it came
+    assert r.content == b"".join(stream_reply()[2]) and r.headers["x-request-id"]
+    assert chat(gw, json={"model": "nope", "messages": []}).status_code == 404
+    assert records(gw) == []
+    assert chat(gw, KEY_B, json=body).status_code == 200  # project b: still recorded
+    assert chat(gw, "rota_wrong").status_code == 401  # no project: still recorded
+    assert [(r["project_id"], r["status"]) for r in records(gw)] == [(2, 200), (None, 401)]
+    gw.cp.unlogged = []  # turned back on
+    asyncio.run(gw.app.table.refresh())
+    chat(gw)
+    assert [r["project_id"] for r in records(gw)] == [2, None, 1]
+
+
 def test_a_stream_whose_caller_asked_for_usage_keeps_it(gw):
     gw.upstream.replies = [stream_reply()]
     body = {"model": "chat", "messages": [], "stream": True, "stream_options": {"include_usage": True}}

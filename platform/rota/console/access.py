@@ -85,9 +85,11 @@ def create_project(request: Request, who: Who, data: Form) -> Response:
     values = {
         "name": data.get("name", "").strip(),
         "request_log_retention_days": data.get("request_log_retention_days", "").strip(),
+        "request_log_off": data.get("request_log_off") == "on",
     }
     try:
-        body = ProjectCreate.model_validate({k: v for k, v in values.items() if v})
+        given = {k: v for k, v in values.items() if v and k != "request_log_off"}
+        body = ProjectCreate.model_validate({**given, "request_log": not values["request_log_off"]})
         rt(request).auth.create_project(who, body)
     except ValidationError as e:
         return _keys_page(request, who, 422, project_errors=validation_errors(e), project_values=values)

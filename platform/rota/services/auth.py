@@ -69,11 +69,15 @@ class KeyCreated(KeyPublic):
 
 
 RETENTION = Field(None, ge=1, le=3650, description="days its request log is kept; unset: ROTA_REQUEST_LOG_RETENTION_DAYS")
+REQUEST_LOG = Field(
+    True, description="record its calls in the request log; false: nothing about them is kept (nor their tokens in usage)"
+)
 
 
 class ProjectCreate(Strict):
     name: str = Field(pattern=NAME_PATTERN)
     request_log_retention_days: int | None = RETENTION
+    request_log: bool = REQUEST_LOG
 
 
 PriceName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")]
@@ -81,6 +85,7 @@ PriceName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-
 
 class ProjectUpdate(Strict):
     request_log_retention_days: int | None = RETENTION
+    request_log: bool = REQUEST_LOG
     prices: dict[PriceName, Annotated[float, Field(ge=0, le=1_000_000)]] | None = Field(
         None, max_length=64, description="USD per unit-hour by GPU type (or cpu), over the price book; null: the book's"
     )
@@ -91,6 +96,7 @@ class ProjectPublic(BaseModel):
     name: str
     created_at: datetime
     request_log_retention_days: int | None = None
+    request_log: bool = True
     prices: dict[str, float] | None = None
 
     @classmethod
@@ -100,6 +106,7 @@ class ProjectPublic(BaseModel):
             name=row.name,
             created_at=row.created_at,
             request_log_retention_days=row.request_log_retention_days,
+            request_log=row.request_log is not False,
             prices=row.prices,
         )
 
@@ -232,7 +239,7 @@ class AuthService:
             if s.scalar(select(ProjectRow.id).where(ProjectRow.name == data.name)) is not None:
                 raise Conflict(f"a project named {data.name!r} already exists", field="name")
             row = self._project(s, data.name, create=True)
-            row.request_log_retention_days = data.request_log_retention_days
+            row.request_log_retention_days, row.request_log = data.request_log_retention_days, data.request_log
             return ProjectPublic.of(row)
 
     def update_project(self, who: Principal, name: str, data: ProjectUpdate) -> ProjectPublic:

@@ -125,7 +125,11 @@ class ClusterService:
 
     def routing_table(self, keys: list[dict[str, Any]]) -> dict[str, Any]:
         with self.db.session() as s:
-            projects = {i: n for i, n in s.execute(select(ProjectRow.id, ProjectRow.name)).all()}
+            projects, unlogged = {}, []
+            for i, n, logged in s.execute(select(ProjectRow.id, ProjectRow.name, ProjectRow.request_log)).all():
+                projects[i] = n
+                if logged is False:
+                    unlogged.append(i)
             rows = s.scalars(select(EndpointRow).where(EndpointRow.desired != Desired.DELETED.value)).all()
             endpoints = []
             for ep in rows:
@@ -149,4 +153,4 @@ class ClusterService:
                         "stream_usage": ep.file_path == LLM_SCRIPT,  # vLLM reports usage on a stream's last chunk
                     }
                 )
-        return {"keys": keys, "endpoints": endpoints, "request_log": self.request_log}
+        return {"keys": keys, "endpoints": endpoints, "request_log": self.request_log, "unlogged_projects": unlogged}

@@ -77,18 +77,28 @@ class RequestLogService:
     duplicates: int = 0  # records sent again (a retried batch) and stored once
     gateway_dropped: dict[str, int] = field(default_factory=dict)  # per gateway: records it dropped (buffer full)
     rejected: int = 0  # records left out: not valid
+    kept_out: int = 0  # records left out: their project turned its request log off
     telemetry: Telemetry | None = None
 
     def ingest(self, batch: GatewayBatch, gateway: str = "gateway") -> dict[str, int]:
         """Store a batch: each record once (one sent again is skipped), a record that is not
-        valid left out and counted. Metrics count exactly the records stored."""
+        valid left out and counted, and none of a project that keeps its calls out (a
+        gateway follows the switch within a second; what it sent meanwhile stops here).
+        Metrics count exactly the records stored."""
         self.gateway_dropped[gateway] = batch.dropped
         valid = _valid(batch.records)
-        self.rejected += len(batch.records) - len(valid)
+        rejected = len(batch.records) - len(valid)
+        self.rejected += rejected
         if not valid:
-            return {"stored": 0, "rejected": len(batch.records)}
-        rows = RECORDS.dump_python(valid)
+            return {"stored": 0, "rejected": rejected}
         with self.db.session() as s:
+            off = set(s.scalars(select(ProjectRow.id).where(ProjectRow.request_log.is_(False))))
+            if off:
+                kept = [r for r in valid if r.project_id not in off]
+                self.kept_out += len(valid) - len(kept)
+                if not (valid := kept):
+                    return {"stored": 0, "rejected": rejected}
+            rows = RECORDS.dump_python(valid)
             insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
             table = cast(Table, RequestLogRow.__table__)
             # One statement for every batch (compiled once); RETURNING says which rows are new.
@@ -100,7 +110,7 @@ class RequestLogService:
             self.telemetry.requests_logged(stored, names, len(valid) - len(stored))
         self.stored += len(stored)
         self.duplicates += len(valid) - len(stored)
-        return {"stored": len(stored), "rejected": len(batch.records) - len(valid)}
+        return {"stored": len(stored), "rejected": rejected}
 
     @staticmethod
     def _names(s: Session, records: list[GatewayRecord]) -> dict[int | None, tuple[str, str]]:

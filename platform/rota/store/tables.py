@@ -19,6 +19,7 @@ class ProjectRow(Base):
     name: Mapped[str] = mapped_column(String(63), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     request_log_retention_days: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None: the default
+    request_log: Mapped[bool] = mapped_column(Boolean, default=True)  # False: its calls are not recorded
     prices: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)  # over the price book
     # Webhook signing secrets once rotated (encrypted); None: derived from the secret key.
     webhook_secret: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -54,6 +54,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # free-port and process helpers shared with the tests
 sys.path.insert(0, str(REPO / "bench"))
 
+import log_blocks  # noqa: E402
 import relay_cpu  # noqa: E402
 from common import cpu_s, cpu_shares, embedded_rota, process_ticks, table, write_result  # noqa: E402
 from support.procs import RotaServer, free_port, wait_until  # noqa: E402
@@ -87,9 +88,12 @@ KEPT = (  # from vLLM's result, per run
 )
 
 
-def vllm_bench(base_url: str, model: str, concurrency: int, requests: int, key: str | None) -> dict[str, Any]:
+def vllm_bench(
+    base_url: str, model: str, concurrency: int, requests: int, key: str | None, detailed: bool = False
+) -> dict[str, Any]:
     """One run of vLLM's serving benchmark (in this process: its console script does not
-    work with the CPU build); its printout is kept out of ours."""
+    work with the CPU build); its printout is kept out of ours. ``detailed``: each request's
+    times too (``detail``)."""
     from vllm.benchmarks.serve import add_cli_args, main
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
@@ -113,6 +117,8 @@ def vllm_bench(base_url: str, model: str, concurrency: int, requests: int, key: 
     if concurrency == 1:
         kept["one_piece_share"] = one_piece_share(result["ttfts"], result["itls"])
         kept["in_one_piece"] = kept["one_piece_share"] >= 0.5
+    if detailed:
+        kept["detail"] = {k: result[k] for k in ("start_times", "latencies", "ttfts", "output_lens")}
     return kept
 
 
@@ -264,44 +270,70 @@ def logged_calls(state: dict[str, Any]) -> int:
             return n
 
 
-def logging_ab(model: str, rounds: int, levels: list[int], requests: int, requests_c1: int) -> dict[str, Any]:
+def request_log_cost(model: str, a: argparse.Namespace, levels: list[int]) -> dict[str, Any]:
+    """On one Rota: the runs with the request log on vs off (``--logging-rounds``), then the
+    switch flipped within runs (``--logging-blocks``, ``log_blocks.py``)."""
+    with switchable_rota(model) as (set_request_log, up):
+        out = (
+            logging_ab(model, up, set_request_log, a.logging_rounds, levels, a.requests, a.requests_c1)
+            if a.logging_rounds
+            else {}
+        )
+        if a.logging_blocks:
+
+            def bench(base: str, c: int, n: int, key: str | None, detailed: bool = False) -> dict[str, Any]:
+                return vllm_bench(base, model, c, n, key, detailed)
+
+            out["blocks"] = log_blocks.measure(up, bench, levels, a.logging_blocks, a.block_s)
+            blocks_targets(out["blocks"])
+    return out
+
+
+def logging_ab(
+    model: str,
+    up: dict[str, Any],
+    set_request_log: Callable[[bool], None],
+    rounds: int,
+    levels: list[int],
+    requests: int,
+    requests_c1: int,
+) -> dict[str, Any]:
     """The base URL with the request log on vs off, interleaved (on/off, off/on, ...),
     every level in each round; each run's figures, and per level the median over rounds
     of on - off (TTFT p50) and on / off (output tokens/s)."""
     runs: list[dict[str, Any]] = []
-    with switchable_rota(model) as (set_request_log, up):
-        vllm_bench(up["base"], model, max(levels), requests, up["state"]["server"].admin_key)  # a warm-up, not kept
-        time.sleep(2.5)  # its records stored
-        quiet(up["state"]["server"].proc.pid)
-        for rnd in range(rounds):
-            for on in (True, False) if rnd % 2 == 0 else (False, True):
-                set_request_log(on)
-                for c in levels:
-                    before, pid = logged_calls(up["state"]), up["gateway_pid"]()
-                    n = requests_c1 if c == 1 else requests
-                    run = {"round": rnd, "request_log": on, "concurrency": c, "gateway_pid": pid}
-                    control = up["state"]["server"].proc.pid
-                    cpu0, control0, every0, t0 = cpu_s(pid), cpu_s(control), process_ticks(), time.monotonic()
-                    run |= vllm_bench(up["base"], model, c, n, up["state"]["server"].admin_key)
-                    # Every process's share of a core during the run (who took the CPU the engine lost, if any).
-                    run["cpu_share_percent"] = dict(list(cpu_shares(every0, process_ticks(), time.monotonic() - t0).items())[:8])
-                    time.sleep(2.5)  # the gateway sends its records every second: the last ones stored too
-                    # CPU per measured request (warm-ups and the idle wait alike in both modes) of the
-                    # gateway replica, and of the control plane (which stores the records it sends).
-                    run["gateway_cpu_ms_per_request"] = (cpu_s(pid) - cpu0) * 1000 / n
-                    run["control_plane_cpu_ms_per_request"] = (cpu_s(control) - control0) * 1000 / n
-                    run["logged"] = logged_calls(up["state"]) - before
-                    if (run["logged"] >= n) != on or (not on and run["logged"]):
-                        raise RuntimeError(f"request log {'on' if on else 'off'}, yet {run['logged']} of {n} calls logged")
-                    runs.append(run)
-                    print(
-                        f"logging round {rnd} {'on ' if on else 'off'} c={c:<3} {run['output_throughput']:8.1f} tok/s "
-                        f"TTFT p50 {run['median_ttft_ms']:7.2f} ms; CPU per request: gateway "
-                        f"{run['gateway_cpu_ms_per_request']:.3f} ms, control plane {run['control_plane_cpu_ms_per_request']:.3f} ms; "
-                        f"{run['logged']} calls logged; CPU shares: "
-                        + ", ".join(f"{k.split()[0][-32:]} {v:.0f}%" for k, v in list(run["cpu_share_percent"].items())[:5]),
-                        flush=True,
-                    )
+    vllm_bench(up["base"], model, max(levels), requests, up["state"]["server"].admin_key)  # a warm-up, not kept
+    time.sleep(2.5)  # its records stored
+    quiet(up["state"]["server"].proc.pid)
+    for rnd in range(rounds):
+        for on in (True, False) if rnd % 2 == 0 else (False, True):
+            set_request_log(on)
+            for c in levels:
+                before, pid = logged_calls(up["state"]), up["gateway_pid"]()
+                n = requests_c1 if c == 1 else requests
+                run = {"round": rnd, "request_log": on, "concurrency": c, "gateway_pid": pid}
+                control = up["state"]["server"].proc.pid
+                cpu0, control0, every0, t0 = cpu_s(pid), cpu_s(control), process_ticks(), time.monotonic()
+                run |= vllm_bench(up["base"], model, c, n, up["state"]["server"].admin_key)
+                # Every process's share of a core during the run (who took the CPU the engine lost, if any).
+                run["cpu_share_percent"] = dict(list(cpu_shares(every0, process_ticks(), time.monotonic() - t0).items())[:8])
+                time.sleep(2.5)  # the gateway sends its records every second: the last ones stored too
+                # CPU per measured request (warm-ups and the idle wait alike in both modes) of the
+                # gateway replica, and of the control plane (which stores the records it sends).
+                run["gateway_cpu_ms_per_request"] = (cpu_s(pid) - cpu0) * 1000 / n
+                run["control_plane_cpu_ms_per_request"] = (cpu_s(control) - control0) * 1000 / n
+                run["logged"] = logged_calls(up["state"]) - before
+                if (run["logged"] >= n) != on or (not on and run["logged"]):
+                    raise RuntimeError(f"request log {'on' if on else 'off'}, yet {run['logged']} of {n} calls logged")
+                runs.append(run)
+                print(
+                    f"logging round {rnd} {'on ' if on else 'off'} c={c:<3} {run['output_throughput']:8.1f} tok/s "
+                    f"TTFT p50 {run['median_ttft_ms']:7.2f} ms; CPU per request: gateway "
+                    f"{run['gateway_cpu_ms_per_request']:.3f} ms, control plane {run['control_plane_cpu_ms_per_request']:.3f} ms; "
+                    f"{run['logged']} calls logged; CPU shares: "
+                    + ", ".join(f"{k.split()[0][-32:]} {v:.0f}%" for k, v in list(run["cpu_share_percent"].items())[:5]),
+                    flush=True,
+                )
     summary = []
     for c in levels:
         pairs = [
@@ -379,6 +411,39 @@ def summarize(runs: list[dict[str, Any]], levels: list[int]) -> list[dict[str, A
     return rows
 
 
+def blocks_targets(blocks: dict[str, Any]) -> None:
+    """The targets, on the medians over pairs: TTFT p50 at 1, tokens/s at 8."""
+    for c, lv in blocks["levels"].items():
+        figure, bound = {1: ("ttft_p50_delta_ms", LOG_TTFT_TARGET_MS), 8: ("throughput_ratio", LOG_THROUGHPUT_TARGET)}.get(
+            c, (None, 0)
+        )
+        if figure and lv[figure]:
+            median = lv[figure]["median"]
+            lv["target"] = {"figure": figure, "bound": bound, "met": bool(median <= bound if c == 1 else median >= bound)}
+
+
+def blocks_table(blocks: dict[str, Any]) -> str:
+    """The request log switched within runs: per level, each pair and the medians against the targets."""
+    head = ["request log, switched within a run", "conc", "pairs", "tok/s on/off per pair", "median [q1, q3]"]
+    rows = [[*head, "TTFT p50 on - off ms per pair", "median [q1, q3]", "target"]]
+    nan = {"median": float("nan"), "q1": float("nan"), "q3": float("nan")}
+    for c, lv in blocks["levels"].items():
+        tr, dt, t = lv["throughput_ratio"] or nan, lv["ttft_p50_delta_ms"] or nan, lv.get("target")
+        rows.append(
+            [
+                "base URL",
+                str(c),
+                str(lv["pairs"]),
+                " ".join(f"{x:.2f}" for x in lv["throughput_ratio_per_pair"]),
+                f"x{tr['median']:.3f} [{tr['q1']:.3f}, {tr['q3']:.3f}]",
+                " ".join(f"{x:+.1f}" for x in lv["ttft_p50_delta_ms_per_pair"]),
+                f"{dt['median']:+.2f} [{dt['q1']:+.2f}, {dt['q3']:+.2f}]",
+                f"{t['figure']} {'met' if t['met'] else 'NOT met'} ({t['bound']})" if t else "",
+            ]
+        )
+    return table(rows)
+
+
 def one_piece_line(counts: dict[str, dict[str, int]]) -> str:
     """How many runs of each kind came in one piece (``in_one_piece``): read their TTFT with that in mind."""
     each = "; ".join(f"{where}: " + ", ".join(f"{k} {n}" for k, n in c.items()) for where, c in counts.items())
@@ -395,6 +460,13 @@ def main() -> int:
     ap.add_argument(
         "--logging-rounds", type=int, default=3, help="rounds of the base URL with the request log on vs off (0: none)"
     )
+    ap.add_argument(
+        "--logging-blocks",
+        type=float,
+        default=0,
+        help="seconds of one run per level with the request log switched on and off within it (0: none)",
+    )
+    ap.add_argument("--block-s", type=float, default=10, help="seconds between the switches of --logging-blocks")
     ap.add_argument("--logging-levels", default="1,8")
     ap.add_argument("--label", default="", help="a name for this run, kept in the JSON (e.g. the commit)")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "request_path.json"))
@@ -450,8 +522,8 @@ def finish(a: argparse.Namespace, model: str, levels: list[int], runs: list[dict
     """The request log's A/B (its own Rota, after the A/B/C part has stopped its own), then
     the JSON and the tables."""
     log_levels = [int(x) for x in a.logging_levels.split(",")]
-    logging = logging_ab(model, a.logging_rounds, log_levels, a.requests, a.requests_c1) if a.logging_rounds else {}
-    if logging:  # what the request log adds to the gateway's own work, which the runs above cannot resolve
+    logging = request_log_cost(model, a, log_levels) if a.logging_rounds or a.logging_blocks else {}
+    if a.logging_rounds:  # what the request log adds to the gateway's own work, which the runs above cannot resolve
         logging["relay_cpu"] = relay_cpu.measure(a.logging_rounds, 3000)
     summary = summarize(runs, levels) if runs else []
     cold_summary: dict[str, Any] = {}
@@ -499,7 +571,9 @@ def finish(a: argparse.Namespace, model: str, levels: list[int], runs: list[dict
         print(table(rows))
         if c1 := {s["path"]: s["runs_in_one_piece"] for s in summary if "runs_in_one_piece" in s}:
             print(one_piece_line(c1))
-    if logging:
+    if logging.get("blocks"):
+        print(blocks_table(logging["blocks"]))
+    if a.logging_rounds:
         rows = [
             [
                 "request log",

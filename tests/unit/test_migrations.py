@@ -34,10 +34,16 @@ def test_migrations_match_the_orm(tmp_path):
     with db.engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         assert diffs == [], diffs
-        assert MigrationContext.configure(conn).get_current_revision() == "0017"
+        assert MigrationContext.configure(conn).get_current_revision() == "0018"
     uniques = {tuple(u["column_names"]) for u in inspect(db.engine).get_unique_constraints("endpoints")}
     assert {("project_id", "name"), ("project_id", "routing_key"), ("app_name",), ("route_prefix",)} <= uniques
     assert (tmp_path / "m.db").stat().st_mode & 0o777 == 0o600
+    # A table rebuilt on SQLite (batch_alter_table) loses AUTOINCREMENT unless told: ids
+    # of deleted rows would be given again.
+    sql = dict(rows(db, "SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
+    for table in Base.metadata.sorted_tables:
+        if table.kwargs.get("sqlite_autoincrement"):
+            assert "AUTOINCREMENT" in sql[table.name], table.name
     db.dispose()
 
 
@@ -198,4 +204,33 @@ def test_odd_v01_rows_are_brought_within_todays_rules(tmp_path):
     assert json.loads(etl[1]) == {"num_cpus": 1024}
     owned = rows(db, "SELECT count(*) FROM endpoints WHERE owner_task_id IS NOT NULL AND scaling IS NULL")
     assert owned == [(3,)]  # SQL NULL, not the JSON text 'null'
+    db.dispose()
+
+
+def test_a_store_that_gave_a_deleted_tasks_id_again_is_mended(tmp_path):
+    """Before 0018, SQLite could give a new task the id of the newest deleted one, which
+    then read that task's fires as its own. After it: those runs are gone, the task's own
+    stay, and no id a task ever had (its events remember it) is given again."""
+    from datetime import datetime, timezone
+
+    from rota.store.tables import EventRow, RunRow
+
+    db = Database(f"sqlite:///{tmp_path / 'm.db'}")
+    db.migrate(cipher(tmp_path), to="0017")
+    at = lambda h: datetime(2026, 11, 20, h, tzinfo=timezone.utc)
+    run = lambda task_id, h: RunRow(
+        task_id=task_id, scheduled_at=at(h), fired_at=at(h), entry=0, min_replicas=1, max_replicas=1, trigger="schedule"
+    )
+    with db.session() as s:
+        mine = {"project_id": 1, "name": "mine", "endpoint_id": 1, "type": "daily", "timezone": "UTC", "schedule": []}
+        s.add(TaskRow(id=1, status="active", created_at=at(10), updated_at=at(10), **mine))
+        s.add_all([run(1, 9), run(1, 11), run(5, 8)])  # 9:00 was an earlier task 1's; task 5 is gone
+        s.add(EventRow(project_id=2, task_id=7, task_name="gone", kind="deleted", message="deleted", at=at(8)))
+    db.migrate(cipher(tmp_path))
+    with db.session() as s:
+        assert [(r.task_id, r.fired_at.hour) for r in s.scalars(select(RunRow))] == [(1, 11)]
+        new = TaskRow(project_id=1, name="next", endpoint_id=1, type="daily", timezone="UTC", schedule=[], status="idle")
+        s.add(new)
+        s.flush()
+        assert new.id == 8
     db.dispose()

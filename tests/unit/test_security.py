@@ -9,7 +9,7 @@ from sqlalchemy import func, select, text
 
 from rota.domain.errors import Conflict
 from rota.services.fires import process_due
-from rota.store.tables import ApiKeyRow, EndpointRow, EventRow, TaskRow
+from rota.store.tables import ApiKeyRow, EndpointRow, EventRow, RunRow, TaskRow
 
 
 @pytest.fixture
@@ -406,3 +406,21 @@ def test_sending_a_vllm_applications_args_again_changes_nothing(member):
     with member.rt.db.session() as s:
         assert s.scalar(select(EndpointRow.generation).where(EndpointRow.name == "l")) == 1  # no roll
     assert counts(member) == before  # no `updated` event either
+
+
+def test_a_deleted_tasks_id_and_fires_never_pass_to_another_projects_task(member, clock):
+    """SQLite gives a table without AUTOINCREMENT the newest deleted id again: a new task of
+    another project would have inherited the deleted one's fires (its runs, its last run)."""
+    theirs = member.post("/api/v1/tasks", json=task("theirs"), headers=member.other).json()
+    assert member.post(f"/api/v1/tasks/{theirs['id']}/activate", headers=member.other).status_code == 200
+    from datetime import timedelta
+
+    assert process_due(member.rt.db, theirs["id"], clock.now.replace(hour=9), "schedule", timedelta(hours=1)).applied
+    assert len(member.get(f"/api/v1/tasks/{theirs['id']}/runs", headers=member.other).json()) == 1
+    assert member.delete(f"/api/v1/tasks/{theirs['id']}", headers=member.other).status_code == 204
+    mine = member.post("/api/v1/tasks", json=task("mine"), headers=member.member).json()
+    assert mine["id"] > theirs["id"]
+    assert member.get(f"/api/v1/tasks/{mine['id']}/runs", headers=member.member).json() == []
+    assert member.get(f"/api/v1/tasks/{mine['id']}", headers=member.member).json().get("last_run") is None
+    with member.rt.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(RunRow)) == 0  # the deleted task's fires went with it

@@ -258,6 +258,7 @@ class TaskService(TaskQueries):
                 self._release(s, task, ep, now)
             owned = ep is not None and ep.owner_task_id == task.id
             record(s, task, EventKind.DELETED, "deleted; its own application is being removed" if owned else "deleted", at=now)
+            s.execute(delete(RunRow).where(RunRow.task_id == task.id))  # its fires go with it (its events stay)
             s.delete(task)
         self.hooks.task_changed(task_id)
         self.hooks.desired_changed()

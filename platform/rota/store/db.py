@@ -68,9 +68,9 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
-    def migrate(self, cipher: Any = None) -> None:
-        """Bring the schema to the latest migration (creates it on an empty database).
-        ``cipher`` encrypts secrets that a migration moves into the store."""
+    def migrate(self, cipher: Any = None, to: str = "head") -> None:
+        """Bring the schema to the latest migration (creates it on an empty database), or
+        to the revision ``to``. ``cipher`` encrypts secrets that a migration moves into the store."""
         from alembic import command
         from alembic.config import Config
 
@@ -81,7 +81,7 @@ class Database:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             cfg.attributes["connection"] = conn
             cfg.attributes["cipher"] = cipher
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, to)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -243,3 +243,13 @@ def test_a_project_can_keep_its_calls_out_of_the_request_log_and_only_an_admin_s
     assert client.get("/api/v1/requests/b-on", headers=other["headers"]).status_code == 200
     made = client.post("/api/v1/projects", json={"name": "team-c", "request_log": False})
     assert made.status_code == 201 and made.json()["request_log"] is False
+
+
+def test_another_projects_calls_with_the_same_request_id_never_hide_a_projects_own(client, ep, other):
+    """Callers choose their ``x-request-id``: a flood of one project's calls reusing another's
+    id must not push that project's record out of its own lookup."""
+    ingest(client, [record(request_id="req-42", project_id=2, duration_ms=99.0)])
+    ingest(client, [record(request_id="req-42", started_at=NOW + 1 + i, duration_ms=float(i)) for i in range(150)])
+    theirs = client.get("/api/v1/requests/req-42", headers=other["headers"])
+    assert theirs.status_code == 200 and theirs.json()["rota.duration_ms"] == 99.0
+    assert client.get("/api/v1/requests/req-42").json()["rota.duration_ms"] == 149.0  # the newest of the caller's own

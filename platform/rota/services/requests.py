@@ -163,10 +163,10 @@ class RequestLogService:
     def get(self, who: Principal, request_id: str) -> RequestPublic:
         """The latest record with this id that the caller may see."""
         with self.db.session() as s:
-            # By its id alone (its own index), then the first the caller may see.
-            stmt = select(RequestLogRow).where(RequestLogRow.request_id == request_id).order_by(RequestLogRow.started_at.desc())
-            rows = s.scalars(stmt.limit(100))
-            row = next((r for r in rows if r.project_id == who.project_id or (who.admin and r.project_id is None)), None)
+            # Through its id's own index, only among the caller's: callers choose their ids, so
+            # another project's calls with the same one must not push this project's out.
+            where = (RequestLogRow.request_id == request_id) & self._visible(who)
+            row = s.scalars(select(RequestLogRow).where(where).order_by(RequestLogRow.started_at.desc()).limit(1)).first()
             if row is None:
                 raise NotFound(f"no request {request_id!r} in this project's request log", field="request_id")
             return self._public(s, [row])[0]

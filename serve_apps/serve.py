@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from ray import serve
 
 log = logging.getLogger("ray.serve")
@@ -75,6 +75,13 @@ class LLMConfig(BaseModel):
         None, description="where a starting replica reports its phase, and a running one its figures (Rota's control plane)"
     )
     accelerator_type: str | None = Field(None, description="GPU type of the tensor-parallel workers, e.g. H100")
+
+    @field_validator("revision")
+    @classmethod
+    def _no_parent(cls, v: str | None) -> str | None:
+        if v is not None and ".." in v:  # it becomes a directory in the Hub's cache
+            raise ValueError(f"{v[:100]!r} is not a branch, tag or commit")
+        return v
 
     @model_validator(mode="after")
     def _generated(self) -> LLMConfig:

@@ -110,7 +110,11 @@ def test_bad_args_are_rejected_before_anything_runs(llm):
         "args": {"model": "x", "max_num_seqs": 0},
     }
     r = llm.api.post("/tasks", json=body)
-    assert r.status_code == 422 and r.json()["error"]["field"] == "args" and "max_num_seqs" in r.json()["error"]["message"]
+    assert (
+        r.status_code == 422
+        and r.json()["error"]["field"] == "args.max_num_seqs"
+        and "max_num_seqs" in r.json()["error"]["message"]
+    )
 
 
 def test_a_hub_model_downloads_first_and_a_failed_download_is_coded(llm):

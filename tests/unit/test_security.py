@@ -424,3 +424,9 @@ def test_a_deleted_tasks_id_and_fires_never_pass_to_another_projects_task(member
     assert member.get(f"/api/v1/tasks/{mine['id']}", headers=member.member).json().get("last_run") is None
     with member.rt.db.session() as s:
         assert s.scalar(select(func.count()).select_from(RunRow)) == 0  # the deleted task's fires went with it
+
+
+def test_a_custom_applications_revision_never_names_a_parent_directory(member):
+    r = member.post("/api/v1/tasks", json=llm("rev", revision="main/../../x"), headers=member.member)
+    assert r.status_code == 422 and r.json()["error"]["field"] == "args.revision", r.text
+    assert member.post("/api/v1/tasks", json=llm("rev", revision="v1.2/rc"), headers=member.member).status_code == 201

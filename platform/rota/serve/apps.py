@@ -118,10 +118,18 @@ def _build(module: Any, script: Path, file_path: str, deployment_name: str, args
             f"{file_path}:{deployment_name} is not a Serve application or builder: {e}", field="deployment_name"
         ) from None
     except Exception as e:
-        raise InvalidInput(f"{file_path}:{deployment_name} rejected its args: {_short(e)}", field="args") from None
+        raise InvalidInput(f"{file_path}:{deployment_name} rejected its args: {_short(e)}", field=_field(e)) from None
     if not isinstance(app, Application):
         raise InvalidInput(f"{file_path}:{deployment_name} did not build a Serve application", field="deployment_name")
     return app
+
+
+def _field(e: Exception) -> str:
+    """``args.<the first field a pydantic error names>``, else ``args``."""
+    from pydantic import ValidationError
+
+    loc = e.errors()[0]["loc"] if isinstance(e, ValidationError) and e.errors() else ()
+    return ".".join(("args", *(str(p) for p in loc)))
 
 
 def _short(e: Exception) -> str:

@@ -96,7 +96,10 @@ class Dispatcher:
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
         self._hook_slots = asyncio.Semaphore(WEBHOOKS_AT_ONCE)
         hook_client = httpx.AsyncClient(timeout=httpx.Timeout(10.0), trust_env=False, follow_redirects=False)
-        async with httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s, connect=5.0), limits=limits) as http, hook_client:
+        # Straight to the gateway, as the console's playground goes: never through an
+        # HTTP(S)_PROXY from the environment, which would see the gateway's token.
+        timeout = httpx.Timeout(self.timeout_s, connect=5.0)
+        async with httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False) as http, hook_client:
             self._http, self._hooks_http = http, hook_client
             tasks: set[asyncio.Task[None]] = set()
             while not self._stopping:

@@ -25,6 +25,8 @@ at most +0.3 ms TTFT p50 at concurrency 1, and no throughput lost at 8 (>= 0.98x
 
     .venv/bin/python bench/request_path.py [--rounds 6] [--levels 1,8,32] [--requests 256]
     .venv/bin/python bench/request_path.py --rounds 0 --cold 0 --logging-rounds 4   # the request log's cost only
+    .venv/bin/python bench/request_path.py --rounds 0 --cold 0 --logging-rounds 0 --logging-blocks 300
+        # the same, switched every --block-s seconds within one run per level (log_blocks.py)
 
 MODEL=<dir or HF id> benchmarks that model instead of a generated tiny one.
 """

@@ -71,6 +71,7 @@ def test_an_endpoints_logs_merged_filtered_and_without_its_secrets(client, ep, r
         return [ln["line"] for ln in client.get("/api/v1/endpoints/chat/logs", params=params).json()["lines"]]
 
     assert got(search="boom") == ["ERROR 11-23 10:00:06 [serving.py:9] boom"]
+    assert got(search=secret[:12]) == got(search="api_key=" + secret[:4]) == []  # a search tells nothing of what is masked
     assert got(replica="bbb") == [VLLM_B.strip()]
     assert len(got(since="2026-11-23T10:00:05")) == 3 and len(got(limit=2)) == 2
     assert client.get("/api/v1/endpoints/chat/logs", params={"limit": 0}).status_code == 422
@@ -192,3 +193,15 @@ def test_a_follower_whose_key_is_revoked_reads_no_further(client, ep, ray_logs, 
     writer.join()
     assert got and not any("after the revocation" in line for line in got)
     assert client.rt.logs.following() == 0
+
+
+def test_a_line_cut_inside_a_secret_keeps_none_of_it():
+    from rota.domain.logs import MAX_LINE, redact
+
+    secret = "s3cr3t-t0ken-of-forty-characters-123456"
+    (cut,) = parse("x" * (MAX_LINE - 10) + secret + " and more\n", Source("r", "out"), 2026)
+    assert len(cut.line) == MAX_LINE and cut.line.endswith(secret[:10])
+    masked = redact(cut.line, [secret])
+    assert masked == "x" * (MAX_LINE - 10) + "***" and secret[:4] not in masked
+    assert redact("x" * MAX_LINE, [secret]) == "x" * MAX_LINE  # nothing of it there: nothing masked
+    assert redact("short " + secret, [secret]) == "short ***"

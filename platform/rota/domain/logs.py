@@ -78,8 +78,13 @@ def select(lines: list[LogLine], since: datetime | None, search: str | None, lim
 
 
 def redact(line: str, secrets: list[str]) -> str:
-    """A line with the endpoint's own secrets (its token, its env values) replaced."""
-    for secret in secrets:
-        if len(secret) >= 6 and secret in line:
+    """A line with the endpoint's own secrets (its token, its env values) replaced; a line
+    cut at ``MAX_LINE`` also loses the start of one it was cut in (4 characters or more)."""
+    cut = len(line) >= MAX_LINE
+    for secret in (s for s in secrets if len(s) >= 6):
+        if secret in line:
             line = line.replace(secret, "***")
+        if cut:
+            head = next((k for k in range(min(len(secret) - 1, len(line)), 3, -1) if line.endswith(secret[:k])), 0)
+            line = line[:-head] + "***" if head else line
     return line

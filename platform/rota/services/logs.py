@@ -76,8 +76,9 @@ class LogService:
                     files.append([LogLine(time=None, replica=r.replica_id, stream=source.stream, level="WARNING", line=note)])
                     continue
                 files.append(parse(text, source, year))
-        picked = select(merge(files), q.since, q.search, q.limit)
-        return [ln.model_copy(update={"line": redact(ln.line, secrets)}) for ln in picked]
+        # Masked before the search: a search must not find (and so tell) what is masked.
+        masked = [ln if (m := redact(ln.line, secrets)) is ln.line else ln.model_copy(update={"line": m}) for ln in merge(files)]
+        return select(masked, q.since, q.search, q.limit)
 
     def admit(self, who: Principal) -> None:
         """A follower may start: Ray's dashboard serves a bounded number of calls at once,

@@ -5,8 +5,8 @@ two projects, sends 1,000,000 records the way the gateway does (POST /internal/v
 batches of 2,000, with the gateway's token), measuring records stored per second, then
 reads pages over HTTP with an ordinary project key: an endpoint's newest page, the same
 filtered by status class, by the last hour, by key prefix, the project's page, five pages
-deep through cursors, one request by id, and a text search. Targets: ingest >= 2,000
-records/s; a filtered page p99 <= 50 ms.
+deep through cursors, one request by id (a new one, a month-old one, one not there), and a
+text search. Targets: ingest >= 2,000 records/s; a filtered page p99 <= 50 ms.
 
     .venv/bin/python bench/request_log.py [--records 1000000] [--requests 200]
 """
@@ -111,6 +111,8 @@ def main() -> int:
         c = httpx.Client(base_url=srv.url + "/api/v1", headers=mine, timeout=60)
         hour_ago = datetime.fromtimestamp(now - 3600, timezone.utc).isoformat()
         some_id = c.get("/endpoints/e0/requests", params={"limit": 1}).json()["data"][0]["request_id"]
+        month_ago = datetime.fromtimestamp(now - 29 * 86_400, timezone.utc).isoformat()
+        old_id = c.get("/requests", params={"limit": 1, "until": month_ago}).json()["data"][0]["request_id"]
 
         def timed(path: str, **params) -> tuple[float, dict]:
             t = time.perf_counter()
@@ -118,6 +120,12 @@ def main() -> int:
             ms = (time.perf_counter() - t) * 1000
             r.raise_for_status()
             return ms, r.json()
+
+        def missing() -> float:
+            t = time.perf_counter()
+            r = c.get(f"/requests/{uuid.uuid4().hex}")
+            assert r.status_code == 404, r.text
+            return (time.perf_counter() - t) * 1000
 
         def deep() -> float:
             total, cursor = 0.0, None
@@ -134,6 +142,8 @@ def main() -> int:
             "project page (100)": lambda: timed("/requests", limit=100)[0],
             "5 pages deep (per page)": deep,
             "one request by id": lambda: timed(f"/requests/{some_id}")[0],
+            "a month-old request by id": lambda: timed(f"/requests/{old_id}")[0],
+            "an id not in the log (404)": missing,
             "search (text)": lambda: timed(f"/endpoints/e{rng.randrange(5)}/requests", limit=100, search="rate_limit")[0],
         }
         for name, fn in reads.items():

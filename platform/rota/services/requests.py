@@ -165,7 +165,11 @@ class RequestLogService:
         with self.db.session() as s:
             # Through its id's own index, only among the caller's: callers choose their ids, so
             # another project's calls with the same one must not push this project's out.
-            where = (RequestLogRow.request_id == request_id) & self._visible(who)
+            # (``+ 0``: not the project's index, which would walk the project newest first.)
+            mine = (RequestLogRow.project_id + 0) == who.project_id
+            where = (RequestLogRow.request_id == request_id) & (
+                or_(mine, RequestLogRow.project_id.is_(None)) if who.admin else mine
+            )
             row = s.scalars(select(RequestLogRow).where(where).order_by(RequestLogRow.started_at.desc()).limit(1)).first()
             if row is None:
                 raise NotFound(f"no request {request_id!r} in this project's request log", field="request_id")

@@ -15,9 +15,10 @@ from rota.serve.cluster import LocalRayHead, free_port
 @pytest.fixture(autouse=True)
 def no_files_left(tmp_path):
     """``ingress_env`` makes HAProxy's directory in /tmp: each one made here is removed."""
-    before = set(Path("/tmp").glob(f"rota-hap-{os.getuid()}-*"))
+    mine = f"{haproxy.files_dir(0).name.rsplit('-', 1)[0]}-*"
+    before = set(Path("/tmp").glob(mine))
     yield
-    for made in set(Path("/tmp").glob(f"rota-hap-{os.getuid()}-*")) - before:
+    for made in set(Path("/tmp").glob(mine)) - before:
         if made.is_symlink():
             made.unlink()
         else:
@@ -28,9 +29,14 @@ def test_haproxy_files_are_per_cluster_and_short(tmp_path):
     head = LocalRayHead(Settings(home=tmp_path, ray_dashboard_port=41723, ray_temp_dir=tmp_path / "a" / "very" / "deep" / "dir"))
     env = head.ingress_env()
     assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
-    # Ray adds "/<56-char node id>/admin.sock" below the base; HAProxy allows 97 characters.
+    # Ray adds "/<56-char node id>" before admin.sock; HAProxy allows 97 characters, with
+    # any uid (id-mapped ones have ten digits) and port.
     assert len(env["RAY_SERVE_HAPROXY_SOCKET_PATH"]) + 57 <= 97
+    assert len(str(haproxy.files_dir(65535, uid=4294967294) / "admin.sock")) + 57 <= 97
+    assert haproxy.files_dir(41723, uid=0).name == "rota-0-41723" and haproxy.files_dir(1, uid=36 * 36).name == "rota-100-1"
     assert "41723" in env["RAY_SERVE_HAPROXY_SOCKET_PATH"]
+    base = env["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"]  # every socket and file in it (none in a shared /tmp/haproxy-serve)
+    assert all(env[k].startswith(base + "/") for k in env if k.endswith(("_PATH", "_LOC", "_FILE")))
     other = LocalRayHead(Settings(home=tmp_path, ray_dashboard_port=41724)).ingress_env()
     assert other["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"] != env["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"]
     assert env["RAY_SERVE_HAPROXY_STATS_PORT"] != env["RAY_SERVE_HAPROXY_METRICS_PORT"]
@@ -162,15 +168,15 @@ def test_haproxys_files_are_in_a_directory_only_this_user_enters(tmp_path):
 @pytest.mark.parametrize(
     "ports,expected",
     [
-        (None, ["127.0.0.1:8000", "127.0.0.1:9101", "127.0.0.1:8404", "127.0.0.1:80001 ssl", "10.0.0.5:7000"]),
-        ([8404], ["*:8000", ":9101", "127.0.0.1:8404", "*:80001 ssl", "10.0.0.5:7000"]),
+        (None, ["127.0.0.1:8000", "127.0.0.1:9101", "127.0.0.1:8404", "127.0.0.1:84041 ssl", "10.0.0.5:7000"]),
+        ([8404], ["*:8000", ":9101", "127.0.0.1:8404", "*:84041 ssl", "10.0.0.5:7000"]),
     ],
 )
 def test_the_wrapper_moves_haproxys_listeners_to_loopback(tmp_path, ports, expected):
     """Single node: every listener; a head on a node address: the stats page only."""
     cfg = tmp_path / "haproxy.cfg"
     cfg.write_text(
-        "frontend f\n    bind *:8000\n    bind :9101\nlisten stats\n  bind 0.0.0.0:8404\n  bind *:80001 ssl\n  bind 10.0.0.5:7000\n"
+        "frontend f\n    bind *:8000\n    bind :9101\nlisten stats\n  bind 0.0.0.0:8404\n  bind *:84041 ssl\n  bind 10.0.0.5:7000\n"
     )
     script = haproxy.wrapper(tmp_path, "/bin/true", ports)
     subprocess.run([str(script), "-db", "-f", str(cfg)], check=True)

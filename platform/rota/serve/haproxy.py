@@ -2,7 +2,7 @@
 user's only, and its listeners where they belong.
 
 Ray's template makes HAProxy's admin socket ``mode 666 level admin`` and binds its stats
-page to every interface. The socket (and the wrapper Rota runs HAProxy through) live in
+page to every interface. The sockets (and the wrapper Rota runs HAProxy through) live in
 a directory only this user may enter: one that another local user made first, or that is
 a link, is refused rather than used. Stats always, and every listener on a single-node
 head, move to loopback.
@@ -28,10 +28,17 @@ exec {binary} "$@"
 """
 
 
-def files_dir(dashboard_port: int) -> Path:
-    """Per cluster, and short: Ray adds a 56-character node id below it, and HAProxy
-    refuses an admin socket path over 97 characters."""
-    return Path(f"/tmp/rota-hap-{os.getuid()}-{dashboard_port}")
+def files_dir(dashboard_port: int, uid: int | None = None) -> Path:
+    """Per cluster and user, and short: Ray puts a 56-character node id between it and
+    each socket, and HAProxy refuses an admin socket path over 97 characters (this is at
+    most 23, with any uid and port)."""
+    n, digits = os.getuid() if uid is None else uid, ""
+    while True:  # the uid in base 36: an id-mapped uid has ten decimal digits
+        n, d = divmod(n, 36)
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[d] + digits
+        if not n:
+            break
+    return Path(f"/tmp/rota-{digits}-{dashboard_port}")
 
 
 def private_dir(path: Path) -> Path:
@@ -53,6 +60,7 @@ def wrapper(base: Path, binary: str, ports: list[int] | None) -> Path:
     (Ray's documented RAY_SERVE_HAPROXY_BINARY_PATH hook): the listeners on ``ports``
     (None: every one) bound to loopback."""
     script = base / "haproxy"
+    script.unlink(missing_ok=True)  # written anew, never through what was left there
     what = "every HAProxy listener" if ports is None else "HAProxy's stats page"
     pattern = "[0-9]+" if ports is None else "|".join(str(p) for p in ports)
     script.write_text(_WRAPPER.format(what=what, ports=pattern, binary=binary))
@@ -74,6 +82,7 @@ def ingress_env(s: Settings, pick_port: Callable[[], int]) -> dict[str, str]:
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(s.haproxy_metrics_port or pick_port()),
         "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(base / "haproxy.cfg"),
         "RAY_SERVE_HAPROXY_SOCKET_PATH": str(base / "admin.sock"),
+        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(base / "metrics.sock"),  # else a shared /tmp/haproxy-serve
         "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(base),
         "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(base / "server-state"),
         # A stopping replica is held reachable this long, then refuses connections and

@@ -70,7 +70,9 @@ class KeyCreated(KeyPublic):
 
 RETENTION = Field(None, ge=1, le=3650, description="days its request log is kept; unset: ROTA_REQUEST_LOG_RETENTION_DAYS")
 REQUEST_LOG = Field(
-    True, description="record its calls in the request log; false: nothing about them is kept (nor their tokens in usage)"
+    True,
+    description="record its calls in the request log; false: no request log record of them (nor their content, their "
+    "tokens in usage, or the base URL's metrics of them); replica logs, events and async requests are kept as ever",
 )
 
 

@@ -4,7 +4,8 @@ then inherited that task's fires (its runs, and the last fire its schedule goes 
 from), even across projects. The table is rebuilt with AUTOINCREMENT, numbering past
 every id a task ever had (its runs and events remember them). Runs no task can own are
 deleted: those of deleted tasks, and on SQLite (one control plane, one clock) those fired
-before their task was created, which belonged to an earlier task with the same id.
+before their task was created, which belonged to an earlier task with the same id. (Events
+of such an earlier task stay listed under the later one: nothing tells them apart.)
 
 Revision ID: 0018
 Revises: 0017
@@ -21,16 +22,16 @@ depends_on = None
 
 def upgrade() -> None:
     bind = op.get_bind()
+    highest = bind.scalar(
+        sa.text(
+            "SELECT MAX(m) FROM (SELECT MAX(id) AS m FROM tasks UNION ALL SELECT MAX(task_id) FROM events"
+            " UNION ALL SELECT MAX(task_id) FROM runs UNION ALL SELECT MAX(owner_task_id) FROM endpoints)"
+        )
+    )
     op.execute(sa.text("DELETE FROM runs WHERE NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.id = runs.task_id)"))
     if bind.dialect.name != "sqlite":
         return  # PostgreSQL's sequences never give an id twice
     op.execute(sa.text("DELETE FROM runs WHERE fired_at < (SELECT created_at FROM tasks WHERE tasks.id = runs.task_id)"))
-    highest = bind.scalar(
-        sa.text(
-            "SELECT MAX(m) FROM (SELECT MAX(id) AS m FROM tasks UNION ALL SELECT MAX(task_id) FROM events"
-            " UNION ALL SELECT MAX(owner_task_id) FROM endpoints)"
-        )
-    )
     with op.batch_alter_table("tasks", recreate="always", table_kwargs={"sqlite_autoincrement": True}):
         pass
     if highest:

@@ -51,7 +51,7 @@ def blocks(detail: dict[str, list[Any]], switches: list[tuple[float, bool]], mar
     out = []
     for (at, on), nxt in zip(switches, [t for t, _ in switches[1:]] + [last_sent], strict=True):
         lo, hi = at + margin_s, min(nxt, last_sent)
-        if hi - lo < margin_s:
+        if hi - lo < 0.5 * (nxt - at):  # the last, cut short by the end of the load
             continue
         done = [i for i, e in enumerate(ends) if lo <= e < hi]
         sent = [ttfts[i] for i, s in enumerate(starts) if lo <= s < hi]

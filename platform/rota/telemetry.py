@@ -71,6 +71,9 @@ class Telemetry:
         self.tokens = Counter("rota_gateway_tokens", "Tokens in and out", [*labels, "direction"], registry=r)
         self.stored = Counter("rota_request_log_records", "Request records stored", registry=r)
         self.duplicates = Counter("rota_request_log_duplicates", "Request records sent again and stored once", registry=r)
+        self.kept_out = Counter(
+            "rota_request_log_kept_out", "Request records not stored: their project keeps its calls out", registry=r
+        )
 
     def fired(self, applied_at: datetime | None, scheduled_at: datetime | None, trigger: str, missed: bool) -> None:
         if missed:

@@ -238,6 +238,7 @@ def test_a_project_can_keep_its_calls_out_of_the_request_log_and_only_an_admin_s
     assert stored.status_code == 200 and stored.json() == {"stored": 2, "rejected": 0}
     assert client.get("/api/v1/requests/b-late", headers=other["headers"]).status_code == 404
     assert client.get("/api/v1/requests/a-1").status_code == 200 and client.rt.requests.kept_out == 1
+    assert "rota_request_log_kept_out_total 1.0" in client.get("/metrics").text
     client.patch("/api/v1/projects/team-b", json={"request_log": True})
     ingest(client, [record(request_id="b-on", project_id=2)])
     assert client.get("/api/v1/requests/b-on", headers=other["headers"]).status_code == 200

@@ -96,6 +96,8 @@ class RequestLogService:
             if off:
                 kept = [r for r in valid if r.project_id not in off]
                 self.kept_out += len(valid) - len(kept)
+                if self.telemetry is not None:
+                    self.telemetry.kept_out.inc(len(valid) - len(kept))
                 if not (valid := kept):
                     return {"stored": 0, "rejected": rejected}
             rows = RECORDS.dump_python(valid)

@@ -14,7 +14,8 @@ Rota deploys this application at route prefix ``/`` of the Ray Serve HTTP port, 
    scale-from-zero), then forwarded; past ``wake_timeout_s`` the caller gets 503 with
    ``Retry-After``, never a 404;
 4. admits at most ``max_concurrency`` requests per endpoint (its replicas' capacity plus
-   its queue); beyond that a 429 with ``Retry-After``. The limit holds across all the
+   its queue), and at most the routing table's ``project_max_inflight`` per project, all
+   its endpoints together; beyond either a 429 with ``Retry-After``. The limit holds across all the
    gateway's replicas together: they lease its slots from one shared pool
    (``_admission.py``), so the gateway scales out like any Serve deployment;
 5. records every call in the request log (``_request_log.py``; not those of a project
@@ -127,6 +128,7 @@ class RoutingTable:
         # records, no usage asked of streams, answers passed through unread.
         self.request_log = True
         self.unlogged: frozenset[int] = frozenset()  # projects that keep their calls out of it
+        self.project_limit: int | None = None  # calls of one project in flight, all its endpoints together
         self.pulls = 0
         self._started = float("-inf")  # when the last pull began
         self._forced = float("-inf")  # when the last pull for something unknown began
@@ -162,6 +164,7 @@ class RoutingTable:
             self.endpoints = {(e["project_id"], e["routing_key"]): e for e in body.get("endpoints", [])}
             self.request_log = body.get("request_log") is not False
             self.unlogged = frozenset(body.get("unlogged_projects") or ())
+            self.project_limit = body.get("project_max_inflight")
             self.loaded_at, self.unknown = time.monotonic(), {}
 
     async def key(self, key: str, arrived: float) -> dict[str, Any] | None:
@@ -456,11 +459,20 @@ class GatewayApp:
         if ep["status"] in DOWN:
             detail = f": {ep['message']}" if ep.get("message") else ""
             return error(503, f"endpoint {model!r} is {ep['status']}{detail}", "endpoint_unavailable", "service_unavailable")
-        name = f"{project}/{model}"
+        name, whole = f"{project}/{model}", f"project/{project}"
         limit = ep.get("async_limit") if call.background else ep.get("max_concurrency")
         if not await self.admission.enter(name, limit):
             message = f"endpoint {model!r} is at capacity ({ep['max_concurrency']} requests in flight); retry later"
             return error(429, message, "rate_limit_exceeded", "rate_limit_error", retry_after=1)
+        if not await self.admission.enter(whole, self.table.project_limit):
+            self.admission.leave(name)
+            message = f"this project has {self.table.project_limit} requests in flight, its most at once; retry later"
+            return error(429, message, "rate_limit_exceeded", "rate_limit_error", retry_after=1)
+
+        def release() -> None:
+            self.admission.leave(name)
+            self.admission.leave(whole)
+
         logged = self.table.logs(call.project_id)
         if logged:
             body = self._usage_on_streams(call, ep, parsed, body)
@@ -471,10 +483,10 @@ class GatewayApp:
         try:
             upstream = await self._reach(ep, request, body, call)
         except BaseException:
-            self.admission.leave(name)
+            release()
             raise
         if isinstance(upstream, Response) or upstream.status == 503:  # no replica in time, or the replica's queue is full
-            self.admission.leave(name)
+            release()
             if isinstance(upstream, Response):
                 return upstream
             upstream.release()
@@ -482,11 +494,11 @@ class GatewayApp:
                 429, f"endpoint {model!r} is at capacity; retry later", "rate_limit_exceeded", "rate_limit_error", retry_after=1
             )
         if not logged:  # the answer's bytes straight through
-            return Relay(upstream, None, lambda: self.admission.leave(name))
+            return Relay(upstream, None, release)
         tap = Tap(call, upstream.status, upstream.headers.get("content-type", ""), upstream.headers.get(REPLICA_HEADER))
 
         def done() -> None:
-            self.admission.leave(name)
+            release()
             record = call.record(upstream.status, None, tap)
             if tap.broken:  # the endpoint's answer broke off half way
                 record.update(status=502, error_code="upstream_error")

@@ -136,6 +136,7 @@ class Runtime:
             not_rotas=self.reconciler.not_rotas,
             async_reserve=settings.async_reserve,
             request_log=settings.request_log,
+            project_max_inflight=settings.gateway_project_max_inflight,
         )
         self.invocations = InvocationService(self.db, settings)
         self.async_queue = AsyncQueue(self.db, settings, loader=self.invocations.loader)

@@ -119,12 +119,19 @@ class ControlPlane:
         ]
         self.request_log = True  # ROTA_REQUEST_LOG
         self.unlogged: list[int] = []  # projects whose request_log is off
+        self.project_max_inflight: int | None = None
         self.pulls = 0
 
     async def __call__(self):
         self.pulls += 1
         keys = [{"hash": k, "project_id": p, "key_id": self.key_ids.get(k), "prefix": f"rota_{p}"} for k, p in self.keys.items()]
-        return {"keys": keys, "endpoints": self.endpoints, "request_log": self.request_log, "unlogged_projects": self.unlogged}
+        return {
+            "keys": keys,
+            "endpoints": self.endpoints,
+            "request_log": self.request_log,
+            "unlogged_projects": self.unlogged,
+            "project_max_inflight": self.project_max_inflight,
+        }
 
 
 def chat(gw, key=KEY_A, model="chat", path="/v1/chat/completions", json=None, headers=None, **kw):

@@ -124,6 +124,22 @@ def test_admission_beyond_capacity_is_a_429(gw):
     assert chat(gw).status_code == 200 and adm.inflight["1/chat"] == 1
 
 
+def test_one_projects_calls_in_flight_stop_at_its_limit_whatever_its_endpoints_say(gw):
+    """ROTA_GATEWAY_PROJECT_MAX_INFLIGHT, from the routing table: a project whose endpoints
+    allow a million calls each still never takes the gateway's whole room."""
+    gw.cp.project_max_inflight = 2
+    asyncio.run(gw.app.table.refresh())
+    adm = gw.app.admission
+    assert gw.portal.call(adm.enter, "project/1", 2) and gw.portal.call(adm.enter, "project/1", 2)  # two calls elsewhere
+    r = chat(gw)
+    assert r.status_code == 429 and r.headers["Retry-After"] == "1", r.text
+    assert "this project has 2 requests in flight" in r.json()["error"]["message"]
+    assert adm.inflight["1/chat"] == 0  # the endpoint's slot given back
+    assert chat(gw, KEY_B).status_code == 200  # another project has its own room
+    adm.leave("project/1")
+    assert chat(gw).status_code == 200 and adm.inflight["project/1"] == 1 and adm.inflight["1/chat"] == 0
+
+
 def test_the_gateways_statuses_are_the_domains():
     assert {s.value for s in EndpointStatus.wakeable()} == gateway.WAKEABLE
     assert {s.value for s in EndpointStatus.down()} == gateway.DOWN

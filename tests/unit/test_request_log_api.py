@@ -222,7 +222,7 @@ def test_a_project_can_keep_its_calls_out_of_the_request_log_and_only_an_admin_s
     """``request_log: false`` on a project: the gateways are told (the routing table), and
     what one sent before it heard is not stored either; other projects are not touched."""
     table = lambda: client.get("/internal/v1/routing", headers={"Authorization": f"Bearer {client.rt.internal_token}"}).json()
-    assert table()["unlogged_projects"] == []
+    assert table()["unlogged_projects"] == [] and table()["project_max_inflight"] == 20_000
     assert client.get("/api/v1/projects").json()[0]["request_log"] is True  # on unless turned off
     refused = client.patch("/api/v1/projects/team-b", json={"request_log": False}, headers=other["headers"])
     assert refused.status_code == 403  # the project's own ordinary key cannot

@@ -39,6 +39,7 @@ class ClusterService:
     gateway: str = GATEWAY_APP
     async_reserve: float = 0.25  # the share of an endpoint's limit queued work leaves to synchronous calls
     request_log: bool = True  # ROTA_REQUEST_LOG: the gateways follow it through the routing table
+    project_max_inflight: int = 20_000  # ROTA_GATEWAY_PROJECT_MAX_INFLIGHT: followed the same way
 
     def apps(self, who: Principal) -> list[dict[str, Any]]:
         """Every application on the cluster with whose it is: an endpoint's (a task's own
@@ -153,4 +154,10 @@ class ClusterService:
                         "stream_usage": ep.file_path == LLM_SCRIPT,  # vLLM reports usage on a stream's last chunk
                     }
                 )
-        return {"keys": keys, "endpoints": endpoints, "request_log": self.request_log, "unlogged_projects": unlogged}
+        return {
+            "keys": keys,
+            "endpoints": endpoints,
+            "request_log": self.request_log,
+            "unlogged_projects": unlogged,
+            "project_max_inflight": self.project_max_inflight,
+        }

@@ -22,15 +22,15 @@ depends_on = None
 
 def upgrade() -> None:
     bind = op.get_bind()
-    highest = bind.scalar(
-        sa.text(
-            "SELECT MAX(m) FROM (SELECT MAX(id) AS m FROM tasks UNION ALL SELECT MAX(task_id) FROM events"
-            " UNION ALL SELECT MAX(task_id) FROM runs UNION ALL SELECT MAX(owner_task_id) FROM endpoints)"
-        )
+    sqlite = bind.dialect.name == "sqlite"  # PostgreSQL's sequences never give an id twice
+    ever = (
+        "SELECT MAX(m) FROM (SELECT MAX(id) AS m FROM tasks UNION ALL SELECT MAX(task_id) FROM events"
+        " UNION ALL SELECT MAX(task_id) FROM runs UNION ALL SELECT MAX(owner_task_id) FROM endpoints) AS ids"
     )
+    highest = bind.scalar(sa.text(ever)) if sqlite else None  # before the orphans' runs go
     op.execute(sa.text("DELETE FROM runs WHERE NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.id = runs.task_id)"))
-    if bind.dialect.name != "sqlite":
-        return  # PostgreSQL's sequences never give an id twice
+    if not sqlite:
+        return
     op.execute(sa.text("DELETE FROM runs WHERE fired_at < (SELECT created_at FROM tasks WHERE tasks.id = runs.task_id)"))
     with op.batch_alter_table("tasks", recreate="always", table_kwargs={"sqlite_autoincrement": True}):
         pass

@@ -103,11 +103,8 @@ class Settings(BaseSettings):
     wake_timeout_s: float = Field(300.0, gt=0)  # a request to a sleeping endpoint waits this long, then 503
     gateway_refresh_s: float = Field(1.0, gt=0)  # routing table refresh (key revocation takes effect within it)
     gateway_max_body_bytes: int = Field(16 * MIB, ge=1024)  # OpenAI request bodies (long prompts)
-    # Calls of one project in flight at the base URL, all its endpoints together: whatever
-    # limits its endpoints say, one project never takes the gateway's whole room.
-    gateway_project_max_inflight: int = Field(20_000, ge=1, le=1_000_000)
-    # The gateway's replicas (autoscaled between the two on requests in flight per replica);
-    # an endpoint's concurrency limit holds across all of them.
+    gateway_project_max_inflight: int = Field(20_000, ge=1, le=1_000_000)  # one project's calls in flight at the base URL
+    # The gateway's replicas (autoscaled on requests in flight); an endpoint's limit holds across all.
     gateway_min_replicas: int = Field(1, ge=1, le=100)
     gateway_max_replicas: int = Field(1, ge=1, le=100)
     gateway_target_ongoing: int = Field(64, ge=1)  # requests in flight per gateway replica before one is added

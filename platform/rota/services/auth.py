@@ -69,11 +69,7 @@ class KeyCreated(KeyPublic):
 
 
 RETENTION = Field(None, ge=1, le=3650, description="days its request log is kept; unset: ROTA_REQUEST_LOG_RETENTION_DAYS")
-REQUEST_LOG = Field(
-    True,
-    description="record its calls in the request log; false: no request log record of them (nor their content, their "
-    "tokens in usage, or the base URL's metrics of them); replica logs, events and async requests are kept as ever",
-)
+REQUEST_LOG = Field(True, description="record its calls in the request log (false: none of their records, content or tokens)")
 
 
 class ProjectCreate(Strict):
@@ -103,14 +99,7 @@ class ProjectPublic(BaseModel):
 
     @classmethod
     def of(cls, row: ProjectRow) -> ProjectPublic:
-        return cls(
-            id=row.id,
-            name=row.name,
-            created_at=row.created_at,
-            request_log_retention_days=row.request_log_retention_days,
-            request_log=row.request_log is not False,
-            prices=row.prices,
-        )
+        return cls.model_validate(row, from_attributes=True)
 
 
 @dataclass
